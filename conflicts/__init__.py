@@ -1,0 +1,57 @@
+"""The merge core of quietsync: pure functions over immutable data, no I/O.
+
+Hybrid logical clocks (`HLC`, `Clock`), field-level last-writer-wins with
+conflict detection and identical-content suppression (`merge_field`), custom
+resolvers (`Resolvers`), CRDT text helpers over pycrdt (`CrdtText`,
+`initial_text_update`), and the wire messages (`Mutation`, `Change`).
+
+This package must not import `replica`, `server`, asyncio, sqlite or aiohttp.
+"""
+
+from conflicts.canonical import canonical_equal, canonical_json
+from conflicts.conflict import Conflict, FieldRef, Side
+from conflicts.crdt import CrdtText, initial_text_update, merge_text_updates, text_of
+from conflicts.errors import (
+    ClockDriftError,
+    CrdtUpdateError,
+    KindMismatchError,
+    QuietsyncError,
+    WireError,
+)
+from conflicts.hlc import HLC, Clock, validate_node_id, wall_clock_ms
+from conflicts.lww import FieldWrite, Merge, Outcome, merge_field
+from conflicts.resolvers import Resolver, Resolvers, derived_stamp
+from conflicts.wire import DELETED_FIELD, KINDS, Change, Kind, Mutation
+
+__all__ = [
+    "DELETED_FIELD",
+    "HLC",
+    "KINDS",
+    "Change",
+    "Clock",
+    "ClockDriftError",
+    "Conflict",
+    "CrdtText",
+    "CrdtUpdateError",
+    "FieldRef",
+    "FieldWrite",
+    "Kind",
+    "KindMismatchError",
+    "Merge",
+    "Mutation",
+    "Outcome",
+    "QuietsyncError",
+    "Resolver",
+    "Resolvers",
+    "Side",
+    "WireError",
+    "canonical_equal",
+    "canonical_json",
+    "derived_stamp",
+    "initial_text_update",
+    "merge_field",
+    "merge_text_updates",
+    "text_of",
+    "validate_node_id",
+    "wall_clock_ms",
+]

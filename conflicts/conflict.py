@@ -1,0 +1,83 @@
+"""The `Conflict` record: what a user (or a log) is told about a lost write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from conflicts.hlc import HLC
+
+__all__ = ["Conflict", "FieldRef", "Side"]
+
+
+@attrs.frozen
+class FieldRef:
+    """Which field of which record: ``(collection, key, field)``."""
+
+    collection: str
+    key: str
+    field: str
+
+
+@attrs.frozen
+class Side:
+    """One side of a conflict: the value a write carried and its stamp."""
+
+    value: Any
+    stamp: HLC
+
+    @property
+    def node(self) -> str:
+        """The node that made the write."""
+        return self.stamp.node
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "stamp": str(self.stamp), "node": self.node}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Side:
+        return cls(value=obj["value"], stamp=HLC.parse(obj["stamp"]))
+
+
+@attrs.frozen
+class Conflict:
+    """A write that did not see the value it replaced (or lost to), with different content.
+
+    `winner` is what the field holds after the merge; `loser` is the write that
+    was overwritten or refused. `detected_by` names the node that detected it
+    (in practice the server, which reports each conflict once for everybody).
+    """
+
+    collection: str
+    key: str
+    field: str
+    winner: Side
+    loser: Side
+    detected_by: str
+
+    @property
+    def ref(self) -> FieldRef:
+        return FieldRef(self.collection, self.key, self.field)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "key": self.key,
+            "field": self.field,
+            "winner": self.winner.to_json(),
+            "loser": self.loser.to_json(),
+            "detected_by": self.detected_by,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Conflict:
+        """Inverse of `to_json`; a malformed object raises `ValueError` or `KeyError`."""
+        return cls(
+            collection=obj["collection"],
+            key=obj["key"],
+            field=obj["field"],
+            winner=Side.from_json(obj["winner"]),
+            loser=Side.from_json(obj["loser"]),
+            detected_by=obj["detected_by"],
+        )

@@ -1,0 +1,169 @@
+"""Hybrid logical clocks (Kulkarni et al., 2014).
+
+An `HLC` stamp is ``(wall_ms, counter, node)``: physical milliseconds, a logical
+counter that orders events within (or behind) one millisecond, and the id of the
+node that issued it. Stamps are totally ordered by that tuple, so two writes
+never tie: their nodes differ.
+
+``str(stamp)`` is sortable in the same order as the stamps themselves: the wall
+time and the counter are fixed width, so string comparison falls through to the
+node id exactly where tuple comparison does. It is the form stored in SQLite
+and sent on the wire.
+
+A `Clock` issues stamps for one node and absorbs stamps it receives. It never
+issues a stamp at or below one it has issued or absorbed, even when the wall
+clock goes backwards. A remote stamp further ahead of the local wall clock than
+``max_drift_ms`` is refused (`ClockDriftError`): absorbing it would drag this
+clock, and every clock this one talks to, into the future.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import attrs
+
+from conflicts.errors import ClockDriftError
+
+__all__ = ["HLC", "Clock", "validate_node_id", "wall_clock_ms"]
+
+_WALL_DIGITS = 15
+_COUNTER_DIGITS = 8
+MAX_WALL_MS = 10**_WALL_DIGITS - 1
+MAX_COUNTER = 16**_COUNTER_DIGITS - 1
+_NODE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Derived stamps (see `conflicts.resolvers`) extend a node id with "*" + digest;
+# "*" is never part of an issued node id, so a derived stamp cannot collide with one.
+_STAMP_NODE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}(\*[0-9a-f]{1,32})*")
+_STAMP_RE = re.compile(
+    rf"(?P<wall>[0-9]{{{_WALL_DIGITS}}})-(?P<counter>[0-9a-f]{{{_COUNTER_DIGITS}}})-(?P<node>.+)"
+)
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the epoch from the system clock."""
+    return time.time_ns() // 1_000_000
+
+
+def validate_node_id(node: str) -> str:
+    """Return `node` if it is a valid node id (1-64 of ``A-Z a-z 0-9 _ . -``)."""
+    if not isinstance(node, str) or not _NODE_RE.fullmatch(node):
+        raise ValueError(f"invalid node id {node!r}: use 1-64 characters of A-Z a-z 0-9 _ . -")
+    return node
+
+
+def _check_stamp_node(node: str) -> None:
+    if not isinstance(node, str) or not _STAMP_NODE_RE.fullmatch(node):
+        raise ValueError(f"invalid node id {node!r} in a stamp")
+
+
+@attrs.frozen(order=True, repr=False)
+class HLC:
+    """One hybrid logical clock stamp; ordered by ``(wall_ms, counter, node)``."""
+
+    wall_ms: int = attrs.field()
+    counter: int = attrs.field()
+    node: str = attrs.field()
+
+    @wall_ms.validator
+    def _check_wall(self, _: attrs.Attribute[int], value: int) -> None:
+        if type(value) is not int or not 0 <= value <= MAX_WALL_MS:
+            raise ValueError(f"HLC wall_ms must be an int in 0..{MAX_WALL_MS}, got {value!r}")
+
+    @counter.validator
+    def _check_counter(self, _: attrs.Attribute[int], value: int) -> None:
+        if type(value) is not int or not 0 <= value <= MAX_COUNTER:
+            raise ValueError(f"HLC counter must be an int in 0..{MAX_COUNTER}, got {value!r}")
+
+    @node.validator
+    def _check_node(self, _: attrs.Attribute[str], value: str) -> None:
+        _check_stamp_node(value)
+
+    @classmethod
+    def minimal(cls, node: str) -> HLC:
+        """The lowest stamp `node` can hold: any stamp a clock issues beats it.
+
+        Used for placeholders that must lose to the first real write.
+        """
+        return cls(0, 0, node)
+
+    @classmethod
+    def parse(cls, text: str) -> HLC:
+        """Parse the form produced by ``str(stamp)``; `ValueError` names bad input."""
+        if not isinstance(text, str):
+            raise ValueError(f"an HLC stamp must be a string, got {type(text).__name__}: {text!r}")
+        match = _STAMP_RE.fullmatch(text)
+        if match is None:
+            raise ValueError(
+                f"not an HLC stamp: {text!r} (expected "
+                f"'<{_WALL_DIGITS} digits>-<{_COUNTER_DIGITS} hex digits>-<node>')"
+            )
+        try:
+            return cls(int(match["wall"]), int(match["counter"], 16), match["node"])
+        except ValueError as exc:
+            raise ValueError(f"not an HLC stamp: {text!r}: {exc}") from None
+
+    def __str__(self) -> str:
+        return f"{self.wall_ms:0{_WALL_DIGITS}d}-{self.counter:0{_COUNTER_DIGITS}x}-{self.node}"
+
+    def __repr__(self) -> str:
+        return f"HLC({self.wall_ms}, {self.counter}, {self.node!r})"
+
+
+class Clock:
+    """Issues strictly increasing stamps for one node and absorbs remote ones.
+
+    `wall` is injectable so tests can move time by hand (including backwards).
+    """
+
+    def __init__(
+        self,
+        node: str,
+        *,
+        max_drift_ms: int = 60_000,
+        wall: Callable[[], int] = wall_clock_ms,
+        last: HLC | None = None,
+    ) -> None:
+        self.node = validate_node_id(node)
+        if max_drift_ms < 0:
+            raise ValueError(f"max_drift_ms must be >= 0, got {max_drift_ms}")
+        self.max_drift_ms = max_drift_ms
+        self._wall = wall
+        # The highest (wall_ms, counter) issued or absorbed so far.
+        self._wall_ms = last.wall_ms if last else 0
+        self._counter = last.counter if last else 0
+
+    @property
+    def last(self) -> HLC:
+        """The highest point this clock has issued or absorbed (as this node's stamp)."""
+        return HLC(self._wall_ms, self._counter, self.node)
+
+    def now(self) -> HLC:
+        """A stamp strictly greater than every stamp issued or absorbed so far."""
+        wall = self._wall()
+        if wall > self._wall_ms:
+            self._wall_ms, self._counter = wall, 0
+        elif self._counter < MAX_COUNTER:
+            self._counter += 1
+        else:
+            # Counter exhausted within one logical millisecond: borrow the next one.
+            self._wall_ms, self._counter = self._wall_ms + 1, 0
+        return HLC(self._wall_ms, self._counter, self.node)
+
+    def check_drift(self, remote: HLC) -> None:
+        """Raise `ClockDriftError` if `remote` is too far ahead; change nothing."""
+        ahead = remote.wall_ms - self._wall()
+        if ahead > self.max_drift_ms:
+            raise ClockDriftError(remote, ahead, self.max_drift_ms)
+
+    def observe(self, remote: HLC) -> None:
+        """Absorb a remote stamp so that every later `now()` is greater than it.
+
+        Raises `ClockDriftError` (and leaves the clock unchanged) when `remote`
+        is more than `max_drift_ms` ahead of the local wall clock.
+        """
+        self.check_drift(remote)
+        if (remote.wall_ms, remote.counter) > (self._wall_ms, self._counter):
+            self._wall_ms, self._counter = remote.wall_ms, remote.counter
