@@ -1,0 +1,1 @@
+"""Benchmarks: each module prints a table comparing quietsync with a raw baseline."""

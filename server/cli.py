@@ -1,0 +1,46 @@
+"""The `quietsync` command line: one subcommand per module, wired here.
+
+This is the top layer that may wire `server`, `replica` and `benchmarks`
+together (the demo and the benchmarks need both sides); nothing below it may.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["build_parser", "main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quietsync",
+        description="Offline-first replication for Python apps: local SQLite replicas, "
+        "a sync server, and streamed server jobs mirrored into the replica.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    parser.set_defaults(command=None)
+    parser.add_subparsers(title="commands", metavar="COMMAND")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    command: Command | None = args.command
+    if command is None:
+        parser.print_help()
+        return 0
+    return command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
