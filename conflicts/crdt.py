@@ -14,6 +14,14 @@ Two pitfalls of the underlying library are handled here:
   the other is a no-op. *Different* initial contents are both kept, one after
   the other, in an order every replica agrees on (Yjs orders concurrent inserts
   at one position by client id).
+* **Out-of-order delivery can lose text in pycrdt.** When updates arrive before
+  the updates they depend on, and form a chain (B needs A, C needs B), applying
+  A integrates B but silently drops C: it is gone from the document and from
+  its `get_update()`. `CrdtText.apply` therefore checks after every apply
+  whether the doc integrated the update's structs, keeps the ones it did not in
+  its own pending update (merged losslessly with `merge_updates`), and retries
+  them after each later apply. The pure-bytes `merge_text_updates` never had
+  the problem. (``tests/conflicts/test_crdt.py`` pins the case down.)
 * **Out-of-range edits are not errors in pycrdt**: an insert past the end is
   silently clamped, and a delete past the end panics in Rust. `CrdtText`
   checks ranges first and raises `IndexError`.
@@ -25,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 
-from pycrdt import Doc, Text, get_state, merge_updates
+from pycrdt import Doc, Text, get_state, get_update, merge_updates
 
 from conflicts.conflict import FieldRef
 from conflicts.errors import CrdtUpdateError
@@ -55,6 +63,7 @@ class CrdtText:
     def __init__(self, state: bytes | None = None, *, client_id: int | None = None) -> None:
         self._doc = Doc(client_id=client_id)
         self._text = self._doc.get(ROOT, type=Text)
+        self._pending: bytes | None = None  # structs the doc has not integrated yet
         if state:
             self.apply(state)
 
@@ -69,10 +78,28 @@ class CrdtText:
         """Merge a Yjs update; `CrdtUpdateError` (document unchanged) if it is garbage."""
         if not isinstance(update, bytes | bytearray | memoryview):
             raise CrdtUpdateError(f"a CRDT update must be bytes, got {type(update).__name__}")
+        update = bytes(update)
         try:
-            self._doc.apply_update(bytes(update))
+            self._doc.apply_update(update)
         except ValueError as exc:
             raise CrdtUpdateError(f"not a valid Yjs update ({len(update)} bytes): {exc}") from exc
+        retry, self._pending = self._pending, None
+        self._stash_unintegrated(update)
+        if retry is not None:  # the new update may be what the stashed structs waited for
+            self._doc.apply_update(retry)
+            self._stash_unintegrated(retry)
+
+    @property
+    def has_pending(self) -> bool:
+        """True while some applied structs wait for updates they depend on."""
+        return self._pending is not None
+
+    def _stash_unintegrated(self, update: bytes) -> None:
+        missing = get_update(update, self._doc.get_state())
+        if missing[0] != 0:  # first varuint: how many clients still have structs missing
+            self._pending = (
+                missing if self._pending is None else merge_updates(self._pending, missing)
+            )
 
     def insert(self, index: int, text: str) -> bytes:
         """Insert `text` at `index` (0..len); return the update describing the edit."""
@@ -97,8 +124,9 @@ class CrdtText:
         return self._doc.get_update(before)
 
     def state(self) -> bytes:
-        """The whole document as one update."""
-        return self._doc.get_update()
+        """The whole document as one update, including structs still pending."""
+        state = self._doc.get_update()
+        return state if self._pending is None else merge_updates(state, self._pending)
 
     def state_vector(self) -> bytes:
         return self._doc.get_state()

@@ -1,0 +1,150 @@
+"""CRDT text helpers: convergence, deterministic initial content, garbage refusal."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conflicts import (
+    CrdtText,
+    CrdtUpdateError,
+    FieldRef,
+    initial_text_update,
+    merge_text_updates,
+    text_of,
+)
+
+REF = FieldRef("notes", "n1", "body")
+
+
+def test_two_replicas_initialising_the_same_text_converge_to_one_copy() -> None:
+    a = CrdtText(initial_text_update(REF, "hello"))
+    b = CrdtText(initial_text_update(REF, "hello"))
+    a.apply(b.state())
+    b.apply(a.state())
+    assert a.text == b.text == "hello"
+
+
+def test_plain_concurrent_inserts_of_the_same_text_would_duplicate() -> None:
+    # The pitfall that initial_text_update exists for (measured in pycrdt).
+    a, b = CrdtText(), CrdtText()
+    a.insert(0, "hello")
+    b.insert(0, "hello")
+    a.apply(b.state())
+    assert a.text == "hellohello"
+
+
+def test_different_initial_content_is_kept_in_the_same_order_everywhere() -> None:
+    hello = initial_text_update(REF, "hello")
+    world = initial_text_update(REF, "world")
+    a, b = CrdtText(hello), CrdtText(world)
+    a.apply(world)
+    b.apply(hello)
+    assert a.text == b.text
+    assert sorted([a.text[:5], a.text[5:]]) == ["hello", "world"]
+
+
+def test_same_content_in_another_field_is_a_different_update() -> None:
+    assert initial_text_update(REF, "x") != initial_text_update(
+        FieldRef("notes", "n2", "body"), "x"
+    )
+
+
+@given(st.data())
+def test_any_delivery_order_with_duplicates_converges(data: st.DataObject) -> None:
+    replicas = [CrdtText(initial_text_update(REF, "base")) for _ in range(3)]
+    updates: list[bytes] = []
+    for _ in range(data.draw(st.integers(1, 8))):
+        replica = data.draw(st.sampled_from(replicas))
+        if len(replica) and data.draw(st.booleans()):
+            index = data.draw(st.integers(0, len(replica) - 1))
+            length = data.draw(st.integers(1, len(replica) - index))
+            updates.append(replica.delete(index, length))
+        else:
+            index = data.draw(st.integers(0, len(replica)))
+            updates.append(replica.insert(index, data.draw(st.text("abc", min_size=1, max_size=3))))
+    deliveries = updates + data.draw(st.lists(st.sampled_from(updates), max_size=4))
+    texts = set()
+    for _ in range(3):
+        target = CrdtText(initial_text_update(REF, "base"))
+        for update in data.draw(st.permutations(deliveries)):
+            target.apply(update)
+        texts.add(target.text)
+    merged = None
+    for update in data.draw(st.permutations(updates)):
+        merged = merge_text_updates(merged, update)
+    texts.add(text_of(merge_text_updates(merged, initial_text_update(REF, "base"))))
+    assert len(texts) == 1
+
+
+def test_garbage_update_raises_and_leaves_the_document_unchanged() -> None:
+    doc = CrdtText(initial_text_update(REF, "keep me"))
+    before = doc.state()
+    for garbage in (b"", b"\x01\x02garbage", b"\xff" * 40):
+        with pytest.raises(CrdtUpdateError, match="not a valid Yjs update"):
+            doc.apply(garbage)
+        with pytest.raises(CrdtUpdateError):
+            merge_text_updates(before, garbage)
+    assert doc.text == "keep me"
+    assert doc.state() == before
+
+
+def test_non_bytes_update_is_refused() -> None:
+    with pytest.raises(CrdtUpdateError, match="must be bytes"):
+        CrdtText().apply("text")  # type: ignore[arg-type]
+
+
+def test_out_of_range_edits_raise_index_error_and_change_nothing() -> None:
+    doc = CrdtText(initial_text_update(REF, "abc"))
+    with pytest.raises(IndexError, match="out of range"):
+        doc.insert(4, "x")
+    with pytest.raises(IndexError, match="cannot delete"):
+        doc.delete(1, 3)
+    with pytest.raises(IndexError):
+        doc.delete(-1, 1)
+    with pytest.raises(TypeError):
+        doc.insert(0, 5)  # type: ignore[arg-type]
+    assert doc.text == "abc"
+
+
+def test_delta_since_a_peer_state_vector_brings_the_peer_up_to_date() -> None:
+    a = CrdtText(initial_text_update(REF, "hello"))
+    b = CrdtText(a.state())
+    a.insert(5, " world")
+    delta = a.delta_since(b.state_vector())
+    assert len(delta) < len(a.state())
+    b.apply(delta)
+    assert b.text == "hello world"
+    with pytest.raises(CrdtUpdateError):
+        a.delta_since(b"\xff\xff\xff")
+
+
+def test_text_of_empty_state_is_empty() -> None:
+    assert text_of(None) == ""
+    assert text_of(initial_text_update(REF, "")) == ""
+
+
+def test_a_chain_of_early_updates_is_not_lost_when_its_root_arrives_last() -> None:
+    # Plain pycrdt drops the last link here: "abaase" instead of "aabaase".
+    source = CrdtText(initial_text_update(REF, "base"))
+    first, second, third = source.insert(0, "a"), source.insert(0, "a"), source.insert(3, "a")
+    target = CrdtText(initial_text_update(REF, "base"))
+    target.apply(second)
+    target.apply(third)
+    assert target.has_pending
+    target.apply(first)
+    assert not target.has_pending
+    assert target.text == source.text == "aabaase"
+    assert CrdtText(target.state()).text == "aabaase"
+
+
+def test_structs_waiting_for_a_missing_update_survive_in_the_state() -> None:
+    source = CrdtText(initial_text_update(REF, "base"))
+    first, second = source.insert(0, "x"), source.insert(1, "y")
+    early = CrdtText(initial_text_update(REF, "base"))
+    early.apply(second)
+    assert early.text == "base" and early.has_pending
+    later = CrdtText(early.state())  # persisted and reopened before `first` arrives
+    later.apply(first)
+    assert later.text == "xybase"

@@ -1,0 +1,89 @@
+"""Wire messages: round trips and validating decode."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conflicts import HLC, Change, Conflict, Mutation, Side, WireError
+
+from .strategies import json_values, stamps
+
+STAMP = HLC(1_700_000_000_000, 3, "node-a")
+
+
+def lww(**overrides: Any) -> dict[str, Any]:
+    obj = Mutation("a:1", "messages", "m1", "content", "lww", STAMP, None, value="hi").to_json()
+    obj.update(overrides)
+    return obj
+
+
+@given(json_values, stamps, st.none() | stamps)
+def test_lww_mutation_round_trips(value: Any, stamp: HLC, base: HLC | None) -> None:
+    mutation = Mutation("a:1", "c", "k", "f", "lww", stamp, base, value=value)
+    assert Mutation.from_json(mutation.to_json()) == mutation
+
+
+@given(st.binary(max_size=64), st.none() | st.integers(0, 10**12))
+def test_crdt_change_round_trips(update: bytes, seq: int | None) -> None:
+    change = Change("srv:1", "c", "k", "f", "crdt", STAMP, None, update=update, seq=seq)
+    decoded = Change.from_json(change.to_json())
+    assert decoded == change
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"kind": "map"}, "'kind' must be one of lww, crdt"),
+        ({"id": ""}, "'id' must be a non-empty string"),
+        ({"collection": 5}, "'collection' must be a non-empty string"),
+        ({"key": "k" * 257}, "'key' is longer than 256"),
+        ({"stamp": "yesterday"}, "'stamp': not an HLC stamp"),
+        ({"base": 17}, "'base': an HLC stamp must be a string"),
+        ({"update": "AAAA"}, "carries 'value', not 'update'"),
+    ],
+)
+def test_bad_mutations_name_the_bad_member(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(WireError, match=message):
+        Mutation.from_json(lww(**overrides))
+
+
+def test_lww_needs_a_value_and_crdt_needs_base64_update() -> None:
+    obj = lww()
+    del obj["value"]
+    with pytest.raises(WireError, match="needs 'value'"):
+        Mutation.from_json(obj)
+    crdt = lww(kind="crdt")
+    with pytest.raises(WireError, match="carries 'update', not 'value'"):
+        Mutation.from_json(crdt)
+    del crdt["value"]
+    for bad, message in ((None, "must be a base64 string"), ("!!!", "not valid base64")):
+        crdt["update"] = bad
+        with pytest.raises(WireError, match=message):
+            Mutation.from_json(crdt)
+    crdt["update"] = base64.b64encode(b"\x00\x00").decode()
+    assert Mutation.from_json(crdt).update == b"\x00\x00"
+
+
+@pytest.mark.parametrize("bad", [[], "x", None, 3])
+def test_non_objects_are_refused(bad: Any) -> None:
+    with pytest.raises(WireError, match="must be a JSON object"):
+        Mutation.from_json(bad)
+
+
+@pytest.mark.parametrize("seq", [-1, "3", 1.5, True])
+def test_change_seq_must_be_a_non_negative_int(seq: Any) -> None:
+    with pytest.raises(WireError, match="'seq'"):
+        Change.from_json(lww(seq=seq))
+
+
+@given(json_values, json_values, stamps, stamps)
+def test_conflict_json_round_trip(winner: Any, loser: Any, ws: HLC, ls: HLC) -> None:
+    conflict = Conflict("c", "k", "f", Side(winner, ws), Side(loser, ls), detected_by="server")
+    encoded = conflict.to_json()
+    assert encoded["winner"]["node"] == ws.node
+    assert Conflict.from_json(encoded) == conflict
