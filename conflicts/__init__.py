@@ -3,7 +3,8 @@
 Hybrid logical clocks (`HLC`, `Clock`), field-level last-writer-wins with
 conflict detection and identical-content suppression (`merge_field`), custom
 resolvers (`Resolvers`), CRDT text helpers over pycrdt (`CrdtText`,
-`initial_text_update`), and the wire messages (`Mutation`, `Change`).
+`initial_text_update`), the wire messages (`Mutation`, `Change`), and what
+both sides share about server jobs (`JobEvent`, `notification_for`).
 
 This package must not import `replica`, `server`, asyncio, sqlite or aiohttp.
 """
@@ -19,14 +20,31 @@ from conflicts.errors import (
     WireError,
 )
 from conflicts.hlc import HLC, Clock, validate_node_id, wall_clock_ms
+from conflicts.jobs import (
+    FINAL_STATUSES,
+    JOB_FIELDS,
+    JOB_STATUSES,
+    MESSAGES,
+    MUTED_THREADS,
+    NOTIFICATIONS,
+    JobEvent,
+    JobStatus,
+    notification_for,
+)
 from conflicts.lww import FieldWrite, Merge, Outcome, merge_field
 from conflicts.resolvers import Resolver, Resolvers, derived_stamp
 from conflicts.wire import DELETED_FIELD, KINDS, Change, Kind, Mutation
 
 __all__ = [
     "DELETED_FIELD",
+    "FINAL_STATUSES",
     "HLC",
+    "JOB_FIELDS",
+    "JOB_STATUSES",
     "KINDS",
+    "MESSAGES",
+    "MUTED_THREADS",
+    "NOTIFICATIONS",
     "Change",
     "Clock",
     "ClockDriftError",
@@ -35,6 +53,8 @@ __all__ = [
     "CrdtUpdateError",
     "FieldRef",
     "FieldWrite",
+    "JobEvent",
+    "JobStatus",
     "Kind",
     "KindMismatchError",
     "Merge",
@@ -51,6 +71,7 @@ __all__ = [
     "initial_text_update",
     "merge_field",
     "merge_text_updates",
+    "notification_for",
     "text_of",
     "validate_node_id",
     "wall_clock_ms",
