@@ -35,7 +35,12 @@ P = ParamSpec("P")
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
 
 
 @web.middleware
@@ -50,7 +55,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
-        body = {"error": {"code": code, "message": exc.reason}}
+        body = {"error": {"code": code, "message": exc.text or exc.reason}}
         return web.json_response(body, status=exc.status)
 
 
