@@ -24,15 +24,15 @@ import sqlite3
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import attrs
+from typing import Any, TypeVar
 
 from conflicts import HLC, Change, Conflict, FieldRef
 from server.errors import StoreError
 from server.store import BatchWrite, ChangePage, ConflictPage, StoredField
 
 __all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS heads (
@@ -86,26 +86,30 @@ class _SQLiteTransaction:
         self._user = user
 
     def outcomes(self, mutation_ids: Collection[str]) -> dict[str, str]:
-        query = "SELECT outcome FROM mutations WHERE user = ? AND id = ?"
         found: dict[str, str] = {}
-        for mid in mutation_ids:
-            row = self._db.execute(query, (self._user, mid)).fetchone()
-            if row is not None:
-                found[mid] = row[0]
+        for chunk in _chunks(list(mutation_ids)):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT id, outcome FROM mutations WHERE user = ? AND id IN ({marks})",
+                [self._user, *chunk],
+            )
+            found.update(rows)
         return found
 
     def fields(self, refs: Collection[FieldRef]) -> dict[FieldRef, StoredField]:
-        query = (
-            "SELECT kind, value, state, stamp, base FROM fields"
-            " WHERE user = ? AND collection = ? AND key = ? AND field = ?"
-        )
         found: dict[FieldRef, StoredField] = {}
-        for ref in refs:
-            row = self._db.execute(query, (self._user, ref.collection, ref.key, ref.field))
-            hit = row.fetchone()
-            if hit is not None:
-                kind, value, state, stamp, base = hit
-                found[ref] = StoredField(
+        for chunk in _chunks(list(refs)):
+            # a VALUES table joined on the primary key: one indexed lookup per ref
+            wanted = ",".join(["(?, ?, ?)"] * len(chunk))
+            rows = self._db.execute(
+                f"WITH w(c, k, f) AS (VALUES {wanted})"
+                " SELECT collection, key, field, kind, value, state, stamp, base"
+                " FROM w CROSS JOIN fields ON fields.user = ? AND fields.collection = w.c"
+                " AND fields.key = w.k AND fields.field = w.f",
+                [*(x for ref in chunk for x in (ref.collection, ref.key, ref.field)), self._user],
+            )
+            for collection, key, field, kind, value, state, stamp, base in rows:
+                found[FieldRef(collection, key, field)] = StoredField(
                     kind=kind,
                     stamp=HLC.parse(stamp),
                     base=_stamp_or_none(base),
@@ -114,8 +118,27 @@ class _SQLiteTransaction:
                 )
         return found
 
-    def write(self, batch: BatchWrite) -> list[Change]:
+    def head(self) -> int:
+        row = self._db.execute("SELECT seq FROM heads WHERE user = ?", (self._user,)).fetchone()
+        return row[0] if row else 0
+
+    def write(self, batch: BatchWrite) -> None:
         db, user = self._db, self._user
+        # A value and its stamp are usually both a field's and a change's: encode them once.
+        encoded: dict[int, str] = {}
+
+        def dumps(value: object) -> str:
+            text = encoded.get(id(value))
+            if text is None:
+                text = encoded[id(value)] = _dumps(value)
+            return text
+
+        def stamp(hlc: HLC) -> str:
+            text = encoded.get(id(hlc))
+            if text is None:
+                text = encoded[id(hlc)] = str(hlc)
+            return text
+
         db.executemany(
             "INSERT OR REPLACE INTO fields VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -125,9 +148,9 @@ class _SQLiteTransaction:
                     ref.key,
                     ref.field,
                     f.kind,
-                    None if f.kind == "crdt" else _dumps(f.value),
+                    None if f.kind == "crdt" else dumps(f.value),
                     f.state,
-                    str(f.stamp),
+                    stamp(f.stamp),
                     _str_or_none(f.base),
                 )
                 for ref, f in batch.fields.items()
@@ -141,33 +164,32 @@ class _SQLiteTransaction:
             "INSERT INTO conflicts (user, body) VALUES (?, ?)",
             [(user, _dumps(c.to_json())) for c in batch.conflicts],
         )
-        if not batch.changes:
-            return []
-        row = db.execute("SELECT seq FROM heads WHERE user = ?", (user,)).fetchone()
-        head = row[0] if row else 0
-        numbered = [attrs.evolve(c, seq=head + i) for i, c in enumerate(batch.changes, start=1)]
-        db.executemany(
-            "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_change_row(user, c) for c in numbered],
-        )
-        db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?)", (user, head + len(numbered)))
-        return numbered
+        if batch.changes:
+            db.executemany(
+                "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        user,
+                        c.seq,
+                        c.id,
+                        c.collection,
+                        c.key,
+                        c.field,
+                        c.kind,
+                        None if c.kind == "crdt" else dumps(c.value),
+                        c.update,
+                        stamp(c.stamp),
+                        _str_or_none(c.base),
+                    )
+                    for c in batch.changes
+                ],
+            )
+            db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?)", (user, batch.changes[-1].seq))
 
 
-def _change_row(user: str, c: Change) -> tuple[Any, ...]:
-    return (
-        user,
-        c.seq,
-        c.id,
-        c.collection,
-        c.key,
-        c.field,
-        c.kind,
-        None if c.kind == "crdt" else _dumps(c.value),
-        c.update,
-        str(c.stamp),
-        _str_or_none(c.base),
-    )
+def _chunks(items: list[T], size: int = 500) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _change_from_row(row: tuple[Any, ...]) -> Change:

@@ -46,8 +46,9 @@ class StoredField:
 class BatchWrite:
     """Everything one push writes; committed atomically by `Transaction.write`.
 
-    `changes` have ``seq=None``: the backend numbers them in list order.
-    `outcomes` records the outcome of every mutation id of the batch.
+    `changes` are numbered by the caller, consecutively from ``Transaction.head() + 1``
+    (the backend refuses a seq it already holds). `outcomes` records the outcome
+    of every mutation id of the batch.
     """
 
     fields: dict[FieldRef, StoredField]
@@ -85,8 +86,12 @@ class Transaction(Protocol):
         """The stored state of each of these fields (absent if never written)."""
         ...
 
-    def write(self, batch: BatchWrite) -> list[Change]:
-        """Write `batch`; return its changes numbered with their seq."""
+    def head(self) -> int:
+        """The seq of the user's latest change (0: none), as of this transaction."""
+        ...
+
+    def write(self, batch: BatchWrite) -> None:
+        """Write `batch` (its changes numbered from ``head() + 1``)."""
         ...
 
 

@@ -36,6 +36,7 @@ import attrs
 
 from conflicts import (
     DELETED_FIELD,
+    HLC,
     Change,
     Clock,
     ClockDriftError,
@@ -76,16 +77,13 @@ class PushResult:
         }
 
 
-def _ref(m: Mutation) -> FieldRef:
-    return FieldRef(m.collection, m.key, m.field)
-
-
 @attrs.define
 class _Batch:
     """The working state of one push while it is being decided."""
 
     seen: dict[str, str]
     fields: dict[FieldRef, StoredField]
+    head: int
     refused: list[Refusal] = attrs.Factory(list)
     write: BatchWrite = attrs.Factory(lambda: BatchWrite({}, [], {}, []))
     results: list[tuple[str, str]] = attrs.Factory(list)
@@ -118,24 +116,24 @@ class SyncService:
                 mid = obj.get("id") if isinstance(obj, dict) else None
                 mid = mid if isinstance(mid, str) else None
                 refused.append(Refusal(index, mid, "invalid_mutation", str(exc)))
-        valid = [m for m in decoded if m is not None]
+        valid = [(i, m, FieldRef(m.collection, m.key, m.field)) for i, m in enumerate(decoded) if m]
         with self._store.transaction(user) as tx:
             batch = _Batch(
-                seen=tx.outcomes({m.id for m in valid}),
-                fields=tx.fields({_ref(m) for m in valid}),
+                seen=tx.outcomes({m.id for _, m, _ in valid}),
+                fields=tx.fields({ref for _, _, ref in valid}),
+                head=tx.head(),
                 refused=refused,
             )
-            for index, m in enumerate(decoded):
-                if m is not None:
-                    self._decide(batch, index, m)
+            for index, m, ref in valid:
+                self._decide(batch, index, m, ref)
             if batch.refused:
                 batch.refused.sort(key=lambda r: r.index)
                 raise MutationsRefusedError(batch.refused, len(raw))
-            committed = tx.write(batch.write)
-        for m in valid:
+            tx.write(batch.write)
+        for _, m, _ in valid:
             self._clock.observe(m.stamp)
-        cursor = committed[-1].seq if committed else self._store.cursor(user)
-        assert cursor is not None
+        committed = batch.write.changes
+        cursor = batch.head + len(committed)
         return PushResult(batch.results, batch.write.conflicts, batch.suppressed, cursor, committed)
 
     def pull(self, user: str, since: int, limit: int) -> ChangePage:
@@ -160,14 +158,14 @@ class SyncService:
             )
         return raw
 
-    def _decide(self, batch: _Batch, index: int, m: Mutation) -> None:
+    def _decide(self, batch: _Batch, index: int, m: Mutation, ref: FieldRef) -> None:
         recorded = batch.seen.get(m.id) or batch.write.outcomes.get(m.id)
         if recorded is not None:
             batch.results.append((m.id, recorded))
             return
         try:
-            self._check(batch, m)
-            outcome = self._merge(batch, m)
+            self._check(batch, m, ref)
+            outcome = self._merge(batch, m, ref)
         except ClockDriftError as exc:
             batch.refused.append(Refusal(index, m.id, "clock_drift", str(exc)))
         except KindMismatchError as exc:
@@ -180,11 +178,11 @@ class SyncService:
             batch.write.outcomes[m.id] = outcome.value
             batch.results.append((m.id, outcome.value))
 
-    def _check(self, batch: _Batch, m: Mutation) -> None:
+    def _check(self, batch: _Batch, m: Mutation, ref: FieldRef) -> None:
         self._clock.check_drift(m.stamp)
         if m.base is not None:
             self._clock.check_drift(m.base)
-        current = batch.fields.get(_ref(m))
+        current = batch.fields.get(ref)
         if m.field == DELETED_FIELD:
             if m.kind != "lww":
                 raise KindMismatchError(m.field, "lww", m.kind)
@@ -193,8 +191,8 @@ class SyncService:
         if current is not None and current.kind != m.kind:
             raise KindMismatchError(m.field, current.kind, m.kind)
 
-    def _merge(self, batch: _Batch, m: Mutation) -> Outcome:
-        ref = _ref(m)
+    def _merge(self, batch: _Batch, m: Mutation, ref: FieldRef) -> Outcome:
+        seq = batch.head + len(batch.write.changes) + 1
         current = batch.fields.get(ref)
         if m.kind == "crdt":
             assert m.update is not None
@@ -203,7 +201,7 @@ class SyncService:
             state = merge_text_updates(current.state if current else None, m.update)
             top = m if current is None or m.stamp > current.stamp else current
             stored = StoredField("crdt", top.stamp, top.base, state=state)
-            change = Change(**_change_fields(m), update=m.update)
+            change = _change(m, m.stamp, m.base, None, m.update, seq)
             outcome = Outcome.APPLIED
         else:
             merge = merge_field(
@@ -220,8 +218,7 @@ class SyncService:
                 return merge.outcome
             state_ = merge.state
             stored = StoredField("lww", state_.stamp, state_.base, value=state_.value)
-            fields = _change_fields(m) | {"stamp": state_.stamp, "base": state_.base}
-            change = Change(**fields, value=state_.value)
+            change = _change(m, state_.stamp, state_.base, state_.value, None, seq)
             outcome = merge.outcome
         batch.fields[ref] = stored
         batch.write.fields[ref] = stored
@@ -229,13 +226,8 @@ class SyncService:
         return outcome
 
 
-def _change_fields(m: Mutation) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "collection": m.collection,
-        "key": m.key,
-        "field": m.field,
-        "kind": m.kind,
-        "stamp": m.stamp,
-        "base": m.base,
-    }
+def _change(
+    m: Mutation, stamp: HLC, base: HLC | None, value: Any, update: bytes | None, seq: int
+) -> Change:
+    """The log entry for mutation `m` (positional: this runs once per change of a push)."""
+    return Change(m.id, m.collection, m.key, m.field, m.kind, stamp, base, value, update, seq)

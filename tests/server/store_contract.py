@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from conflicts import HLC, Change, Conflict, FieldRef, Side, initial_text_update
+from server.errors import StoreError
 from server.store import BatchWrite, Store, StoredField
 
 __all__ = ["PersistentStoreContract", "StoreContract"]
@@ -25,8 +26,8 @@ def stamp(wall: int, node: str = "n1") -> HLC:
     return HLC(wall, 0, node)
 
 
-def change(mid: str, value: object, wall: int) -> Change:
-    return Change(mid, REF.collection, REF.key, REF.field, "lww", stamp(wall), value=value)
+def change(mid: str, value: object, wall: int, seq: int) -> Change:
+    return Change(mid, REF.collection, REF.key, REF.field, "lww", stamp(wall), value=value, seq=seq)
 
 
 def batch(*changes: Change, conflicts: tuple[Conflict, ...] = ()) -> BatchWrite:
@@ -51,21 +52,31 @@ class StoreContract:
         assert store.conflicts("alice", 0, 10).conflicts == []
         assert store.last_stamp() is None
 
-    def test_changes_are_numbered_per_user_from_one(self, store: Store) -> None:
+    def test_each_user_has_a_log_of_their_own(self, store: Store) -> None:
+        written = [change("n1:1", "x", 1, 1), change("n1:2", "y", 2, 2)]
         with store.transaction("alice") as tx:
-            written = tx.write(batch(change("n1:1", "x", 1), change("n1:2", "y", 2)))
+            assert tx.head() == 0
+            tx.write(batch(*written))
         with store.transaction("bob") as tx:
-            bobs = tx.write(batch(change("n1:1", "z", 3)))
-        assert [c.seq for c in written] == [1, 2]
-        assert [c.seq for c in bobs] == [1]
+            assert tx.head() == 0
+            tx.write(batch(bobs := change("n1:1", "z", 3, 1)))
+        with store.transaction("alice") as tx:
+            assert tx.head() == 2
         assert (store.cursor("alice"), store.cursor("bob")) == (2, 1)
         assert store.changes("alice", 0, 10).changes == written
-        assert store.changes("bob", 0, 10).changes == bobs
+        assert store.changes("bob", 0, 10).changes == [bobs]
         assert store.last_stamp() == stamp(3)
+
+    def test_a_seq_is_never_written_twice(self, store: Store) -> None:
+        with store.transaction("alice") as tx:
+            tx.write(batch(change("n1:1", "x", 1, 1)))
+        with pytest.raises(StoreError), store.transaction("alice") as tx:
+            tx.write(batch(change("n1:2", "y", 2, 1)))
+        assert [c.value for c in store.changes("alice", 0, 10).changes] == ["x"]
 
     def test_pages_follow_the_cursor(self, store: Store) -> None:
         with store.transaction("alice") as tx:
-            tx.write(batch(*(change(f"n1:{i}", i, i + 1) for i in range(5))))
+            tx.write(batch(*(change(f"n1:{i}", i, i + 1, i + 1) for i in range(5))))
         first = store.changes("alice", 0, 2)
         assert ([c.value for c in first.changes], first.cursor, first.has_more) == ([0, 1], 2, True)
         last = store.changes("alice", 4, 2)
@@ -89,7 +100,7 @@ class StoreContract:
 
     def test_an_error_inside_a_transaction_writes_nothing(self, store: Store) -> None:
         with pytest.raises(RuntimeError), store.transaction("alice") as tx:
-            tx.write(batch(change("n1:1", "x", 1), conflicts=(conflict("x"),)))
+            tx.write(batch(change("n1:1", "x", 1, 1), conflicts=(conflict("x"),)))
             raise RuntimeError("after the write, before the commit")
         assert store.cursor("alice") == 0
         assert store.conflicts("alice", 0, 10).conflicts == []
@@ -117,8 +128,8 @@ class PersistentStoreContract(StoreContract):
         self, store: Store, reopen: Callable[[Store], Store]
     ) -> None:
         with store.transaction("alice") as tx:
-            written = tx.write(batch(change("n1:1", "x", 1), conflicts=(conflict("x"),)))
+            tx.write(batch(written := change("n1:1", "x", 1, 1), conflicts=(conflict("x"),)))
         again = reopen(store)
-        assert again.changes("alice", 0, 10).changes == written
+        assert again.changes("alice", 0, 10).changes == [written]
         assert again.cursor("alice") == 1
         assert len(again.conflicts("alice", 0, 10).conflicts) == 1
