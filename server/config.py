@@ -89,7 +89,3 @@ class ServerConfig:
     live_queue_limit: int = attrs.field(default=5000, validator=_positive)
     """Changes buffered per WebSocket before its client is told to pull instead."""
     resolvers: Resolvers = attrs.field(factory=Resolvers)
-
-    def user_for(self, token: str) -> str | None:
-        """The user a bearer token belongs to, None if it is unknown."""
-        return self.tokens.get(token)

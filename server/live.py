@@ -96,10 +96,6 @@ class LiveHub:
             for sub in self._subs.get(user, ()):
                 sub.offer(changes)
 
-    def count(self, user: str) -> int:
-        """How many live sockets `user` has open."""
-        return len(self._subs.get(user, ()))
-
     async def close_all(self) -> None:
         """Close every socket cleanly (1001, going away): the server is shutting down."""
         socks = [sub.ws for subs in self._subs.values() for sub in subs]

@@ -99,10 +99,6 @@ class SyncService:
         self._resolvers = resolvers
         self._max_batch = max_batch
 
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
     def push(self, user: str, body: Any) -> PushResult:
         """Apply a decoded push body atomically, or raise a `RequestError`, changing nothing."""
         raw = self._mutations_of(body)
