@@ -7,7 +7,8 @@ the same durability (WAL, ``synchronous=FULL``), and receive the same request
 bodies (``{"mutations": [...]}``, every mutation a new field, so all are
 applied) from one client pushing sequentially. The bare handler only parses
 the JSON and inserts the rows quietsync ends up storing for those mutations
-(one change-log row, one field row, one mutation-id row each) in one
+(one change-log row, one field row, one mutation-id row each, and the user's
+log head), into the same tables (created by `SQLiteStore`), in one
 transaction: no auth, no validation, no merge, no live fan-out. The ratio is
 quietsync / bare; the target at batch 1,000 is >= 0.6.
 """
@@ -28,6 +29,7 @@ import aiohttp
 from aiohttp import web
 
 from conflicts import Clock, Mutation
+from server.sqlite_store import SQLiteStore
 from server.testing import running_server
 
 __all__ = ["main"]
@@ -52,30 +54,31 @@ def bodies(node: str, batch: int, changes: int) -> list[bytes]:
 @asynccontextmanager
 async def bare_server(db_path: Path) -> AsyncIterator[str]:
     """The baseline: parse, insert the same rows in one transaction, answer."""
+    SQLiteStore(db_path).close()  # the very tables (and pragmas) quietsync writes to
     db = sqlite3.connect(db_path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
-    db.executescript(
-        "CREATE TABLE changes (seq INTEGER PRIMARY KEY, id, collection, key, field, kind,"
-        " value, stamp, base);"
-        "CREATE TABLE fields (collection, key, field, kind, value, stamp, base,"
-        " PRIMARY KEY (collection, key, field)) WITHOUT ROWID;"
-        "CREATE TABLE mutations (id PRIMARY KEY, outcome) WITHOUT ROWID;"
-    )
 
     async def push(request: web.Request) -> web.Response:
+        user = "bench"
         mutations = json.loads(await request.read())["mutations"]
-        rows = [
-            (m["id"], m["collection"], m["key"], m["field"], m["kind"], json.dumps(m["value"]),
-             m["stamp"], m["base"])
-            for m in mutations
-        ]  # fmt: skip
         db.execute("BEGIN IMMEDIATE")
-        db.executemany("INSERT INTO changes VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        row = db.execute("SELECT seq FROM heads WHERE user = ?", (user,)).fetchone()
+        head = row[0] if row else 0
+        rows = [
+            (user, head + i, m["id"], m["collection"], m["key"], m["field"], m["kind"],
+             json.dumps(m["value"]), None, m["stamp"], m["base"])
+            for i, m in enumerate(mutations, start=1)
+        ]  # fmt: skip
+        db.executemany("INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         db.executemany(
-            "INSERT OR REPLACE INTO fields VALUES (?, ?, ?, ?, ?, ?, ?)", [r[1:] for r in rows]
+            "INSERT OR REPLACE INTO fields VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(r[0], *r[3:]) for r in rows],
         )
-        db.executemany("INSERT INTO mutations VALUES (?, 'applied')", [(r[0],) for r in rows])
+        db.executemany(
+            "INSERT INTO mutations VALUES (?, ?, 'applied')", [(user, r[2]) for r in rows]
+        )
+        db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?)", (user, head + len(rows)))
         db.execute("COMMIT")
         return web.json_response({"count": len(rows)})
 
