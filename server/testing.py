@@ -41,6 +41,8 @@ class RunningServer:
     url: str
     config: ServerConfig
     users: Mapping[str, str]
+    app: web.Application
+    """The running aiohttp application (its typed keys are in `server.keys`)."""
 
     def token(self, user: str) -> str:
         """The bearer token of `user` (`KeyError` if the server has no such user)."""
@@ -73,12 +75,14 @@ async def running_server(
             tokens={token: user for user, token in users.items()},
             **overrides,
         )
-        runner = web.AppRunner(create_app(config))
+        app = create_app(config)
+        runner = web.AppRunner(app)
         await runner.setup()
         try:
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
             host, port = runner.addresses[0][:2]
-            yield RunningServer(url=f"http://{host}:{port}", config=config, users=dict(users))
+            url = f"http://{host}:{port}"
+            yield RunningServer(url=url, config=config, users=dict(users), app=app)
         finally:
             await runner.cleanup()

@@ -57,6 +57,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _HTTP_CODES.get(exc.status, "http_error")
         body = {"error": {"code": code, "message": exc.text or exc.reason}}
         return web.json_response(body, status=exc.status)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:  # a bug (a resolver that raises, say): log it, answer JSON
+        log.exception("%s %s failed", request.method, request.path)
+        body = {"error": {"code": "internal_error", "message": "internal server error"}}
+        return web.json_response(body, status=500)
 
 
 async def _on_store_thread(

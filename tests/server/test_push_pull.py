@@ -166,3 +166,15 @@ async def test_tombstone_is_an_lww_field(alice: aiohttp.ClientSession, w1: Write
     _, body = await push(alice, [w1.lww("a", "title", "x"), w1.lww("a", DELETED_FIELD, True)])
     assert [r["outcome"] for r in body["results"]] == ["applied", "applied"]
     assert (await pull_all(alice))[-1]["value"] is True
+
+
+@pytest.mark.parametrize("quietsync_server_options", [{"resolvers": Resolvers()}])
+async def test_a_failing_resolver_is_a_json_500_and_changes_nothing(
+    server: RunningServer, alice: aiohttp.ClientSession, w1: Writer, w2: Writer
+) -> None:
+    server.config.resolvers.register("notes", "n", lambda a, b: a + b)
+    await push(alice, [w1.lww("a", "n", 1)])
+    status, body = await push(alice, [w2.lww("k", "other", "x"), w2.lww("a", "n", "text")])
+    assert status == 500
+    assert body == {"error": {"code": "internal_error", "message": "internal server error"}}
+    assert [c["value"] for c in await pull_all(alice)] == [1]
