@@ -126,11 +126,12 @@ class LiveSession:
         try:
             await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
             if sender.done() and not self._ws.closed:
-                failed = sender.exception() is not None
-                if failed:
-                    log.error("live socket failed", exc_info=sender.exception())
-                code = WSCloseCode.INTERNAL_ERROR if failed else MUST_PULL_CLOSE_CODE
-                await self._ws.close(code=code, message=b"error" if failed else b"must pull")
+                exc = sender.exception()
+                if exc is None:  # the client fell behind and was told to pull
+                    await self._ws.close(code=MUST_PULL_CLOSE_CODE, message=b"must pull")
+                elif not isinstance(exc, ConnectionError):  # a vanished client is routine
+                    log.error("live socket failed", exc_info=exc)
+                    await self._ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"error")
         finally:
             sender.cancel()
             await asyncio.gather(sender, reader, return_exceptions=True)
