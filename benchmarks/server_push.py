@@ -45,7 +45,9 @@ def bodies(node: str, batch: int, changes: int) -> list[bytes]:
         mutations = []
         for _ in range(batch):
             n += 1
-            m = Mutation(f"{node}:{n}", "notes", f"k{n}", "title", "lww", clock.now(), None, n)
+            m = Mutation(
+                f"{node}:{n}", "notes", f"{node}-{n}", "title", "lww", clock.now(), None, n
+            )
             mutations.append(m.to_json())
         out.append(json.dumps({"mutations": mutations}).encode())
     return out

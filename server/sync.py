@@ -159,9 +159,10 @@ class SyncService:
         if recorded is not None:
             batch.results.append((m.id, recorded))
             return
+        current = batch.fields.get(ref)
         try:
-            self._check(batch, m, ref)
-            outcome = self._merge(batch, m, ref)
+            self._check(m, current)
+            outcome = self._merge(batch, m, ref, current)
         except ClockDriftError as exc:
             batch.refused.append(Refusal(index, m.id, "clock_drift", str(exc)))
         except KindMismatchError as exc:
@@ -174,11 +175,11 @@ class SyncService:
             batch.write.outcomes[m.id] = outcome.value
             batch.results.append((m.id, outcome.value))
 
-    def _check(self, batch: _Batch, m: Mutation, ref: FieldRef) -> None:
+    def _check(self, m: Mutation, current: StoredField | None) -> None:
+        """Raise if `m` must be refused (see the module docstring); change nothing."""
         self._clock.check_drift(m.stamp)
         if m.base is not None:
             self._clock.check_drift(m.base)
-        current = batch.fields.get(ref)
         if m.field == DELETED_FIELD:
             if m.kind != "lww":
                 raise KindMismatchError(m.field, "lww", m.kind)
@@ -187,9 +188,11 @@ class SyncService:
         if current is not None and current.kind != m.kind:
             raise KindMismatchError(m.field, current.kind, m.kind)
 
-    def _merge(self, batch: _Batch, m: Mutation, ref: FieldRef) -> Outcome:
+    def _merge(
+        self, batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | None
+    ) -> Outcome:
+        """Merge `m` into the working copy of its field; record the change it logs, if any."""
         seq = batch.head + len(batch.write.changes) + 1
-        current = batch.fields.get(ref)
         if m.kind == "crdt":
             assert m.update is not None
             if current is not None and current.stamp == m.stamp:
