@@ -23,6 +23,8 @@ Rules:
   (DUPLICATE). The field's stamp is the highest stamp merged into it.
 * A mutation id is recorded with its outcome; seen again (a retry, or twice in
   one batch) it is answered with that outcome and not merged again.
+* Changes are numbered here, consecutively from the user's log head as read
+  inside the same transaction.
 * The server clock observes every accepted stamp after the commit.
 
 Runs on the store's worker thread; it does no I/O of its own.
