@@ -11,6 +11,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from server.serve import add_serve_arguments, serve
+
 __all__ = ["build_parser", "main"]
 
 Command = Callable[[argparse.Namespace], int]
@@ -24,7 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     parser.set_defaults(command=None)
-    parser.add_subparsers(title="commands", metavar="COMMAND")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    serve_parser = commands.add_parser(
+        "serve", help="run the sync server", description="Run the quietsync sync server."
+    )
+    add_serve_arguments(serve_parser)
+    serve_parser.set_defaults(command=serve)
     return parser
 
 

@@ -1,0 +1,57 @@
+"""Bearer-token authentication: every ``/v1`` endpoint but health needs a known token.
+
+The token comes from ``Authorization: Bearer <token>``; for the WebSocket
+endpoint ``/v1/live`` a ``?token=`` query parameter is accepted too, because
+browsers cannot set headers on a WebSocket handshake. The user id the token
+maps to is stored under `server.keys.USER_KEY`; handlers read it from there
+and pass it to every store call, which is what keeps users apart.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from server.errors import UnauthorizedError
+from server.keys import CONFIG_KEY, USER_KEY
+
+__all__ = ["LIVE_PATH", "PUBLIC_PATHS", "auth_middleware", "find_user"]
+
+PUBLIC_PATHS = frozenset({"/v1/health"})
+LIVE_PATH = "/v1/live"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def find_user(tokens: Mapping[str, str], token: str) -> str | None:
+    """The user of `token`, comparing in constant time against every known token."""
+    found = None
+    given = token.encode()
+    for known, user in tokens.items():
+        if hmac.compare_digest(known.encode(), given):
+            found = user
+    return found
+
+
+def _token_of(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if request.path == LIVE_PATH and request.query.get("token"):
+        return request.query["token"]
+    if header:
+        raise UnauthorizedError("the Authorization header must be 'Bearer <token>'")
+    raise UnauthorizedError("missing bearer token (Authorization: Bearer <token>)")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/v1/") and request.path not in PUBLIC_PATHS:
+        user = find_user(request.app[CONFIG_KEY].tokens, _token_of(request))
+        if user is None:
+            raise UnauthorizedError("unknown bearer token")
+        request[USER_KEY] = user
+    return await handler(request)

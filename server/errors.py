@@ -1,0 +1,132 @@
+"""Every error the server raises, and the one place they become HTTP answers.
+
+    QuietsyncError                      (conflicts.errors)
+    └── ServerError                     base; carries `status` and a machine `code`
+        ├── ConfigError                 bad tokens file / environment / limits (startup)
+        ├── StoreError                  the storage backend failed (500; sqlite3 errors wrapped)
+        └── RequestError                a request refused as a whole, no state change (4xx)
+            ├── UnauthorizedError       missing or unknown bearer token (401)
+            ├── MalformedJsonError      body is not JSON (400)
+            ├── BadRequestError         JSON of the wrong shape, bad query parameter (400)
+            ├── BodyTooLargeError       body over `max_body_bytes` (413)
+            ├── BatchTooLargeError      more mutations than `max_batch` (413)
+            └── MutationsRefusedError   some mutations are bad; names EVERY one (422)
+
+Handlers never build error responses themselves: they raise, and the error
+middleware (`server.views.error_middleware`) calls `error_body` on the way out.
+The body is always ``{"error": {"code": ..., "message": ...}}``, plus
+``"refused": [...]`` for `MutationsRefusedError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+
+from conflicts.errors import QuietsyncError
+
+__all__ = [
+    "BadRequestError",
+    "BatchTooLargeError",
+    "BodyTooLargeError",
+    "ConfigError",
+    "MalformedJsonError",
+    "MutationsRefusedError",
+    "Refusal",
+    "RequestError",
+    "ServerError",
+    "StoreError",
+    "UnauthorizedError",
+    "error_body",
+]
+
+
+class ServerError(QuietsyncError):
+    """Base class of every server error; `status` and `code` say how it goes on the wire."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+
+class ConfigError(ServerError):
+    """The server cannot start with this configuration."""
+
+    code = "config_error"
+
+
+class StoreError(ServerError):
+    """The storage backend failed; the transaction was rolled back."""
+
+    code = "store_error"
+
+
+class RequestError(ServerError):
+    """A request refused as a whole; nothing was changed."""
+
+    status = 400
+    code = "bad_request"
+
+
+class UnauthorizedError(RequestError):
+    status = 401
+    code = "unauthorized"
+
+
+class MalformedJsonError(RequestError):
+    code = "malformed_json"
+
+
+class BadRequestError(RequestError):
+    code = "bad_request"
+
+
+class BodyTooLargeError(RequestError):
+    status = 413
+    code = "body_too_large"
+
+
+class BatchTooLargeError(RequestError):
+    status = 413
+    code = "batch_too_large"
+
+
+@attrs.frozen
+class Refusal:
+    """Why mutation number `index` (id `id`, None if it had none) of a batch was refused.
+
+    `code` is one of ``invalid_mutation``, ``clock_drift``, ``kind_mismatch``,
+    ``bad_crdt_update``; `reason` is the human text.
+    """
+
+    index: int
+    id: str | None
+    code: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "id": self.id, "code": self.code, "reason": self.reason}
+
+
+class MutationsRefusedError(RequestError):
+    """At least one mutation of a batch is bad; the whole batch was refused."""
+
+    status = 422
+    code = "mutations_refused"
+
+    def __init__(self, refused: list[Refusal], batch_size: int) -> None:
+        self.refused = refused
+        first = refused[0]
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        super().__init__(
+            f"{len(refused)} of {batch_size} mutations refused; nothing was applied. "
+            f"First: mutation {first.index} ({first.id}): {first.reason}{more}"
+        )
+
+
+def error_body(exc: ServerError) -> dict[str, Any]:
+    """The JSON body answering `exc` (see the module docstring)."""
+    body: dict[str, Any] = {"error": {"code": exc.code, "message": str(exc)}}
+    if isinstance(exc, MutationsRefusedError):
+        body["refused"] = [r.to_json() for r in exc.refused]
+    return body

@@ -1,0 +1,58 @@
+"""pytest fixtures that give a test a real quietsync server.
+
+Register the plugin in your suite's top-level ``conftest.py``::
+
+    pytest_plugins = ["server.pytest_plugin"]
+
+then ask for ``quietsync_server`` (a `server.testing.RunningServer`: ``.url``,
+``.token(user)``, ``.client(user)``, ``.config``)::
+
+    async def test_sync(quietsync_server):
+        async with quietsync_server.client("alice") as http:
+            resp = await http.get("/v1/pull")
+            assert (await resp.json())["changes"] == []
+
+Each test gets its own server and its own SQLite file under ``tmp_path``.
+Override ``quietsync_users`` (user id -> token) or ``quietsync_server_options``
+(`ServerConfig` fields such as ``max_batch``) in a conftest or a test module
+to change them. The fixtures are async: run them with pytest-asyncio (either
+mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from server.testing import DEFAULT_USERS, RunningServer, running_server
+
+__all__ = ["quietsync_server", "quietsync_server_options", "quietsync_users"]
+
+
+@pytest.fixture
+def quietsync_users() -> Mapping[str, str]:
+    """user id -> bearer token of the users the server knows."""
+    return DEFAULT_USERS
+
+
+@pytest.fixture
+def quietsync_server_options() -> dict[str, Any]:
+    """`ServerConfig` overrides for the server (none by default)."""
+    return {}
+
+
+@pytest_asyncio.fixture
+async def quietsync_server(
+    tmp_path: Path,
+    quietsync_users: Mapping[str, str],
+    quietsync_server_options: dict[str, Any],
+) -> AsyncIterator[RunningServer]:
+    """A real server on 127.0.0.1 with its database in ``tmp_path``."""
+    async with running_server(
+        tmp_path / "quietsync-server.db", users=quietsync_users, **quietsync_server_options
+    ) as server:
+        yield server

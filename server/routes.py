@@ -1,0 +1,17 @@
+"""The URL map of the sync API (documented in ``docs/protocol.md``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server import views
+
+__all__ = ["add_routes"]
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/health", views.health)
+    app.router.add_post("/v1/push", views.push)
+    app.router.add_get("/v1/pull", views.pull)
+    app.router.add_get("/v1/conflicts", views.conflicts)
+    app.router.add_get("/v1/live", views.live)

@@ -1,0 +1,82 @@
+"""`quietsync serve`: run the sync server until SIGINT or SIGTERM.
+
+Tokens come from ``--tokens FILE``, else ``--dev`` (one generated token for
+user ``dev``, printed on stdout), else the ``QUIETSYNC_TOKENS`` environment
+variable. Shutdown is aiohttp's graceful one: live sockets are closed (1001),
+requests in flight finish (a push being committed is committed and answered),
+then the store closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from server.app import create_app
+from server.config import TOKENS_ENV, ServerConfig, load_tokens_file, tokens_from_env
+from server.errors import ConfigError
+
+__all__ = ["DEV_USER", "add_serve_arguments", "serve"]
+
+DEV_USER = "dev"
+log = logging.getLogger("quietsync.serve")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=Path("quietsync-server.db"),
+        help="SQLite file of the server (default: %(default)s)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    parser.add_argument("--port", type=int, default=8787, help="port to listen on (%(default)s)")
+    tokens = parser.add_mutually_exclusive_group()
+    tokens.add_argument(
+        "--tokens",
+        type=Path,
+        metavar="FILE",
+        help=f'JSON file {{"token": "user", ...}} (default: ${TOKENS_ENV})',
+    )
+    tokens.add_argument(
+        "--dev",
+        action="store_true",
+        help=f"development mode: one generated token for user {DEV_USER!r}, printed",
+    )
+
+
+def _tokens(args: argparse.Namespace) -> dict[str, str]:
+    if args.tokens is not None:
+        return load_tokens_file(args.tokens)
+    if args.dev:
+        token = secrets.token_urlsafe(24)
+        print(f"dev token (user {DEV_USER!r}): {token}", flush=True)
+        return {token: DEV_USER}
+    tokens = tokens_from_env()
+    if tokens is None:
+        raise ConfigError(f"no tokens: give --tokens FILE, set ${TOKENS_ENV}, or use --dev")
+    return tokens
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server (blocking); 0 after a graceful shutdown, 2 on a configuration error."""
+    try:
+        config = ServerConfig(db_path=args.db, tokens=_tokens(args))
+    except ConfigError as exc:
+        print(f"quietsync serve: {exc}", file=sys.stderr)
+        return 2
+    log.info("%d user(s), database %s", len(set(config.tokens.values())), config.db_path)
+    web.run_app(
+        create_app(config),
+        host=args.host,
+        port=args.port,
+        print=lambda text: log.info("%s", text.strip()),
+        access_log=None,
+    )
+    log.info("stopped")
+    return 0

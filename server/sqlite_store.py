@@ -1,0 +1,277 @@
+"""`SQLiteStore`: the embedded `server.store.Store` backend, on one sqlite3 connection.
+
+Durability: WAL journal with ``synchronous=FULL``, so a transaction whose
+COMMIT returned is on disk and survives a SIGKILL or a power cut; that is what
+lets the server acknowledge a push. Writes are short (one ``BEGIN IMMEDIATE``
+per push, rows written with ``executemany``) and serialized on the one
+connection; the caller runs every method on one worker thread.
+
+Tables (every row keyed by ``user`` first, so one user's space is a key range):
+
+* ``heads(user, seq)``: the seq of each user's latest change;
+* ``changes(user, seq, ...)``: the change log;
+* ``fields(user, collection, key, field, ...)``: the state of every field;
+* ``mutations(user, id, outcome)``: every mutation id seen, with its outcome;
+* ``conflicts(pos, user, body)``: conflicts detected, as `Conflict` JSON.
+
+sqlite3 errors are translated into `StoreError` here and go no further.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from conflicts import HLC, Change, Conflict, FieldRef
+from server.errors import StoreError
+from server.store import BatchWrite, ChangePage, ConflictPage, StoredField
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS heads (
+    user TEXT PRIMARY KEY, seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    user TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,
+    collection TEXT NOT NULL, key TEXT NOT NULL, field TEXT NOT NULL, kind TEXT NOT NULL,
+    value TEXT, crdt_update BLOB, stamp TEXT NOT NULL, base TEXT,
+    PRIMARY KEY (user, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fields (
+    user TEXT NOT NULL, collection TEXT NOT NULL, key TEXT NOT NULL, field TEXT NOT NULL,
+    kind TEXT NOT NULL, value TEXT, state BLOB, stamp TEXT NOT NULL, base TEXT,
+    PRIMARY KEY (user, collection, key, field)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mutations (
+    user TEXT NOT NULL, id TEXT NOT NULL, outcome TEXT NOT NULL,
+    PRIMARY KEY (user, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS conflicts (
+    pos INTEGER PRIMARY KEY, user TEXT NOT NULL, body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conflicts_by_user ON conflicts (user, pos);
+"""
+
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
+
+
+def _stamp_or_none(text: str | None) -> HLC | None:
+    return None if text is None else HLC.parse(text)
+
+
+def _str_or_none(stamp: HLC | None) -> str | None:
+    return None if stamp is None else str(stamp)
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"SQLite failed to {what}: {exc}") from exc
+
+
+class _SQLiteTransaction:
+    """`server.store.Transaction` on an open ``BEGIN IMMEDIATE``."""
+
+    def __init__(self, db: sqlite3.Connection, user: str) -> None:
+        self._db = db
+        self._user = user
+
+    def outcomes(self, mutation_ids: Collection[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(mutation_ids)):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT id, outcome FROM mutations WHERE user = ? AND id IN ({marks})",
+                [self._user, *chunk],
+            )
+            found.update(rows)
+        return found
+
+    def fields(self, refs: Collection[FieldRef]) -> dict[FieldRef, StoredField]:
+        found: dict[FieldRef, StoredField] = {}
+        for chunk in _chunks(list(refs)):
+            # a VALUES table joined on the primary key: one indexed lookup per ref
+            wanted = ",".join(["(?, ?, ?)"] * len(chunk))
+            rows = self._db.execute(
+                f"WITH w(c, k, f) AS (VALUES {wanted})"
+                " SELECT collection, key, field, kind, value, state, stamp, base"
+                " FROM w CROSS JOIN fields ON fields.user = ? AND fields.collection = w.c"
+                " AND fields.key = w.k AND fields.field = w.f",
+                [*(x for ref in chunk for x in (ref.collection, ref.key, ref.field)), self._user],
+            )
+            for collection, key, field, kind, value, state, stamp, base in rows:
+                found[FieldRef(collection, key, field)] = StoredField(
+                    kind=kind,
+                    stamp=HLC.parse(stamp),
+                    base=_stamp_or_none(base),
+                    value=None if value is None else json.loads(value),
+                    state=state,
+                )
+        return found
+
+    def head(self) -> int:
+        row = self._db.execute("SELECT seq FROM heads WHERE user = ?", (self._user,)).fetchone()
+        return row[0] if row else 0
+
+    def write(self, batch: BatchWrite) -> None:
+        db, user = self._db, self._user
+        # A value and its stamp are usually both a field's and a change's: encode them once.
+        encoded: dict[int, str] = {}
+
+        def dumps(value: object) -> str:
+            text = encoded.get(id(value))
+            if text is None:
+                text = encoded[id(value)] = _dumps(value)
+            return text
+
+        def stamp(hlc: HLC) -> str:
+            text = encoded.get(id(hlc))
+            if text is None:
+                text = encoded[id(hlc)] = str(hlc)
+            return text
+
+        db.executemany(
+            "INSERT OR REPLACE INTO fields VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    user,
+                    ref.collection,
+                    ref.key,
+                    ref.field,
+                    f.kind,
+                    None if f.kind == "crdt" else dumps(f.value),
+                    f.state,
+                    stamp(f.stamp),
+                    _str_or_none(f.base),
+                )
+                for ref, f in batch.fields.items()
+            ],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO mutations VALUES (?, ?, ?)",
+            [(user, mid, outcome) for mid, outcome in batch.outcomes.items()],
+        )
+        db.executemany(
+            "INSERT INTO conflicts (user, body) VALUES (?, ?)",
+            [(user, _dumps(c.to_json())) for c in batch.conflicts],
+        )
+        if batch.changes:
+            db.executemany(
+                "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        user,
+                        c.seq,
+                        c.id,
+                        c.collection,
+                        c.key,
+                        c.field,
+                        c.kind,
+                        None if c.kind == "crdt" else dumps(c.value),
+                        c.update,
+                        stamp(c.stamp),
+                        _str_or_none(c.base),
+                    )
+                    for c in batch.changes
+                ],
+            )
+            db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?)", (user, batch.changes[-1].seq))
+
+
+def _chunks(items: list[T], size: int = 500) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _change_from_row(row: tuple[Any, ...]) -> Change:
+    seq, mid, collection, key, field, kind, value, update, stamp, base = row
+    return Change(
+        id=mid,
+        collection=collection,
+        key=key,
+        field=field,
+        kind=kind,
+        stamp=HLC.parse(stamp),
+        base=_stamp_or_none(base),
+        value=None if value is None else json.loads(value),
+        update=update,
+        seq=seq,
+    )
+
+
+class SQLiteStore:
+    """The SQLite `server.store.Store` (see the module docstring).
+
+    ``path=":memory:"`` gives a private in-memory database (property tests).
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        with _translated(f"open {path}"):
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def transaction(self, user: str) -> Iterator[_SQLiteTransaction]:
+        with _translated("write"):
+            self._db.execute("BEGIN IMMEDIATE")
+        try:
+            with _translated("write"):
+                yield _SQLiteTransaction(self._db, user)
+                self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def changes(self, user: str, since: int, limit: int) -> ChangePage:
+        with _translated("read changes"):
+            rows = self._db.execute(
+                "SELECT seq, id, collection, key, field, kind, value, crdt_update, stamp, base"
+                " FROM changes WHERE user = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (user, since, limit + 1),
+            ).fetchall()
+        page = rows[:limit]
+        return ChangePage(
+            [_change_from_row(r) for r in page],
+            cursor=page[-1][0] if page else since,
+            has_more=len(rows) > limit,
+        )
+
+    def cursor(self, user: str) -> int:
+        with _translated("read the cursor"):
+            row = self._db.execute("SELECT seq FROM heads WHERE user = ?", (user,)).fetchone()
+        return row[0] if row else 0
+
+    def conflicts(self, user: str, since: int, limit: int) -> ConflictPage:
+        with _translated("read conflicts"):
+            rows = self._db.execute(
+                "SELECT pos, body FROM conflicts WHERE user = ? AND pos > ? ORDER BY pos LIMIT ?",
+                (user, since, limit + 1),
+            ).fetchall()
+        page = rows[:limit]
+        return ConflictPage(
+            [Conflict.from_json(json.loads(body)) for _, body in page],
+            cursor=page[-1][0] if page else since,
+            has_more=len(rows) > limit,
+        )
+
+    def last_stamp(self) -> HLC | None:
+        with _translated("read the last stamp"):
+            row = self._db.execute("SELECT max(stamp) FROM changes").fetchone()
+        return _stamp_or_none(row[0])
+
+    def close(self) -> None:
+        with _translated("close"):
+            self._db.close()

@@ -1,0 +1,121 @@
+"""The storage interface of the server: what a backend must do, and nothing more.
+
+A backend (`server.sqlite_store.SQLiteStore` today, PostgreSQL later) keeps,
+per user: the change log (monotonic ``seq`` from 1, no gaps), the state of
+every field, the outcome recorded for every mutation id seen, and the
+conflicts detected. It holds NO merge policy: `server.sync.SyncService`
+decides what to write and hands the backend one `BatchWrite` per push, which
+the backend commits in one transaction, or not at all.
+
+Every method takes the user id and touches only that user's rows: isolation
+between users is a property of this interface, not of the handlers.
+
+Backends are synchronous: they are called from one worker thread (see
+`server.app`), never concurrently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+import attrs
+
+from conflicts import HLC, Change, Conflict, FieldRef, Kind
+
+__all__ = ["BatchWrite", "ChangePage", "ConflictPage", "Store", "StoredField", "Transaction"]
+
+
+@attrs.frozen
+class StoredField:
+    """A field's state: its kind, the winning write's stamp and base, and its content.
+
+    `value` is the JSON value of an lww field; `state` the merged Yjs state of a
+    crdt field (the other one is None).
+    """
+
+    kind: Kind
+    stamp: HLC
+    base: HLC | None = None
+    value: object = None
+    state: bytes | None = None
+
+
+@attrs.frozen
+class BatchWrite:
+    """Everything one push writes; committed atomically by `Transaction.write`.
+
+    `changes` are numbered by the caller, consecutively from ``Transaction.head() + 1``
+    (the backend refuses a seq it already holds). `outcomes` records the outcome
+    of every mutation id of the batch.
+    """
+
+    fields: dict[FieldRef, StoredField]
+    changes: list[Change]
+    outcomes: dict[str, str]
+    conflicts: list[Conflict]
+
+
+@attrs.frozen
+class ChangePage:
+    """A page of a user's change log: `cursor` is the seq of the last change (or `since`)."""
+
+    changes: list[Change]
+    cursor: int
+    has_more: bool
+
+
+@attrs.frozen
+class ConflictPage:
+    """A page of a user's conflicts: `cursor` is an opaque position for the next page."""
+
+    conflicts: list[Conflict]
+    cursor: int
+    has_more: bool
+
+
+class Transaction(Protocol):
+    """One user's space inside one open write transaction."""
+
+    def outcomes(self, mutation_ids: Collection[str]) -> dict[str, str]:
+        """The recorded outcome of each of these ids seen before (absent if never seen)."""
+        ...
+
+    def fields(self, refs: Collection[FieldRef]) -> dict[FieldRef, StoredField]:
+        """The stored state of each of these fields (absent if never written)."""
+        ...
+
+    def head(self) -> int:
+        """The seq of the user's latest change (0: none), as of this transaction."""
+        ...
+
+    def write(self, batch: BatchWrite) -> None:
+        """Write `batch` (its changes numbered from ``head() + 1``)."""
+        ...
+
+
+class Store(Protocol):
+    """A server storage backend (see the module docstring)."""
+
+    def transaction(self, user: str) -> AbstractContextManager[Transaction]:
+        """Open a write transaction on `user`'s space: commit on exit, roll back on error."""
+        ...
+
+    def changes(self, user: str, since: int, limit: int) -> ChangePage:
+        """Up to `limit` changes with seq > `since`, in seq order."""
+        ...
+
+    def cursor(self, user: str) -> int:
+        """The seq of `user`'s latest change (0: none yet)."""
+        ...
+
+    def conflicts(self, user: str, since: int, limit: int) -> ConflictPage:
+        """Up to `limit` of `user`'s conflicts after position `since`, oldest first."""
+        ...
+
+    def last_stamp(self) -> HLC | None:
+        """The highest stamp stored, so a restarted server clock never goes back."""
+        ...
+
+    def close(self) -> None: ...

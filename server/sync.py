@@ -1,0 +1,234 @@
+"""`SyncService`: the server's merge policy over a `server.store.Store`.
+
+A push is handled in one store transaction, in two steps:
+
+1. **Decide, for every mutation, without writing.** Decode it
+   (`Mutation.from_json`), answer ids seen before with their recorded outcome,
+   refuse stamps beyond the clock-drift bound (`Clock.check_drift`), kinds that
+   differ from the field's stored kind or from an earlier write of the batch,
+   garbage CRDT updates, and non-boolean tombstones. Every other mutation is
+   merged into an in-memory working copy of the fields it touches, through
+   `conflicts.merge_field` (lww) or `conflicts.merge_text_updates` (crdt).
+2. **Write everything or nothing.** If any mutation was refused, raise
+   `MutationsRefusedError` naming every one of them: the transaction rolls back
+   having written nothing. Otherwise hand the store one `BatchWrite`.
+
+Rules:
+
+* Each mutation whose outcome is APPLIED or RESOLVED appends one change to the
+  log: the incoming write for APPLIED, the resolved value under its derived
+  stamp for RESOLVED. DUPLICATE and DROPPED append nothing.
+* A crdt write is APPLIED (its update is merged and logged, since applying a
+  Yjs update is idempotent) unless its stamp equals the field's current stamp
+  (DUPLICATE). The field's stamp is the highest stamp merged into it.
+* A mutation id is recorded with its outcome; seen again (a retry, or twice in
+  one batch) it is answered with that outcome and not merged again.
+* Changes are numbered here, consecutively from the user's log head as read
+  inside the same transaction.
+* The server clock observes every accepted stamp after the commit.
+
+Runs on the store's worker thread; it does no I/O of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from conflicts import (
+    DELETED_FIELD,
+    HLC,
+    Change,
+    Clock,
+    ClockDriftError,
+    Conflict,
+    CrdtUpdateError,
+    FieldRef,
+    FieldWrite,
+    KindMismatchError,
+    Mutation,
+    Outcome,
+    Resolvers,
+    WireError,
+    merge_field,
+    merge_text_updates,
+)
+from server.errors import BadRequestError, BatchTooLargeError, MutationsRefusedError, Refusal
+from server.store import BatchWrite, ChangePage, ConflictPage, Store, StoredField
+
+__all__ = ["PushResult", "SyncService"]
+
+
+@attrs.frozen
+class PushResult:
+    """The answer to an accepted push, and the changes it committed (for live sockets)."""
+
+    results: list[tuple[str, str]]
+    conflicts: list[Conflict]
+    suppressed: int
+    cursor: int
+    changes: list[Change]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "results": [{"id": mid, "outcome": outcome} for mid, outcome in self.results],
+            "conflicts": [c.to_json() for c in self.conflicts],
+            "suppressed": self.suppressed,
+            "cursor": self.cursor,
+        }
+
+
+@attrs.define
+class _Batch:
+    """The working state of one push while it is being decided."""
+
+    seen: dict[str, str]
+    fields: dict[FieldRef, StoredField]
+    head: int
+    refused: list[Refusal] = attrs.Factory(list)
+    write: BatchWrite = attrs.Factory(lambda: BatchWrite({}, [], {}, []))
+    results: list[tuple[str, str]] = attrs.Factory(list)
+    suppressed: int = 0
+
+
+class SyncService:
+    """Push, pull and conflicts for every user, over one store (see the module docstring)."""
+
+    def __init__(self, store: Store, clock: Clock, *, resolvers: Resolvers, max_batch: int):
+        self._store = store
+        self._clock = clock
+        self._resolvers = resolvers
+        self._max_batch = max_batch
+
+    def push(self, user: str, body: Any) -> PushResult:
+        """Apply a decoded push body atomically, or raise a `RequestError`, changing nothing."""
+        raw = self._mutations_of(body)
+        decoded: list[Mutation | None] = []
+        refused: list[Refusal] = []
+        for index, obj in enumerate(raw):
+            try:
+                decoded.append(Mutation.from_json(obj))
+            except WireError as exc:
+                decoded.append(None)
+                mid = obj.get("id") if isinstance(obj, dict) else None
+                mid = mid if isinstance(mid, str) else None
+                refused.append(Refusal(index, mid, "invalid_mutation", str(exc)))
+        valid = [(i, m, FieldRef(m.collection, m.key, m.field)) for i, m in enumerate(decoded) if m]
+        with self._store.transaction(user) as tx:
+            batch = _Batch(
+                seen=tx.outcomes({m.id for _, m, _ in valid}),
+                fields=tx.fields({ref for _, _, ref in valid}),
+                head=tx.head(),
+                refused=refused,
+            )
+            for index, m, ref in valid:
+                self._decide(batch, index, m, ref)
+            if batch.refused:
+                batch.refused.sort(key=lambda r: r.index)
+                raise MutationsRefusedError(batch.refused, len(raw))
+            tx.write(batch.write)
+        for _, m, _ in valid:
+            self._clock.observe(m.stamp)
+        committed = batch.write.changes
+        cursor = batch.head + len(committed)
+        return PushResult(batch.results, batch.write.conflicts, batch.suppressed, cursor, committed)
+
+    def pull(self, user: str, since: int, limit: int) -> ChangePage:
+        return self._store.changes(user, since, limit)
+
+    def cursor(self, user: str) -> int:
+        return self._store.cursor(user)
+
+    def conflicts(self, user: str, since: int, limit: int) -> ConflictPage:
+        return self._store.conflicts(user, since, limit)
+
+    def close(self) -> None:
+        self._store.close()
+
+    def _mutations_of(self, body: Any) -> list[Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("mutations"), list):
+            raise BadRequestError('a push body must be a JSON object {"mutations": [...]}')
+        raw: list[Any] = body["mutations"]
+        if len(raw) > self._max_batch:
+            raise BatchTooLargeError(
+                f"{len(raw)} mutations in one push; at most {self._max_batch} allowed"
+            )
+        return raw
+
+    def _decide(self, batch: _Batch, index: int, m: Mutation, ref: FieldRef) -> None:
+        recorded = batch.seen.get(m.id) or batch.write.outcomes.get(m.id)
+        if recorded is not None:
+            batch.results.append((m.id, recorded))
+            return
+        current = batch.fields.get(ref)
+        try:
+            self._check(m, current)
+            outcome = self._merge(batch, m, ref, current)
+        except ClockDriftError as exc:
+            batch.refused.append(Refusal(index, m.id, "clock_drift", str(exc)))
+        except KindMismatchError as exc:
+            batch.refused.append(Refusal(index, m.id, "kind_mismatch", str(exc)))
+        except CrdtUpdateError as exc:
+            batch.refused.append(Refusal(index, m.id, "bad_crdt_update", str(exc)))
+        except WireError as exc:
+            batch.refused.append(Refusal(index, m.id, "invalid_mutation", str(exc)))
+        else:
+            batch.write.outcomes[m.id] = outcome.value
+            batch.results.append((m.id, outcome.value))
+
+    def _check(self, m: Mutation, current: StoredField | None) -> None:
+        """Raise if `m` must be refused (see the module docstring); change nothing."""
+        self._clock.check_drift(m.stamp)
+        if m.base is not None:
+            self._clock.check_drift(m.base)
+        if m.field == DELETED_FIELD:
+            if m.kind != "lww":
+                raise KindMismatchError(m.field, "lww", m.kind)
+            if not isinstance(m.value, bool):
+                raise WireError(f"{DELETED_FIELD!r} must be true or false, got {m.value!r:.80}")
+        if current is not None and current.kind != m.kind:
+            raise KindMismatchError(m.field, current.kind, m.kind)
+
+    def _merge(
+        self, batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | None
+    ) -> Outcome:
+        """Merge `m` into the working copy of its field; record the change it logs, if any."""
+        seq = batch.head + len(batch.write.changes) + 1
+        if m.kind == "crdt":
+            assert m.update is not None
+            if current is not None and current.stamp == m.stamp:
+                return Outcome.DUPLICATE
+            state = merge_text_updates(current.state if current else None, m.update)
+            top = m if current is None or m.stamp > current.stamp else current
+            stored = StoredField("crdt", top.stamp, top.base, state=state)
+            change = _change(m, m.stamp, m.base, None, m.update, seq)
+            outcome = Outcome.APPLIED
+        else:
+            merge = merge_field(
+                None if current is None else FieldWrite(current.value, current.stamp, current.base),
+                FieldWrite(m.value, m.stamp, m.base),
+                ref=ref,
+                resolver=self._resolvers.get(m.collection, m.field),
+                detected_by=self._clock.node,
+            )
+            batch.suppressed += merge.suppressed
+            if merge.conflict is not None:
+                batch.write.conflicts.append(merge.conflict)
+            if not merge.changed:
+                return merge.outcome
+            state_ = merge.state
+            stored = StoredField("lww", state_.stamp, state_.base, value=state_.value)
+            change = _change(m, state_.stamp, state_.base, state_.value, None, seq)
+            outcome = merge.outcome
+        batch.fields[ref] = stored
+        batch.write.fields[ref] = stored
+        batch.write.changes.append(change)
+        return outcome
+
+
+def _change(
+    m: Mutation, stamp: HLC, base: HLC | None, value: Any, update: bytes | None, seq: int
+) -> Change:
+    """The log entry for mutation `m` (positional: this runs once per change of a push)."""
+    return Change(m.id, m.collection, m.key, m.field, m.kind, stamp, base, value, update, seq)

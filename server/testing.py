@@ -1,0 +1,88 @@
+"""A real sync server for test suites: `running_server` and `RunningServer`.
+
+    async with running_server() as server:             # alice / token-a
+        async with server.client("alice") as http:     # aiohttp session, token set
+            await http.post("/v1/push", json={"mutations": [...]})
+
+The server listens on a free port of 127.0.0.1 and stores into a real SQLite
+file (a temporary directory unless `db_path` is given). It is the same app
+`quietsync serve` runs; only the port and the file are chosen for you. The
+pytest fixtures wrapping it are in `server.pytest_plugin`.
+
+This module is allowed to know about both sides, but needs only the server.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import aiohttp
+import attrs
+from aiohttp import web
+
+from server.app import create_app
+from server.config import ServerConfig
+
+__all__ = ["DEFAULT_USERS", "RunningServer", "running_server"]
+
+DEFAULT_USERS: Mapping[str, str] = MappingProxyType({"alice": "token-a"})
+"""user id -> bearer token."""
+
+
+@attrs.frozen
+class RunningServer:
+    """A started server: where it listens, how it is configured, who may use it."""
+
+    url: str
+    config: ServerConfig
+    users: Mapping[str, str]
+    app: web.Application
+    """The running aiohttp application (its typed keys are in `server.keys`)."""
+
+    def token(self, user: str) -> str:
+        """The bearer token of `user` (`KeyError` if the server has no such user)."""
+        return self.users[user]
+
+    def headers(self, user: str) -> dict[str, str]:
+        """The ``Authorization`` header of `user`."""
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+    def client(self, user: str) -> aiohttp.ClientSession:
+        """An aiohttp session for `user`: relative URLs, bearer token set. Close it (async with)."""
+        return aiohttp.ClientSession(base_url=self.url, headers=self.headers(user))
+
+
+@asynccontextmanager
+async def running_server(
+    db_path: Path | str | None = None,
+    *,
+    users: Mapping[str, str] = DEFAULT_USERS,
+    **overrides: Any,
+) -> AsyncIterator[RunningServer]:
+    """Start a real server on a free loopback port; stop it (gracefully) on exit.
+
+    `users` maps user ids to tokens; `overrides` are `ServerConfig` fields
+    (``max_batch=10``, ``max_drift_ms=...``, ``resolvers=...``).
+    """
+    with tempfile.TemporaryDirectory(prefix="quietsync-") as tmp:
+        config = ServerConfig(
+            db_path=Path(tmp) / "server.db" if db_path is None else db_path,
+            tokens={token: user for user, token in users.items()},
+            **overrides,
+        )
+        app = create_app(config)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            url = f"http://{host}:{port}"
+            yield RunningServer(url=url, config=config, users=dict(users), app=app)
+        finally:
+            await runner.cleanup()

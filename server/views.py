@@ -1,0 +1,167 @@
+"""HTTP handlers of the sync API, and the middleware that turns errors into JSON.
+
+Handlers parse and check the request, run the `SyncService` call on the store's
+worker thread, and answer JSON. They never build error bodies: they raise a
+`server.errors.RequestError` and `error_middleware` answers it. aiohttp's own
+HTTP errors (404, 405, ...) get the same JSON body shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from aiohttp import web
+
+from server.errors import (
+    BadRequestError,
+    BodyTooLargeError,
+    MalformedJsonError,
+    ServerError,
+    error_body,
+)
+from server.keys import CONFIG_KEY, EXECUTOR_KEY, HUB_KEY, SYNC_KEY, USER_KEY
+from server.live import LiveSession
+from server.store import ChangePage
+
+__all__ = ["conflicts", "error_middleware", "health", "live", "pull", "push"]
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ServerError as exc:
+        if exc.status >= 500:
+            log.exception("%s %s failed", request.method, request.path)
+        return web.json_response(error_body(exc), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        body = {"error": {"code": code, "message": exc.text or exc.reason}}
+        return web.json_response(body, status=exc.status)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:  # a bug (a resolver that raises, say): log it, answer JSON
+        log.exception("%s %s failed", request.method, request.path)
+        body = {"error": {"code": "internal_error", "message": "internal server error"}}
+        return web.json_response(body, status=500)
+
+
+async def _on_store_thread(
+    request: web.Request, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[EXECUTOR_KEY], lambda: fn(*args, **kwargs))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _json_body(request: web.Request) -> Any:
+    limit = request.app[CONFIG_KEY].max_body_bytes
+    too_large = f"request body over the {limit}-byte limit"
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLargeError(too_large)
+    try:
+        data = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise BodyTooLargeError(too_large) from exc
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
+        raise MalformedJsonError(f"request body is not valid JSON: {exc}") from exc
+
+
+def _int_param(request: web.Request, name: str, default: int, *, minimum: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or int(text) < minimum:
+        raise BadRequestError(f"query parameter {name!r} must be an integer >= {minimum}")
+    return int(text)
+
+
+def _page_params(request: web.Request) -> tuple[int, int]:
+    config = request.app[CONFIG_KEY]
+    since = _int_param(request, "since", 0, minimum=0)
+    limit = _int_param(request, "limit", config.pull_limit_default, minimum=1)
+    return since, min(limit, config.pull_limit_max)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "node": request.app[CONFIG_KEY].node_id})
+
+
+async def push(request: web.Request) -> web.Response:
+    user = request[USER_KEY]
+    body = await _json_body(request)
+    result = await _on_store_thread(request, request.app[SYNC_KEY].push, user, body)
+    request.app[HUB_KEY].publish(user, result.changes)
+    return web.json_response(result.to_json())
+
+
+async def pull(request: web.Request) -> web.Response:
+    since, limit = _page_params(request)
+    sync = request.app[SYNC_KEY]
+    page = await _on_store_thread(request, sync.pull, request[USER_KEY], since, limit)
+    return web.json_response(
+        {
+            "changes": [c.to_json() for c in page.changes],
+            "cursor": page.cursor,
+            "has_more": page.has_more,
+        }
+    )
+
+
+async def conflicts(request: web.Request) -> web.Response:
+    since, limit = _page_params(request)
+    sync = request.app[SYNC_KEY]
+    page = await _on_store_thread(request, sync.conflicts, request[USER_KEY], since, limit)
+    return web.json_response(
+        {
+            "conflicts": [c.to_json() for c in page.conflicts],
+            "cursor": page.cursor,
+            "has_more": page.has_more,
+        }
+    )
+
+
+async def live(request: web.Request) -> web.WebSocketResponse:
+    user = request[USER_KEY]
+    since = _int_param(request, "since", 0, minimum=0) if "since" in request.query else None
+    sync, hub = request.app[SYNC_KEY], request.app[HUB_KEY]
+    page_size = request.app[CONFIG_KEY].pull_limit_default
+
+    async def read_cursor() -> int:
+        return await _on_store_thread(request, sync.cursor, user)
+
+    async def read_page(after: int) -> ChangePage:
+        return await _on_store_thread(request, sync.pull, user, after, page_size)
+
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    await ws.prepare(request)
+    sub = hub.subscribe(user, ws)
+    try:
+        await LiveSession(sub, read_cursor, read_page).serve(since)
+    finally:
+        hub.unsubscribe(sub)
+    return ws

@@ -1,0 +1,98 @@
+"""Helpers for the server tests: a replica-like writer of mutations, and HTTP shortcuts."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import aiohttp
+
+from conflicts import HLC, Clock, FieldRef, Mutation, initial_text_update
+
+__all__ = ["Writer", "conflicts_of", "pull_all", "push"]
+
+
+class Writer:
+    """Makes mutations the way a replica does: ids ``node:n``, stamps from its own `Clock`."""
+
+    def __init__(self, node: str, *, wall: Any = None) -> None:
+        self.node = node
+        self.clock = Clock(node) if wall is None else Clock(node, wall=wall)
+        self._n = 0
+
+    def _id(self) -> str:
+        self._n += 1
+        return f"{self.node}:{self._n}"
+
+    def lww(
+        self,
+        key: str,
+        field: str,
+        value: Any,
+        *,
+        collection: str = "notes",
+        base: HLC | None = None,
+        stamp: HLC | None = None,
+    ) -> dict[str, Any]:
+        return Mutation(
+            id=self._id(),
+            collection=collection,
+            key=key,
+            field=field,
+            kind="lww",
+            stamp=stamp or self.clock.now(),
+            base=base,
+            value=value,
+        ).to_json()
+
+    def crdt(
+        self,
+        key: str,
+        field: str,
+        update: bytes,
+        *,
+        collection: str = "notes",
+        stamp: HLC | None = None,
+    ) -> dict[str, Any]:
+        return Mutation(
+            id=self._id(),
+            collection=collection,
+            key=key,
+            field=field,
+            kind="crdt",
+            stamp=stamp or self.clock.now(),
+            update=update,
+        ).to_json()
+
+    def text(self, key: str, field: str, content: str, **kw: Any) -> dict[str, Any]:
+        """A crdt mutation initialising a text field with `content`."""
+        update = initial_text_update(FieldRef(kw.get("collection", "notes"), key, field), content)
+        return self.crdt(key, field, update, **kw)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def push(http: aiohttp.ClientSession, mutations: list[Any]) -> tuple[int, dict[str, Any]]:
+    async with http.post("/v1/push", json={"mutations": mutations}) as resp:
+        return resp.status, await resp.json()
+
+
+async def pull_all(http: aiohttp.ClientSession, since: int = 0) -> list[dict[str, Any]]:
+    """Every change after `since`, following `has_more`."""
+    changes: list[dict[str, Any]] = []
+    while True:
+        async with http.get("/v1/pull", params={"since": since}) as resp:
+            assert resp.status == 200, await resp.text()
+            page = await resp.json()
+        changes += page["changes"]
+        since = page["cursor"]
+        if not page["has_more"]:
+            return changes
+
+
+async def conflicts_of(http: aiohttp.ClientSession) -> list[dict[str, Any]]:
+    async with http.get("/v1/conflicts") as resp:
+        assert resp.status == 200, await resp.text()
+        return (await resp.json())["conflicts"]

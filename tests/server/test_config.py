@@ -1,0 +1,55 @@
+"""`ServerConfig` and the token sources refuse bad settings with a clear `ConfigError`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from server.config import ServerConfig, load_tokens_file, tokens_from_env
+from server.errors import ConfigError
+
+
+def test_tokens_from_the_environment() -> None:
+    assert tokens_from_env({"QUIETSYNC_TOKENS": json.dumps({"t1": "alice"})}) == {"t1": "alice"}
+    assert tokens_from_env({}) is None
+    with pytest.raises(ConfigError, match="QUIETSYNC_TOKENS is not JSON"):
+        tokens_from_env({"QUIETSYNC_TOKENS": "{"})
+
+
+def test_tokens_file(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps({"t1": "alice", "t2": "bob"}))
+    assert load_tokens_file(path) == {"t1": "alice", "t2": "bob"}
+    with pytest.raises(ConfigError, match="cannot read tokens file"):
+        load_tokens_file(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    ("tokens", "fragment"),
+    [({}, "non-empty JSON object"), ({" t": "a"}, "without spaces"), ({"t": ""}, "1-128")],
+)
+def test_bad_tokens(tokens: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        ServerConfig(db_path=":memory:", tokens=tokens)
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ({"max_batch": 0}, "max_batch must be a positive int"),
+        ({"max_body_bytes": -1}, "max_body_bytes must be a positive int"),
+        ({"node_id": "no spaces"}, "invalid node id"),
+    ],
+)
+def test_bad_limits(override: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        ServerConfig(db_path=":memory:", tokens={"t": "a"}, **override)  # type: ignore[arg-type]
+
+
+def test_defaults_are_the_documented_limits() -> None:
+    config = ServerConfig(db_path="x.db", tokens={"t": "a"})
+    assert (config.max_body_bytes, config.max_batch, config.max_drift_ms) == (2**20, 1000, 60_000)
+    assert (config.pull_limit_default, config.pull_limit_max) == (500, 5000)
+    assert config.db_path == Path("x.db")

@@ -1,0 +1,130 @@
+"""The live WebSocket: hello, delivery as changes commit, backlog, slow clients, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from server.keys import EXECUTOR_KEY, SYNC_KEY
+from server.live import MUST_PULL_CLOSE_CODE
+from server.testing import RunningServer, running_server
+from tests.server.helpers import Writer, push
+
+TIMEOUT = 10.0
+
+
+async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    msg = await ws.receive(timeout=TIMEOUT)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    return msg.json()
+
+
+async def receive_changes(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[dict[str, Any]]:
+    """Receive "changes" messages until `count` changes have arrived."""
+    changes: list[dict[str, Any]] = []
+    while len(changes) < count:
+        msg = await receive(ws)
+        assert msg["type"] == "changes"
+        assert msg["cursor"] == msg["changes"][-1]["seq"]
+        changes += msg["changes"]
+    return changes
+
+
+async def test_hello_then_each_change_as_it_commits(
+    alice: aiohttp.ClientSession, w1: Writer
+) -> None:
+    await push(alice, [w1.lww("a", "f", 0)])
+    async with alice.ws_connect("/v1/live") as ws:
+        assert await receive(ws) == {"type": "hello", "cursor": 1}
+        for i in range(1, 4):
+            await push(alice, [w1.lww("a", "f", i), w1.lww("b", "f", i)])
+            changes = await receive_changes(ws, 2)
+            assert [c["seq"] for c in changes] == [2 * i, 2 * i + 1]
+            assert [c["value"] for c in changes] == [i, i]
+
+
+async def test_since_sends_the_backlog_first_in_order_without_gaps(
+    alice: aiohttp.ClientSession, w1: Writer
+) -> None:
+    await push(alice, [w1.lww(f"k{i}", "f", i) for i in range(7)])
+    async with alice.ws_connect("/v1/live", params={"since": 2}) as ws:
+        assert await receive(ws) == {"type": "hello", "cursor": 7}
+        await push(alice, [w1.lww("k", "f", "live")])
+        changes = await receive_changes(ws, 6)
+        assert [c["seq"] for c in changes] == [3, 4, 5, 6, 7, 8]
+
+
+async def test_concurrent_pushes_arrive_in_seq_order_without_gaps(
+    alice: aiohttp.ClientSession, w1: Writer
+) -> None:
+    async with alice.ws_connect("/v1/live", params={"since": 0}) as ws:
+        await receive(ws)
+        writers = [Writer(f"c{i}") for i in range(8)]
+        await asyncio.gather(*(push(alice, [w.lww("k", w.node, 1)] * 1) for w in writers))
+        changes = await receive_changes(ws, 8)
+        assert [c["seq"] for c in changes] == list(range(1, 9))
+
+
+async def test_changes_of_another_user_are_not_sent(
+    alice: aiohttp.ClientSession, bob: aiohttp.ClientSession, w1: Writer
+) -> None:
+    async with bob.ws_connect("/v1/live") as bob_ws:
+        assert await receive(bob_ws) == {"type": "hello", "cursor": 0}
+        await push(alice, [w1.lww("secret", "f", "alice only")])
+        await push(bob, [w1.lww("mine", "f", "bob")])
+        [change] = await receive_changes(bob_ws, 1)
+        assert change["value"] == "bob"
+
+
+async def test_token_may_be_given_as_a_query_parameter(server: RunningServer, w1: Writer) -> None:
+    async with (
+        aiohttp.ClientSession(base_url=server.url) as http,
+        http.ws_connect("/v1/live", params={"token": server.token("alice")}) as ws,
+    ):
+        assert await receive(ws) == {"type": "hello", "cursor": 0}
+
+
+@pytest.mark.parametrize("quietsync_server_options", [{"live_queue_limit": 3}])
+async def test_a_client_that_falls_behind_is_told_to_pull(
+    alice: aiohttp.ClientSession, w1: Writer
+) -> None:
+    async with alice.ws_connect("/v1/live") as ws:
+        assert await receive(ws) == {"type": "hello", "cursor": 0}
+        # one commit of 5 changes cannot fit a queue of 3: never buffered, the client must pull
+        await push(alice, [w1.lww(f"k{i}", "f", i) for i in range(5)])
+        assert await receive(ws) == {"type": "pull", "cursor": 0}
+        msg = await ws.receive(timeout=TIMEOUT)
+        assert msg.type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == MUST_PULL_CLOSE_CODE
+
+
+async def test_shutdown_closes_sockets_cleanly() -> None:
+    server_cm = running_server()
+    server = await server_cm.__aenter__()
+    async with server.client("alice") as http, http.ws_connect("/v1/live") as ws:
+        assert await receive(ws) == {"type": "hello", "cursor": 0}
+        stopping = asyncio.create_task(server_cm.__aexit__(None, None, None))
+        msg = await ws.receive(timeout=TIMEOUT)
+        assert msg.type == aiohttp.WSMsgType.CLOSE
+        assert msg.data == aiohttp.WSCloseCode.GOING_AWAY
+        await asyncio.wait_for(stopping, TIMEOUT)
+
+
+async def test_a_batch_that_overtakes_another_is_preceded_by_the_gap(
+    server: RunningServer, alice: aiohttp.ClientSession, w1: Writer
+) -> None:
+    async with alice.ws_connect("/v1/live") as ws:
+        assert await receive(ws) == {"type": "hello", "cursor": 0}
+        await push(alice, [w1.lww("a", "f", 1)])
+        assert [c["seq"] for c in await receive_changes(ws, 1)] == [1]
+        # seq 2 commits without being published (as if its publish were still on its way)
+        loop = asyncio.get_running_loop()
+        sync, executor = server.app[SYNC_KEY], server.app[EXECUTOR_KEY]
+        body = {"mutations": [w1.lww("b", "f", 2)]}
+        await loop.run_in_executor(executor, sync.push, "alice", body)
+        await push(alice, [w1.lww("c", "f", 3)])  # seq 3 is published first
+        changes = await receive_changes(ws, 2)
+        assert [(c["seq"], c["value"]) for c in changes] == [(2, 2), (3, 3)]

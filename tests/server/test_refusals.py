@@ -1,0 +1,291 @@
+"""Every refusal: its status, its error code and message, and that nothing changed.
+
+Each test first pushes one good change, so "nothing changed" is checked
+against a non-empty space: the following pull still shows exactly that one
+change and no conflicts were recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from conflicts import HLC, Clock
+from server.testing import RunningServer
+from tests.server.helpers import Writer, conflicts_of, pull_all, push
+
+SMALL = {"max_body_bytes": 4096, "max_batch": 5}
+
+
+@pytest.fixture
+async def before(alice: aiohttp.ClientSession, w1: Writer) -> list[dict[str, Any]]:
+    """One change already in alice's space; returns the pull that shows it."""
+    status, _ = await push(alice, [w1.lww("k", "title", "kept")])
+    assert status == 200
+    return await pull_all(alice)
+
+
+async def assert_unchanged(http: aiohttp.ClientSession, before: list[dict[str, Any]]) -> None:
+    assert await pull_all(http) == before
+    assert await conflicts_of(http) == []
+
+
+async def post_raw(
+    http: aiohttp.ClientSession, data: bytes, **headers: str
+) -> tuple[int, dict[str, Any]]:
+    async with http.post("/v1/push", data=data, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+def error(code: str, fragment: str, body: dict[str, Any]) -> None:
+    assert body["error"]["code"] == code, body
+    assert fragment in body["error"]["message"], body
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b'{"mutations": [', "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b'{"mutations": [{"value": NaN}]}', "NaN is not JSON"),
+        (b"", "not valid JSON"),
+    ],
+)
+async def test_malformed_json(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], data: bytes, fragment: str
+) -> None:
+    status, body = await post_raw(alice, data, **{"Content-Type": "application/json"})
+    assert status == 400
+    error("malformed_json", fragment, body)
+    assert "refused" not in body
+    await assert_unchanged(alice, before)
+
+
+@pytest.mark.parametrize("payload", [[], {"mutations": {}}, {"mutation": []}, "x", None])
+async def test_body_of_the_wrong_shape(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], payload: Any
+) -> None:
+    status, body = await post_raw(alice, json.dumps(payload).encode())
+    assert status == 400
+    error("bad_request", 'a push body must be a JSON object {"mutations": [...]}', body)
+    await assert_unchanged(alice, before)
+
+
+@pytest.mark.parametrize("quietsync_server_options", [SMALL])
+async def test_body_over_the_limit(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer
+) -> None:
+    big = {"mutations": [w1.lww("k", "title", "x" * 5000)]}
+    status, body = await post_raw(alice, json.dumps(big).encode())
+    assert status == 413
+    error("body_too_large", "over the 4096-byte limit", body)
+    await assert_unchanged(alice, before)
+
+
+@pytest.mark.parametrize("quietsync_server_options", [SMALL])
+async def test_chunked_body_over_the_limit(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]]
+) -> None:
+    async def chunks() -> Any:
+        for _ in range(10):
+            yield b" " * 1000
+
+    async with alice.post("/v1/push", data=chunks()) as resp:
+        assert resp.status == 413
+        error("body_too_large", "over the 4096-byte limit", await resp.json())
+    await assert_unchanged(alice, before)
+
+
+@pytest.mark.parametrize("quietsync_server_options", [SMALL])
+async def test_more_mutations_than_the_limit(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer
+) -> None:
+    status, body = await push(alice, [w1.lww(f"k{i}", "f", i) for i in range(6)])
+    assert status == 413
+    error("batch_too_large", "6 mutations in one push; at most 5 allowed", body)
+    await assert_unchanged(alice, before)
+
+
+def _future_writer() -> Writer:
+    return Writer("fast", wall=lambda: Clock("x").now().wall_ms + 3_600_000)
+
+
+def _bad_mutations(w: Writer) -> dict[str, tuple[dict[str, Any], str, str]]:
+    """name -> (mutation, refusal code, message fragment)."""
+    good = w.lww("k2", "f", 1)
+    return {
+        "missing field": (
+            {k: v for k, v in good.items() if k != "stamp"},
+            "invalid_mutation",
+            "'stamp': an HLC stamp must be a string",
+        ),
+        "wrong type": ({**good, "key": 7}, "invalid_mutation", "'key' must be a non-empty string"),
+        "not an object": ([1, 2], "invalid_mutation", "must be a JSON object"),
+        "unknown kind": ({**good, "kind": "set"}, "invalid_mutation", "'kind' must be one of"),
+        "bad base64": (
+            {**w.crdt("k2", "body", b"\x00"), "update": "%%%"},
+            "invalid_mutation",
+            "not valid base64",
+        ),
+        "clock drift": (_future_writer().lww("k2", "f", 1), "clock_drift", "ms ahead"),
+        "garbage crdt": (
+            w.crdt("k2", "body", b"garbage!"),
+            "bad_crdt_update",
+            "not a valid Yjs update",
+        ),
+        "kind mismatch (stored)": (
+            w.crdt("k", "title", base64.b64decode(w.text("k", "x", "t")["update"])),
+            "kind_mismatch",
+            "field 'title' is a lww field; a crdt write is not allowed",
+        ),
+        "tombstone not bool": (w.lww("k", "_deleted", 1), "invalid_mutation", "true or false"),
+        "crdt tombstone": (
+            w.crdt("k", "_deleted", base64.b64decode(w.text("k", "x", "t")["update"])),
+            "kind_mismatch",
+            "'_deleted' is a lww field",
+        ),
+    }
+
+
+NAMES = list(_bad_mutations(Writer("probe")))
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_a_bad_mutation_refuses_the_whole_batch(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer, name: str
+) -> None:
+    bad, code, fragment = _bad_mutations(w1)[name]
+    batch = [w1.lww("k3", "f", "good"), bad, w1.lww("k", "title", "changed")]
+    status, body = await push(alice, batch)
+    assert status == 422
+    error("mutations_refused", "1 of 3 mutations refused; nothing was applied", body)
+    [refusal] = body["refused"]
+    assert refusal["index"] == 1
+    assert refusal["id"] == (bad.get("id") if isinstance(bad, dict) else None)
+    assert refusal["code"] == code
+    assert fragment in refusal["reason"]
+    await assert_unchanged(alice, before)
+
+
+async def test_kind_mismatch_within_one_batch(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer
+) -> None:
+    text = w1.text("new", "body", "hello")
+    lww = w1.lww("new", "body", "plain")
+    status, body = await push(alice, [text, lww])
+    assert status == 422
+    assert body["refused"] == [
+        {
+            "index": 1,
+            "id": lww["id"],
+            "code": "kind_mismatch",
+            "reason": "field 'body' is a crdt field; a lww write is not allowed",
+        }
+    ]
+    await assert_unchanged(alice, before)
+
+
+async def test_every_bad_mutation_is_named(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer
+) -> None:
+    bad = _bad_mutations(w1)
+    batch = [w1.lww("k3", "f", 0), bad["wrong type"][0], w1.lww("k4", "f", 0)]
+    batch += [bad["clock drift"][0], bad["garbage crdt"][0]]
+    status, body = await push(alice, batch)
+    assert status == 422
+    assert [(r["index"], r["code"]) for r in body["refused"]] == [
+        (1, "invalid_mutation"),
+        (3, "clock_drift"),
+        (4, "bad_crdt_update"),
+    ]
+    error("mutations_refused", "3 of 5 mutations refused", body)
+    await assert_unchanged(alice, before)
+
+
+async def test_a_refused_batch_records_no_mutation_id(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer
+) -> None:
+    good = w1.lww("k3", "f", "good")
+    status, _ = await push(alice, [good, _bad_mutations(w1)["garbage crdt"][0]])
+    assert status == 422
+    status, body = await push(alice, [good])  # the client set the bad one aside
+    assert (status, body["results"]) == (200, [{"id": good["id"], "outcome": "applied"}])
+    assert [c["value"] for c in await pull_all(alice)] == ["kept", "good"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [
+        ({}, "missing bearer token"),
+        ({"Authorization": "Bearer nope"}, "unknown bearer token"),
+        ({"Authorization": "Basic dG9rZW4tYQ=="}, "must be 'Bearer <token>'"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v1/push"), ("GET", "/v1/pull"), ("GET", "/v1/conflicts"), ("GET", "/v1/live")],
+)
+async def test_missing_or_invalid_token_is_401(
+    server: RunningServer,
+    alice: aiohttp.ClientSession,
+    before: list[dict[str, Any]],
+    w1: Writer,
+    headers: dict[str, str],
+    fragment: str,
+    method: str,
+    path: str,
+) -> None:
+    async with (
+        aiohttp.ClientSession(base_url=server.url, headers=headers) as anon,
+        anon.request(method, path, json={"mutations": [w1.lww("k", "title", "x")]}) as resp,
+    ):
+        assert resp.status == 401
+        error("unauthorized", fragment, await resp.json())
+    await assert_unchanged(alice, before)
+
+
+BAD_PAGE = [{"since": "-1"}, {"since": "x"}, {"limit": "0"}, {"limit": "1.5"}, {"since": "\u0661"}]
+BAD_QUERIES = [("/v1/pull", p) for p in BAD_PAGE] + [("/v1/conflicts", p) for p in BAD_PAGE]
+BAD_QUERIES += [("/v1/live", {"since": "-1"}), ("/v1/live", {"since": "x"})]
+
+
+@pytest.mark.parametrize(("path", "params"), BAD_QUERIES)
+async def test_bad_query_parameters_are_400(
+    alice: aiohttp.ClientSession, path: str, params: dict[str, str]
+) -> None:
+    async with alice.get(path, params=params) as resp:
+        assert resp.status == 400
+        body = await resp.json()
+    name = next(iter(params))
+    error("bad_request", f"query parameter {name!r} must be an integer", body)
+
+
+async def test_live_without_a_websocket_upgrade_is_400(alice: aiohttp.ClientSession) -> None:
+    async with alice.get("/v1/live") as resp:
+        assert resp.status == 400
+        error("bad_request", "WebSocket", await resp.json())
+
+
+async def test_unknown_paths_and_methods_answer_json(alice: aiohttp.ClientSession) -> None:
+    async with alice.get("/v1/nope") as resp:
+        assert (resp.status, (await resp.json())["error"]["code"]) == (404, "not_found")
+    async with alice.get("/v1/push") as resp:
+        assert (resp.status, (await resp.json())["error"]["code"]) == (405, "method_not_allowed")
+
+
+async def test_stamps_are_checked_against_the_server_clock_not_absorbed(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer
+) -> None:
+    ahead = _future_writer().lww("k", "title", "from the future")
+    stamp = HLC.parse(ahead["stamp"])
+    status, _ = await push(alice, [ahead])
+    assert status == 422
+    ok = w1.lww("k", "later", "x")
+    status, _ = await push(alice, [ok])
+    assert status == 200
+    # the refused stamp did not drag the server clock ahead: a later change logs normally
+    assert stamp > HLC.parse((await pull_all(alice))[-1]["stamp"])

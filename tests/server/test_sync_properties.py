@@ -1,0 +1,184 @@
+"""Properties of the server's merge policy (`SyncService` over an in-memory store).
+
+1. Whatever the order and the batching of a set of lww writes, replaying the
+   log gives, for every field, the write with the highest stamp.
+2. A push that is refused changes nothing; one that is accepted records an
+   outcome for each mutation, and the same push again changes nothing more.
+3. Whatever the order and the batching of a set of crdt writes, the field the
+   server stores holds the text of a document that applied them all; and when
+   they arrive in causal order (each replica pushes its outbox in order),
+   replaying the log one update at a time gives that text too. (Replaying a
+   NON-causal log with `CrdtText.apply` can lose text: pycrdt's
+   ``Doc.apply_update`` drops content when several updates of one client
+   arrive out of order, while ``merge_updates`` does not.)
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conflicts import HLC, Clock, CrdtText, FieldRef, Mutation, Resolvers
+from server.errors import RequestError
+from server.sqlite_store import SQLiteStore
+from server.sync import SyncService
+
+NODES = ("n1", "n2", "n3")
+FIELDS = [("a", "f"), ("a", "g"), ("b", "f")]
+
+
+@contextmanager
+def service() -> Iterator[SyncService]:
+    store = SQLiteStore(":memory:")
+    try:
+        yield SyncService(store, Clock("server"), resolvers=Resolvers(), max_batch=1000)
+    finally:
+        store.close()
+
+
+@st.composite
+def lww_writes(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Distinct lww writes: each (node, wall) pair at most once, so stamps never collide."""
+    stamps = draw(
+        st.lists(st.tuples(st.sampled_from(NODES), st.integers(1, 40)), unique=True, max_size=25)
+    )
+    writes = []
+    for i, (node, wall) in enumerate(stamps):
+        key, field = draw(st.sampled_from(FIELDS))
+        base = draw(st.none() | st.integers(0, 40).map(lambda w: HLC(w, 0, "n1")))
+        value = draw(st.integers(0, 3) | st.text(max_size=2) | st.none())
+        mutation = Mutation(f"{node}:{i}", "c", key, field, "lww", HLC(wall, 0, node), base, value)
+        writes.append(mutation.to_json())
+    return writes
+
+
+def replay(sync: SyncService, user: str = "u") -> dict[tuple[str, str], Any]:
+    """The field states the log leads to: the last change of each field wins."""
+    state = {}
+    for change in sync.pull(user, 0, 10_000).changes:
+        state[(change.key, change.field)] = (change.value, change.stamp)
+    return state
+
+
+def splits(items: list[Any], cuts: list[int]) -> list[list[Any]]:
+    bounds = sorted({c % (len(items) + 1) for c in cuts} | {0, len(items)})
+    return [items[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+@given(lww_writes(), st.randoms(use_true_random=False), st.lists(st.integers(0, 100)))
+def test_the_log_converges_to_the_highest_stamp_per_field(
+    writes: list[dict[str, Any]], rnd: Any, cuts: list[int]
+) -> None:
+    shuffled = writes[:]
+    rnd.shuffle(shuffled)
+    expected: dict[tuple[str, str], Any] = {}
+    for m in sorted(writes, key=lambda m: HLC.parse(m["stamp"])):
+        expected[(m["key"], m["field"])] = (m["value"], HLC.parse(m["stamp"]))
+    for order in (writes, shuffled):
+        with service() as sync:
+            for part in splits(order, cuts):
+                sync.push("u", {"mutations": part})
+            assert replay(sync) == expected
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+@st.composite
+def mixed_batches(draw: st.DrawFn) -> list[Any]:
+    """Valid writes with junk mixed in: random JSON, or a valid write with one member broken."""
+    batch: list[Any] = draw(lww_writes())
+    valid = batch[:] or [{"id": "x"}]
+    for _ in range(draw(st.integers(0, 2))):
+        junk = draw(
+            JSON
+            | st.builds(
+                lambda m, k, v: {**m, k: v},
+                st.sampled_from(valid),
+                st.sampled_from(["id", "kind", "stamp", "base", "key"]),
+                JSON,
+            )
+        )
+        batch.insert(draw(st.integers(0, len(batch))), junk)
+    return batch
+
+
+@given(lww_writes(), mixed_batches())
+def test_a_push_is_all_or_nothing_and_idempotent(
+    first: list[dict[str, Any]], batch: list[Any]
+) -> None:
+    with service() as sync:
+        sync.push("u", {"mutations": first})
+        before = (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000))
+        try:
+            result = sync.push("u", {"mutations": batch})
+        except RequestError:
+            assert (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000)) == before
+            return
+        assert [mid for mid, _ in result.results] == [m["id"] for m in batch]
+        after = (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000))
+        again = sync.push("u", {"mutations": batch})
+        assert again.results == result.results
+        assert (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000)) == after
+
+
+@st.composite
+def text_edits(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Crdt writes of one text field by up to three replicas, each editing its own copy."""
+    ref = FieldRef("c", "a", "body")
+    docs = {node: CrdtText(client_id=n + 1) for n, node in enumerate(NODES)}
+    writes: list[dict[str, Any]] = []
+    for i in range(draw(st.integers(1, 8))):
+        node = draw(st.sampled_from(NODES))
+        doc = docs[node]
+        if writes and draw(st.booleans()):  # sync this replica with something already written
+            other = draw(st.sampled_from(writes))
+            doc.apply(Mutation.from_json(other).update or b"")
+        if len(doc) and draw(st.booleans()):
+            start = draw(st.integers(0, len(doc) - 1))
+            update = doc.delete(start, draw(st.integers(1, len(doc) - start)))
+        else:
+            update = doc.insert(draw(st.integers(0, len(doc))), draw(st.text("xyz", min_size=1)))
+        stamp = HLC(i + 1, 0, node)
+        writes.append(
+            Mutation(f"{node}:{i}", *attrs.astuple(ref), "crdt", stamp, update=update).to_json()
+        )
+    return writes
+
+
+@given(text_edits(), st.randoms(use_true_random=False), st.lists(st.integers(0, 100)))
+def test_crdt_writes_converge_whatever_the_order_and_batching(
+    writes: list[dict[str, Any]], rnd: Any, cuts: list[int]
+) -> None:
+    expected = CrdtText()
+    for m in writes:
+        expected.apply(Mutation.from_json(m).update or b"")
+    shuffled = writes[:]
+    rnd.shuffle(shuffled)
+    store = SQLiteStore(":memory:")
+    sync = SyncService(store, Clock("server"), resolvers=Resolvers(), max_batch=1000)
+    try:
+        for part in splits(shuffled, cuts):  # any order: the server merges with merge_updates
+            sync.push("u", {"mutations": part})
+        with store.transaction("u") as tx:
+            [stored] = tx.fields([FieldRef("c", "a", "body")]).values()
+        assert CrdtText(stored.state).text == expected.text
+    finally:
+        store.close()
+    with service() as sync:
+        for part in splits(writes, cuts):  # replicas push in causal order, so the log is causal
+            sync.push("u", {"mutations": part})
+        replayed = CrdtText()
+        for change in sync.pull("u", 0, 10_000).changes:
+            replayed.apply(change.update or b"")
+        assert replayed.text == expected.text
