@@ -1,0 +1,90 @@
+"""How records look on either side of the store: canonical JSON in, plain dicts out.
+
+Helpers shared by the `Replica` facade and the remote-change merge, so both
+encode values and decode rows exactly one way.
+
+Must not import `server`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from conflicts import DELETED_FIELD, HLC, FieldWrite, Kind, canonical_json, text_of
+from replica.store import FieldRow
+
+__all__ = [
+    "FALSE",
+    "TRUE",
+    "FieldState",
+    "decode_record",
+    "encode_json",
+    "field_state",
+    "yjs_client_id",
+]
+
+TRUE, FALSE = canonical_json(True), canonical_json(False)
+_CLIENT_ID_BITS = 53  # Yjs client ids must fit a JavaScript safe integer
+
+
+@attrs.frozen
+class FieldState:
+    """A stored field: its kind and the write that currently wins.
+
+    `write.value` is the JSON value of an LWW field and the text of a CRDT
+    field; `state` is a CRDT field's whole Yjs document (None for LWW).
+    """
+
+    kind: Kind
+    write: FieldWrite
+    state: bytes | None = None
+
+
+def encode_json(where: str, value: Any) -> str:
+    """Canonical JSON text of `value`; `TypeError` naming `where` if it is not JSON."""
+    try:
+        return canonical_json(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise TypeError(f"{where}: value is not JSON-serialisable ({exc})") from exc
+
+
+def decode_record(rows: Iterable[FieldRow]) -> dict[str, Any] | None:
+    """A record's public form: None when it has no fields or is deleted."""
+    record: dict[str, Any] = {}
+    deleted = None
+    for row in rows:
+        if row.field == DELETED_FIELD:
+            deleted = row.value
+        elif row.kind == "crdt":
+            record[row.field] = text_of(row.state)
+        else:
+            record[row.field] = json.loads(row.value or "null")
+    if deleted == TRUE or (not record and deleted is None):
+        return None
+    return record
+
+
+def yjs_client_id(node_id: str) -> int:
+    """This node's Yjs client id for text edits: stable, so the state vector stays small.
+
+    Reusing it across sessions is safe because every edit starts from the
+    whole stored document, which holds all this node's earlier edits.
+    """
+    digest = hashlib.blake2b(node_id.encode(), digest_size=8, person=b"qs-yjs").digest()
+    return (int.from_bytes(digest, "big") >> (64 - _CLIENT_ID_BITS)) or 1
+
+
+def field_state(row: FieldRow) -> FieldState:
+    """The public form of one stored field."""
+    base = None if row.base is None else HLC.parse(row.base)
+    if row.kind == "crdt":
+        return FieldState(
+            "crdt", FieldWrite(text_of(row.state), HLC.parse(row.stamp), base), row.state
+        )
+    value = json.loads(row.value or "null")
+    return FieldState("lww", FieldWrite(value, HLC.parse(row.stamp), base))

@@ -1,0 +1,454 @@
+"""`Replica`: the local, durable copy of a user's records, and the only door to it.
+
+Policy lives here; rows live in `replica.store`. The invariants:
+
+1. **Acknowledged means durable.** Every local write is one transaction: the
+   new field values with their stamps, and one outbox entry per changed field.
+   When `put()` returns, the write survives a killed process.
+2. **Stamps only grow.** Local writes are stamped by the replica's `Clock`; the
+   clock's high-water mark and the last mutation number are persisted in the
+   same transaction, so a reopened replica never reissues a stamp or an id.
+3. **A write records what it saw.** Its `base` is the field's stamp in the
+   replica at write time (None if the field was never written), which is what
+   lets the server tell a conflict from an update.
+4. **No-op writes are not writes.** A put whose value is canonical-equal to
+   the stored one issues no stamp and no outbox entry: pushing what the
+   server already holds would only create suppressed noise.
+5. **Remote changes merge through the core.** `apply_remote` runs
+   `conflicts.merge_field` (LWW) or `merge_text_updates` (CRDT) per change and
+   stores the pull cursor in the same transaction; it never reports conflicts
+   (the server reports each once, for everybody). A stamp too far ahead
+   refuses the whole call, which then changes nothing.
+6. **Subscribers hear about committed changes only**, after the outermost
+   transaction commits; a failing subscriber never undoes a write.
+
+Deletion is the LWW tombstone field ``_deleted`` (`conflicts.DELETED_FIELD`);
+any later local write to the record (a put or a text edit) revives it by
+writing ``_deleted: False``. The other fields stay stored under a tombstone.
+
+Must not import `server`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from conflicts import (
+    DELETED_FIELD,
+    HLC,
+    Change,
+    Clock,
+    Conflict,
+    CrdtText,
+    FieldRef,
+    KindMismatchError,
+    Mutation,
+    canonical_json,
+    check_name,
+    initial_text_update,
+    validate_node_id,
+)
+from replica.errors import NodeIdMismatchError, ReplicaClosedError
+from replica.lockfile import LockFile
+from replica.outbox import Outbox, RefusedMutation
+from replica.records import (
+    FALSE,
+    TRUE,
+    FieldState,
+    decode_record,
+    encode_json,
+    field_state,
+    yjs_client_id,
+)
+from replica.remote import merge_changes
+from replica.store import FieldRow, OutboxRow, SqliteStore
+from replica.subscriptions import Callback, ChangeEvent, Subscriptions, Unsubscribe
+
+__all__ = ["Replica"]
+
+
+class Replica:
+    """A local replica file, opened by `Replica.open`; see the module docstring."""
+
+    def __init__(self, store: SqliteStore, lock: LockFile, node_id: str, clock: Clock) -> None:
+        self._store = store
+        self._lock = lock
+        self._clock = clock
+        self._outbox = Outbox(store, node_id, int(store.meta().get("mutation_n", "0")))
+        self._subs = Subscriptions()
+        self._events: list[ChangeEvent] = []
+        self._client_id = yjs_client_id(node_id)
+        self._closed = False
+        self.node_id = node_id
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, path: str | PathLike[str], *, node_id: str | None = None, max_drift_ms: int = 60_000
+    ) -> Replica:
+        """Create or reopen the replica at `path` (see `replica.errors` for refusals).
+
+        The node id is generated once and stored; passing a different one for
+        an existing file is a `NodeIdMismatchError`.
+        """
+        if node_id is not None:
+            validate_node_id(node_id)
+        path = Path(path)
+        lock = LockFile.acquire(path)
+        try:
+            store = SqliteStore.open(path)
+        except BaseException:
+            lock.release()
+            raise
+        try:
+            meta = store.meta()
+            stored = meta.get("node_id")
+            if stored is None:
+                stored = node_id or f"n{secrets.token_hex(8)}"
+                with store.transaction():
+                    store.set_meta({"node_id": stored})
+            elif node_id is not None and node_id != stored:
+                raise NodeIdMismatchError(path, stored, node_id)
+            last = HLC.parse(meta["clock"]) if "clock" in meta else None
+            clock = Clock(stored, max_drift_ms=max_drift_ms, last=last)
+        except BaseException:
+            store.close()
+            lock.release()
+            raise
+        return cls(store, lock, stored, clock)
+
+    def close(self) -> None:
+        """Close the file and release it for the next owner; closing twice is harmless."""
+        if not self._closed:
+            self._closed = True
+            self._store.close()
+            self._lock.release()
+
+    def __enter__(self) -> Replica:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        return self._store.path
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several calls into one atomic transaction (nesting is allowed).
+
+        Subscribers hear about the changes after the outermost commit; on an
+        exception nothing inside is kept and nobody is notified.
+        """
+        if self._closed:
+            raise ReplicaClosedError(f"replica {self.path} is closed")
+        outer = not self._store.in_transaction
+        mark = len(self._events)
+        try:
+            with self._store.transaction():
+                yield
+                if outer:
+                    self._store.set_meta(
+                        {"clock": str(self._clock.last), "mutation_n": str(self._outbox.last_n)}
+                    )
+        except BaseException:
+            del self._events[mark:]
+            raise
+        if outer:
+            events, self._events = self._events, []
+            self._subs.notify(events)
+
+    def _reading(self) -> SqliteStore:
+        if self._closed:
+            raise ReplicaClosedError(f"replica {self.path} is closed")
+        return self._store
+
+    # -- records ---------------------------------------------------------------
+
+    def put(self, collection: str, key: str, fields: Mapping[str, Any]) -> None:
+        """Merge `fields` into the record, each field stamped; one transaction."""
+        self.put_many(collection, {key: fields})
+
+    def put_many(self, collection: str, records: Mapping[str, Mapping[str, Any]]) -> None:
+        """`put` for many records of one collection, in one transaction.
+
+        Every value is checked before anything is written: a value that is not
+        JSON is a `TypeError` naming it, and nothing is written.
+        """
+        check_name("collection", collection)
+        encoded = [
+            (check_name("key", key), self._encode_fields(key, f)) for key, f in records.items()
+        ]
+        with self.transaction():
+            rows: list[FieldRow] = []
+            entries: list[OutboxRow] = []
+            for key, fields in encoded:
+                current = {row.field: row for row in self._store.record(collection, key)}
+                self._stage(collection, key, fields, current, rows, entries)
+            self._store.write_fields(rows)
+            self._store.append_outbox(entries)
+
+    def delete(self, collection: str, key: str) -> None:
+        """Delete the record (a tombstone that syncs like any field write)."""
+        check_name("collection", collection)
+        check_name("key", key)
+        with self.transaction():
+            rows: list[FieldRow] = []
+            entries: list[OutboxRow] = []
+            current = self._store.field(collection, key, DELETED_FIELD)
+            existing = {} if current is None else {DELETED_FIELD: current}
+            self._stage(collection, key, [(DELETED_FIELD, TRUE)], existing, rows, entries)
+            self._store.write_fields(rows)
+            self._store.append_outbox(entries)
+
+    def _encode_fields(self, key: str, fields: Mapping[str, Any]) -> list[tuple[str, str]]:
+        if not isinstance(fields, Mapping):
+            raise TypeError(f"fields of {key!r} must be a mapping, got {type(fields).__name__}")
+        encoded = []
+        for name, value in fields.items():
+            check_name("field", name)
+            if name == DELETED_FIELD:
+                raise ValueError(f"{DELETED_FIELD!r} is the tombstone field: use delete()")
+            encoded.append((name, encode_json(f"field {name!r} of record {key!r}", value)))
+        return encoded
+
+    def _stage(
+        self,
+        collection: str,
+        key: str,
+        fields: list[tuple[str, str]],
+        current: Mapping[str, FieldRow],
+        rows: list[FieldRow],
+        entries: list[OutboxRow],
+    ) -> None:
+        """Stamp the LWW fields that change, adding their rows and outbox entries."""
+        tomb = current.get(DELETED_FIELD)
+        if tomb is not None and tomb.value == TRUE and all(n != DELETED_FIELD for n, _ in fields):
+            fields = [*fields, (DELETED_FIELD, FALSE)]
+        changed = set()
+        for name, text in fields:
+            cur = current.get(name)
+            if cur is not None:
+                if cur.kind != "lww":
+                    raise KindMismatchError(name, cur.kind, "lww")
+                if cur.value == text:  # equal canonical text == canonical_equal
+                    continue
+            stamp, base = str(self._clock.now()), None if cur is None else cur.stamp
+            rows.append(FieldRow(collection, key, name, "lww", text, None, stamp, base))
+            entries.append(
+                self._outbox.entry(collection, key, name, "lww", stamp, base, value=text)
+            )
+            changed.add(name)
+        if changed:
+            self._events.append(ChangeEvent(collection, key, frozenset(changed), "local"))
+
+    def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        """The record's fields (CRDT text as a plain string); None if absent or deleted."""
+        return decode_record(self._reading().record(collection, key))
+
+    def keys(
+        self,
+        collection: str,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> list[str]:
+        """Keys of the live records whose LWW fields equal `where`, sorted by `order_by`.
+
+        Equality is canonical (``1 == 1.0``, key order irrelevant); a record
+        without a `where` field does not match. Served by the
+        ``(collection, field, value)`` index, so a thread's messages out of
+        100k records cost one index range scan.
+        """
+        conds = [(f, encode_json(f"where {f!r}", v)) for f, v in (where or {}).items()]
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        return self._reading().query_keys(
+            collection, conds, order_by, -1 if limit is None else limit
+        )
+
+    def query(
+        self,
+        collection: str,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The records `keys()` selects, in its order."""
+        keys = self.keys(collection, where, order_by, limit)
+        by_key: dict[str, list[FieldRow]] = {k: [] for k in keys}
+        for row in self._store.records(collection, keys):
+            by_key[row.key].append(row)
+        return [r for r in map(decode_record, by_key.values()) if r is not None]
+
+    def field_state(self, collection: str, key: str, field: str) -> FieldState | None:
+        """The stored winner of one field (the stream tracker compares stamps with it)."""
+        row = self._reading().field(collection, key, field)
+        return None if row is None else field_state(row)
+
+    # -- CRDT text ---------------------------------------------------------------
+
+    def text_insert(self, collection: str, key: str, field: str, index: int, text: str) -> None:
+        """Insert `text` at `index` of a CRDT text field (created on first insert).
+
+        The first insert into a new field creates it deterministically
+        (`initial_text_update`), so two replicas initialising it with the same
+        text converge to one copy, not two.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text to insert must be a str, got {type(text).__name__}")
+        if text:
+            self._text_edit(
+                collection, key, field, lambda doc: doc.insert(index, text), index, text
+            )
+
+    def text_delete(self, collection: str, key: str, field: str, index: int, length: int) -> None:
+        """Delete `length` characters at `index` of a CRDT text field."""
+        if length:
+            self._text_edit(collection, key, field, lambda doc: doc.delete(index, length), index)
+
+    def _text_edit(
+        self,
+        collection: str,
+        key: str,
+        field: str,
+        edit: Callable[[CrdtText], bytes],
+        index: int,
+        initial: str | None = None,
+    ) -> None:
+        check_name("collection", collection)
+        check_name("key", key)
+        check_name("field", field)
+        if field == DELETED_FIELD:
+            raise ValueError(f"{DELETED_FIELD!r} is the tombstone field, not text")
+        with self.transaction():
+            rows: list[FieldRow] = []
+            entries: list[OutboxRow] = []
+            current = {row.field: row for row in self._store.record(collection, key)}
+            cur = current.get(field)
+            if cur is not None and cur.kind != "crdt":
+                raise KindMismatchError(field, cur.kind, "crdt")
+            if cur is None:
+                if initial is None or index != 0:
+                    raise IndexError(f"text field {field!r} of {collection}/{key} is empty")
+                update = initial_text_update(FieldRef(collection, key, field), initial)
+                state = update
+            else:
+                doc = CrdtText(cur.state, client_id=self._client_id)
+                update = edit(doc)
+                state = doc.state()
+            stamp, base = str(self._clock.now()), None if cur is None else cur.stamp
+            rows.append(FieldRow(collection, key, field, "crdt", None, state, stamp, base))
+            entries.append(
+                self._outbox.entry(collection, key, field, "crdt", stamp, base, update=update)
+            )
+            self._events.append(ChangeEvent(collection, key, frozenset({field}), "local"))
+            # A text edit revives a deleted record, like a put does.
+            self._stage(collection, key, [], current, rows, entries)
+            self._store.write_fields(rows)
+            self._store.append_outbox(entries)
+
+    # -- remote changes ------------------------------------------------------------
+
+    def apply_remote(
+        self, changes: Iterable[Change], cursor: int | None = None
+    ) -> list[ChangeEvent]:
+        """Merge pulled changes (or mirror writes, ``seq=None``) and store `cursor`, atomically.
+
+        Returns one event per record whose content changed (subscribers get the
+        same, after commit). Any refusal (a stamp more than the clock's
+        `max_drift_ms` ahead: `ClockDriftError`; a kind mismatch; bad CRDT
+        bytes) changes nothing, not even the cursor.
+        """
+        changes = list(changes)
+        for change in changes:
+            if not isinstance(change, Change):
+                raise TypeError(f"apply_remote takes Change objects, got {type(change).__name__}")
+            self._clock.check_drift(change.stamp)
+        if cursor is not None and (type(cursor) is not int or cursor < 0):
+            raise ValueError(f"cursor must be a non-negative int, got {cursor!r}")
+        with self.transaction():
+            events = merge_changes(self._store, self.node_id, changes)
+            for change in changes:
+                self._clock.observe(change.stamp)
+            if cursor is not None:
+                self._store.set_meta({"cursor": str(cursor)})
+            self._events.extend(events)
+        return events
+
+    @property
+    def cursor(self) -> int:
+        """The pull cursor stored by the last `apply_remote` that carried one (0: none yet)."""
+        return int(self._reading().meta().get("cursor", "0"))
+
+    # -- outbox (for the sync client) ------------------------------------------
+
+    def outbox_batch(self, limit: int = 100) -> list[Mutation]:
+        """The oldest pending mutations, in write order (refused ones never return)."""
+        self._reading()
+        return self._outbox.batch(limit)
+
+    def mark_pushed(self, ids: Iterable[str]) -> int:
+        """Remove mutations the server acknowledged; returns how many were pending."""
+        with self.transaction():
+            return self._outbox.mark_pushed(ids)
+
+    def mark_refused(self, mutation_id: str, reason: str) -> None:
+        """Set a mutation aside for good with the server's reason (see `refused()`)."""
+        with self.transaction():
+            self._outbox.mark_refused(mutation_id, reason)
+
+    def refused(self) -> list[RefusedMutation]:
+        self._reading()
+        return self._outbox.refused()
+
+    def pending_count(self) -> int:
+        self._reading()
+        return self._outbox.pending_count()
+
+    # -- conflict log ----------------------------------------------------------
+
+    def record_conflicts(self, conflicts: Iterable[Conflict]) -> int:
+        """Store conflicts the server reported, each once; returns how many were new."""
+        bodies = [canonical_json(c.to_json()) for c in conflicts]
+        with self.transaction():
+            return self._store.add_conflicts(bodies)
+
+    def conflicts(self) -> list[Conflict]:
+        """Every conflict recorded, oldest first."""
+        return [Conflict.from_json(json.loads(b)) for b in self._reading().conflicts()]
+
+    def add_suppressed(self, count: int) -> None:
+        """Add identical-content events the server counted (and did not report)."""
+        if type(count) is not int or count < 0:
+            raise ValueError(f"count must be a non-negative int, got {count!r}")
+        with self.transaction():
+            total = self.suppressed_count() + count
+            self._store.set_meta({"suppressed": str(total)})
+
+    def suppressed_count(self) -> int:
+        return int(self._reading().meta().get("suppressed", "0"))
+
+    # -- subscriptions ---------------------------------------------------------
+
+    def subscribe(
+        self, collection: str, callback: Callback, *, key: str | None = None
+    ) -> Unsubscribe:
+        """Call `callback(ChangeEvent)` after each commit that changes a matching record."""
+        return self._subs.subscribe(collection, callback, key=key)
