@@ -42,6 +42,7 @@ from typing import Any
 from conflicts import (
     DELETED_FIELD,
     HLC,
+    KINDS,
     Change,
     Clock,
     Conflict,
@@ -380,6 +381,8 @@ class Replica:
         for change in changes:
             if not isinstance(change, Change):
                 raise TypeError(f"apply_remote takes Change objects, got {type(change).__name__}")
+            if change.kind not in KINDS:
+                raise ValueError(f"change {change.id!r} has unknown kind {change.kind!r}")
             self._clock.check_drift(change.stamp)
         if cursor is not None and (type(cursor) is not int or cursor < 0):
             raise ValueError(f"cursor must be a non-negative int, got {cursor!r}")
