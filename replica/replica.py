@@ -199,8 +199,14 @@ class Replica:
         with self.transaction():
             rows: list[FieldRow] = []
             entries: list[OutboxRow] = []
+            staged = []
             for key, fields in encoded:
                 current = {row.field: row for row in self._store.record(collection, key)}
+                for name, _ in fields:  # all kinds checked before the first stamp is issued
+                    if name in current and current[name].kind != "lww":
+                        raise KindMismatchError(name, current[name].kind, "lww")
+                staged.append((key, fields, current))
+            for key, fields, current in staged:
                 self._stage(collection, key, fields, current, rows, entries)
             self._store.write_fields(rows)
             self._store.append_outbox(entries)
@@ -238,18 +244,18 @@ class Replica:
         rows: list[FieldRow],
         entries: list[OutboxRow],
     ) -> None:
-        """Stamp the LWW fields that change, adding their rows and outbox entries."""
+        """Stamp the LWW fields that change, adding their rows and outbox entries.
+
+        The caller has checked that none of `fields` is a CRDT field.
+        """
         tomb = current.get(DELETED_FIELD)
         if tomb is not None and tomb.value == TRUE and all(n != DELETED_FIELD for n, _ in fields):
             fields = [*fields, (DELETED_FIELD, FALSE)]
         changed = set()
         for name, text in fields:
             cur = current.get(name)
-            if cur is not None:
-                if cur.kind != "lww":
-                    raise KindMismatchError(name, cur.kind, "lww")
-                if cur.value == text:  # equal canonical text == canonical_equal
-                    continue
+            if cur is not None and cur.value == text:  # equal canonical text == canonical_equal
+                continue
             stamp, base = str(self._clock.now()), None if cur is None else cur.stamp
             rows.append(FieldRow(collection, key, name, "lww", text, None, stamp, base))
             entries.append(
@@ -383,6 +389,8 @@ class Replica:
                 raise TypeError(f"apply_remote takes Change objects, got {type(change).__name__}")
             if change.kind not in KINDS:
                 raise ValueError(f"change {change.id!r} has unknown kind {change.kind!r}")
+            if change.field == DELETED_FIELD and change.kind != "lww":
+                raise KindMismatchError(DELETED_FIELD, "lww", change.kind)
             self._clock.check_drift(change.stamp)
         if cursor is not None and (type(cursor) is not int or cursor < 0):
             raise ValueError(f"cursor must be a non-negative int, got {cursor!r}")
