@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from conflicts import DELETED_FIELD, HLC, FieldWrite, Kind, canonical_json, text_of
-from replica.store import FieldRow
+from conflicts import HLC, FieldWrite, Kind, canonical_json, text_of
+from replica.store import FieldRow, RecordRow
 
 __all__ = [
     "FALSE",
     "TRUE",
     "FieldState",
+    "Record",
     "decode_record",
     "encode_json",
     "field_state",
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 TRUE, FALSE = canonical_json(True), canonical_json(False)
+Record = dict[str, Any] | None
 _CLIENT_ID_BITS = 53  # Yjs client ids must fit a JavaScript safe integer
 
 
@@ -48,23 +50,26 @@ class FieldState:
 def encode_json(where: str, value: Any) -> str:
     """Canonical JSON text of `value`; `TypeError` naming `where` if it is not JSON."""
     try:
-        return canonical_json(value)
+        text = canonical_json(value)
+        text.encode()  # lone surrogates are valid in a str, not in JSON text
     except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(f"{where}: value is not JSON-serialisable ({exc})") from exc
+    return text
 
 
-def decode_record(rows: Iterable[FieldRow]) -> dict[str, Any] | None:
-    """A record's public form: None when it has no fields or is deleted."""
-    record: dict[str, Any] = {}
-    deleted = None
-    for row in rows:
-        if row.field == DELETED_FIELD:
-            deleted = row.value
-        elif row.kind == "crdt":
-            record[row.field] = text_of(row.state)
-        else:
-            record[row.field] = json.loads(row.value or "null")
-    if deleted == TRUE or (not record and deleted is None):
+def decode_record(row: RecordRow | None, crdt_state: Callable[[str], bytes | None]) -> Record:
+    """A record's public form (CRDT text as a string); None when absent or deleted.
+
+    `crdt_state(field)` loads a CRDT field's state: only records that have
+    one pay for it.
+    """
+    if row is None or row.tombstone == TRUE:
+        return None
+    record: dict[str, Any] = json.loads(row.lww)
+    if row.crdt != "[]":
+        for field in json.loads(row.crdt):
+            record[field] = text_of(crdt_state(field))
+    if not record and row.tombstone is None:
         return None
     return record
 

@@ -68,10 +68,29 @@ from replica.records import (
     yjs_client_id,
 )
 from replica.remote import merge_changes
-from replica.store import FieldRow, OutboxRow, SqliteStore
+from replica.store import FieldRow, OutboxRow, RecordRow, SqliteStore
 from replica.subscriptions import Callback, ChangeEvent, Subscriptions, Unsubscribe
 
 __all__ = ["Replica"]
+
+
+class _CallStamp:
+    """The one stamp of one write call, issued when the call first writes a field.
+
+    All fields a call writes share it: stamps only need to be unique per
+    field, and a call writes each field at most once. A call that changes
+    nothing issues no stamp at all.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._text: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = str(self._clock.now())
+        return self._text
 
 
 class Replica:
@@ -197,17 +216,18 @@ class Replica:
             (check_name("key", key), self._encode_fields(key, f)) for key, f in records.items()
         ]
         with self.transaction():
+            current: dict[str, dict[str, FieldRow]] = {key: {} for key, _ in encoded}
+            for row in self._store.records(collection, list(current)):
+                current[row.key][row.field] = row
+            for key, fields in encoded:  # every kind is checked before anything is staged
+                for name, _ in fields:
+                    if name in current[key] and current[key][name].kind != "lww":
+                        raise KindMismatchError(name, current[key][name].kind, "lww")
             rows: list[FieldRow] = []
             entries: list[OutboxRow] = []
-            staged = []
+            stamp = _CallStamp(self._clock)
             for key, fields in encoded:
-                current = {row.field: row for row in self._store.record(collection, key)}
-                for name, _ in fields:  # all kinds checked before the first stamp is issued
-                    if name in current and current[name].kind != "lww":
-                        raise KindMismatchError(name, current[name].kind, "lww")
-                staged.append((key, fields, current))
-            for key, fields, current in staged:
-                self._stage(collection, key, fields, current, rows, entries)
+                self._stage(collection, key, fields, current[key], stamp, rows, entries)
             self._store.write_fields(rows)
             self._store.append_outbox(entries)
 
@@ -220,7 +240,8 @@ class Replica:
             entries: list[OutboxRow] = []
             current = self._store.field(collection, key, DELETED_FIELD)
             existing = {} if current is None else {DELETED_FIELD: current}
-            self._stage(collection, key, [(DELETED_FIELD, TRUE)], existing, rows, entries)
+            stamp = _CallStamp(self._clock)
+            self._stage(collection, key, [(DELETED_FIELD, TRUE)], existing, stamp, rows, entries)
             self._store.write_fields(rows)
             self._store.append_outbox(entries)
 
@@ -241,6 +262,7 @@ class Replica:
         key: str,
         fields: list[tuple[str, str]],
         current: Mapping[str, FieldRow],
+        stamp: _CallStamp,
         rows: list[FieldRow],
         entries: list[OutboxRow],
     ) -> None:
@@ -256,10 +278,10 @@ class Replica:
             cur = current.get(name)
             if cur is not None and cur.value == text:  # equal canonical text == canonical_equal
                 continue
-            stamp, base = str(self._clock.now()), None if cur is None else cur.stamp
-            rows.append(FieldRow(collection, key, name, "lww", text, None, stamp, base))
+            base = None if cur is None else cur.stamp
+            rows.append(FieldRow(collection, key, name, "lww", text, None, stamp.text, base))
             entries.append(
-                self._outbox.entry(collection, key, name, "lww", stamp, base, value=text)
+                self._outbox.entry(collection, key, name, "lww", stamp.text, base, value=text)
             )
             changed.add(name)
         if changed:
@@ -267,7 +289,8 @@ class Replica:
 
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         """The record's fields (CRDT text as a plain string); None if absent or deleted."""
-        return decode_record(self._reading().record(collection, key))
+        row = self._reading().record_row(collection, key)
+        return decode_record(row, self._crdt_loader(collection, key))
 
     def keys(
         self,
@@ -276,19 +299,8 @@ class Replica:
         order_by: str | None = None,
         limit: int | None = None,
     ) -> list[str]:
-        """Keys of the live records whose LWW fields equal `where`, sorted by `order_by`.
-
-        Equality is canonical (``1 == 1.0``, key order irrelevant); a record
-        without a `where` field does not match. Served by the
-        ``(collection, field, value)`` index, so a thread's messages out of
-        100k records cost one index range scan.
-        """
-        conds = [(f, encode_json(f"where {f!r}", v)) for f, v in (where or {}).items()]
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
-        return self._reading().query_keys(
-            collection, conds, order_by, -1 if limit is None else limit
-        )
+        """The keys of the records `query()` returns, in the same order."""
+        return [row.key for row in self._select(collection, where, order_by, limit)]
 
     def query(
         self,
@@ -297,12 +309,36 @@ class Replica:
         order_by: str | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """The records `keys()` selects, in its order."""
-        keys = self.keys(collection, where, order_by, limit)
-        by_key: dict[str, list[FieldRow]] = {k: [] for k in keys}
-        for row in self._store.records(collection, keys):
-            by_key[row.key].append(row)
-        return [r for r in map(decode_record, by_key.values()) if r is not None]
+        """Live records whose LWW fields equal `where`, sorted by `order_by`, at most `limit`.
+
+        Equality is canonical (``1 == 1.0``, key order irrelevant); a record
+        without a `where` field does not match. One index range scan on
+        ``(collection, field, value)`` finds a thread's messages among 100k
+        records; SQLite assembles each record as one JSON object.
+        """
+        rows = self._select(collection, where, order_by, limit)
+        decoded = (decode_record(row, self._crdt_loader(collection, row.key)) for row in rows)
+        return [record for record in decoded if record is not None]
+
+    def _select(
+        self,
+        collection: str,
+        where: Mapping[str, Any] | None,
+        order_by: str | None,
+        limit: int | None,
+    ) -> list[RecordRow]:
+        conds = [(f, encode_json(f"where {f!r}", v)) for f, v in (where or {}).items()]
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        store = self._reading()
+        return store.select(collection, conds, order_by, -1 if limit is None else limit)
+
+    def _crdt_loader(self, collection: str, key: str) -> Callable[[str], bytes | None]:
+        def load(field: str) -> bytes | None:
+            row = self._store.field(collection, key, field)
+            return None if row is None else row.state
+
+        return load
 
     def field_state(self, collection: str, key: str, field: str) -> FieldState | None:
         """The stored winner of one field (the stream tracker compares stamps with it)."""
@@ -360,14 +396,15 @@ class Replica:
                 doc = CrdtText(cur.state, client_id=self._client_id)
                 update = edit(doc)
                 state = doc.state()
-            stamp, base = str(self._clock.now()), None if cur is None else cur.stamp
-            rows.append(FieldRow(collection, key, field, "crdt", None, state, stamp, base))
+            stamp = _CallStamp(self._clock)
+            base = None if cur is None else cur.stamp
+            rows.append(FieldRow(collection, key, field, "crdt", None, state, stamp.text, base))
             entries.append(
-                self._outbox.entry(collection, key, field, "crdt", stamp, base, update=update)
+                self._outbox.entry(collection, key, field, "crdt", stamp.text, base, update=update)
             )
             self._events.append(ChangeEvent(collection, key, frozenset({field}), "local"))
             # A text edit revives a deleted record, like a put does.
-            self._stage(collection, key, [], current, rows, entries)
+            self._stage(collection, key, [], current, stamp, rows, entries)
             self._store.write_fields(rows)
             self._store.append_outbox(entries)
 

@@ -32,7 +32,7 @@ import sqlite_utils
 from replica import schema
 from replica.errors import NotAReplicaError, SchemaVersionError, StorageError
 
-__all__ = ["FieldRow", "OutboxRow", "SqliteStore", "Store"]
+__all__ = ["FieldRow", "OutboxRow", "RecordRow", "SqliteStore", "Store"]
 
 
 class FieldRow(NamedTuple):
@@ -62,6 +62,15 @@ class OutboxRow(NamedTuple):
     base: str | None
 
 
+class RecordRow(NamedTuple):
+    """A record as SQLite assembles it, so reads decode one JSON text per record."""
+
+    key: str
+    lww: str  # JSON object of the LWW fields, tombstone excluded
+    crdt: str  # JSON array of the names of the CRDT fields
+    tombstone: str | None  # canonical JSON of the tombstone field, if any
+
+
 class Store(Protocol):
     """What the replica needs from its storage; one transaction per `transaction()`."""
 
@@ -70,11 +79,12 @@ class Store(Protocol):
     def set_meta(self, items: dict[str, str]) -> None: ...
     def record(self, collection: str, key: str) -> list[FieldRow]: ...
     def records(self, collection: str, keys: Sequence[str]) -> list[FieldRow]: ...
+    def record_row(self, collection: str, key: str) -> RecordRow | None: ...
     def field(self, collection: str, key: str, field: str) -> FieldRow | None: ...
     def write_fields(self, rows: Iterable[FieldRow]) -> None: ...
-    def query_keys(
+    def select(
         self, collection: str, where: Sequence[tuple[str, str]], order_by: str | None, limit: int
-    ) -> list[str]: ...
+    ) -> list[RecordRow]: ...
     def append_outbox(self, rows: Iterable[OutboxRow]) -> None: ...
     def outbox(self, limit: int) -> list[OutboxRow]: ...
     def remove_outbox(self, numbers: Iterable[int]) -> int: ...
@@ -97,6 +107,17 @@ _SELECT_RECORD = f"SELECT {_FIELD_COLS} FROM fields WHERE collection = ? AND key
 _SELECT_FIELD = _SELECT_RECORD + " AND field = ?"
 _INSERT_OUTBOX = f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SET_META = "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)"
+_SAME_RECORD = "r.collection = f0.collection AND r.key = f0.key"
+_RECORD_COLS = (
+    "(SELECT json_group_object(r.field, json(r.value)) FROM fields r "
+    f"WHERE {_SAME_RECORD} AND r.kind = 'lww' AND r.field != '_deleted'), "
+    f"(SELECT json_group_array(r.field) FROM fields r WHERE {_SAME_RECORD} AND r.kind = 'crdt'), "
+    f"(SELECT r.value FROM fields r WHERE {_SAME_RECORD} AND r.field = '_deleted')"
+)
+_SELECT_ONE = (
+    f"SELECT f0.key, {_RECORD_COLS} FROM (SELECT ? AS collection, ? AS key) f0 "
+    f"WHERE EXISTS (SELECT 1 FROM fields r WHERE {_SAME_RECORD})"
+)
 _NOT_DELETED = (
     "NOT EXISTS (SELECT 1 FROM fields d WHERE d.collection = f0.collection AND d.key = f0.key "
     "AND d.field = '_deleted' AND d.value = 'true')"
@@ -219,6 +240,11 @@ class SqliteStore:
             rows.extend(FieldRow(*r) for r in self._run(sql, (collection, *part)))
         return rows
 
+    def record_row(self, collection: str, key: str) -> RecordRow | None:
+        """The record assembled by SQLite (see `RecordRow`); None when it has no fields."""
+        row = self._run(_SELECT_ONE, (collection, key)).fetchone()
+        return RecordRow(*row) if row else None
+
     def field(self, collection: str, key: str, field: str) -> FieldRow | None:
         row = self._run(_SELECT_FIELD, (collection, key, field)).fetchone()
         return FieldRow(*row) if row else None
@@ -226,26 +252,28 @@ class SqliteStore:
     def write_fields(self, rows: Iterable[FieldRow]) -> None:
         self._many(_UPSERT_FIELD, rows)
 
-    def query_keys(
+    def select(
         self, collection: str, where: Sequence[tuple[str, str]], order_by: str | None, limit: int
-    ) -> list[str]:
-        """Keys of live records whose LWW fields equal the given canonical JSON texts.
+    ) -> list[RecordRow]:
+        """Live records whose LWW fields equal the given canonical JSON texts, in order.
 
         The first condition drives the ``fields_by_value`` index on
-        ``(collection, field, value)``; the other conditions, the tombstone
-        check and the sort field are primary-key lookups per match. Without
-        conditions every live record of the collection matches. Sorting uses
-        ``json_extract`` so numbers sort as numbers; ties (and records
-        without the sort field, first) fall back to key order.
+        ``(collection, field, value)`` (named with INDEXED BY: without
+        statistics the planner would rather walk the whole collection in
+        primary-key order); the other conditions, the tombstone check, the
+        sort field and the assembly of each record are primary-key lookups
+        per match. Without conditions every live record of the collection
+        matches. Sorting uses ``json_extract`` so numbers sort as numbers;
+        ties (and records without the sort field, first) go by key.
         """
         joins: list[str] = []
         join_params: list[object] = []
-        for i, (field, _) in enumerate(where[1:], start=1):
+        for i, (field, value) in enumerate(where[1:], start=1):
             joins.append(
                 f"JOIN fields f{i} ON f{i}.collection = f0.collection AND f{i}.key = f0.key "
                 f"AND f{i}.field = ? AND f{i}.kind = 'lww' AND f{i}.value = ?"
             )
-            join_params += [field, where[i][1]]
+            join_params += [field, value]
         order = "f0.key"
         if order_by is not None:
             joins.append(
@@ -254,18 +282,20 @@ class SqliteStore:
             )
             join_params.append(order_by)
             order = "json_extract(o.value, '$'), f0.key"
-        if where:
+        if where:  # one row per record: a record holds a field once
+            source = "fields f0 INDEXED BY fields_by_value"
             match = "f0.field = ? AND f0.kind = 'lww' AND f0.value = ?"
             match_params: list[object] = [where[0][0], where[0][1]]
+            group = ""
         else:
-            match, match_params = "1", []
+            source, match, match_params, group = "fields f0", "1", [], "GROUP BY f0.key"
         sql = (
-            f"SELECT f0.key FROM fields f0 {' '.join(joins)} "
-            f"WHERE f0.collection = ? AND ({match}) AND {_NOT_DELETED} "
-            f"GROUP BY f0.key ORDER BY {order} LIMIT ?"
+            f"SELECT f0.key, {_RECORD_COLS} FROM {source} {' '.join(joins)} "
+            f"WHERE f0.collection = ? AND {match} AND {_NOT_DELETED} "
+            f"{group} ORDER BY {order} LIMIT ?"
         )
         params = [*join_params, collection, *match_params, limit]
-        return [r[0] for r in self._run(sql, params)]
+        return [RecordRow(*r) for r in self._run(sql, params)]
 
     # -- outbox ---------------------------------------------------------------
 

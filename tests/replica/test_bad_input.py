@@ -39,7 +39,8 @@ def _snapshot(replica: Replica) -> tuple[object, ...]:
 
 
 @pytest.mark.parametrize(
-    "bad", [object(), {1, 2}, b"bytes", math.nan, math.inf, {"nested": object()}, {1: "key"}]
+    "bad",
+    [object(), {1, 2}, b"bytes", math.nan, math.inf, {"nested": object()}, {1: "key"}, "\ud800"],
 )
 def test_a_value_that_is_not_json_is_a_type_error_naming_the_field(
     replica: Replica, bad: object

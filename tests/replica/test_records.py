@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from conflicts import DELETED_FIELD
@@ -111,13 +109,3 @@ def test_query_skips_deleted_records_and_lists_the_collection_without_where(
     assert len(threads.keys("messages")) == 29
     assert threads.keys("messages", order_by="pos", limit=1) != []
     assert threads.query("nothing-here") == []
-
-
-def test_the_file_carries_the_value_index_that_serves_where(replica: Replica) -> None:
-    with sqlite3.connect(replica.path) as conn:
-        plan = conn.execute(
-            "EXPLAIN QUERY PLAN SELECT key FROM fields WHERE collection = ? AND field = ? "
-            "AND value = ?",
-            ("messages", "thread_id", '"t1"'),
-        ).fetchall()
-    assert any("fields_by_value" in str(row) for row in plan)
