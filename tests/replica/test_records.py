@@ -109,3 +109,22 @@ def test_query_skips_deleted_records_and_lists_the_collection_without_where(
     assert len(threads.keys("messages")) == 29
     assert threads.keys("messages", order_by="pos", limit=1) != []
     assert threads.query("nothing-here") == []
+
+
+def test_query_returns_text_fields_as_strings(replica: Replica) -> None:
+    replica.put("notes", "n1", {"folder": "f", "order": 2})
+    replica.text_insert("notes", "n1", "body", 0, "hello")
+    replica.put("notes", "n2", {"folder": "f", "order": 1})
+    assert replica.query("notes", where={"folder": "f"}, order_by="order") == [
+        {"folder": "f", "order": 1},
+        {"folder": "f", "order": 2, "body": "hello"},
+    ]
+    assert replica.get("notes", "n1") == {"folder": "f", "order": 2, "body": "hello"}
+
+
+def test_query_refuses_a_non_json_condition_and_a_negative_limit(replica: Replica) -> None:
+    with pytest.raises(TypeError, match="where 'x'"):
+        replica.query("items", where={"x": object()})
+    with pytest.raises(ValueError, match="limit"):
+        replica.query("items", limit=-1)
+    assert replica.query("items", limit=0) == []
