@@ -46,64 +46,40 @@ from conflicts import (
     Change,
     Clock,
     Conflict,
-    CrdtText,
-    FieldRef,
     KindMismatchError,
     Mutation,
     canonical_json,
     check_name,
-    initial_text_update,
     validate_node_id,
 )
 from replica.errors import NodeIdMismatchError, ReplicaClosedError
+from replica.local import LocalWriter, TextEdit, encode_fields
 from replica.lockfile import LockFile
 from replica.outbox import Outbox, RefusedMutation
 from replica.records import (
-    FALSE,
-    TRUE,
     FieldState,
     decode_record,
     encode_json,
     field_state,
-    yjs_client_id,
 )
 from replica.remote import merge_changes
-from replica.store import FieldRow, OutboxRow, RecordRow, SqliteStore
+from replica.store import RecordRow, SqliteStore, Store
 from replica.subscriptions import Callback, ChangeEvent, Subscriptions, Unsubscribe
 
 __all__ = ["Replica"]
 
 
-class _CallStamp:
-    """The one stamp of one write call, issued when the call first writes a field.
-
-    All fields a call writes share it: stamps only need to be unique per
-    field, and a call writes each field at most once. A call that changes
-    nothing issues no stamp at all.
-    """
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._text: str | None = None
-
-    @property
-    def text(self) -> str:
-        if self._text is None:
-            self._text = str(self._clock.now())
-        return self._text
-
-
 class Replica:
     """A local replica file, opened by `Replica.open`; see the module docstring."""
 
-    def __init__(self, store: SqliteStore, lock: LockFile, node_id: str, clock: Clock) -> None:
+    def __init__(self, store: Store, lock: LockFile, node_id: str, clock: Clock) -> None:
         self._store = store
         self._lock = lock
         self._clock = clock
         self._outbox = Outbox(store, node_id, int(store.meta().get("mutation_n", "0")))
         self._subs = Subscriptions()
         self._events: list[ChangeEvent] = []
-        self._client_id = yjs_client_id(node_id)
+        self._writer = LocalWriter(store, clock, self._outbox, node_id)
         self._closed = False
         self.node_id = node_id
 
@@ -194,7 +170,7 @@ class Replica:
             events, self._events = self._events, []
             self._subs.notify(events)
 
-    def _reading(self) -> SqliteStore:
+    def _reading(self) -> Store:
         if self._closed:
             raise ReplicaClosedError(f"replica {self.path} is closed")
         return self._store
@@ -212,80 +188,16 @@ class Replica:
         JSON is a `TypeError` naming it, and nothing is written.
         """
         check_name("collection", collection)
-        encoded = [
-            (check_name("key", key), self._encode_fields(key, f)) for key, f in records.items()
-        ]
+        encoded = [(check_name("key", key), encode_fields(key, f)) for key, f in records.items()]
         with self.transaction():
-            current: dict[str, dict[str, FieldRow]] = {key: {} for key, _ in encoded}
-            for row in self._store.records(collection, list(current)):
-                current[row.key][row.field] = row
-            for key, fields in encoded:  # every kind is checked before anything is staged
-                for name, _ in fields:
-                    if name in current[key] and current[key][name].kind != "lww":
-                        raise KindMismatchError(name, current[key][name].kind, "lww")
-            rows: list[FieldRow] = []
-            entries: list[OutboxRow] = []
-            stamp = _CallStamp(self._clock)
-            for key, fields in encoded:
-                self._stage(collection, key, fields, current[key], stamp, rows, entries)
-            self._store.write_fields(rows)
-            self._store.append_outbox(entries)
+            self._events += self._writer.put_many(collection, encoded)
 
     def delete(self, collection: str, key: str) -> None:
         """Delete the record (a tombstone that syncs like any field write)."""
         check_name("collection", collection)
         check_name("key", key)
         with self.transaction():
-            rows: list[FieldRow] = []
-            entries: list[OutboxRow] = []
-            current = self._store.field(collection, key, DELETED_FIELD)
-            existing = {} if current is None else {DELETED_FIELD: current}
-            stamp = _CallStamp(self._clock)
-            self._stage(collection, key, [(DELETED_FIELD, TRUE)], existing, stamp, rows, entries)
-            self._store.write_fields(rows)
-            self._store.append_outbox(entries)
-
-    def _encode_fields(self, key: str, fields: Mapping[str, Any]) -> list[tuple[str, str]]:
-        if not isinstance(fields, Mapping):
-            raise TypeError(f"fields of {key!r} must be a mapping, got {type(fields).__name__}")
-        encoded = []
-        for name, value in fields.items():
-            check_name("field", name)
-            if name == DELETED_FIELD:
-                raise ValueError(f"{DELETED_FIELD!r} is the tombstone field: use delete()")
-            encoded.append((name, encode_json(f"field {name!r} of record {key!r}", value)))
-        return encoded
-
-    def _stage(
-        self,
-        collection: str,
-        key: str,
-        fields: list[tuple[str, str]],
-        current: Mapping[str, FieldRow],
-        stamp: _CallStamp,
-        rows: list[FieldRow],
-        entries: list[OutboxRow],
-    ) -> None:
-        """Stamp the LWW fields that change, adding their rows and outbox entries.
-
-        The caller has checked that none of `fields` is a CRDT field.
-        """
-        tomb = current.get(DELETED_FIELD)
-        if tomb is not None and tomb.value == TRUE and all(n != DELETED_FIELD for n, _ in fields):
-            fields = [*fields, (DELETED_FIELD, FALSE)]
-        changed = set()
-        for name, text in fields:
-            cur = current.get(name)
-            if cur is not None and cur.value == text:  # equal canonical text == canonical_equal
-                continue
-            base = None if cur is None else cur.stamp
-            rows.append(FieldRow(collection, key, name, "lww", text, None, stamp.text, base))
-            entries.append(
-                self._outbox.entry(collection, key, name, "lww", stamp.text, base, value=text)
-            )
-            changed.add(name)
-        if changed:
-            self._events.append(ChangeEvent(collection, key, frozenset(changed), "local"))
+            self._events += self._writer.delete(collection, key)
 
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         """The record's fields (CRDT text as a plain string); None if absent or deleted."""
@@ -357,23 +269,16 @@ class Replica:
         if not isinstance(text, str):
             raise TypeError(f"text to insert must be a str, got {type(text).__name__}")
         if text:
-            self._text_edit(
-                collection, key, field, lambda doc: doc.insert(index, text), index, text
-            )
+            initial = text if index == 0 else None  # a new field starts empty
+            self._text_edit(collection, key, field, lambda doc: doc.insert(index, text), initial)
 
     def text_delete(self, collection: str, key: str, field: str, index: int, length: int) -> None:
         """Delete `length` characters at `index` of a CRDT text field."""
         if length:
-            self._text_edit(collection, key, field, lambda doc: doc.delete(index, length), index)
+            self._text_edit(collection, key, field, lambda doc: doc.delete(index, length), None)
 
     def _text_edit(
-        self,
-        collection: str,
-        key: str,
-        field: str,
-        edit: Callable[[CrdtText], bytes],
-        index: int,
-        initial: str | None = None,
+        self, collection: str, key: str, field: str, edit: TextEdit, initial: str | None
     ) -> None:
         check_name("collection", collection)
         check_name("key", key)
@@ -381,32 +286,7 @@ class Replica:
         if field == DELETED_FIELD:
             raise ValueError(f"{DELETED_FIELD!r} is the tombstone field, not text")
         with self.transaction():
-            rows: list[FieldRow] = []
-            entries: list[OutboxRow] = []
-            current = {row.field: row for row in self._store.record(collection, key)}
-            cur = current.get(field)
-            if cur is not None and cur.kind != "crdt":
-                raise KindMismatchError(field, cur.kind, "crdt")
-            if cur is None:
-                if initial is None or index != 0:
-                    raise IndexError(f"text field {field!r} of {collection}/{key} is empty")
-                update = initial_text_update(FieldRef(collection, key, field), initial)
-                state = update
-            else:
-                doc = CrdtText(cur.state, client_id=self._client_id)
-                update = edit(doc)
-                state = doc.state()
-            stamp = _CallStamp(self._clock)
-            base = None if cur is None else cur.stamp
-            rows.append(FieldRow(collection, key, field, "crdt", None, state, stamp.text, base))
-            entries.append(
-                self._outbox.entry(collection, key, field, "crdt", stamp.text, base, update=update)
-            )
-            self._events.append(ChangeEvent(collection, key, frozenset({field}), "local"))
-            # A text edit revives a deleted record, like a put does.
-            self._stage(collection, key, [], current, stamp, rows, entries)
-            self._store.write_fields(rows)
-            self._store.append_outbox(entries)
+            self._events += self._writer.text_edit(collection, key, field, edit, initial)
 
     # -- remote changes ------------------------------------------------------------
 

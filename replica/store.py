@@ -74,6 +74,10 @@ class RecordRow(NamedTuple):
 class Store(Protocol):
     """What the replica needs from its storage; one transaction per `transaction()`."""
 
+    path: Path
+
+    @property
+    def in_transaction(self) -> bool: ...
     def transaction(self) -> AbstractContextManager[None]: ...
     def meta(self) -> dict[str, str]: ...
     def set_meta(self, items: dict[str, str]) -> None: ...
@@ -338,9 +342,6 @@ class SqliteStore:
         return [r[0] for r in self._run("SELECT body FROM conflicts ORDER BY n")]
 
     # -- lifecycle ------------------------------------------------------------
-
-    def integrity_check(self) -> str:
-        return str(self._run("PRAGMA integrity_check").fetchone()[0])
 
     def close(self) -> None:
         self._conn.close()
