@@ -1,6 +1,9 @@
 """`Replica`: the local, durable copy of a user's records, and the only door to it.
 
-Policy lives here; rows live in `replica.store`. The invariants:
+The facade: lifecycle, transactions, reads, the outbox and conflict log for
+the sync client, subscriptions. Local write policy lives in `replica.local`,
+the merge of remote changes in `replica.remote`, rows in `replica.store`.
+The invariants they keep together:
 
 1. **Acknowledged means durable.** Every local write is one transaction: the
    new field values with their stamps, and one outbox entry per changed field.
@@ -13,7 +16,8 @@ Policy lives here; rows live in `replica.store`. The invariants:
    lets the server tell a conflict from an update.
 4. **No-op writes are not writes.** A put whose value is canonical-equal to
    the stored one issues no stamp and no outbox entry: pushing what the
-   server already holds would only create suppressed noise.
+   server already holds would only create suppressed noise. A call that does
+   write stamps all its fields with one fresh stamp.
 5. **Remote changes merge through the core.** `apply_remote` runs
    `conflicts.merge_field` (LWW) or `merge_text_updates` (CRDT) per change and
    stores the pull cursor in the same transaction; it never reports conflicts
