@@ -1,7 +1,8 @@
 """The storage seam: a small `Store` protocol and its SQLite implementation.
 
 All policy (stamping, merging, what goes to the outbox, when to notify) lives
-in `replica.replica`; a store only reads and writes rows, so a second backend
+in `replica.replica`, `replica.local` and `replica.remote`; a store only reads
+and writes rows, so a second backend
 is an adapter, not a rewrite. Rows cross the seam in their stored form (HLC
 strings, canonical JSON text): the hot paths compare and copy text without
 parsing it.
