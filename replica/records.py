@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -23,7 +23,7 @@ __all__ = [
     "TRUE",
     "FieldState",
     "Record",
-    "decode_record",
+    "decode_records",
     "encode_json",
     "field_state",
     "yjs_client_id",
@@ -57,21 +57,22 @@ def encode_json(where: str, value: Any) -> str:
     return text
 
 
-def decode_record(row: RecordRow | None, crdt_state: Callable[[str], bytes | None]) -> Record:
-    """A record's public form (CRDT text as a string); None when absent or deleted.
+def decode_records(
+    rows: Sequence[RecordRow], crdt_state: Callable[[str, str], bytes | None]
+) -> list[Record]:
+    """The public form of each record (CRDT text as a string); None when deleted or empty.
 
-    `crdt_state(field)` loads a CRDT field's state: only records that have
-    one pay for it.
+    All bodies are parsed in one `json.loads`; `crdt_state(key, field)` loads
+    a CRDT field's state, so only records that have one pay for it.
     """
-    if row is None or row.tombstone == TRUE:
-        return None
-    record: dict[str, Any] = json.loads(row.lww)
-    if row.crdt != "[]":
-        for field in json.loads(row.crdt):
-            record[field] = text_of(crdt_state(field))
-    if not record and row.tombstone is None:
-        return None
-    return record
+    bodies = json.loads("[" + ",".join(row.body for row in rows) + "]")
+    records: list[Record] = []
+    for row, (record, crdt, tombstone) in zip(rows, bodies, strict=True):
+        for field in crdt:
+            record[field] = text_of(crdt_state(row.key, field))
+        empty = not record and tombstone is None
+        records.append(None if tombstone is True or empty else record)
+    return records
 
 
 def yjs_client_id(node_id: str) -> int:

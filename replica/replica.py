@@ -62,7 +62,7 @@ from replica.lockfile import LockFile
 from replica.outbox import Outbox, RefusedMutation
 from replica.records import (
     FieldState,
-    decode_record,
+    decode_records,
     encode_json,
     field_state,
 )
@@ -206,7 +206,7 @@ class Replica:
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         """The record's fields (CRDT text as a plain string); None if absent or deleted."""
         row = self._reading().record_row(collection, key)
-        return decode_record(row, self._crdt_loader(collection, key))
+        return None if row is None else decode_records([row], self._crdt_loader(collection))[0]
 
     def keys(
         self,
@@ -233,7 +233,7 @@ class Replica:
         records; SQLite assembles each record as one JSON object.
         """
         rows = self._select(collection, where, order_by, limit)
-        decoded = (decode_record(row, self._crdt_loader(collection, row.key)) for row in rows)
+        decoded = decode_records(rows, self._crdt_loader(collection))
         return [record for record in decoded if record is not None]
 
     def _select(
@@ -249,8 +249,8 @@ class Replica:
         store = self._reading()
         return store.select(collection, conds, order_by, -1 if limit is None else limit)
 
-    def _crdt_loader(self, collection: str, key: str) -> Callable[[str], bytes | None]:
-        def load(field: str) -> bytes | None:
+    def _crdt_loader(self, collection: str) -> Callable[[str, str], bytes | None]:
+        def load(key: str, field: str) -> bytes | None:
             row = self._store.field(collection, key, field)
             return None if row is None else row.state
 

@@ -64,12 +64,10 @@ class OutboxRow(NamedTuple):
 
 
 class RecordRow(NamedTuple):
-    """A record as SQLite assembles it, so reads decode one JSON text per record."""
+    """A record as SQLite assembles it, so Python parses one JSON text per query."""
 
     key: str
-    lww: str  # JSON object of the LWW fields, tombstone excluded
-    crdt: str  # JSON array of the names of the CRDT fields
-    tombstone: str | None  # canonical JSON of the tombstone field, if any
+    body: str  # JSON ``[{lww field: value}, [crdt field names], tombstone value or null]``
 
 
 class Store(Protocol):
@@ -113,14 +111,17 @@ _SELECT_FIELD = _SELECT_RECORD + " AND field = ?"
 _INSERT_OUTBOX = f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SET_META = "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)"
 _SAME_RECORD = "r.collection = f0.collection AND r.key = f0.key"
-_RECORD_COLS = (
-    "(SELECT json_group_object(r.field, json(r.value)) FROM fields r "
-    f"WHERE {_SAME_RECORD} AND r.kind = 'lww' AND r.field != '_deleted'), "
-    f"(SELECT json_group_array(r.field) FROM fields r WHERE {_SAME_RECORD} AND r.kind = 'crdt'), "
-    f"(SELECT r.value FROM fields r WHERE {_SAME_RECORD} AND r.field = '_deleted')"
+# One range scan per record builds its body (see `RecordRow`); the LWW values
+# are canonical JSON text already, so they are spliced in, not re-parsed.
+_RECORD_BODY = (
+    "(SELECT '[' || coalesce('{' || group_concat(json_quote(r.field) || ':' || r.value, ',') "
+    "FILTER (WHERE r.kind = 'lww' AND r.field != '_deleted') || '}', '{}') "
+    "|| ',' || json_group_array(r.field) FILTER (WHERE r.kind = 'crdt') "
+    "|| ',' || coalesce(max(r.value) FILTER (WHERE r.field = '_deleted'), 'null') || ']' "
+    f"FROM fields r WHERE {_SAME_RECORD})"
 )
 _SELECT_ONE = (
-    f"SELECT f0.key, {_RECORD_COLS} FROM (SELECT ? AS collection, ? AS key) f0 "
+    f"SELECT f0.key, {_RECORD_BODY} FROM (SELECT ? AS collection, ? AS key) f0 "
     f"WHERE EXISTS (SELECT 1 FROM fields r WHERE {_SAME_RECORD})"
 )
 _NOT_DELETED = (
@@ -295,7 +296,7 @@ class SqliteStore:
         else:
             source, match, match_params, group = "fields f0", "1", [], "GROUP BY f0.key"
         sql = (
-            f"SELECT f0.key, {_RECORD_COLS} FROM {source} {' '.join(joins)} "
+            f"SELECT f0.key, {_RECORD_BODY} FROM {source} {' '.join(joins)} "
             f"WHERE f0.collection = ? AND {match} AND {_NOT_DELETED} "
             f"{group} ORDER BY {order} LIMIT ?"
         )
