@@ -93,7 +93,7 @@ class Outbox:
 
     def _number(self, mutation_id: str) -> int:
         number = mutation_id.removeprefix(self._prefix) if isinstance(mutation_id, str) else ""
-        if number == mutation_id or not number.isdigit():
+        if number == mutation_id or not (number.isascii() and number.isdigit()):
             raise UnknownMutationError(mutation_id)
         return int(number)
 
