@@ -33,7 +33,7 @@ from conflicts.jobs import (
 )
 from conflicts.lww import FieldWrite, Merge, Outcome, merge_field
 from conflicts.resolvers import Resolver, Resolvers, derived_stamp
-from conflicts.wire import DELETED_FIELD, KINDS, Change, Kind, Mutation
+from conflicts.wire import DELETED_FIELD, KINDS, Change, Kind, Mutation, check_name
 
 __all__ = [
     "DELETED_FIELD",
@@ -67,6 +67,7 @@ __all__ = [
     "WireError",
     "canonical_equal",
     "canonical_json",
+    "check_name",
     "derived_stamp",
     "initial_text_update",
     "merge_field",

@@ -28,7 +28,7 @@ import attrs
 from conflicts.errors import WireError
 from conflicts.hlc import HLC
 
-__all__ = ["DELETED_FIELD", "KINDS", "Change", "Kind", "Mutation"]
+__all__ = ["DELETED_FIELD", "KINDS", "Change", "Kind", "Mutation", "check_name"]
 
 Kind = Literal["lww", "crdt"]
 KINDS: Final = ("lww", "crdt")
@@ -38,13 +38,21 @@ DELETED_FIELD: Final = "_deleted"
 _NAME_LIMITS: Final = {"id": 128, "collection": 64, "key": 256, "field": 64}
 
 
-def _name(obj: dict[str, Any], member: str) -> str:
-    value = obj.get(member)
+def check_name(member: str, value: object) -> str:
+    """Return `value` if it is a valid `member` ("id", "collection", "key" or "field").
+
+    Replicas check names with this before writing, so nothing they store can
+    be refused by the server for its name. Raises `WireError` (a ValueError).
+    """
     if not isinstance(value, str) or not value:
         raise WireError(f"{member!r} must be a non-empty string, got {value!r}")
     if len(value) > _NAME_LIMITS[member]:
         raise WireError(f"{member!r} is longer than {_NAME_LIMITS[member]} characters")
     return value
+
+
+def _name(obj: dict[str, Any], member: str) -> str:
+    return check_name(member, obj.get(member))
 
 
 def _stamp(obj: dict[str, Any], member: str, *, optional: bool = False) -> HLC | None:

@@ -1,0 +1,110 @@
+"""Every error the local replica raises, in one place.
+
+    QuietsyncError                      (conflicts.errors)
+    └── ReplicaError
+        ├── ReplicaLockedError          another process (or Replica object) holds the file
+        ├── NotAReplicaError            not SQLite, corrupted, or some other database
+        ├── SchemaVersionError          the file was written by a newer quietsync
+        ├── NodeIdMismatchError         reopened with a node id other than the stored one
+        ├── ReplicaClosedError          the replica was used after `close()`
+        ├── UnknownMutationError        an outbox id that is not pending (also a KeyError)
+        └── StorageError                SQLite failed underneath (disk full, I/O error, ...)
+
+The merge core's own errors pass through unchanged, because they mean the same
+thing here: `KindMismatchError` (an LWW write to a CRDT field or the reverse),
+`ClockDriftError` (a pulled stamp too far ahead), `CrdtUpdateError`.
+sqlite3 errors never escape: they are translated at the store boundary and
+re-raised ``from`` the original.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conflicts import QuietsyncError
+
+__all__ = [
+    "NodeIdMismatchError",
+    "NotAReplicaError",
+    "ReplicaClosedError",
+    "ReplicaError",
+    "ReplicaLockedError",
+    "SchemaVersionError",
+    "StorageError",
+    "UnknownMutationError",
+]
+
+
+class ReplicaError(QuietsyncError):
+    """Base class of every error the local replica raises itself."""
+
+
+class ReplicaLockedError(ReplicaError):
+    """The replica file is open elsewhere: one writer per file, by design.
+
+    Two processes writing one replica would each issue stamps and mutation ids
+    from their own in-memory clock and counter; refusing the second opener is
+    the only way to keep those unique without a round trip to the file on
+    every write.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(
+            f"replica {path} is already open (in this or another process); "
+            "a replica file has exactly one owner at a time"
+        )
+
+
+class NotAReplicaError(ReplicaError):
+    """The file cannot be opened as a replica; it was left exactly as it was."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path} is not a quietsync replica: {reason} (the file was not modified)")
+
+
+class SchemaVersionError(ReplicaError):
+    """The file's schema is newer than this code understands; opening it could corrupt it."""
+
+    def __init__(self, path: Path, found: int, supported: int) -> None:
+        self.path = path
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            f"replica {path} has schema version {found}, newer than the {supported} this "
+            "version of quietsync supports; upgrade quietsync to open it"
+        )
+
+
+class NodeIdMismatchError(ReplicaError):
+    """The node id is generated once per file; a different one would fork its stamps."""
+
+    def __init__(self, path: Path, stored: str, requested: str) -> None:
+        self.path = path
+        self.stored = stored
+        self.requested = requested
+        super().__init__(
+            f"replica {path} belongs to node {stored!r}, not {requested!r}; "
+            "open it without node_id (or with the stored one)"
+        )
+
+
+class ReplicaClosedError(ReplicaError):
+    """The replica was used after `close()`."""
+
+
+class UnknownMutationError(ReplicaError, KeyError):
+    """An outbox operation named a mutation id that is not pending."""
+
+    def __init__(self, mutation_id: str) -> None:
+        self.mutation_id = mutation_id
+        super().__init__(f"no pending mutation {mutation_id!r} in the outbox")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class StorageError(ReplicaError):
+    """SQLite failed underneath the replica; the failed operation changed nothing."""

@@ -1,0 +1,103 @@
+"""The outbox API the sync client uses, the conflict log, and grouped transactions."""
+
+from __future__ import annotations
+
+import pytest
+
+from conflicts import HLC, Conflict, Side
+from replica import Replica
+
+
+def test_batches_come_in_write_order_with_increasing_ids(replica: Replica) -> None:
+    for i in range(5):
+        replica.put("items", f"k{i}", {"i": i})
+    first = replica.outbox_batch(3)
+    assert [m.key for m in first] == ["k0", "k1", "k2"]
+    assert [m.id for m in first] == ["local:1", "local:2", "local:3"]
+    assert replica.outbox_batch(3) == first  # reading does not consume
+    assert replica.pending_count() == 5
+
+
+def test_pushed_mutations_leave_and_repeated_acks_are_harmless(replica: Replica) -> None:
+    for i in range(4):
+        replica.put("items", f"k{i}", {"i": i})
+    ids = [m.id for m in replica.outbox_batch(2)]
+    assert replica.mark_pushed(ids) == 2
+    assert replica.mark_pushed(ids) == 0
+    assert [m.key for m in replica.outbox_batch()] == ["k2", "k3"]
+    assert replica.pending_count() == 2
+
+
+def test_refused_mutations_are_set_aside_and_never_block_later_ones(replica: Replica) -> None:
+    for i in range(3):
+        replica.put("items", f"k{i}", {"i": i})
+    bad = replica.outbox_batch(1)[0]
+    replica.mark_refused(bad.id, "value too large")
+    assert [m.key for m in replica.outbox_batch()] == ["k1", "k2"]
+    [refused] = replica.refused()
+    assert refused.mutation == bad and refused.reason == "value too large"
+    assert replica.pending_count() == 2
+    assert replica.get("items", "k0") == {"i": 0}  # the local value stays
+
+
+def test_mutation_ids_are_never_reused_even_after_everything_was_pushed(path) -> None:
+    with Replica.open(path) as replica:
+        replica.put("items", "a", {"x": 1})
+        first = replica.outbox_batch()[0].id
+        replica.mark_pushed([first])
+    with Replica.open(path) as replica:
+        replica.put("items", "a", {"x": 2})
+        second = replica.outbox_batch()[0].id
+    assert int(second.split(":")[1]) > int(first.split(":")[1])
+
+
+def _conflict(value: str) -> Conflict:
+    return Conflict(
+        collection="items",
+        key="a",
+        field="title",
+        winner=Side({"text": value, "n": 1}, HLC(10, 0, "server")),
+        loser=Side("old", HLC(9, 0, "local")),
+        detected_by="server",
+    )
+
+
+def test_reported_conflicts_are_stored_once(replica: Replica) -> None:
+    assert replica.record_conflicts([_conflict("x"), _conflict("y")]) == 2
+    assert replica.record_conflicts([_conflict("x")]) == 0
+    assert replica.conflicts() == [_conflict("x"), _conflict("y")]
+
+
+def test_suppressed_events_are_counted(replica: Replica) -> None:
+    assert replica.suppressed_count() == 0
+    replica.add_suppressed(2)
+    replica.add_suppressed(3)
+    assert replica.suppressed_count() == 5
+
+
+def test_a_grouped_transaction_is_all_or_nothing(replica: Replica) -> None:
+    replica.put("items", "a", {"x": 1})
+    [mutation] = replica.outbox_batch()
+    with pytest.raises(RuntimeError), replica.transaction():
+        replica.mark_pushed([mutation.id])
+        replica.record_conflicts([_conflict("x")])
+        replica.add_suppressed(1)
+        raise RuntimeError("the push answer could not be handled")
+    assert replica.pending_count() == 1
+    assert replica.conflicts() == [] and replica.suppressed_count() == 0
+    with replica.transaction():
+        replica.mark_pushed([mutation.id])
+        replica.add_suppressed(1)
+    assert replica.pending_count() == 0 and replica.suppressed_count() == 1
+
+
+def test_a_failed_step_inside_a_transaction_is_undone_alone(replica: Replica) -> None:
+    with replica.transaction():
+        replica.put("items", "a", {"x": 1})
+        with pytest.raises(TypeError):
+            replica.put("items", "b", {"x": object()})
+        with pytest.raises(UnicodeError), replica.transaction():
+            replica.put("items", "c", {"x": 1})
+            raise UnicodeError("inner step fails")
+    assert replica.keys("items") == ["a"]
+    assert [m.key for m in replica.outbox_batch()] == ["a"]

@@ -1,0 +1,47 @@
+"""The public surface of `replica` is what we meant, and every module declares its own."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import replica
+
+
+def test_the_package_exports_exactly_the_public_names() -> None:
+    assert set(replica.__all__) == {
+        "SCHEMA_VERSION",
+        "ChangeEvent",
+        "FieldState",
+        "NodeIdMismatchError",
+        "NotAReplicaError",
+        "Origin",
+        "RefusedMutation",
+        "Replica",
+        "ReplicaClosedError",
+        "ReplicaError",
+        "ReplicaLockedError",
+        "SchemaVersionError",
+        "StorageError",
+        "UnknownMutationError",
+        "Unsubscribe",
+    }
+    for name in replica.__all__:
+        assert hasattr(replica, name), name
+
+
+def test_every_module_declares_all_and_none_imports_the_server() -> None:
+    for info in pkgutil.iter_modules(replica.__path__):
+        module = importlib.import_module(f"replica.{info.name}")
+        assert isinstance(module.__all__, list), info.name
+        source = module.__loader__.get_source(module.__name__)  # type: ignore[union-attr]
+        assert "import server" not in source and "from server" not in source, info.name
+
+
+def test_every_error_is_a_quietsync_error() -> None:
+    from conflicts import QuietsyncError
+
+    for name in replica.__all__:
+        obj = getattr(replica, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, replica.ReplicaError) and issubclass(obj, QuietsyncError)
