@@ -152,7 +152,7 @@ class JobWriter:
         return self._clock.now()
 
     def _should_notify(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> bool:
-        if not (item.final and item.notify and item.row.status in ("complete", "error")):
+        if not _may_notify(item):
             return False
         muted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, "muted"))
         deleted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, DELETED_FIELD))
@@ -160,6 +160,11 @@ class JobWriter:
             return False
         key = _notification_key(item)
         return not any(ref.collection == NOTIFICATIONS and ref.key == key for ref in stored)
+
+
+def _may_notify(item: FlushItem) -> bool:
+    """An unwatched end that is not an abort (aborts never notify)."""
+    return item.final and item.notify and item.row.status in ("complete", "error")
 
 
 def _notification_key(item: FlushItem) -> str:
@@ -203,7 +208,7 @@ def _job_values(item: FlushItem) -> dict[FieldRef, Any]:
 def _refs_read(item: FlushItem) -> set[FieldRef]:
     """Every field whose stored state this item's write depends on."""
     refs = set(_job_values(item))
-    if item.final and item.notify:
+    if _may_notify(item):
         thread = item.row.thread_id
         refs |= {FieldRef(MUTED_THREADS, thread, "muted")}
         refs |= {FieldRef(MUTED_THREADS, thread, DELETED_FIELD)}

@@ -225,7 +225,7 @@ class JobRunner:
             self._wake.clear()
             try:
                 await self._flush_once()
-            except StoreError:
+            except Exception:  # the store failed (or a bug): keep every job, retry
                 log.exception("flushing job output failed; retrying next tick")
                 self._wake.set()
             await asyncio.sleep(self._config.job_flush_interval)
