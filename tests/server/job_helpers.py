@@ -23,6 +23,7 @@ __all__ = [
     "read_events",
     "records",
     "reply",
+    "rest_of",
     "serve",
     "start",
     "wait_status",
@@ -73,8 +74,13 @@ async def events_of(resp: aiohttp.ClientResponse) -> AsyncIterator[JobEvent]:
 
 async def read_events(resp: aiohttp.ClientResponse) -> list[JobEvent]:
     """Every event of a stream, up to the server ending it."""
+    return await rest_of(events_of(resp))
+
+
+async def rest_of(stream: AsyncIterator[JobEvent]) -> list[JobEvent]:
+    """The remaining events of a stream already being read, up to the server ending it."""
     async with asyncio.timeout(WAIT):
-        return [event async for event in events_of(resp)]
+        return [event async for event in stream]
 
 
 async def poll(http: aiohttp.ClientSession, job_id: str, offset: int = 0) -> dict[str, Any]:
