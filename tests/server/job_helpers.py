@@ -119,5 +119,5 @@ async def records(http: aiohttp.ClientSession) -> tuple[Records, list[dict[str, 
     folded: Records = {}
     for change in body["changes"]:
         fields = folded.setdefault((change["collection"], change["key"]), {})
-        fields[change["field"]] = (change["value"], change["stamp"])
+        fields[change["field"]] = (change.get("value"), change["stamp"])
     return folded, body["changes"]

@@ -7,6 +7,7 @@ from typing import Any
 
 from conflicts import JOB_FIELDS, MESSAGES
 from server.job_views import JOB_ID_HEADER
+from tests.server.helpers import Writer
 from tests.server.job_helpers import (
     events_of,
     poll,
@@ -179,3 +180,45 @@ async def test_a_provider_failure_ends_the_job_in_error(tmp_path: Path) -> None:
     assert final["content_delta"] == reply(10)[: len(reply(3))]
     message = {field: value for field, (value, _) in folded[MESSAGES, "m1"].items()}
     assert message["error"] == final["error"] and message["job_status"] == "error"
+
+
+async def test_leaving_a_hybrid_stream_does_not_stop_the_job(tmp_path: Path) -> None:
+    async with serve(tmp_path, job_tokens=20, job_token_delay=0.01) as server:
+        async with server.client("alice") as first:
+            body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
+            async with first.post("/v1/jobs", json=body) as resp:
+                job_id = resp.headers[JOB_ID_HEADER]
+                assert (await anext(events_of(resp))).type == "snapshot"
+            # the response and its session are closed mid-stream
+        async with server.client("alice") as second:
+            final = await wait_status(second, job_id)
+    assert (final["status"], final["content_delta"]) == ("complete", reply(20))
+
+
+async def test_job_writes_reach_live_sockets(tmp_path: Path) -> None:
+    async with serve(tmp_path, job_tokens=4) as server, server.client("alice") as http:
+        ws = await http.ws_connect("/v1/live")
+        assert (await ws.receive_json(timeout=10))["type"] == "hello"
+        final = await wait_status(http, (await start(http))["job_id"])
+        seen: dict[str, object] = {}
+        while seen.get("job_status") != "complete":
+            message = await ws.receive_json(timeout=10)
+            seen.update({c["field"]: c["value"] for c in message["changes"]})
+        await ws.close()
+    assert seen["content"] == final["content_delta"] == reply(4)
+
+
+async def test_a_message_whose_content_is_crdt_refuses_a_job(tmp_path: Path) -> None:
+    writer = Writer("n1")
+    async with serve(tmp_path) as server, server.client("alice") as http:
+        crdt = writer.text("m1", "content", "draft", collection=MESSAGES)
+        async with http.post("/v1/push", json={"mutations": [crdt]}) as resp:
+            assert resp.status == 200
+        _, before = await records(http)
+        body = {"thread_id": "t1", "message_id": "m1", "input": "x", "mode": "background"}
+        async with http.post("/v1/jobs", json=body) as resp:
+            assert resp.status == 422
+            assert (await resp.json())["error"]["code"] == "invalid_job_request"
+        _, after = await records(http)
+        assert (await start(http, "m2"))["status"] == "streaming"  # nothing is stuck
+    assert after == before
