@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,6 +29,7 @@ from conflicts import (
     Clock,
     FieldRef,
     FieldWrite,
+    KindMismatchError,
     Mutation,
     Outcome,
     Resolvers,
@@ -39,6 +41,7 @@ from server.job_writer import FlushItem, JobWriter
 from server.sqlite_store import SQLiteStore
 from server.store import StoredField
 from server.sync import SyncService
+from tests.server.helpers import Writer
 
 MESSAGE_IDS = ("m1", "m2", "m3")
 SKEW_MS = 30_000
@@ -148,5 +151,29 @@ def test_job_writes_never_conflict_and_always_win(plan: list[Any]) -> None:
                 assert replayed[FieldRef(MESSAGES, message, "content")].value == job.content
                 assert replayed[FieldRef(MESSAGES, message, "job_status")].value == "complete"
                 assert replayed[FieldRef(MESSAGES, message, "pending")].value is False
+    finally:
+        store.close()
+
+
+def test_one_write_is_one_transaction_across_users() -> None:
+    """The flusher's tick commits every user's jobs together, or none of them."""
+    store = SQLiteStore(":memory:")
+    clock = Clock("server")
+    sync = SyncService(store, clock, resolvers=Resolvers(), max_batch=100)
+    writer = JobWriter(store, clock)
+    crdt = Writer("phone").text("m2", "content", "draft", collection=MESSAGES)
+    sync.push("bob", {"mutations": [crdt]})
+    rows = [
+        JobRow(user, f"job-{user}", "t1", message, "streaming", HLC.minimal("server"), 0)
+        for user, message in (("alice", "m1"), ("bob", "m2"))
+    ]
+    try:
+        with pytest.raises(KindMismatchError):
+            writer.write([FlushItem(row, "", start=True) for row in rows])
+        assert sync.pull("alice", 0, 100).changes == []
+        assert store.load_jobs() == []
+        result = writer.write([FlushItem(rows[0], "", start=True)])
+        assert {c.field for c in result.changes["alice"]} == JOB_FIELDS
+        assert [r.job_id for r in store.load_jobs()] == ["job-alice"]
     finally:
         store.close()
