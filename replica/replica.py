@@ -82,6 +82,7 @@ class Replica:
         self._clock = clock
         self._outbox = Outbox(store, node_id, int(store.meta().get("mutation_n", "0")))
         self._subs = Subscriptions()
+        self._outbox_listeners: list[Callable[[], object]] = []
         self._events: list[ChangeEvent] = []
         self._writer = LocalWriter(store, clock, self._outbox, node_id)
         self._closed = False
@@ -160,6 +161,7 @@ class Replica:
             raise ReplicaClosedError(f"replica {self.path} is closed")
         outer = not self._store.in_transaction
         mark = len(self._events)
+        last_n = self._outbox.last_n
         try:
             with self._store.transaction():
                 yield
@@ -173,6 +175,9 @@ class Replica:
         if outer:
             events, self._events = self._events, []
             self._subs.notify(events)
+            if self._outbox.last_n != last_n:
+                for listener in list(self._outbox_listeners):
+                    listener()
 
     def _reading(self) -> Store:
         if self._closed:
@@ -353,6 +358,20 @@ class Replica:
     def pending_count(self) -> int:
         self._reading()
         return self._outbox.pending_count()
+
+    def on_outbox(self, listener: Callable[[], object]) -> Unsubscribe:
+        """Call `listener()` after each commit that added outbox entries (the sync client's cue).
+
+        One listener for every collection, so a live sync client pushes soon
+        after any local write without subscribing to collections it cannot know.
+        """
+        self._outbox_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._outbox_listeners:
+                self._outbox_listeners.remove(listener)
+
+        return unsubscribe
 
     # -- conflict log ----------------------------------------------------------
 
