@@ -351,6 +351,20 @@ class Replica:
         with self.transaction():
             self._outbox.mark_refused(mutation_id, reason)
 
+    def forget_field(self, collection: str, key: str, field: str) -> bool:
+        """Drop a field's local state without writing anything (no stamp, no outbox entry).
+
+        For the sync client only: after the server refused a field's kind, the
+        local field (created locally, so it holds nothing from the server) must
+        give way to the server's version, which the next pull brings. Pending
+        entries of the field stay queued. True if there was such a field.
+        """
+        with self.transaction():
+            dropped = self._store.drop_field(collection, key, field)
+            if dropped:
+                self._events.append(ChangeEvent(collection, key, frozenset({field}), "remote"))
+            return dropped
+
     def refused(self) -> list[RefusedMutation]:
         self._reading()
         return self._outbox.refused()

@@ -42,7 +42,13 @@ from types import TracebackType
 
 import attrs
 
-from conflicts import Mutation, canonical_equal
+from conflicts import (
+    ClockDriftError,
+    CrdtUpdateError,
+    KindMismatchError,
+    Mutation,
+    canonical_equal,
+)
 from replica.errors import PushRefusedError, RequestRefusedError, SyncError, TransportError
 from replica.replica import Replica
 from replica.sync_backoff import Backoff
@@ -172,8 +178,8 @@ class SyncClient:
         reached; what was acknowledged before that stays acknowledged.
         """
         try:
-            summary = await self._push_all()
-            pulled = await self._pull_all()
+            summary = await self.push()
+            pulled = await self.pull()
         except SyncError as exc:
             self._set_status(online=False, last_error=str(exc), pending=self._pending())
             raise
@@ -185,7 +191,8 @@ class SyncClient:
     def _pending(self) -> int:
         return self.replica.pending_count()
 
-    async def _push_all(self) -> SyncSummary:
+    async def push(self) -> SyncSummary:
+        """Push the whole outbox in batches (rules 1-4); `sync_once` is this, then `pull`."""
         total = SyncSummary()
         async with self._lock:
             while batch := self.replica.outbox_batch(self._batch_size):
@@ -236,13 +243,16 @@ class SyncClient:
         )
 
     def _set_aside(self, batch: list[Mutation], refused: list[tuple[str, str]]) -> int:
-        ids = {m.id for m in batch}
-        if not refused or any(mid not in ids for mid, _ in refused):
+        if not refused or any(mid not in {m.id for m in batch} for mid, _ in refused):
             raise SyncError(f"the server refused mutations not in the batch: {refused!r:.200}")
+        by_id = {m.id: m for m in batch}
         with self.replica.transaction():
             for mid, reason in refused:
                 self.replica.mark_refused(mid, reason)
                 notify_refused(self.replica, mid, reason)
+                if reason.startswith("kind_mismatch"):  # the server's field will come in
+                    m = by_id[mid]
+                    self.replica.forget_field(m.collection, m.key, m.field)
         return len(refused)
 
     def _accept(self, batch: list[Mutation], answer: PushAnswer) -> None:
@@ -257,7 +267,23 @@ class SyncClient:
                 for conflict in answer.conflicts:
                     notify_conflict(self.replica, conflict)
 
-    async def _pull_all(self) -> int:
+    async def pull(self) -> int:
+        """Pull and apply pages until the log is exhausted; returns how many changes came.
+
+        A page that meets a local field of the other kind (written here, not yet
+        refused by the server) is retried once after a push, which sets that
+        write aside and lets the server's field in (rule 2).
+        """
+        try:
+            return await self._pull_pages()
+        except KindMismatchError:
+            await self.push()
+        try:
+            return await self._pull_pages()
+        except (KindMismatchError, ClockDriftError, CrdtUpdateError) as exc:
+            raise SyncError(f"cannot apply pulled changes: {exc}") from exc
+
+    async def _pull_pages(self) -> int:
         pulled = 0
         async with self._lock:
             while True:
@@ -328,23 +354,31 @@ class SyncClient:
     async def _read_live(self, messages: AsyncIterator[LiveMessage]) -> None:
         async for msg in messages:
             if msg.type == "pull":
-                await self._pull_all()
+                await self.pull()
                 return
             if msg.type == "changes" and msg.changes:
-                async with self._lock:
-                    fresh = [c for c in msg.changes if (c.seq or 0) > self.replica.cursor]
-                    contiguous = not fresh or fresh[0].seq == self.replica.cursor + 1
-                    if contiguous and fresh:
-                        self.replica.apply_remote(fresh, msg.cursor)
-                if not contiguous:
-                    await self._pull_all()
+                if not self._apply_live(msg):
+                    await self.pull()
                 self._set_status(online=True, last_sync_at=time.time())
         raise TransportError("the live socket was closed by the server")
+
+    def _apply_live(self, msg: LiveMessage) -> bool:
+        """Apply a live batch that continues the cursor; False if a pull must fill in."""
+        fresh = [c for c in msg.changes if (c.seq or 0) > self.replica.cursor]
+        if not fresh:
+            return True
+        if self._lock.locked() or fresh[0].seq != self.replica.cursor + 1:
+            return False  # a gap (or a pull in flight): the log fills it in order
+        try:
+            self.replica.apply_remote(fresh, msg.cursor)
+        except (KindMismatchError, ClockDriftError, CrdtUpdateError):
+            return False  # `pull` knows how to get past these, or reports them
+        return True
 
     async def _push_on_writes(self) -> None:
         while True:
             await self._wrote.wait()
             await asyncio.sleep(self._coalesce)  # let a burst of writes become one push
             self._wrote.clear()
-            await self._push_all()
+            await self.push()
             self._set_status(online=True, last_error=None, pending=self._pending())
