@@ -34,6 +34,12 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
 
 
 @pytest.fixture
+def replica(tmp_path: Path) -> Iterator[Replica]:
+    with Replica.open(tmp_path / "replica.db", node_id="local") as r:
+        yield r
+
+
+@pytest.fixture
 def open_replica(tmp_path: Path) -> Iterator[Callable[[str], Replica]]:
     opened: list[Replica] = []
 
@@ -87,6 +93,7 @@ class FlakyTransport:
         self.lose_answers = 0
         self.pushes_fail = False
         self.sent: list[list[str]] = []
+        self.pulls = 0
 
     async def push(self, mutations: Sequence[Mutation]) -> PushAnswer:
         if self.pushes_fail:
@@ -99,6 +106,7 @@ class FlakyTransport:
         return answer
 
     async def pull(self, since: int, limit: int) -> PullPage:
+        self.pulls += 1
         return await self.inner.pull(since, limit)
 
     def live(self, since: int) -> AbstractAsyncContextManager[AsyncIterator[LiveMessage]]:
