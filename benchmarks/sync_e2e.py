@@ -6,9 +6,11 @@ quietsync: A's writes are already in its outbox; the clock runs from A's
 `SyncClient.push()` (batches of 1, 100 or 1,000) until B's live loop has applied
 the last change into B's replica file (B follows the WebSocket). The skeleton:
 an aiohttp handler parses the POSTed JSON, inserts the rows into SQLite in one
-transaction and sends them to every WebSocket; its B inserts each message into
-its own SQLite file. Both sides use WAL with ``synchronous=FULL``; no auth, no
-validation, no merge, no outbox, no cursor in the skeleton. Live latency is
+transaction (the log row, the field row, the mutation id: what any sync server
+stores) and sends them to every WebSocket; its B upserts each message's fields
+and its cursor into its own SQLite file. Both use WAL with
+``synchronous=FULL``; the skeleton has no auth, no validation, no stamps to
+compare, no merge, no outbox. Everything runs in this process. Live latency is
 one change, from the push call until B has it stored.
 
 Memory: a fresh replica, in a child process, pulls `--pull-changes` changes
@@ -32,11 +34,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from benchmarks._table import print_table
+from conflicts import Clock
 from replica import Replica, SyncClient
 from server.testing import running_server
 
@@ -44,20 +48,50 @@ __all__ = ["main"]
 
 BATCHES = (1, 100, 1000)
 TOKEN = "bench-token"
-_ROW = "INSERT INTO changes (body) VALUES (?)"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY, id TEXT, collection TEXT,
+    key TEXT, field TEXT, value TEXT, stamp TEXT);
+CREATE TABLE IF NOT EXISTS fields (collection TEXT, key TEXT, field TEXT, value TEXT,
+    stamp TEXT, PRIMARY KEY (collection, key, field)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mutations (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
+"""
 
 
 def _sqlite(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
-    db.execute("CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY, body TEXT)")
+    db.executescript(_SCHEMA)
     return db
 
 
-def _store(db: sqlite3.Connection, items: list[object]) -> None:
+def _rows(items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (m["collection"], m["key"], m["field"], json.dumps(m["value"]), m["stamp"]) for m in items
+    ]
+
+
+def _server_store(db: sqlite3.Connection, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What any sync server must store per change: the log row, the field, the mutation id."""
+    db.execute("BEGIN IMMEDIATE")
+    head = db.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
+    rows = _rows(items)
+    db.executemany(
+        "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(head + i, m["id"], *r) for i, (m, r) in enumerate(zip(items, rows, strict=True), 1)],
+    )
+    db.executemany("INSERT OR REPLACE INTO fields VALUES (?, ?, ?, ?, ?)", rows)
+    db.executemany("INSERT INTO mutations VALUES (?)", [(m["id"],) for m in items])
+    db.execute("COMMIT")
+    return [{**m, "seq": head + i} for i, m in enumerate(items, 1)]
+
+
+def _replica_store(db: sqlite3.Connection, items: list[dict[str, Any]]) -> None:
+    """What any replica must store per pulled change: the field, and the cursor."""
     db.execute("BEGIN")
-    db.executemany(_ROW, [(json.dumps(item),) for item in items])
+    db.executemany("INSERT OR REPLACE INTO fields VALUES (?, ?, ?, ?, ?)", _rows(items))
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', ?)", (str(items[-1]["seq"]),))
     db.execute("COMMIT")
 
 
@@ -67,12 +101,11 @@ async def skeleton_server(db_path: Path) -> AsyncIterator[str]:
     db, sockets = _sqlite(db_path), set[web.WebSocketResponse]()
 
     async def push(request: web.Request) -> web.Response:
-        mutations = json.loads(await request.read())["mutations"]
-        _store(db, mutations)
-        text = json.dumps({"changes": mutations})
+        changes = _server_store(db, json.loads(await request.read())["mutations"])
+        text = json.dumps({"changes": changes})
         for ws in list(sockets):
             await ws.send_str(text)
-        return web.json_response({"count": len(mutations)})
+        return web.json_response({"count": len(changes)})
 
     async def live(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -105,7 +138,7 @@ class SkeletonPair:
     def __init__(self, url: str, db_path: Path) -> None:
         self.url, self.db = url, _sqlite(db_path)
         self.received, self._target, self._done = 0, 0, asyncio.Event()
-        self._n = 0
+        self._n, self._clock = 0, Clock("s")
 
     async def __aenter__(self) -> SkeletonPair:
         self.http = aiohttp.ClientSession(self.url)
@@ -122,7 +155,7 @@ class SkeletonPair:
     async def _read(self) -> None:
         async for msg in self.ws:
             changes = json.loads(msg.data)["changes"]
-            _store(self.db, changes)
+            _replica_store(self.db, changes)
             self.received += len(changes)
             if self.received >= self._target:
                 self._done.set()
@@ -136,7 +169,8 @@ class SkeletonPair:
             for _ in range(batch):
                 self._n += 1
                 muts.append({"id": f"s:{self._n}", "collection": "notes", "key": f"k{self._n}",
-                             "field": "v", "kind": "lww", "value": self._n})  # fmt: skip
+                             "field": "v", "kind": "lww", "value": self._n,
+                             "stamp": str(self._clock.now())})  # fmt: skip
             bodies.append(json.dumps({"mutations": muts}).encode())
         start = time.perf_counter()
         for body in bodies:
@@ -153,7 +187,7 @@ class QuietsyncPair:
         self.a, self.b = Replica.open(tmp / "a.db"), Replica.open(tmp / "b.db")
         self.url = url
         self._n = 0
-        self._target, self._done = 0, asyncio.Event()
+        self._target, self._arrived_n, self._done = 0, 0, asyncio.Event()
 
     async def __aenter__(self) -> QuietsyncPair:
         self.cb = SyncClient(self.b, self.url, token=TOKEN)
@@ -170,7 +204,8 @@ class QuietsyncPair:
         self.b.close()
 
     def _arrived(self, _event: object) -> None:
-        if self.b.cursor >= self._target:
+        self._arrived_n += 1  # every change of the benchmark is a new record
+        if self._arrived_n >= self._target:
             self._done.set()
 
     async def trip(self, count: int, batch: int) -> float:
@@ -179,14 +214,13 @@ class QuietsyncPair:
             records = {f"k{self._n + i}": {"v": self._n + i} for i in range(size)}
             self.a.put_many("notes", records)
             self._n += len(records)
-        self._target = self.a.cursor + self.a.pending_count()
+        self._target = self._arrived_n + self.a.pending_count()
         self._done = asyncio.Event()
         pusher = SyncClient(self.a, self.url, token=TOKEN, batch_size=batch)
         begin = time.perf_counter()
         await pusher.push()
         await self._done.wait()
         elapsed = time.perf_counter() - begin
-        await pusher.pull()  # keep A's cursor at the head, so the next target is right
         await pusher.stop()
         return elapsed
 

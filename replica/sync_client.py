@@ -364,10 +364,11 @@ class SyncClient:
 
     def _apply_live(self, msg: LiveMessage) -> bool:
         """Apply a live batch that continues the cursor; False if a pull must fill in."""
-        fresh = [c for c in msg.changes if (c.seq or 0) > self.replica.cursor]
+        cursor = self.replica.cursor
+        fresh = [c for c in msg.changes if (c.seq or 0) > cursor]
         if not fresh:
             return True
-        if self._lock.locked() or fresh[0].seq != self.replica.cursor + 1:
+        if self._lock.locked() or fresh[0].seq != cursor + 1:
             return False  # a gap (or a pull in flight): the log fills it in order
         try:
             self.replica.apply_remote(fresh, msg.cursor)
