@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
@@ -350,6 +350,26 @@ class Replica:
         """Set a mutation aside for good with the server's reason (see `refused()`)."""
         with self.transaction():
             self._outbox.mark_refused(mutation_id, reason)
+
+    def superseded(self, mutations: Sequence[Mutation]) -> dict[str, FieldState]:
+        """For each mutation whose field now holds another write, that write (by mutation id).
+
+        The sync client's check of what the server already holds, one query per
+        collection instead of one `field_state` per mutation of a batch.
+        """
+        store = self._reading()
+        by_collection: dict[str, list[Mutation]] = {}
+        for m in mutations:
+            by_collection.setdefault(m.collection, []).append(m)
+        found: dict[str, FieldState] = {}
+        for collection, group in by_collection.items():
+            rows = store.records(collection, sorted({m.key for m in group}))
+            current = {(row.key, row.field): row for row in rows}
+            for m in group:
+                row = current.get((m.key, m.field))
+                if row is not None and row.stamp != str(m.stamp):
+                    found[m.id] = field_state(row)
+        return found
 
     def forget_field(self, collection: str, key: str, field: str) -> bool:
         """Drop a field's local state without writing anything (no stamp, no outbox entry).

@@ -205,18 +205,17 @@ class SyncClient:
 
     def _skip_held(self, batch: list[Mutation]) -> list[Mutation]:
         """Rule 4: drop entries whose value the server already holds under a newer stamp."""
-        held = []
-        for m in batch:
-            state = self.replica.field_state(m.collection, m.key, m.field)
+        held, by_id = [], {m.id: m for m in batch}
+        for mid, state in self.replica.superseded(batch).items():
+            m = by_id[mid]
             if (
                 m.kind == "lww"
-                and state is not None
                 and state.kind == "lww"
                 and state.write.stamp > m.stamp
                 and state.write.stamp.node != self.replica.node_id
                 and canonical_equal(state.write.value, m.value)
             ):
-                held.append(m.id)
+                held.append(mid)
         if held:
             self.replica.mark_pushed(held)
         return [m for m in batch if m.id not in held]

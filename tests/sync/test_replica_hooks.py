@@ -39,3 +39,18 @@ def test_forget_field_drops_local_state_only(replica: Replica):
     assert replica.pending_count() == pending  # no new write, nothing unqueued
     assert [e.fields for e in events] == [frozenset({"body"})]
     assert replica.forget_field("notes", "a", "body") is False
+
+
+def test_superseded_names_the_writes_that_replaced_queued_ones(replica: Replica):
+    replica.put("notes", "a", {"title": "first"})
+    replica.put("other", "b", {"n": 1})
+    replica.put("notes", "a", {"title": "second"})  # replaces the first locally
+    queued = replica.outbox_batch(10)
+    assert [m.id for m in queued] == ["local:1", "local:2", "local:3"]
+    newer = HLC(queued[-1].stamp.wall_ms + 1, 0, "server")
+    remote = Change("server:1", "other", "b", "n", "lww", newer, None, 1, None, 1)
+    replica.apply_remote([remote], 1)
+    found = replica.superseded(queued)
+    assert set(found) == {"local:1", "local:2"}
+    assert found["local:1"].write.value == "second"
+    assert found["local:2"].write.stamp == newer and found["local:2"].write.value == 1
