@@ -47,6 +47,7 @@ from conflicts import (
     CrdtUpdateError,
     KindMismatchError,
     Mutation,
+    QuietsyncError,
     canonical_equal,
 )
 from replica.errors import PushRefusedError, RequestRefusedError, SyncError, TransportError
@@ -132,7 +133,7 @@ class SyncClient:
         self._wrote = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._unsubscribe = replica.on_outbox(self._local_write)
+        replica.on_outbox(self._local_write)  # for the client's lifetime: pending count, wakeups
 
     # -- status ------------------------------------------------------------------
 
@@ -301,14 +302,16 @@ class SyncClient:
             self._task = asyncio.create_task(self._run(), name="quietsync-sync")
 
     async def stop(self) -> None:
-        """Stop the live loop and close the transport; the outbox stays as it is."""
+        """Stop the live loop and close the transport; the outbox stays as it is.
+
+        The client can be started (or used for `sync_once`) again afterwards.
+        """
         self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self._unsubscribe()
         await self._transport.close()
         self._set_status(online=False)
 
@@ -327,7 +330,7 @@ class SyncClient:
                 await self.sync_once()
                 self._backoff.reset()
                 await self._follow_live()
-            except SyncError as exc:
+            except QuietsyncError as exc:  # SyncError, or the replica failing (StorageError)
                 self._set_status(online=False, last_error=str(exc))
                 log.info("sync: %s; retrying after backoff", exc)
                 await self._pause(self._backoff.next_delay())

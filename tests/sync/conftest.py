@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,7 @@ class FlakyTransport:
         self.pushes_fail = False
         self.sent: list[list[str]] = []
         self.pulls = 0
+        self.connected = asyncio.Event()
 
     async def push(self, mutations: Sequence[Mutation]) -> PushAnswer:
         if self.pushes_fail:
@@ -109,8 +110,17 @@ class FlakyTransport:
         self.pulls += 1
         return await self.inner.pull(since, limit)
 
-    def live(self, since: int) -> AbstractAsyncContextManager[AsyncIterator[LiveMessage]]:
-        return self.inner.live(since)
+    @asynccontextmanager
+    async def live(self, since: int) -> AsyncIterator[AsyncIterator[LiveMessage]]:
+        """The real socket; `connected` is set once the server's hello came through."""
+        async with self.inner.live(since) as messages:
+            yield self._watch(messages)
+
+    async def _watch(self, messages: AsyncIterator[LiveMessage]) -> AsyncIterator[LiveMessage]:
+        async for msg in messages:
+            if msg.type == "hello":
+                self.connected.set()
+            yield msg
 
     async def close(self) -> None:
         await self.inner.close()

@@ -22,7 +22,7 @@ async def test_changes_arrive_over_the_socket_and_local_writes_are_pushed(
     ca = SyncClient(a, server.url, token=TOKEN)
     transport = FlakyTransport(server.url)
     async with SyncClient(b, transport=transport) as cb:
-        await wait_status(cb, lambda s: s.online)
+        await asyncio.wait_for(transport.connected.wait(), WAIT)
         pulls = transport.pulls
         a.put("notes", "n1", {"title": "from a"})
         await ca.sync_once()
@@ -39,8 +39,8 @@ async def test_a_subscriber_that_falls_behind_is_told_to_pull_and_catches_up(tmp
     async with running_server(tmp_path / "s.db", live_queue_limit=5) as server:
         with Replica.open(tmp_path / "a.db") as a, Replica.open(tmp_path / "b.db") as b:
             transport = FlakyTransport(server.url)
-            async with SyncClient(b, transport=transport) as cb:
-                await wait_status(cb, lambda s: s.online)
+            async with SyncClient(b, transport=transport):
+                await asyncio.wait_for(transport.connected.wait(), WAIT)
                 pulls = transport.pulls
                 a.put_many("notes", {f"n{i}": {"v": i} for i in range(50)})
                 ca = SyncClient(a, server.url, token=TOKEN)
@@ -125,3 +125,15 @@ async def test_statuses_yield_the_current_status_then_each_change(
     assert second.pending == 1
     assert later[0].pending == 0 and not later[0].online  # pushed, then pulled:
     assert later[1].online and later[1].last_sync_at is not None  # online after both
+
+
+async def test_a_stopped_client_can_start_again(server: RunningServer, open_replica: Open):
+    a = open_replica("a")
+    client = SyncClient(a, server.url, token=TOKEN)
+    for n in range(2):
+        async with client:
+            await wait_status(client, lambda s: s.online)
+            a.put("notes", f"n{n}", {"n": n})
+            await wait_status(client, lambda s: s.pending == 0)
+        assert client.status.online is False
+    assert {c.key for c in await server_log(server)} == {"n0", "n1"}
