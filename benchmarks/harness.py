@@ -51,6 +51,7 @@ from conflicts import DELETED_FIELD, HLC, FieldRef, Mutation, canonical_equal, t
 from replica import HttpTransport, LiveMessage, PullPage, PushAnswer, Replica, SyncClient
 from replica.errors import TransportError
 from server.sqlite_store import SQLiteStore
+from server.store import StoredField
 
 __all__ = ["HarnessConfig", "HarnessFailure", "HarnessStats", "replay_command", "run"]
 
@@ -368,14 +369,13 @@ def check(
         )
 
 
-def _compare(i: int, r: Replica, ref: FieldRef, server: object) -> list[str]:
+def _compare(i: int, r: Replica, ref: FieldRef, server: StoredField | None) -> list[str]:
     mine = r.field_state(ref.collection, ref.key, ref.field)
     if server is None or mine is None:
         return [] if server is mine else [f"replica {i}: {ref} is {mine} but server has {server}"]
-    assert hasattr(server, "stamp")
-    if mine.write.stamp != server.stamp or mine.kind != server.kind:  # type: ignore[attr-defined]
-        return [f"replica {i}: {ref} at {mine.write.stamp}, server at {server.stamp}"]  # type: ignore[attr-defined]
-    theirs = text_of(server.state) if mine.kind == "crdt" else server.value  # type: ignore[attr-defined]
+    if mine.write.stamp != server.stamp or mine.kind != server.kind:
+        return [f"replica {i}: {ref} at {mine.write.stamp}, server at {server.stamp}"]
+    theirs = text_of(server.state) if mine.kind == "crdt" else server.value
     if not canonical_equal(mine.write.value, theirs):
         return [f"replica {i}: {ref} holds {mine.write.value!r}, server {theirs!r}"]
     return []
