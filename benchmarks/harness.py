@@ -74,6 +74,8 @@ class HarnessConfig:
     p_restart_server: float = 0.015
     p_restart_replica: float = 0.02
     p_lose_answer: float = 0.2
+    live: bool = False
+    """Run every replica's live loop too (pushes on writes, the socket, backoff)."""
 
 
 @attrs.define
@@ -96,9 +98,10 @@ class HarnessFailure(AssertionError):
 
 
 def replay_command(config: HarnessConfig) -> str:
+    live = " --live" if config.live else ""
     return (
         f"python -m benchmarks.harness --seed {config.seed} "
-        f"--replicas {config.replicas} --steps {config.steps}"
+        f"--replicas {config.replicas} --steps {config.steps}{live}"
     )
 
 
@@ -203,6 +206,7 @@ class Harness:
     def __init__(self, config: HarnessConfig, workdir: Path) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
+        self.fault_rng = random.Random(-config.seed)  # live loops draw from it at any time
         tokens = workdir / "tokens.json"
         tokens.write_text(json.dumps({TOKEN: USER}))
         self.server = ServerProcess(workdir / "server.db", tokens)
@@ -211,14 +215,16 @@ class Harness:
         self.server_acked: dict[str, str] = {}
         self.stats = HarnessStats()
 
-    def _open(self, i: int, online: bool = True) -> _Node:
+    async def _open(self, i: int, online: bool = True) -> _Node:
         path = self.workdir / f"replica{i}.db"
         replica = Replica.open(path, node_id=f"s{self.config.seed}r{i}")
         transport = FaultyTransport(
-            self.server.url, self.rng, self.config.p_lose_answer, self.stats
+            self.server.url, self.fault_rng, self.config.p_lose_answer, self.stats
         )
         transport.online = online
         client = SyncClient(replica, transport=transport, batch_size=50, notify_conflicts=i == 0)
+        if self.config.live:
+            await client.start()
         return _Node(path, replica, transport, client)
 
     async def _close(self, node: _Node) -> None:
@@ -228,11 +234,13 @@ class Harness:
 
     async def run(self) -> HarnessStats:
         await self.server.start()
-        self.nodes = [self._open(i) for i in range(self.config.replicas)]
+        self.nodes = [await self._open(i) for i in range(self.config.replicas)]
         acked: dict[int, set[tuple[FieldRef, HLC, str]]] = {}
         try:
             for _ in range(self.config.steps):
                 await self._step()
+                if self.config.live:
+                    await asyncio.sleep(0)  # let the live loops interleave with the steps
             await self._settle()
         finally:
             for i, node in enumerate(self.nodes):
@@ -254,7 +262,7 @@ class Harness:
             online = node.transport.online
             acked = node.acked
             await self._close(node)
-            self.nodes[i] = self._open(i, online)
+            self.nodes[i] = await self._open(i, online)
             self.nodes[i].acked = acked
         elif roll < 0.08:
             node.transport.online = False
@@ -292,8 +300,9 @@ class Harness:
                 node.acked.add((FieldRef(COLLECTION, key, field), state.write.stamp, state.kind))
 
     async def _settle(self) -> None:
-        """Everyone online, no lost answers; sync rounds until a round moves nothing."""
+        """Live loops stopped, everyone online, no lost answers; sync until nothing moves."""
         for node in self.nodes:
+            await node.client.stop()
             node.transport.online, node.transport.p_lose = True, 0.0
         for _ in range(10):
             moved = 0
@@ -393,11 +402,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1 (without --seed)")
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--live", action="store_true", help="run the replicas' live loops too")
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
     failed = 0
     for seed in seeds:
-        config = HarnessConfig(seed, replicas=args.replicas, steps=args.steps)
+        config = HarnessConfig(seed, replicas=args.replicas, steps=args.steps, live=args.live)
         start = time.perf_counter()
         try:
             stats = asyncio.run(run(config))

@@ -21,6 +21,13 @@ async def test_seed_converges(seed: int):
     assert stats.writes > 50 and stats.changes > 0  # the run did real work
 
 
+@pytest.mark.parametrize("seed", range(5))
+async def test_seed_converges_with_live_loops_running(seed: int):
+    """The same faults while every replica also runs its live loop (socket, pushes on writes)."""
+    stats = await run(HarnessConfig(seed, replicas=3, steps=200, live=True))
+    assert stats.writes > 50 and stats.changes > 0
+
+
 async def test_the_seeds_together_exercise_every_fault():
     totals = [await run(HarnessConfig(seed, replicas=3, steps=200)) for seed in range(3)]
     assert sum(s.server_restarts for s in totals) > 0
