@@ -56,7 +56,9 @@ async def test_a_refused_mutation_is_set_aside_and_the_rest_goes_on(
 ):
     a, b = open_replica("a"), open_replica("b")
     a.put("notes", "n1", {"body": "plain value"})  # lww
-    await SyncClient(a, server.url, token=TOKEN).sync_once()
+    first = SyncClient(a, server.url, token=TOKEN)
+    await first.sync_once()
+    await first.stop()
     b.text_insert("notes", "n1", "body", 0, "text")  # crdt: the server refuses the kind
     b.put("notes", "n2", {"title": "fine"})
     client = SyncClient(b, server.url, token=TOKEN)
