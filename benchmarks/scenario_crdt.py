@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 from pycrdt import Doc, Text
-from replica.sync_client import SyncClient
 
 from benchmarks.results import ScenarioResult
 from conflicts import HLC, Change
 from replica import Replica
+from replica.sync_client import SyncClient
 from server.testing import running_server
 
 __all__ = ["crdt_text"]
@@ -33,8 +33,8 @@ PAGE = 500
 def _edit_offline(node: Replica, index: int, edits: int, rng: random.Random) -> list[str]:
     """Random inserts and deletes; returns the unique markers this replica inserted.
 
-    Markers are digits and symbols and only letters and spaces are deleted, so
-    every marker must survive the merge.
+    Markers are digits and symbols, are never inserted inside one another, and
+    only letters and spaces are deleted, so every marker must survive the merge.
     """
     collection, key, field = REF
     markers = []
@@ -46,9 +46,19 @@ def _edit_offline(node: Replica, index: int, edits: int, rng: random.Random) -> 
                 node.text_delete(collection, key, field, at, 1)
                 continue
         marker = f"<{index}.{n}>"
-        node.text_insert(collection, key, field, rng.randrange(len(text) + 1), marker)
+        node.text_insert(collection, key, field, _outside_markers(text, rng), marker)
         markers.append(marker)
     return markers
+
+
+def _outside_markers(text: str, rng: random.Random) -> int:
+    """A random insert position that does not split an earlier marker."""
+    depth, positions = 0, [0]
+    for at, char in enumerate(text, start=1):
+        depth += (char == "<") - (char == ">")
+        if depth == 0:
+            positions.append(at)
+    return rng.choice(positions)
 
 
 def _apply_costs(updates: list[bytes], tmp: Path) -> tuple[float, float]:

@@ -139,16 +139,24 @@ class CrdtText:
             raise CrdtUpdateError(f"not a valid Yjs state vector: {exc}") from exc
 
 
-def merge_text_updates(state: bytes | None, update: bytes) -> bytes:
-    """Merge `update` into the stored `state` bytes without building a document.
+def merge_text_updates(state: bytes | None, *updates: bytes) -> bytes:
+    """Merge `updates` into the stored `state` bytes without building a document.
 
-    Validates `update` first (`CrdtUpdateError` if it is garbage).
+    Validates every update first (`CrdtUpdateError` if one is garbage), then
+    merges them all at once: one pass over the state, however many updates.
     """
+    for update in updates:
+        try:
+            get_state(update)
+        except ValueError as exc:
+            raise CrdtUpdateError(f"not a valid Yjs update ({len(update)} bytes): {exc}") from exc
+    parts = [state, *updates] if state else list(updates)
+    if len(parts) == 1:
+        return bytes(parts[0])
     try:
-        get_state(update)
-        return merge_updates(state, update) if state else bytes(update)
+        return merge_updates(*parts)
     except ValueError as exc:
-        raise CrdtUpdateError(f"not a valid Yjs update ({len(update)} bytes): {exc}") from exc
+        raise CrdtUpdateError(f"cannot merge Yjs updates: {exc}") from exc
 
 
 def text_of(state: bytes | None) -> str:

@@ -13,7 +13,10 @@ Policy for remote changes, kept apart from the `Replica` facade:
   log delivering a mirror write the stream tracker already applied) changes
   nothing.
 
-The caller holds the transaction and has already refused drifting stamps.
+This is the hot path of every pull, so a call reads each record once (one
+query per collection), merges in memory, folds all of a CRDT field's updates
+into one merge, and writes every changed field in one statement. The caller
+holds the transaction and has already refused drifting stamps.
 
 Must not import `server`.
 """
@@ -38,12 +41,15 @@ from replica.subscriptions import ChangeEvent
 
 __all__ = ["merge_changes"]
 
+Ref = tuple[str, str, str]
+
 
 def _stamp(text: str | None) -> HLC | None:
     return None if text is None else HLC.parse(text)
 
 
-def _merge_lww(row: FieldRow | None, change: Change, node_id: str) -> tuple[FieldRow | None, bool]:
+def _merge_lww(row: FieldRow | None, change: Change, node_id: str) -> FieldRow | None:
+    """The field's new row, or None if `change` leaves it as it is."""
     text = encode_json(f"field {change.field!r} of change {change.id!r}", change.value)
     current = None
     if row is not None:
@@ -56,10 +62,10 @@ def _merge_lww(row: FieldRow | None, change: Change, node_id: str) -> tuple[Fiel
         detected_by=node_id,
     )
     if not merged.changed:
-        return None, False
+        return None
     state = merged.state
     base = None if state.base is None else str(state.base)
-    new = FieldRow(
+    return FieldRow(
         change.collection,
         change.key,
         change.field,
@@ -69,38 +75,64 @@ def _merge_lww(row: FieldRow | None, change: Change, node_id: str) -> tuple[Fiel
         str(state.stamp),
         base,
     )
-    return new, row is None or row.value != state.value
 
 
-def _merge_crdt(row: FieldRow | None, change: Change) -> tuple[FieldRow | None, bool]:
-    old = None if row is None else row.state
-    state = merge_text_updates(old, change.update or b"")
-    stamp, base = str(change.stamp), _stamp_text(change.base)
+def _restamp_crdt(row: FieldRow | None, change: Change) -> FieldRow:
+    """The field's row with the higher of the two stamps (its state is merged later)."""
     if row is not None and HLC.parse(row.stamp) >= change.stamp:
-        stamp, base = row.stamp, row.base
-    if row is not None and state == old and stamp == row.stamp:
-        return None, False
-    new = FieldRow(change.collection, change.key, change.field, "crdt", None, state, stamp, base)
-    return new, text_of(state) != text_of(old)
+        return row
+    base = None if change.base is None else str(change.base)
+    state = None if row is None else row.state
+    return FieldRow(
+        change.collection, change.key, change.field, "crdt", None, state, str(change.stamp), base
+    )
 
 
-def _stamp_text(stamp: HLC | None) -> str | None:
-    return None if stamp is None else str(stamp)
+def _current_rows(store: Store, changes: Sequence[Change]) -> dict[Ref, FieldRow]:
+    keys: dict[str, set[str]] = {}
+    for change in changes:
+        keys.setdefault(change.collection, set()).add(change.key)
+    return {
+        (row.collection, row.key, row.field): row
+        for collection, wanted in keys.items()
+        for row in store.records(collection, sorted(wanted))
+    }
 
 
 def merge_changes(store: Store, node_id: str, changes: Sequence[Change]) -> list[ChangeEvent]:
     """Merge `changes` in order; return one event per record whose visible content changed."""
-    changed: dict[tuple[str, str], set[str]] = {}
+    before = _current_rows(store, changes)
+    rows = dict(before)
+    updates: dict[Ref, list[bytes]] = {}
     for change in changes:
-        row = store.field(change.collection, change.key, change.field)
+        ref = (change.collection, change.key, change.field)
+        row = rows.get(ref)
         if row is not None and row.kind != change.kind:
             raise KindMismatchError(change.field, row.kind, change.kind)
         if change.kind == "crdt":
-            new, visible = _merge_crdt(row, change)
+            updates.setdefault(ref, []).append(change.update or b"")
+            rows[ref] = _restamp_crdt(row, change)
         else:
-            new, visible = _merge_lww(row, change, node_id)
-        if new is not None:
-            store.write_fields([new])
+            new = _merge_lww(row, change, node_id)
+            if new is not None:
+                rows[ref] = new
+
+    changed: dict[tuple[str, str], set[str]] = {}
+    written = []
+    for ref, row in rows.items():
+        old = before.get(ref)
+        if ref in updates:
+            state = merge_text_updates(row.state, *updates[ref])
+            if old is not None and state == old.state and row.stamp == old.stamp:
+                continue
+            row = FieldRow(*ref, "crdt", None, state, row.stamp, row.base)
+            visible = old is None or text_of(state) != text_of(old.state)
+        elif row is old:
+            continue
+        else:
+            visible = old is None or old.value != row.value
+        written.append(row)
         if visible:
-            changed.setdefault((change.collection, change.key), set()).add(change.field)
+            changed.setdefault(ref[:2], set()).add(ref[2])
+    store.write_fields(written)
     return [ChangeEvent(c, k, frozenset(f), "remote") for (c, k), f in changed.items()]
