@@ -1,8 +1,10 @@
-"""The client side of quietsync: the local replica (sync client and stream tracker build on it).
+"""The client side of quietsync: the local replica, the stream tracker, chat sessions.
 
 `Replica.open(path)` gives a durable local copy of a user's records: field-level
 stamps, an outbox of unpushed writes, the conflict log, CRDT text fields and
-change subscriptions. See ``docs/replica.md``.
+change subscriptions. See ``docs/replica.md``. `StreamTracker` follows server
+jobs into it, `ThreadSession`/`ChatPane` are the chat views over both,
+`Notifications` the notification centre. See ``docs/streaming.md``.
 
 Must not import `server` (only the CLI/demo/testing layer wires both).
 """
@@ -17,18 +19,35 @@ from replica.errors import (
     StorageError,
     UnknownMutationError,
 )
+from replica.job_mirror import JobGapError
+from replica.jobs_client import (
+    JobRefusedError,
+    JobsError,
+    JobsUnavailableError,
+    UnknownJobError,
+)
+from replica.notifications import Notifications
 from replica.outbox import RefusedMutation
 from replica.records import FieldState
 from replica.replica import Replica
 from replica.schema import SCHEMA_VERSION
+from replica.session import ChatPane, ThreadSession
 from replica.subscriptions import ChangeEvent, Origin, Unsubscribe
+from replica.tracker import Attachment, StreamTracker, Subscriber
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Attachment",
     "ChangeEvent",
+    "ChatPane",
     "FieldState",
+    "JobGapError",
+    "JobRefusedError",
+    "JobsError",
+    "JobsUnavailableError",
     "NodeIdMismatchError",
     "NotAReplicaError",
+    "Notifications",
     "Origin",
     "RefusedMutation",
     "Replica",
@@ -37,6 +56,10 @@ __all__ = [
     "ReplicaLockedError",
     "SchemaVersionError",
     "StorageError",
+    "StreamTracker",
+    "Subscriber",
+    "ThreadSession",
+    "UnknownJobError",
     "UnknownMutationError",
     "Unsubscribe",
 ]

@@ -11,10 +11,17 @@ import replica
 def test_the_package_exports_exactly_the_public_names() -> None:
     assert set(replica.__all__) == {
         "SCHEMA_VERSION",
+        "Attachment",
         "ChangeEvent",
+        "ChatPane",
         "FieldState",
+        "JobGapError",
+        "JobRefusedError",
+        "JobsError",
+        "JobsUnavailableError",
         "NodeIdMismatchError",
         "NotAReplicaError",
+        "Notifications",
         "Origin",
         "RefusedMutation",
         "Replica",
@@ -23,6 +30,10 @@ def test_the_package_exports_exactly_the_public_names() -> None:
         "ReplicaLockedError",
         "SchemaVersionError",
         "StorageError",
+        "StreamTracker",
+        "Subscriber",
+        "ThreadSession",
+        "UnknownJobError",
         "UnknownMutationError",
         "Unsubscribe",
     }
