@@ -12,22 +12,28 @@ for 1,000 mutations here); a single worker also serializes all writes on the
 one connection, which is what SQLite wants anyway. Measured with
 ``benchmarks/server_push.py``: inline calls are 10-20% faster for one-mutation
 pushes and no faster at 1,000, so the thread costs little where it matters.
-The server `Clock` is only touched from that thread.
+The server `Clock` is only touched from that thread: the `SyncService` and the
+`JobWriter` share it there. The `JobRunner` starts once the store is open
+(ending jobs a previous process left streaming) and stops on shutdown, before
+aiohttp waits for in-flight requests, so open job event streams end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from aiohttp import web
 
 from conflicts import Clock
 from server.auth import auth_middleware
 from server.config import ServerConfig
-from server.keys import CONFIG_KEY, EXECUTOR_KEY, HUB_KEY, SYNC_KEY
+from server.job_writer import JobWriter
+from server.jobs import JobRunner
+from server.keys import CONFIG_KEY, EXECUTOR_KEY, HUB_KEY, JOBS_KEY, SYNC_KEY
 from server.live import LiveHub
 from server.routes import add_routes
 from server.sqlite_store import SQLiteStore
@@ -38,11 +44,14 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-def _open_sync(config: ServerConfig) -> SyncService:
+
+def _open(config: ServerConfig) -> tuple[SyncService, JobWriter]:
     store = SQLiteStore(config.db_path)
     clock = Clock(config.node_id, max_drift_ms=config.max_drift_ms, last=store.last_stamp())
-    return SyncService(store, clock, resolvers=config.resolvers, max_batch=config.max_batch)
+    sync = SyncService(store, clock, resolvers=config.resolvers, max_batch=config.max_batch)
+    return sync, JobWriter(store, clock)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -50,10 +59,17 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quietsync-store")
     loop = asyncio.get_running_loop()
     try:
-        sync = await loop.run_in_executor(executor, _open_sync, config)
+        sync, writer = await loop.run_in_executor(executor, _open, config)
         app[EXECUTOR_KEY] = executor
         app[SYNC_KEY] = sync
         log.info("store open: %s", config.db_path)
+
+        def run_on_store(fn: Callable[[], T]) -> Awaitable[T]:
+            return loop.run_in_executor(executor, fn)
+
+        jobs = JobRunner(config, writer, run_on_store, app[HUB_KEY].publish)
+        await jobs.recover()
+        app[JOBS_KEY] = jobs
         yield
         await loop.run_in_executor(executor, sync.close)
         log.info("store closed: %s", config.db_path)
@@ -63,6 +79,11 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _close_live(app: web.Application) -> None:
     await app[HUB_KEY].close_all()
+
+
+async def _stop_jobs(app: web.Application) -> None:
+    if JOBS_KEY in app:
+        await app[JOBS_KEY].close()
 
 
 def create_app(config: ServerConfig) -> web.Application:
@@ -75,5 +96,6 @@ def create_app(config: ServerConfig) -> web.Application:
     app[HUB_KEY] = LiveHub(config.live_queue_limit)
     app.cleanup_ctx.append(_store_ctx)
     app.on_shutdown.append(_close_live)
+    app.on_shutdown.append(_stop_jobs)
     add_routes(app)
     return app

@@ -18,6 +18,7 @@ import attrs
 
 from conflicts import Resolvers, validate_node_id
 from server.errors import ConfigError
+from server.providers import Provider, ScriptedProvider
 
 __all__ = ["TOKENS_ENV", "ServerConfig", "load_tokens_file", "parse_tokens", "tokens_from_env"]
 
@@ -63,6 +64,21 @@ def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
         raise ConfigError(f"{attribute.name} must be a positive int, got {value!r}")
 
 
+def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{attribute.name} must be a positive number of seconds, got {value!r}")
+
+
+def _seconds_or_zero(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"{attribute.name} must be a number of seconds >= 0, got {value!r}")
+
+
+def _fail_after(_: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+    if value is not None and (type(value) is not int or value < 0):
+        raise ConfigError(f"{attribute.name} must be None or an int >= 0, got {value!r}")
+
+
 def _check_tokens(_: object, __: attrs.Attribute[Any], value: Mapping[str, str]) -> None:
     parse_tokens(dict(value), source="ServerConfig.tokens")
 
@@ -89,3 +105,23 @@ class ServerConfig:
     live_queue_limit: int = attrs.field(default=5000, validator=_positive)
     """Changes buffered per WebSocket before its client is told to pull instead."""
     resolvers: Resolvers = attrs.field(factory=Resolvers)
+    max_jobs_per_user: int = attrs.field(default=4, validator=_positive)
+    """Jobs one user may have streaming at once (the next start answers 429)."""
+    job_timeout: float = attrs.field(default=300.0, validator=_positive_seconds)
+    """Seconds a job may stream before it ends as error "timeout"."""
+    job_retention: float = attrs.field(default=3600.0, validator=_seconds_or_zero)
+    """Seconds a finished job stays readable (GET, events) before answering 404."""
+    job_keepalive: float = attrs.field(default=15.0, validator=_positive_seconds)
+    job_flush_interval: float = attrs.field(default=0.05, validator=_positive_seconds)
+    """Seconds between two flushes of job output (one transaction per flush)."""
+    job_tokens: int = attrs.field(default=40, validator=_positive)
+    job_token_delay: float = attrs.field(default=0.02, validator=_seconds_or_zero)
+    job_fail_after: int | None = attrs.field(default=None, validator=_fail_after)
+    provider: Provider | None = None
+    """Where job output comes from; None: a `ScriptedProvider` from the ``job_*`` settings."""
+
+    def job_provider(self) -> Provider:
+        """The provider jobs stream from (`provider`, else the scripted one configured here)."""
+        if self.provider is not None:
+            return self.provider
+        return ScriptedProvider(self.job_tokens, self.job_token_delay, self.job_fail_after)

@@ -10,7 +10,11 @@
             ├── BadRequestError         JSON of the wrong shape, bad query parameter (400)
             ├── BodyTooLargeError       body over `max_body_bytes` (413)
             ├── BatchTooLargeError      more mutations than `max_batch` (413)
-            └── MutationsRefusedError   some mutations are bad; names EVERY one (422)
+            ├── MutationsRefusedError   some mutations are bad; names EVERY one (422)
+            ├── InvalidJobRequestError  a jobs request of the wrong shape, bad offset (422)
+            ├── UnknownJobError         no such job for this user, or past retention (404)
+            ├── JobRunningError         the message already has a streaming job (409)
+            └── TooManyJobsError        the user has `max_jobs_per_user` jobs streaming (429)
 
 Handlers never build error responses themselves: they raise, and the error
 middleware (`server.views.error_middleware`) calls `error_body` on the way out.
@@ -31,13 +35,17 @@ __all__ = [
     "BatchTooLargeError",
     "BodyTooLargeError",
     "ConfigError",
+    "InvalidJobRequestError",
+    "JobRunningError",
     "MalformedJsonError",
     "MutationsRefusedError",
     "Refusal",
     "RequestError",
     "ServerError",
     "StoreError",
+    "TooManyJobsError",
     "UnauthorizedError",
+    "UnknownJobError",
     "error_body",
 ]
 
@@ -89,6 +97,28 @@ class BodyTooLargeError(RequestError):
 class BatchTooLargeError(RequestError):
     status = 413
     code = "batch_too_large"
+
+
+class InvalidJobRequestError(RequestError):
+    status = 422
+    code = "invalid_job_request"
+
+
+class UnknownJobError(RequestError):
+    """Also answers for another user's job: a job id reveals nothing about others."""
+
+    status = 404
+    code = "unknown_job"
+
+
+class JobRunningError(RequestError):
+    status = 409
+    code = "job_running"
+
+
+class TooManyJobsError(RequestError):
+    status = 429
+    code = "too_many_jobs"
 
 
 @attrs.frozen

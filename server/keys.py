@@ -11,15 +11,17 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from server.config import ServerConfig
+from server.jobs import JobRunner
 from server.live import LiveHub
 from server.sync import SyncService
 
-__all__ = ["CONFIG_KEY", "EXECUTOR_KEY", "HUB_KEY", "SYNC_KEY", "USER_KEY"]
+__all__ = ["CONFIG_KEY", "EXECUTOR_KEY", "HUB_KEY", "JOBS_KEY", "SYNC_KEY", "USER_KEY"]
 
 CONFIG_KEY = web.AppKey("config", ServerConfig)
 SYNC_KEY = web.AppKey("sync", SyncService)
 EXECUTOR_KEY = web.AppKey("store_executor", ThreadPoolExecutor)
 """The one worker thread every store call runs on (see `server.app`)."""
 HUB_KEY = web.AppKey("live_hub", LiveHub)
+JOBS_KEY = web.AppKey("jobs", JobRunner)
 USER_KEY = web.RequestKey("user", str)
 """The user id the request's bearer token belongs to (set by `server.auth`)."""

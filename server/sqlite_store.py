@@ -12,7 +12,8 @@ Tables (every row keyed by ``user`` first, so one user's space is a key range):
 * ``changes(user, seq, ...)``: the change log;
 * ``fields(user, collection, key, field, ...)``: the state of every field;
 * ``mutations(user, id, outcome)``: every mutation id seen, with its outcome;
-* ``conflicts(pos, user, body)``: conflicts detected, as `Conflict` JSON.
+* ``conflicts(pos, user, body)``: conflicts detected, as `Conflict` JSON;
+* ``jobs(user, job_id, ...)``: the server jobs (`server.job_store.JobStore`).
 
 sqlite3 errors are translated into `StoreError` here and go no further.
 """
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from conflicts import HLC, Change, Conflict, FieldRef
 from server.errors import StoreError
+from server.job_store import JobRow
 from server.store import BatchWrite, ChangePage, ConflictPage, StoredField
 
 __all__ = ["SQLiteStore"]
@@ -57,6 +59,12 @@ CREATE TABLE IF NOT EXISTS conflicts (
     pos INTEGER PRIMARY KEY, user TEXT NOT NULL, body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS conflicts_by_user ON conflicts (user, pos);
+CREATE TABLE IF NOT EXISTS jobs (
+    user TEXT NOT NULL, job_id TEXT NOT NULL, thread_id TEXT NOT NULL, message_id TEXT NOT NULL,
+    status TEXT NOT NULL, stamp TEXT NOT NULL, started_ms INTEGER NOT NULL, error TEXT,
+    content TEXT NOT NULL, ended_ms INTEGER,
+    PRIMARY KEY (user, job_id)
+) WITHOUT ROWID;
 """
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
@@ -187,6 +195,36 @@ class _SQLiteTransaction:
             db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?)", (user, batch.changes[-1].seq))
 
 
+class _SQLiteJobsTransaction:
+    """`server.job_store.JobsTransaction` on an open ``BEGIN IMMEDIATE``."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def space(self, user: str) -> _SQLiteTransaction:
+        return _SQLiteTransaction(self._db, user)
+
+    def save_jobs(self, rows: Collection[JobRow]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.user,
+                    r.job_id,
+                    r.thread_id,
+                    r.message_id,
+                    r.status,
+                    str(r.stamp),
+                    r.started_ms,
+                    r.error,
+                    r.content,
+                    r.ended_ms,
+                )
+                for r in rows
+            ],
+        )
+
+
 def _chunks(items: list[T], size: int = 500) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -208,6 +246,11 @@ def _change_from_row(row: tuple[Any, ...]) -> Change:
     )
 
 
+def _job_from_row(row: tuple[Any, ...]) -> JobRow:
+    *names, stamp, started_ms, error, content, ended_ms = row
+    return JobRow(*names, HLC.parse(stamp), started_ms, error, content, ended_ms)
+
+
 class SQLiteStore:
     """The SQLite `server.store.Store` (see the module docstring).
 
@@ -222,18 +265,40 @@ class SQLiteStore:
             self._db.execute("PRAGMA busy_timeout = 5000")
             self._db.executescript(_SCHEMA)
 
+    def transaction(self, user: str) -> AbstractContextManager[_SQLiteTransaction]:
+        return self._begin(lambda: _SQLiteTransaction(self._db, user))
+
+    def jobs_transaction(self) -> AbstractContextManager[_SQLiteJobsTransaction]:
+        return self._begin(lambda: _SQLiteJobsTransaction(self._db))
+
     @contextmanager
-    def transaction(self, user: str) -> Iterator[_SQLiteTransaction]:
+    def _begin(self, make: Callable[[], T]) -> Iterator[T]:
+        """``BEGIN IMMEDIATE``; yield ``make()``; commit, or roll back on any error."""
         with _translated("write"):
             self._db.execute("BEGIN IMMEDIATE")
         try:
             with _translated("write"):
-                yield _SQLiteTransaction(self._db, user)
+                yield make()
                 self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    def load_jobs(self) -> list[JobRow]:
+        with _translated("read jobs"):
+            rows = self._db.execute(
+                "SELECT user, job_id, thread_id, message_id, status, stamp, started_ms, error,"
+                " content, ended_ms FROM jobs ORDER BY started_ms"
+            ).fetchall()
+        return [_job_from_row(row) for row in rows]
+
+    def purge_jobs(self, ended_before_ms: int) -> int:
+        with _translated("purge jobs"):
+            cursor = self._db.execute(
+                "DELETE FROM jobs WHERE ended_ms IS NOT NULL AND ended_ms < ?", (ended_before_ms,)
+            )
+        return cursor.rowcount
 
     def changes(self, user: str, since: int, limit: int) -> ChangePage:
         with _translated("read changes"):

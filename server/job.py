@@ -1,0 +1,111 @@
+"""`Job`: one server job's live state, and the watchers reading its event stream.
+
+The state has two halves, kept apart on purpose:
+
+* what the store holds: `Job.content` (flushed), `Job.row` (status, error, the
+  last write's stamp). Every event, poll answer and snapshot is built from this
+  half only, so whatever a client sees carries the stamp of a committed write
+  and is visible, with that stamp, in ``/v1/pull``;
+* what is not written yet: `Job.parts` (tokens received since the last flush)
+  and `Job.ending` (the final status asked for); the runner's flusher turns
+  them into a write, then back into the first half.
+
+Watchers (`Watch`) are the event streams of this job (the events endpoint or a
+hybrid body). A watcher is registered and given its snapshot in one step,
+without yielding to the event loop, so no flush can fall between the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import attrs
+
+from conflicts import FINAL_STATUSES, JobEvent, JobStatus
+from server.job_store import JobRow
+
+__all__ = ["Job", "Watch"]
+
+
+@attrs.define(eq=False)
+class Watch:
+    """One reader of a job's events. `None` in the queue: the server is stopping."""
+
+    alive: Callable[[], bool]
+    """False once the reader's connection is gone (it no longer counts as watching)."""
+    queue: asyncio.Queue[JobEvent | None] = attrs.Factory(asyncio.Queue)
+
+
+@attrs.define(eq=False)
+class Job:
+    """A job of one user: its stored half, its unwritten half, its watchers."""
+
+    row: JobRow
+    prompt: str = ""
+    content: str = ""
+    parts: list[str] = attrs.Factory(list)
+    ending: tuple[JobStatus, str | None] | None = None
+    watches: set[Watch] = attrs.Factory(set)
+    task: asyncio.Task[None] | None = None
+    done: asyncio.Event = attrs.Factory(asyncio.Event)
+
+    @property
+    def id(self) -> str:
+        return self.row.job_id
+
+    @property
+    def finished(self) -> bool:
+        """The final status is written (not merely asked for)."""
+        return self.row.status in FINAL_STATUSES
+
+    @property
+    def dirty(self) -> bool:
+        """Something is left to write."""
+        return bool(self.parts) or (self.ending is not None and not self.finished)
+
+    @property
+    def watched(self) -> bool:
+        return any(w.alive() for w in self.watches)
+
+    def snapshot(self, offset: int) -> JobEvent:
+        return JobEvent(
+            "snapshot",
+            self.id,
+            self.row.status,
+            offset=offset,
+            text=self.content[offset:],
+            content_length=len(self.content),
+            error=self.row.error,
+            stamp=self.row.stamp,
+        )
+
+    def final_event(self) -> JobEvent:
+        size = len(self.content)
+        return JobEvent(
+            "status",
+            self.id,
+            self.row.status,
+            offset=size,
+            content_length=size,
+            error=self.row.error,
+            stamp=self.row.stamp,
+        )
+
+    def watch(self, offset: int, alive: Callable[[], bool]) -> tuple[Watch, JobEvent]:
+        """Register a reader from `offset`: its snapshot now, its later events in its queue.
+
+        A finished job's reader finds the final `status` event already queued.
+        """
+        watch = Watch(alive)
+        self.watches.add(watch)
+        if self.finished:
+            watch.queue.put_nowait(self.final_event())
+        return watch, self.snapshot(offset)
+
+    def unwatch(self, watch: Watch) -> None:
+        self.watches.discard(watch)
+
+    def publish(self, event: JobEvent | None) -> None:
+        for watch in self.watches:
+            watch.queue.put_nowait(event)

@@ -1,0 +1,152 @@
+"""HTTP handlers of the jobs API (``docs/protocol.md``, "Jobs").
+
+Handlers check the request and call `server.jobs.JobRunner`; they raise
+`server.errors.RequestError`s and the error middleware answers them. Event
+streams (the events endpoint and a hybrid start's body) are one
+``data: <JobEvent JSON>`` line and a blank line per event: a snapshot first,
+then live events with keepalives, ending after the final ``status`` event.
+A reader that goes away never stops the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from conflicts import JobEvent, WireError, check_name
+from server.errors import InvalidJobRequestError
+from server.job import Job, Watch
+from server.jobs import JobSpec
+from server.keys import CONFIG_KEY, JOBS_KEY, USER_KEY
+from server.views import _json_body
+
+__all__ = ["JOB_ID_HEADER", "abort_job", "job_events", "poll_job", "start_job"]
+
+JOB_ID_HEADER = "X-Quietsync-Job-Id"
+_MODES = ("background", "hybrid")
+_MEMBERS = frozenset({"thread_id", "message_id", "input", "mode"})
+
+
+def _spec_of(body: Any) -> tuple[JobSpec, str]:
+    """Validate a start body; `InvalidJobRequestError` names the first bad member."""
+    if not isinstance(body, dict):
+        raise InvalidJobRequestError(
+            'a job body must be a JSON object {"thread_id", "message_id", "input", "mode"}'
+        )
+    unknown = sorted(set(body) - _MEMBERS)
+    if unknown:
+        raise InvalidJobRequestError(f"unknown members {unknown}")
+    try:
+        thread_id = check_name("key", body.get("thread_id"))
+        message_id = check_name("key", body.get("message_id"))
+    except WireError as exc:
+        raise InvalidJobRequestError(str(exc).replace("'key'", "an id")) from exc
+    text, mode = body.get("input"), body.get("mode")
+    if not isinstance(text, str):
+        raise InvalidJobRequestError(f"'input' must be a string, got {text!r:.80}")
+    if mode not in _MODES:
+        raise InvalidJobRequestError(f"'mode' must be one of {', '.join(_MODES)}, got {mode!r}")
+    return JobSpec(thread_id, message_id, text), mode
+
+
+def _offset(request: web.Request, job: Job) -> int:
+    text = request.query.get("offset", "0")
+    if not text.isascii() or not text.isdigit():
+        raise InvalidJobRequestError(f"'offset' must be an integer >= 0, got {text!r}")
+    offset = int(text)
+    if offset > len(job.content):
+        raise InvalidJobRequestError(
+            f"'offset' {offset} is beyond the content's length {len(job.content)}"
+        )
+    return offset
+
+
+def _job_of(request: web.Request) -> Job:
+    return request.app[JOBS_KEY].get(request[USER_KEY], request.match_info["job_id"])
+
+
+async def start_job(request: web.Request) -> web.StreamResponse:
+    spec, mode = _spec_of(await _json_body(request))
+    runner = request.app[JOBS_KEY]
+    job = await runner.create(request[USER_KEY], spec)
+    if mode == "background":
+        runner.run(job)
+        body = {"job_id": job.id, "status": job.row.status, "stamp": str(job.row.stamp)}
+        return web.json_response(body, status=202)
+    watch, snapshot = job.watch(0, _alive(request))
+    try:
+        response = _event_response(request, {JOB_ID_HEADER: job.id})
+        try:
+            await response.prepare(request)  # the header goes out before the first token
+        finally:
+            runner.run(job)
+        return await _stream(request, response, snapshot, watch)
+    finally:
+        job.unwatch(watch)
+
+
+async def poll_job(request: web.Request) -> web.Response:
+    job = _job_of(request)
+    offset = _offset(request, job)
+    return web.json_response(
+        {
+            "job_id": job.id,
+            "thread_id": job.row.thread_id,
+            "message_id": job.row.message_id,
+            "status": job.row.status,
+            "offset": offset,
+            "content_delta": job.content[offset:],
+            "content_length": len(job.content),
+            "error": job.row.error,
+            "stamp": str(job.row.stamp),
+        }
+    )
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    job = _job_of(request)
+    watch, snapshot = job.watch(_offset(request, job), _alive(request))
+    try:
+        response = _event_response(request, {})
+        await response.prepare(request)
+        return await _stream(request, response, snapshot, watch)
+    finally:
+        job.unwatch(watch)
+
+
+async def abort_job(request: web.Request) -> web.Response:
+    job = _job_of(request)
+    status = await request.app[JOBS_KEY].abort(job)
+    return web.json_response({"job_id": job.id, "status": status})
+
+
+def _alive(request: web.Request) -> Any:
+    """Whether the request's connection is still open (a closed one watches nothing)."""
+    return lambda: request.transport is not None and not request.transport.is_closing()
+
+
+def _event_response(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+    return web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers}
+    )
+
+
+async def _stream(
+    request: web.Request, response: web.StreamResponse, first: JobEvent, watch: Watch
+) -> web.StreamResponse:
+    """Send `first`, then the watch's events (with keepalives) up to the final status."""
+    keepalive = request.app[CONFIG_KEY].job_keepalive
+    event: JobEvent | None = first
+    while event is not None:
+        await response.write(b"data: " + json.dumps(event.to_json()).encode() + b"\n\n")
+        if event.type == "status":
+            break
+        try:
+            event = await asyncio.wait_for(watch.queue.get(), keepalive)
+        except TimeoutError:
+            event = JobEvent("keepalive", first.job_id)
+    await response.write_eof()
+    return response

@@ -1,0 +1,233 @@
+"""`JobWriter`: how a job's state becomes record writes, on the store's worker thread.
+
+The runner (`server.jobs.JobRunner`) decides *when* to write; this module
+decides *what*, and issues the stamps (the server `Clock` lives on the store
+thread, see `server.app`). Rules, each the contract the client's mirror writes
+rely on (``docs/protocol.md``, "Jobs"):
+
+1. One call to `JobWriter.write` is ONE store transaction, whatever the number
+   of jobs and users in it (the flusher's tick: one fsync per tick).
+2. Each job written gets ONE fresh stamp, given to every field it writes in
+   that transaction: the stamp its job event carries.
+3. A start writes all five `JOB_FIELDS` (content "", pending true, job_id,
+   job_status "streaming", error null); a flush writes ``content`` (the whole
+   content so far); an end writes all five with the final values.
+4. Every field's ``base`` is the stamp the store held for it, and the clock
+   first absorbs that stamp, so a job write is never a conflict and never
+   loses to the value it replaces.
+5. An end of a complete/error job marked `FlushItem.notify` (nobody watches
+   it) writes `notification_for(...)` in the same transaction (base None),
+   unless ``muted_threads/<thread>`` says muted or that notification record
+   already exists (a client wrote it first: one record, no conflict).
+6. Every field written appends one change to the user's log, numbered from
+   the user's head; the changes are returned for the live hub.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import attrs
+
+from conflicts import (
+    DELETED_FIELD,
+    HLC,
+    JOB_FIELDS,
+    MESSAGES,
+    MUTED_THREADS,
+    NOTIFICATIONS,
+    Change,
+    Clock,
+    ClockDriftError,
+    FieldRef,
+    JobEvent,
+    JobStatus,
+    notification_for,
+)
+from server.job_store import JobRow, JobStore
+from server.store import BatchWrite, StoredField
+
+__all__ = ["FlushItem", "FlushResult", "JobWriter"]
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class FlushItem:
+    """One job's write in a flush: a start, new content, or an end (`final` set)."""
+
+    row: JobRow
+    """The job's row as it must be stored after this write (its stamp is replaced)."""
+    content: str
+    start: bool = False
+    final: bool = False
+    notify: bool = False
+
+
+@attrs.frozen
+class FlushResult:
+    """What one transaction committed: each item's stamp, and the changes per user."""
+
+    stamps: list[HLC]
+    changes: dict[str, list[Change]]
+    notified: list[str]
+    """Ids of the jobs whose notification was written."""
+
+
+class JobWriter:
+    """Writes job state into records (see the module docstring). Store thread only."""
+
+    def __init__(self, store: JobStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def write(self, items: list[FlushItem]) -> FlushResult:
+        """Write `items` in one transaction (rolled back whole if anything fails)."""
+        stamps: dict[int, HLC] = {}
+        changes: dict[str, list[Change]] = {}
+        notified: list[str] = []
+        by_user: dict[str, list[tuple[int, FlushItem]]] = defaultdict(list)
+        for index, item in enumerate(items):
+            by_user[item.row.user].append((index, item))
+        with self._store.jobs_transaction() as tx:
+            rows = []
+            for user, entries in by_user.items():
+                space = tx.space(user)
+                batch = BatchWrite({}, [], {}, [])
+                head = space.head()
+                stored = space.fields({ref for _, item in entries for ref in _refs_read(item)})
+                for index, item in entries:
+                    stamp = self._stamp_for(item, stored)
+                    stamps[index] = stamp
+                    for ref, value in _job_values(item).items():
+                        _put(batch, stored, head, ref, value, stamp, stored.get(ref), item)
+                    if self._should_notify(item, stored):
+                        key, fields = notification_for(
+                            item.row.thread_id, _final_event(item, stamp), item.content
+                        )
+                        for field, value in fields.items():
+                            ref = FieldRef(NOTIFICATIONS, key, field)
+                            _put(batch, stored, head, ref, value, stamp, None, item)
+                        notified.append(item.row.job_id)
+                    rows.append(attrs.evolve(item.row, stamp=stamp))
+                space.write(batch)
+                changes[user] = batch.changes
+            tx.save_jobs(rows)
+        return FlushResult([stamps[i] for i in range(len(items))], changes, notified)
+
+    def recover(self) -> list[JobRow]:
+        """Every stored job; a job left streaming gets its content from its message record."""
+        rows = self._store.load_jobs()
+        streaming = [r for r in rows if r.status == "streaming"]
+        if not streaming:
+            return rows
+        contents: dict[tuple[str, str], str] = {}
+        with self._store.jobs_transaction() as tx:
+            for row in streaming:
+                ref = FieldRef(MESSAGES, row.message_id, "content")
+                field = tx.space(row.user).fields({ref}).get(ref)
+                if field is not None and isinstance(field.value, str):
+                    contents[row.user, row.job_id] = field.value
+        return [
+            attrs.evolve(r, content=contents.get((r.user, r.job_id), ""))
+            if r.status == "streaming"
+            else r
+            for r in rows
+        ]
+
+    def purge(self, ended_before_ms: int) -> int:
+        return self._store.purge_jobs(ended_before_ms)
+
+    def _stamp_for(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> HLC:
+        """A fresh stamp above every stamp held by the fields this item overwrites."""
+        for ref in _job_values(item):
+            current = stored.get(ref)
+            if current is not None:
+                try:
+                    self._clock.observe(current.stamp)
+                except ClockDriftError:  # accepted earlier within the bound; the wall moved on
+                    log.warning("stored stamp %s of %s is far ahead", current.stamp, ref)
+        return self._clock.now()
+
+    def _should_notify(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> bool:
+        if not (item.final and item.notify and item.row.status in ("complete", "error")):
+            return False
+        muted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, "muted"))
+        deleted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, DELETED_FIELD))
+        if muted is not None and muted.value is True and not (deleted and deleted.value is True):
+            return False
+        key = _notification_key(item)
+        return not any(ref.collection == NOTIFICATIONS and ref.key == key for ref in stored)
+
+
+def _notification_key(item: FlushItem) -> str:
+    """The key `notification_for` gives this end (it depends on the job and status only)."""
+    placeholder = _final_event(item, HLC.minimal("server"))
+    key, _ = notification_for(item.row.thread_id, placeholder, item.content)
+    return key
+
+
+def _final_event(item: FlushItem, stamp: HLC) -> JobEvent:
+    """The `status` event this end is announced with (what `notification_for` derives from)."""
+    size = len(item.content)
+    status: JobStatus = item.row.status
+    return JobEvent(
+        "status",
+        item.row.job_id,
+        status,
+        offset=size,
+        content_length=size,
+        error=item.row.error,
+        stamp=stamp,
+    )
+
+
+def _job_values(item: FlushItem) -> dict[FieldRef, Any]:
+    """The message fields this item writes, with their values (rule 3)."""
+    key = item.row.message_id
+    if not (item.start or item.final):
+        return {FieldRef(MESSAGES, key, "content"): item.content}
+    values = {
+        "content": item.content,
+        "pending": not item.final,
+        "job_id": item.row.job_id,
+        "job_status": item.row.status,
+        "error": item.row.error,
+    }
+    assert values.keys() == JOB_FIELDS
+    return {FieldRef(MESSAGES, key, field): value for field, value in values.items()}
+
+
+def _refs_read(item: FlushItem) -> set[FieldRef]:
+    """Every field whose stored state this item's write depends on."""
+    refs = set(_job_values(item))
+    if item.final and item.notify:
+        thread = item.row.thread_id
+        refs |= {FieldRef(MUTED_THREADS, thread, "muted")}
+        refs |= {FieldRef(MUTED_THREADS, thread, DELETED_FIELD)}
+        key = _notification_key(item)
+        refs |= {FieldRef(NOTIFICATIONS, key, field) for field in ("thread_id", "type")}
+    return refs
+
+
+def _put(
+    batch: BatchWrite,
+    stored: dict[FieldRef, StoredField],
+    head: int,
+    ref: FieldRef,
+    value: Any,
+    stamp: HLC,
+    current: StoredField | None,
+    item: FlushItem,
+) -> None:
+    """Write one lww field (base = the stamp it replaces) and log its change."""
+    base = None if current is None else current.stamp
+    field = StoredField("lww", stamp, base, value=value)
+    stored[ref] = batch.fields[ref] = field
+    seq = head + len(batch.changes) + 1
+    change_id = f"{stamp.node}:job:{item.row.job_id}:{seq}"
+    batch.changes.append(
+        Change(change_id, ref.collection, ref.key, ref.field, "lww", stamp, base, value, None, seq)
+    )

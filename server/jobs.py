@@ -1,0 +1,300 @@
+"""`JobRunner`: the server's job policy — start, stream, flush, end, limits, recovery.
+
+One runner per app. Its rules (the contract is ``docs/protocol.md``, "Jobs"):
+
+1. **Start** (`create`): refuse over `max_jobs_per_user` streaming jobs (429)
+   or when the message already has a streaming job (409); write the start
+   state (one transaction, stamp S0); only then `run` the provider, so nothing
+   is streamed before the start is durable.
+2. **Stream**: the provider task appends tokens to the job's unwritten half.
+   It never writes: ONE flusher task per app writes every dirty job of every
+   user in one transaction per tick (`job_flush_interval`), then publishes the
+   committed changes to the live hub and one event per job to its watchers.
+3. **End**: the provider finishing, failing, timing out (`job_timeout`), an
+   abort, or a restart only *asks* for an end; the flusher writes it (all five
+   job fields, the notification if nobody watches) and then announces it. So
+   the end is always after the last flush, and an abort answers once written.
+4. **Restart**: `recover` ends every job a previous process left streaming as
+   error "interrupted", through the same path. Stopping the app (`close`)
+   flushes what was received, ends the watchers' streams, and leaves
+   streaming jobs to the next start — exactly like a crash.
+5. **Retention**: a finished job answers for `job_retention` seconds after
+   its end, then 404 (`get` checks; a purge task drops rows and memory).
+
+Everything here runs on the event loop; store work is handed to the store's
+worker thread through `run_on_store`, where `server.job_writer.JobWriter`
+issues the stamps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import attrs
+
+from conflicts import HLC, Change, JobEvent, JobStatus
+from server.config import ServerConfig
+from server.errors import JobRunningError, StoreError, TooManyJobsError, UnknownJobError
+from server.job import Job
+from server.job_store import JobRow
+from server.job_writer import FlushItem, JobWriter
+from server.providers import ProviderError
+
+__all__ = ["JobRunner", "JobSpec"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RunOnStore = Callable[[Callable[[], T]], Awaitable[T]]
+Publish = Callable[[str, list[Change]], None]
+
+INTERRUPTED = "interrupted"
+TIMEOUT = "timeout"
+_PURGE_EVERY = 60.0
+
+
+@attrs.frozen
+class JobSpec:
+    """What a client asks a job to do (already validated by the view)."""
+
+    thread_id: str
+    message_id: str
+    input: str
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class JobRunner:
+    """Every job of every user of one app (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        writer: JobWriter,
+        run_on_store: RunOnStore[Any],
+        publish: Publish,
+    ) -> None:
+        self._config = config
+        self._provider = config.job_provider()
+        self._writer = writer
+        self._run_on_store = run_on_store
+        self._publish = publish
+        self._jobs: dict[str, Job] = {}
+        self._dirty: dict[str, Job] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Load the stored jobs; end the ones left streaming as "interrupted"; start ticking."""
+        horizon = _now_ms() - int(self._config.job_retention * 1000)
+        await self._run_on_store(lambda: self._writer.purge(horizon))
+        for row in await self._run_on_store(self._writer.recover):
+            job = Job(row, content=row.content)
+            self._jobs[job.id] = job
+            if row.status == "streaming":
+                log.info("job %s was streaming when the server stopped: interrupted", job.id)
+                self._end(job, "error", INTERRUPTED)
+            else:
+                job.done.set()
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="quietsync-job-flusher"),
+            asyncio.create_task(self._purge_loop(), name="quietsync-job-purge"),
+        ]
+
+    async def close(self) -> None:
+        """Stop producing, flush what was received, end every watcher's stream.
+
+        Ends already asked for (an abort, a provider that finished) are written;
+        jobs still producing stay streaming, for the next start (rule 4).
+        """
+        producers = [job.task for job in self._jobs.values() if job.task and not job.task.done()]
+        for task in producers:
+            task.cancel()
+        await asyncio.gather(*producers, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self._flush_once()
+        except StoreError:
+            log.exception("last flush of job output failed")
+        for job in self._jobs.values():
+            job.publish(None)
+
+    # -- the API -----------------------------------------------------------
+
+    async def create(self, user: str, spec: JobSpec) -> Job:
+        """Register and durably start a job (rule 1); `run` it next."""
+        mine = [j for j in self._jobs.values() if j.row.user == user and not j.finished]
+        if len(mine) >= self._config.max_jobs_per_user:
+            raise TooManyJobsError(
+                f"{len(mine)} jobs streaming; at most {self._config.max_jobs_per_user} per user"
+            )
+        if any(j.row.message_id == spec.message_id for j in mine):
+            raise JobRunningError(f"message {spec.message_id!r} already has a streaming job")
+        row = JobRow(
+            user=user,
+            job_id=uuid.uuid4().hex,
+            thread_id=spec.thread_id,
+            message_id=spec.message_id,
+            status="streaming",
+            stamp=HLC.minimal(self._config.node_id),  # replaced by the start's stamp
+            started_ms=_now_ms(),
+        )
+        job = Job(row, prompt=spec.input)
+        self._jobs[job.id] = job
+        try:
+            await self._write([FlushItem(row, "", start=True)], [job])
+        except BaseException:
+            del self._jobs[job.id]
+            raise
+        return job
+
+    def run(self, job: Job) -> None:
+        """Start streaming `job` from its provider (after `create`)."""
+        job.task = asyncio.create_task(self._produce(job), name=f"quietsync-job-{job.id}")
+
+    def get(self, user: str, job_id: str) -> Job:
+        """`user`'s job `job_id`; `UnknownJobError` for anyone else's, or past retention."""
+        job = self._jobs.get(job_id)
+        if job is None or job.row.user != user:
+            raise UnknownJobError(f"no job {job_id!r}")
+        if self._expired(job, _now_ms()):
+            del self._jobs[job_id]
+            retention = self._config.job_retention
+            raise UnknownJobError(f"job {job_id!r} ended more than {retention}s ago")
+        return job
+
+    async def abort(self, job: Job) -> JobStatus:
+        """End a streaming job as aborted, once written; a finished job keeps its status."""
+        if not job.finished and job.ending is None:
+            self._end(job, "aborted", None)
+            if job.task is not None:
+                job.task.cancel()
+        await job.done.wait()
+        return job.row.status
+
+    # -- producing and ending ----------------------------------------------
+
+    async def _produce(self, job: Job) -> None:
+        try:
+            async with asyncio.timeout(self._config.job_timeout) as deadline:
+                async for token in self._provider.stream(job.prompt):
+                    if job.ending is not None:
+                        return
+                    job.parts.append(token)
+                    self._mark(job)
+        except TimeoutError:
+            if not deadline.expired():
+                self._end(job, "error", "the provider timed out")
+            else:
+                self._end(job, "error", TIMEOUT)
+        except ProviderError as exc:
+            self._end(job, "error", str(exc))
+        except asyncio.CancelledError:
+            raise  # an abort (which asked for its end) or the server stopping
+        except Exception as exc:  # a provider bug: the job ends, the server goes on
+            log.exception("job %s: provider failed", job.id)
+            self._end(job, "error", f"provider failed: {exc}")
+        else:
+            self._end(job, "complete", None)
+
+    def _end(self, job: Job, status: JobStatus, error: str | None) -> None:
+        if job.ending is None and not job.finished:
+            job.ending = (status, error)
+            self._mark(job)
+
+    def _mark(self, job: Job) -> None:
+        self._dirty[job.id] = job
+        self._wake.set()
+
+    # -- flushing ----------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._flush_once()
+            except StoreError:
+                log.exception("flushing job output failed; retrying next tick")
+                self._wake.set()
+            await asyncio.sleep(self._config.job_flush_interval)
+
+    async def _flush_once(self) -> None:
+        jobs = [job for job in self._dirty.values() if job.dirty]
+        self._dirty.clear()
+        if not jobs:
+            return
+        items = [self._item(job) for job in jobs]
+        try:
+            await self._write(items, jobs)
+        except BaseException:
+            for job in jobs:
+                self._dirty.setdefault(job.id, job)
+            raise
+
+    def _item(self, job: Job) -> FlushItem:
+        content = job.content + "".join(job.parts)
+        if job.ending is None:
+            return FlushItem(job.row, content)
+        status, error = job.ending
+        row = attrs.evolve(job.row, status=status, error=error, content=content, ended_ms=_now_ms())
+        return FlushItem(row, content, final=True, notify=not job.watched)
+
+    async def _write(self, items: list[FlushItem], jobs: list[Job]) -> None:
+        """Write `items` in one transaction, then apply, publish and announce them."""
+        taken = [len(job.parts) for job in jobs]
+        result = await self._run_on_store(lambda: self._writer.write(items))
+        for user, changes in result.changes.items():
+            self._publish(user, changes)
+        for job, item, count, stamp in zip(jobs, items, taken, result.stamps, strict=True):
+            old = len(job.content)
+            job.content = item.content
+            del job.parts[:count]
+            job.row = attrs.evolve(item.row, stamp=stamp)
+            if len(item.content) > old:
+                job.publish(
+                    JobEvent(
+                        "delta",
+                        job.id,
+                        "streaming",
+                        offset=old,
+                        text=item.content[old:],
+                        content_length=len(item.content),
+                        stamp=stamp,
+                    )
+                )
+            if item.final:
+                job.publish(job.final_event())
+                job.done.set()
+            elif job.parts:
+                self._mark(job)  # tokens arrived while this write was in flight
+
+    # -- retention ---------------------------------------------------------
+
+    def _expired(self, job: Job, now_ms: int) -> bool:
+        ended = job.row.ended_ms
+        return ended is not None and now_ms - ended > self._config.job_retention * 1000
+
+    async def _purge_loop(self) -> None:
+        every = min(max(self._config.job_retention, 1.0), _PURGE_EVERY)
+        while True:
+            await asyncio.sleep(every)
+            now = _now_ms()
+            for job_id in [j.id for j in self._jobs.values() if self._expired(j, now)]:
+                del self._jobs[job_id]
+            horizon = now - int(self._config.job_retention * 1000)
+            try:
+                await self._run_on_store(lambda h=horizon: self._writer.purge(h))
+            except StoreError:
+                log.exception("purging old jobs failed")

@@ -1,0 +1,77 @@
+"""Helpers for the jobs tests: start jobs, read event streams, read records from /v1/pull."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from conflicts import JobEvent
+
+__all__ = ["Records", "events_of", "read_events", "records", "start", "wait_status"]
+
+WAIT = 10.0
+
+
+async def start(
+    http: aiohttp.ClientSession,
+    message_id: str = "m1",
+    *,
+    thread_id: str = "t1",
+    text: str = "hello there",
+    mode: str = "background",
+) -> dict[str, Any]:
+    """Start a background job; its 202 body."""
+    body = {"thread_id": thread_id, "message_id": message_id, "input": text, "mode": mode}
+    async with http.post("/v1/jobs", json=body) as resp:
+        assert resp.status == 202, await resp.text()
+        return await resp.json()
+
+
+async def events_of(resp: aiohttp.ClientResponse) -> AsyncIterator[JobEvent]:
+    """The job events of an event-stream response, decoded and validated."""
+    async for raw in resp.content:
+        line = raw.decode().strip()
+        if line.startswith("data: "):
+            yield JobEvent.from_json(json.loads(line[len("data: ") :]))
+        else:
+            assert line == "", line
+
+
+async def read_events(resp: aiohttp.ClientResponse) -> list[JobEvent]:
+    """Every event of a stream, up to the server ending it."""
+    async with asyncio.timeout(WAIT):
+        return [event async for event in events_of(resp)]
+
+
+async def poll(http: aiohttp.ClientSession, job_id: str, offset: int = 0) -> dict[str, Any]:
+    async with http.get(f"/v1/jobs/{job_id}", params={"offset": str(offset)}) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+async def wait_status(http: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
+    """Poll until the job is no longer streaming (reads the events stream to its end)."""
+    async with http.get(f"/v1/jobs/{job_id}/events") as resp:
+        await read_events(resp)
+    return await poll(http, job_id)
+
+
+Records = dict[tuple[str, str], dict[str, tuple[Any, str]]]
+"""(collection, key) -> field -> (value, stamp), as the change log says."""
+
+
+async def records(http: aiohttp.ClientSession) -> tuple[Records, list[dict[str, Any]]]:
+    """Every record of the user, folded from /v1/pull, and the raw changes."""
+    async with http.get("/v1/pull", params={"since": "0", "limit": "5000"}) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert not body["has_more"]
+    folded: Records = {}
+    for change in body["changes"]:
+        fields = folded.setdefault((change["collection"], change["key"]), {})
+        fields[change["field"]] = (change["value"], change["stamp"])
+    return folded, body["changes"]

@@ -1,0 +1,186 @@
+"""The jobs API on a real server: start (both modes), poll, events, abort, record writes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conflicts import JOB_FIELDS, MESSAGES
+from server.job_views import JOB_ID_HEADER
+from server.providers import scripted_reply
+from server.testing import RunningServer, running_server
+from tests.server.job_helpers import events_of, poll, read_events, records, start, wait_status
+
+Serve = Callable[..., AbstractAsyncContextManager[RunningServer]]
+USERS = {"alice": "token-a", "bob": "token-b"}
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Serve:
+    """Start a server on a file in ``tmp_path`` with these `ServerConfig` overrides."""
+
+    @asynccontextmanager
+    async def serve(**options: Any) -> AsyncIterator[RunningServer]:
+        options.setdefault("job_token_delay", 0)
+        async with running_server(tmp_path / "server.db", users=USERS, **options) as server:
+            yield server
+
+    return serve
+
+
+def reply(tokens: int, text: str = "hello there") -> str:
+    return "".join(scripted_reply(text, tokens))
+
+
+async def test_a_background_job_writes_its_reply_into_the_message(serve: Serve) -> None:
+    async with serve(job_tokens=12) as server, server.client("alice") as http:
+        started = await start(http, "m1")
+        assert started["status"] == "streaming"
+        final = await wait_status(http, started["job_id"])
+        folded, _ = await records(http)
+    assert final["status"] == "complete"
+    assert final["content_delta"] == reply(12)
+    assert final["content_length"] == len(reply(12))
+    message = folded[MESSAGES, "m1"]
+    assert set(message) == JOB_FIELDS
+    assert {field: value for field, (value, _) in message.items()} == {
+        "content": reply(12),
+        "pending": False,
+        "job_id": started["job_id"],
+        "job_status": "complete",
+        "error": None,
+    }
+    assert {stamp for _, stamp in message.values()} == {final["stamp"]}
+
+
+async def test_poll_returns_the_content_from_an_offset(serve: Serve) -> None:
+    async with serve(job_tokens=6) as server, server.client("alice") as http:
+        job_id = (await start(http))["job_id"]
+        await wait_status(http, job_id)
+        answer = await poll(http, job_id, 5)
+    assert answer["offset"] == 5
+    assert answer["content_delta"] == reply(6)[5:]
+    assert answer["content_length"] == len(reply(6))
+    assert (answer["thread_id"], answer["message_id"]) == ("t1", "m1")
+
+
+async def test_hybrid_sends_the_job_id_header_before_the_first_token(serve: Serve) -> None:
+    async with serve(job_tokens=3, job_token_delay=0.3) as server, server.client("alice") as http:
+        body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
+        async with http.post("/v1/jobs", json=body) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"] == "text/event-stream"
+            job_id = resp.headers[JOB_ID_HEADER]
+            stream = events_of(resp)
+            first = await anext(stream)
+            # read before any token: the header and the empty snapshot came first
+            assert first.type == "snapshot" and first.job_id == job_id
+            assert (first.text, first.content_length, first.status) == ("", 0, "streaming")
+            rest = [event async for event in stream]
+    assert rest[-1].type == "status" and rest[-1].status == "complete"
+    assert "".join(e.text for e in rest if e.type == "delta") == reply(3)
+
+
+async def test_every_flush_is_in_pull_with_the_stamp_of_its_event(serve: Serve) -> None:
+    """The property the client's mirror writes rely on: event == committed write."""
+    async with serve(job_tokens=30, job_token_delay=0.005) as server, server.client("alice") as h:
+        body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
+        async with h.post("/v1/jobs", json=body) as resp:
+            events = await read_events(resp)
+        _, changes = await records(h)
+    content_writes = {
+        c["stamp"]: c["value"]
+        for c in changes
+        if c["collection"] == MESSAGES and c["field"] == "content"
+    }
+    by_stamp: dict[str, dict[str, Any]] = {}
+    for c in changes:
+        by_stamp.setdefault(c["stamp"], {})[c["field"]] = c["value"]
+    snapshot, *deltas, final = events
+    assert snapshot.type == "snapshot" and final.type == "status"
+    assert by_stamp[str(snapshot.stamp)] == {
+        "content": "",
+        "pending": True,
+        "job_id": snapshot.job_id,
+        "job_status": "streaming",
+        "error": None,
+    }
+    assert len(deltas) > 1, "the slow provider should take several flushes"
+    text = ""
+    for delta in deltas:
+        assert delta.type == "delta" and delta.offset == len(text)
+        text += delta.text
+        assert content_writes[str(delta.stamp)] == text
+    assert text == reply(30)
+    assert by_stamp[str(final.stamp)]["content"] == text
+    assert by_stamp[str(final.stamp)]["job_status"] == "complete"
+    # every write of the job is announced by exactly one event
+    assert len(content_writes) == len({str(e.stamp) for e in events})
+
+
+async def test_events_of_a_finished_job_are_a_snapshot_and_its_status(serve: Serve) -> None:
+    async with serve(job_tokens=5) as server, server.client("alice") as http:
+        job_id = (await start(http))["job_id"]
+        final = await wait_status(http, job_id)
+        async with http.get(f"/v1/jobs/{job_id}/events", params={"offset": "4"}) as resp:
+            events = await read_events(resp)
+    assert [e.type for e in events] == ["snapshot", "status"]
+    assert events[0].text == reply(5)[4:] and events[0].offset == 4
+    assert {str(e.stamp) for e in events} == {final["stamp"]}
+
+
+async def test_events_keep_the_connection_alive(serve: Serve) -> None:
+    options = {"job_tokens": 2, "job_token_delay": 0.4, "job_keepalive": 0.05}
+    async with serve(**options) as server, server.client("alice") as http:
+        job_id = (await start(http))["job_id"]
+        async with http.get(f"/v1/jobs/{job_id}/events") as resp:
+            events = await read_events(resp)
+    keepalives = [e for e in events if e.type == "keepalive"]
+    assert keepalives and all(e.stamp is None for e in keepalives)
+    assert events[-1].status == "complete"
+
+
+async def test_abort_ends_the_job_as_aborted_in_the_message(serve: Serve) -> None:
+    async with serve(job_tokens=50, job_token_delay=0.05) as server, server.client("alice") as h:
+        job_id = (await start(h))["job_id"]
+        async with h.get(f"/v1/jobs/{job_id}/events") as resp:
+            stream = events_of(resp)
+            await anext(stream)
+            delta = await anext(stream)  # some content was written
+            async with h.post(f"/v1/jobs/{job_id}/abort") as aborted:
+                assert aborted.status == 200
+                assert await aborted.json() == {"job_id": job_id, "status": "aborted"}
+            rest = [event async for event in stream]
+        async with h.post(f"/v1/jobs/{job_id}/abort") as again:
+            assert (await again.json())["status"] == "aborted"
+        folded, _ = await records(h)
+    assert delta.type == "delta"
+    assert rest[-1].type == "status" and rest[-1].status == "aborted"
+    message = {field: value for field, (value, _) in folded[MESSAGES, "m1"].items()}
+    assert message["job_status"] == "aborted" and message["pending"] is False
+    assert reply(50).startswith(message["content"]) and message["content"]
+
+
+async def test_aborting_a_finished_job_keeps_its_status(serve: Serve) -> None:
+    async with serve(job_tokens=3) as server, server.client("alice") as http:
+        job_id = (await start(http))["job_id"]
+        await wait_status(http, job_id)
+        async with http.post(f"/v1/jobs/{job_id}/abort") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["status"] == "complete"
+
+
+async def test_a_provider_failure_ends_the_job_in_error(serve: Serve) -> None:
+    async with serve(job_tokens=10, job_fail_after=3) as server, server.client("alice") as http:
+        job_id = (await start(http))["job_id"]
+        final = await wait_status(http, job_id)
+        folded, _ = await records(http)
+    assert final["status"] == "error"
+    assert final["error"] == "scripted failure after 3 tokens"
+    assert final["content_delta"] == reply(10)[: len(reply(3))]
+    message = {field: value for field, (value, _) in folded[MESSAGES, "m1"].items()}
+    assert message["error"] == final["error"] and message["job_status"] == "error"
