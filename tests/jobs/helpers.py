@@ -23,9 +23,9 @@ from server.testing import RunningServer, running_server
 __all__ = ["client", "jobs_server", "pull", "push", "server_copy", "tracker_tasks", "until"]
 
 
-async def until(condition: Callable[[], object], *, timeout: float = 10.0, what: str = "") -> None:
-    """Wait until `condition()` is true (checked every few ms); fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+async def until(condition: Callable[[], object], *, within: float = 10.0, what: str = "") -> None:
+    """Wait until `condition()` is true (checked every few ms); fail after `within` seconds."""
+    deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
