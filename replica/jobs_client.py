@@ -116,7 +116,13 @@ class JobsClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+            # One open stream per followed job: the default cap of 100 connections
+            # would stall the 101st job's stream (and every poll behind it).
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=0),
+            )
         return self._session
 
     async def close(self) -> None:
