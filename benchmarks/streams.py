@@ -15,7 +15,8 @@ Measured: tokens persisted per second, persistence lag (commit time minus the
 server stamp of the flush it persists) p50/p99, tokens lost (replica content
 against the provider's reply; must be 0), reattach time for a thread of 1,000
 messages (pane switch until the live content is shown, and until the next
-delta), and peak RSS of this process. Ratio = tracker lag p99 / raw lag p99.
+delta), and this process's peak RSS and its growth per job (after a warm-up
+run). Ratio = tracker lag p99 / raw lag p99.
 Targets: lag p99 <= 150 ms at N=100; reattach p50 <= 20 ms.
 """
 
@@ -196,6 +197,8 @@ async def _run(quick: bool) -> None:
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="quietsync-streams-") as tmp:
+            # Warm-up (imports, SQLite and aiohttp first use) so RSS per job is per job.
+            await _tracked(url, 1, tokens, Path(tmp) / "warmup.db")
             for n in sizes:
                 raw = await _raw(url, n, tokens, Path(tmp) / f"raw{n}.db")
                 ours = await _tracked(url, n, tokens, Path(tmp) / f"replica{n}.db")

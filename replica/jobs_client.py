@@ -205,25 +205,18 @@ def _decode(decoder: Any, obj: Any) -> Any:
 
 
 async def _sse(resp: aiohttp.ClientResponse) -> AsyncIterator[JobEvent]:
-    """Decode a ``text/event-stream`` body of job events; lines of any length.
-
-    aiohttp's own line reader caps line length, and a snapshot of a long reply
-    is one long line, hence the buffer of our own.
-    """
-    buffer, data = b"", []
+    """Decode a ``text/event-stream`` body of job events (``data:`` lines, blank line ends one)."""
+    data: list[str] = []
     try:
         async with resp:
-            async for chunk in resp.content.iter_any():
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for raw in lines:
-                    line = raw.rstrip(b"\r").decode()
-                    if line.startswith("data:"):
-                        data.append(line[5:].removeprefix(" "))
-                    elif not line and data:
-                        text, data = "\n".join(data), []
-                        yield _decode(JobEvent.from_json, _loads(text))
-    except (aiohttp.ClientError, TimeoutError, OSError, UnicodeDecodeError) as exc:
+            async for raw in resp.content:
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+                elif not line and data:
+                    text, data = "\n".join(data), []
+                    yield _decode(JobEvent.from_json, _loads(text))
+    except (aiohttp.ClientError, TimeoutError, OSError, UnicodeDecodeError, ValueError) as exc:
         raise JobsUnavailableError(f"job event stream broke: {exc!r}") from exc
 
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from conflicts.jobs import MESSAGES, NOTIFICATIONS
-from replica import JobRefusedError, Notifications, Subscriber
+from replica import (
+    JobRefusedError,
+    JobsUnavailableError,
+    Notifications,
+    Replica,
+    StreamTracker,
+    Subscriber,
+    UnknownJobError,
+)
 from server.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server, pull, push, server_copy, tracker_tasks, until
 
@@ -141,3 +149,51 @@ async def test_close_leaves_no_task_and_the_job_goes_on(tmp_path: Path) -> None:
             assert await tracker.resume_pending() == [job_id]
             assert await tracker.wait(job_id, timeout=10) == "complete"
             assert replica.get(MESSAGES, "m1")["content"] == REPLY  # type: ignore[index]
+
+
+async def test_a_long_reply_arrives_whole_in_one_snapshot_line(tmp_path: Path) -> None:
+    """A finished job's snapshot is one SSE line far longer than aiohttp's line limit."""
+    tokens = 30_000
+    async with jobs_server(job_tokens=tokens, job_token_delay=0) as server:
+        async with client(server, tmp_path / "a.db") as (_, tracker):
+            job_id = await tracker.start("t1", "m1", PROMPT, mode="background")
+            assert await tracker.wait(job_id, timeout=20) == "complete"
+        async with client(server, tmp_path / "b.db") as (replica, tracker):
+            tracker.track(job_id, "t1", "m1")  # from offset 0: snapshot, status
+            assert await tracker.wait(job_id, timeout=20) == "complete"
+            content = replica.get(MESSAGES, "m1")["content"]  # type: ignore[index]
+            assert len(content) > 2**17  # past what aiohttp's readline accepts
+            assert content == "".join(scripted_reply(PROMPT, tokens))
+
+
+async def test_an_unreachable_server_fails_the_start_and_ends_the_message(tmp_path: Path) -> None:
+    async with jobs_server() as server:
+        url = server.url
+    with Replica.open(tmp_path / "c.db") as replica:
+        tracker = StreamTracker(replica, url, token="token-a")
+        try:
+            with pytest.raises(JobsUnavailableError):
+                await tracker.start("t1", "m1", PROMPT)
+        finally:
+            await tracker.close()
+        message = replica.get(MESSAGES, "m1")
+        assert message is not None and message["pending"] is False
+        assert message["job_status"] == "error" and "could not start" in message["error"]
+        assert tracker_tasks() == []
+
+
+async def test_unknown_jobs_and_bad_tokens_are_clear_errors(tmp_path: Path) -> None:
+    async with jobs_server() as server, client(server, tmp_path / "c.db") as (replica, tracker):
+        with pytest.raises(KeyError, match="does not follow"):
+            await tracker.wait("nope")
+        with pytest.raises(KeyError, match="does not follow"):
+            tracker.subscribe("nope", Subscriber())
+        with pytest.raises(UnknownJobError):
+            await tracker.abort("nope")
+        stranger = StreamTracker(replica, server.url, token="wrong")
+        try:
+            with pytest.raises(JobRefusedError) as refused:
+                await stranger.start("t1", "m9", PROMPT)
+            assert refused.value.status == 401
+        finally:
+            await stranger.close()
