@@ -132,7 +132,9 @@ async def _tracked(url: str, n: int, tokens: int, path: Path) -> dict[str, float
             for i, thread in enumerate(threads)
         ]
         done = asyncio.ensure_future(asyncio.gather(*(tracker.wait(j) for j in jobs)))
-        views = [*threads, "empty"] if n == 1 else threads
+        # Every other switch returns to the big thread: enough reattach samples at any N.
+        others = threads[1:] or ["empty"]
+        views = [v for other in others for v in ("big", other)]
         k = 0
         while not done.done():
             thread = views[k % len(views)]
