@@ -9,8 +9,10 @@ Two values are the same content when their canonical JSON text is equal:
   conflicts nobody can see;
 * booleans are *not* numbers: ``True != 1`` (Python says otherwise; JSON does not);
 * tuples are lists, as `json` would encode them;
-* NaN and infinities are not JSON and are refused (`ValueError`); so is any
-  value `json` cannot encode (`TypeError`) and any dict key that is not a string.
+* NaN and infinities are not JSON and are refused (`ValueError`), and so is text
+  holding a lone surrogate (``"\\ud800"``: legal as a JSON escape, but not
+  encodable as UTF-8, so no store can hold it); any value `json` cannot encode
+  is a `TypeError`, and so is a dict key that is not a string.
 """
 
 from __future__ import annotations
@@ -43,7 +45,12 @@ def normalize(value: Any) -> Any:
 
 def canonical_json(value: Any) -> str:
     """The canonical JSON text of `value` (see the module docstring)."""
-    return _encode(normalize(value))
+    text = _encode(normalize(value))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"text with a lone surrogate is not storable JSON: {exc.reason}") from None
+    return text
 
 
 def canonical_equal(a: Any, b: Any) -> bool:

@@ -25,6 +25,7 @@ from typing import Any, Final, Literal, Self
 
 import attrs
 
+from conflicts.canonical import canonical_json
 from conflicts.errors import WireError
 from conflicts.hlc import HLC
 
@@ -119,6 +120,10 @@ def _decode_common(obj: dict[str, Any]) -> dict[str, Any]:
             raise WireError("an lww write needs 'value' (null is a value)")
         if "update" in obj:
             raise WireError("an lww write carries 'value', not 'update'")
+        try:
+            canonical_json(obj["value"])
+        except (TypeError, ValueError) as exc:
+            raise WireError(f"'value' is not storable JSON: {exc}") from None
         fields["value"] = obj["value"]
     else:
         if "value" in obj:

@@ -51,7 +51,6 @@ def encode_json(where: str, value: Any) -> str:
     """Canonical JSON text of `value`; `TypeError` naming `where` if it is not JSON."""
     try:
         text = canonical_json(value)
-        text.encode()  # lone surrogates are valid in a str, not in JSON text
     except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(f"{where}: value is not JSON-serialisable ({exc})") from exc
     return text

@@ -63,3 +63,10 @@ def test_non_json_values_are_refused() -> None:
         canonical_json({"when": object()})
     with pytest.raises(TypeError, match="keys must be strings"):
         canonical_json({1: "x"})
+
+
+@pytest.mark.parametrize("bad", ["\ud800", ["ok", {"k": "x\udfff"}]])
+def test_lone_surrogates_are_refused(bad: Any) -> None:
+    # Legal as a JSON escape and as a Python str, but no UTF-8 store can hold it.
+    with pytest.raises(ValueError, match="lone surrogate"):
+        canonical_json(bad)

@@ -45,6 +45,8 @@ def test_crdt_change_round_trips(update: bytes, seq: int | None) -> None:
         ({"stamp": "yesterday"}, "'stamp': not an HLC stamp"),
         ({"base": 17}, "'base': an HLC stamp must be a string"),
         ({"update": "AAAA"}, "carries 'value', not 'update'"),
+        ({"value": "\ud800"}, "'value' is not storable JSON"),
+        ({"value": {"x": float("nan")}}, "'value' is not storable JSON"),
     ],
 )
 def test_bad_mutations_name_the_bad_member(overrides: dict[str, Any], message: str) -> None:

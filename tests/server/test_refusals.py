@@ -143,6 +143,11 @@ def _bad_mutations(w: Writer) -> dict[str, tuple[dict[str, Any], str, str]]:
             "field 'title' is a lww field; a crdt write is not allowed",
         ),
         "tombstone not bool": (w.lww("k", "_deleted", 1), "invalid_mutation", "true or false"),
+        "lone surrogate": (
+            w.lww("k2", "f", {"text": "\ud800"}),
+            "invalid_mutation",
+            "'value' is not storable JSON",
+        ),
         "crdt tombstone": (
             w.crdt("k", "_deleted", base64.b64decode(w.text("k", "x", "t")["update"])),
             "kind_mismatch",
