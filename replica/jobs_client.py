@@ -18,7 +18,7 @@ Must not import `server`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 import aiohttp
@@ -131,7 +131,7 @@ class JobsClient:
 
     async def start(
         self, thread_id: str, message_id: str, text: str, *, mode: StartMode
-    ) -> tuple[str, AsyncIterator[JobEvent] | None]:
+    ) -> tuple[str, AsyncGenerator[JobEvent, None] | None]:
         """Start a job; its id, and for ``hybrid`` the stream of its events from offset 0.
 
         The hybrid answer's header (with the id) arrives before the first token,
@@ -157,7 +157,7 @@ class JobsClient:
         async with resp:
             return _decode(JobPoll.from_json, await _json(resp))
 
-    async def events(self, job_id: str, offset: int) -> AsyncIterator[JobEvent]:
+    async def events(self, job_id: str, offset: int) -> AsyncGenerator[JobEvent, None]:
         """The live events of a job from `offset` (snapshot first), until the server ends them."""
         resp = await self._request("GET", f"/v1/jobs/{job_id}/events", params={"offset": offset})
         async for event in _sse(resp):
@@ -204,7 +204,7 @@ def _decode(decoder: Any, obj: Any) -> Any:
         raise JobsUnavailableError(f"malformed job answer: {exc}") from exc
 
 
-async def _sse(resp: aiohttp.ClientResponse) -> AsyncIterator[JobEvent]:
+async def _sse(resp: aiohttp.ClientResponse) -> AsyncGenerator[JobEvent, None]:
     """Decode a ``text/event-stream`` body of job events (``data:`` lines, blank line ends one)."""
     data: list[str] = []
     try:

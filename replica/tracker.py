@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -53,17 +53,20 @@ __all__ = ["Attachment", "StreamTracker", "Subscriber"]
 log = logging.getLogger(__name__)
 
 TASK_PREFIX = "quietsync-tracker"
-_NOOP: Callable[..., Any] = lambda *args: None  # noqa: E731
+
+
+def _ignore(*_args: object) -> None:
+    """The callback a `Subscriber` leaves out."""
 
 
 @attrs.frozen(eq=False)
 class Subscriber:
     """A view's callbacks; each is optional. `on_update` gets the new text and the whole content."""
 
-    on_update: Callable[[str, str], object] = _NOOP
-    on_complete: Callable[[], object] = _NOOP
-    on_error: Callable[[str | None], object] = _NOOP
-    on_abort: Callable[[], object] = _NOOP
+    on_update: Callable[[str, str], object] = _ignore
+    on_complete: Callable[[], object] = _ignore
+    on_error: Callable[[str | None], object] = _ignore
+    on_abort: Callable[[], object] = _ignore
 
 
 @attrs.frozen
@@ -167,7 +170,7 @@ class StreamTracker:
         thread_id: str,
         message_id: str,
         content: str,
-        stream: AsyncIterator[JobEvent] | None,
+        stream: AsyncGenerator[JobEvent, None] | None,
     ) -> None:
         state = JobState(job_id, thread_id, message_id, content=content)
         self._mirror.load_bases(state)
@@ -184,7 +187,7 @@ class StreamTracker:
             status = self._ended.get(job_id)
             if status is None:
                 raise KeyError(f"the tracker does not follow job {job_id!r}")
-            return Attachment("", status, _NOOP)
+            return Attachment("", status, _ignore)
         job.subscribers.append(subscriber)
 
         def close() -> None:
@@ -235,7 +238,7 @@ class StreamTracker:
 
     # -- the per-job task ------------------------------------------------------------
 
-    async def _run(self, job: _Job, stream: AsyncIterator[JobEvent] | None) -> None:
+    async def _run(self, job: _Job, stream: AsyncGenerator[JobEvent, None] | None) -> None:
         failures = 0
         while not job.state.final:
             progress = job.state.stamp
@@ -260,7 +263,7 @@ class StreamTracker:
                     self._lost(job)
                     return
             finally:
-                if stream is not None and hasattr(stream, "aclose"):
+                if stream is not None:
                     await stream.aclose()
                 stream = None
             if job.state.final:
