@@ -153,16 +153,20 @@ class JobMirror:
             self._news[state.job_id] = state
 
     def flush(self) -> None:
-        """Write every job with news, in one transaction (one per job if one is refused)."""
+        """Write every job with news, in one transaction (one per job if one is refused).
+
+        Never raises: a refused job write is logged and skipped, so one bad
+        stamp can stop neither the other jobs nor the stream it came from.
+        """
         if not self._news:
             return
         states, self._news = list(self._news.values()), {}
         try:
             self._replica.apply_remote([c for s in states for c in self._changes(s)])
         except (QuietsyncError, ValueError):
-            if len(states) == 1:
-                raise
-            for state in states:  # isolate the job whose write is refused
+            # Isolate the job whose write is refused (a stamp too far ahead): the
+            # others are persisted; its next event or sync brings it up to date.
+            for state in states:
                 try:
                     self._replica.apply_remote(self._changes(state))
                 except (QuietsyncError, ValueError):

@@ -199,6 +199,9 @@ def test_a_refused_job_write_does_not_block_the_others(tmp_path: Path) -> None:
         mirror.flush()
         assert fields(replica, "m1")["content"] == "fine"
         assert replica.get(MESSAGES, "m2") is None
+        apply(mirror, s2, bad.flush(" again"))  # alone, too: logged, never raised
+        mirror.flush()
+        assert replica.get(MESSAGES, "m2") is None and not mirror.has_news
 
 
 def test_replica_clock_can_be_skewed(tmp_path: Path) -> None:
