@@ -1,0 +1,77 @@
+"""`quietsync bench`: the conflict-scenario suite, one table for the whole run.
+
+Every scenario runs against a real server on loopback and real replica files in
+a fresh temporary directory, and returns `ScenarioResult` rows. ``--quick``
+shrinks every scenario so the whole suite finishes in under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from benchmarks.progress import Progress
+from benchmarks.results import ScenarioResult, print_results, write_json
+from benchmarks.scenario_crdt import crdt_text
+from benchmarks.scenarios_writes import divergent_writes, identical_writes, offline_storm
+
+__all__ = ["SCENARIOS", "add_bench_arguments", "bench", "run_scenarios"]
+
+Scenario = Callable[..., Awaitable[list[ScenarioResult]]]
+"""scenario(tmp_dir, *, quick) -> rows."""
+
+SCENARIOS: dict[str, Scenario] = {
+    "identical-writes": identical_writes,
+    "divergent-writes": divergent_writes,
+    "offline-storm": offline_storm,
+    "crdt-text": crdt_text,
+}
+
+
+async def run_scenarios(
+    names: Sequence[str], *, quick: bool, progress: Progress | None = None
+) -> list[ScenarioResult]:
+    results: list[ScenarioResult] = []
+    for name in names:
+        if progress is not None:
+            progress.start(name)
+        with tempfile.TemporaryDirectory(prefix=f"quietsync-bench-{name}-") as tmp:
+            results.extend(await SCENARIOS[name](Path(tmp), quick=quick))
+        if progress is not None:
+            progress.advance()
+    return results
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: under a minute")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON")
+
+
+def bench(args: argparse.Namespace) -> int:
+    unknown = [name for name in args.scenarios if name not in SCENARIOS]
+    if unknown:
+        print(f"unknown scenario(s): {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+        return 2
+    names = args.scenarios or list(SCENARIOS)
+    progress = Progress(len(names))
+    try:
+        results = asyncio.run(run_scenarios(names, quick=args.quick, progress=progress))
+    finally:
+        progress.close()
+    print_results(results)
+    if args.json is not None:
+        write_json(args.json, results, quick=args.quick)
+    lost = sum(r.lost for r in results)
+    if lost:
+        print(f"\nDATA LOST: {lost} acknowledged writes are unaccounted for")
+        return 1
+    return 0
