@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -123,7 +124,7 @@ async def abort_job(request: web.Request) -> web.Response:
     return web.json_response({"job_id": job.id, "status": status})
 
 
-def _alive(request: web.Request) -> Any:
+def _alive(request: web.Request) -> Callable[[], bool]:
     """Whether the request's connection is still open (a closed one watches nothing)."""
     return lambda: request.transport is not None and not request.transport.is_closing()
 

@@ -10,7 +10,8 @@ rely on (``docs/protocol.md``, "Jobs"):
 2. Each job written gets ONE fresh stamp, given to every field it writes in
    that transaction: the stamp its job event carries.
 3. A start writes all five `JOB_FIELDS` (content "", pending true, job_id,
-   job_status "streaming", error null); a flush writes ``content`` (the whole
+   job_status "streaming", error null) — or raises `KindMismatchError`,
+   writing nothing, if one of them holds crdt writes; a flush writes ``content`` (the whole
    content so far); an end writes all five with the final values.
 4. Every field's ``base`` is the stamp the store held for it, and the clock
    first absorbs that stamp, so a job write is never a conflict and never
@@ -44,6 +45,7 @@ from conflicts import (
     FieldRef,
     JobEvent,
     JobStatus,
+    KindMismatchError,
     notification_for,
 )
 from server.job_store import JobRow, JobStore
@@ -99,6 +101,8 @@ class JobWriter:
                 head = space.head()
                 stored = space.fields({ref for _, item in entries for ref in _refs_read(item)})
                 for index, item in entries:
+                    if item.start:
+                        _check_lww(item, stored)
                     stamp = self._stamp_for(item, stored)
                     stamps[index] = stamp
                     for ref, value in _job_values(item).items():
@@ -152,7 +156,7 @@ class JobWriter:
         return self._clock.now()
 
     def _should_notify(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> bool:
-        if not (item.final and item.notify and item.row.status in ("complete", "error")):
+        if not _may_notify(item):
             return False
         muted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, "muted"))
         deleted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, DELETED_FIELD))
@@ -160,6 +164,19 @@ class JobWriter:
             return False
         key = _notification_key(item)
         return not any(ref.collection == NOTIFICATIONS and ref.key == key for ref in stored)
+
+
+def _check_lww(item: FlushItem, stored: dict[FieldRef, StoredField]) -> None:
+    """Refuse a start on a message whose job fields hold crdt writes (they are lww)."""
+    for ref in _job_values(item):
+        current = stored.get(ref)
+        if current is not None and current.kind != "lww":
+            raise KindMismatchError(ref.field, current.kind, "lww")
+
+
+def _may_notify(item: FlushItem) -> bool:
+    """An unwatched end that is not an abort (aborts never notify)."""
+    return item.final and item.notify and item.row.status in ("complete", "error")
 
 
 def _notification_key(item: FlushItem) -> str:
@@ -203,7 +220,7 @@ def _job_values(item: FlushItem) -> dict[FieldRef, Any]:
 def _refs_read(item: FlushItem) -> set[FieldRef]:
     """Every field whose stored state this item's write depends on."""
     refs = set(_job_values(item))
-    if item.final and item.notify:
+    if _may_notify(item):
         thread = item.row.thread_id
         refs |= {FieldRef(MUTED_THREADS, thread, "muted")}
         refs |= {FieldRef(MUTED_THREADS, thread, DELETED_FIELD)}

@@ -37,9 +37,15 @@ from typing import Any, TypeVar
 
 import attrs
 
-from conflicts import HLC, Change, JobEvent, JobStatus
+from conflicts import HLC, Change, JobEvent, JobStatus, KindMismatchError
 from server.config import ServerConfig
-from server.errors import JobRunningError, StoreError, TooManyJobsError, UnknownJobError
+from server.errors import (
+    InvalidJobRequestError,
+    JobRunningError,
+    StoreError,
+    TooManyJobsError,
+    UnknownJobError,
+)
 from server.job import Job
 from server.job_store import JobRow
 from server.job_writer import FlushItem, JobWriter
@@ -90,6 +96,7 @@ class JobRunner:
         self._dirty: dict[str, Job] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -116,6 +123,7 @@ class JobRunner:
         Ends already asked for (an abort, a provider that finished) are written;
         jobs still producing stay streaming, for the next start (rule 4).
         """
+        self._closed = True
         producers = [job.task for job in self._jobs.values() if job.task and not job.task.done()]
         for task in producers:
             task.cancel()
@@ -154,13 +162,24 @@ class JobRunner:
         self._jobs[job.id] = job
         try:
             await self._write([FlushItem(row, "", start=True)], [job])
+        except KindMismatchError as exc:
+            del self._jobs[job.id]
+            raise InvalidJobRequestError(
+                f"message {spec.message_id!r} cannot take a job: {exc}"
+            ) from exc
         except BaseException:
             del self._jobs[job.id]
             raise
         return job
 
     def run(self, job: Job) -> None:
-        """Start streaming `job` from its provider (after `create`)."""
+        """Start streaming `job` from its provider (after `create`).
+
+        Not once the runner is closed: the job then stays streaming, for the
+        next start to end as interrupted.
+        """
+        if self._closed:
+            return
         job.task = asyncio.create_task(self._produce(job), name=f"quietsync-job-{job.id}")
 
     def get(self, user: str, job_id: str) -> Job:
@@ -225,7 +244,7 @@ class JobRunner:
             self._wake.clear()
             try:
                 await self._flush_once()
-            except StoreError:
+            except Exception:  # the store failed (or a bug): keep every job, retry
                 log.exception("flushing job output failed; retrying next tick")
                 self._wake.set()
             await asyncio.sleep(self._config.job_flush_interval)

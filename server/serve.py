@@ -3,14 +3,20 @@
 Tokens come from ``--tokens FILE``, else ``--dev`` (one generated token for
 user ``dev``, printed on stdout), else the ``QUIETSYNC_TOKENS`` environment
 variable. Shutdown is aiohttp's graceful one: live sockets are closed (1001),
-requests in flight finish (a push being committed is committed and answered),
-then the store closes.
+job event streams end, requests in flight finish (a push being committed is
+committed and answered), then the store closes.
+
+Jobs stream from ``--provider`` (default ``$QUIETSYNC_PROVIDER``, else
+``scripted``): the scripted provider takes ``--job-tokens``,
+``--job-token-delay`` and ``--job-fail-after``; ``openai`` reads its endpoint
+from the environment (`server.providers.provider_from_env`).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -20,6 +26,7 @@ from aiohttp import web
 from server.app import create_app
 from server.config import TOKENS_ENV, ServerConfig, load_tokens_file, tokens_from_env
 from server.errors import ConfigError
+from server.providers import Provider, ProviderError, provider_from_env
 
 __all__ = ["DEV_USER", "add_serve_arguments", "serve"]
 
@@ -48,6 +55,48 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"development mode: one generated token for user {DEV_USER!r}, printed",
     )
+    _add_job_arguments(parser)
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    jobs = parser.add_argument_group("jobs")
+    jobs.add_argument(
+        "--provider",
+        choices=("scripted", "openai"),
+        default=os.environ.get("QUIETSYNC_PROVIDER", "scripted"),
+        help="where job output comes from (default: $QUIETSYNC_PROVIDER or scripted)",
+    )
+    jobs.add_argument("--job-tokens", type=int, default=40, help="scripted reply length")
+    jobs.add_argument(
+        "--job-token-delay", type=float, default=0.02, help="seconds before each scripted token"
+    )
+    jobs.add_argument(
+        "--job-fail-after", type=int, default=None, help="scripted failure after N tokens"
+    )
+    jobs.add_argument("--max-jobs-per-user", type=int, default=4, help="concurrent jobs per user")
+    jobs.add_argument("--job-timeout", type=float, default=300.0, help="seconds per job")
+    jobs.add_argument(
+        "--job-retention", type=float, default=3600.0, help="seconds a finished job is kept"
+    )
+
+
+def _job_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The `ServerConfig` job fields the command line asks for."""
+    provider: Provider | None = None
+    if args.provider == "openai":
+        try:
+            provider = provider_from_env({**os.environ, "QUIETSYNC_PROVIDER": "openai"})
+        except ProviderError as exc:
+            raise ConfigError(str(exc)) from exc
+    return {
+        "provider": provider,
+        "job_tokens": args.job_tokens,
+        "job_token_delay": args.job_token_delay,
+        "job_fail_after": args.job_fail_after,
+        "max_jobs_per_user": args.max_jobs_per_user,
+        "job_timeout": args.job_timeout,
+        "job_retention": args.job_retention,
+    }
 
 
 def _tokens(args: argparse.Namespace) -> dict[str, str]:
@@ -66,7 +115,7 @@ def _tokens(args: argparse.Namespace) -> dict[str, str]:
 def serve(args: argparse.Namespace) -> int:
     """Run the server (blocking); 0 after a graceful shutdown, 2 on a configuration error."""
     try:
-        config = ServerConfig(db_path=args.db, tokens=_tokens(args))
+        config = ServerConfig(db_path=args.db, tokens=_tokens(args), **_job_settings(args))
     except ConfigError as exc:
         print(f"quietsync serve: {exc}", file=sys.stderr)
         return 2

@@ -67,7 +67,11 @@ async def running_server(
     """Start a real server on a free loopback port; stop it (gracefully) on exit.
 
     `users` maps user ids to tokens; `overrides` are `ServerConfig` fields
-    (``max_batch=10``, ``max_drift_ms=...``, ``resolvers=...``).
+    (``max_batch=10``, ``max_drift_ms=...``, ``resolvers=...``), the job
+    settings included: ``job_token_delay=0.2`` slows the scripted provider down
+    enough to switch threads mid-stream; ``job_tokens``, ``job_fail_after``,
+    ``provider=OpenAIProvider(...)``, ``max_jobs_per_user``, ``job_timeout``,
+    ``job_retention``, ``job_keepalive``, ``job_flush_interval``.
     """
     with tempfile.TemporaryDirectory(prefix="quietsync-") as tmp:
         config = ServerConfig(

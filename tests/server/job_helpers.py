@@ -5,15 +5,46 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from conflicts import JobEvent
+from server.providers import scripted_reply
+from server.testing import RunningServer, running_server
 
-__all__ = ["Records", "events_of", "read_events", "records", "start", "wait_status"]
+__all__ = [
+    "USERS",
+    "Records",
+    "events_of",
+    "poll",
+    "read_events",
+    "records",
+    "reply",
+    "rest_of",
+    "serve",
+    "start",
+    "wait_status",
+    "wait_unwatched",
+]
 
 WAIT = 10.0
+USERS = {"alice": "token-a", "bob": "token-b"}
+
+
+@asynccontextmanager
+async def serve(tmp_path: Path, **options: Any) -> AsyncIterator[RunningServer]:
+    """A server on a file in `tmp_path` with these `ServerConfig` overrides (no token delay)."""
+    options.setdefault("job_token_delay", 0)
+    async with running_server(tmp_path / "server.db", users=USERS, **options) as server:
+        yield server
+
+
+def reply(tokens: int, text: str = "hello there") -> str:
+    """The scripted provider's whole reply."""
+    return "".join(scripted_reply(text, tokens))
 
 
 async def start(
@@ -43,8 +74,13 @@ async def events_of(resp: aiohttp.ClientResponse) -> AsyncIterator[JobEvent]:
 
 async def read_events(resp: aiohttp.ClientResponse) -> list[JobEvent]:
     """Every event of a stream, up to the server ending it."""
+    return await rest_of(events_of(resp))
+
+
+async def rest_of(stream: AsyncIterator[JobEvent]) -> list[JobEvent]:
+    """The remaining events of a stream already being read, up to the server ending it."""
     async with asyncio.timeout(WAIT):
-        return [event async for event in events_of(resp)]
+        return [event async for event in stream]
 
 
 async def poll(http: aiohttp.ClientSession, job_id: str, offset: int = 0) -> dict[str, Any]:
@@ -60,6 +96,16 @@ async def wait_status(http: aiohttp.ClientSession, job_id: str) -> dict[str, Any
     return await poll(http, job_id)
 
 
+async def wait_unwatched(http: aiohttp.ClientSession, job_id: str) -> dict[str, Any]:
+    """Poll (which does not watch the job) until it is no longer streaming; the answer."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            answer = await poll(http, job_id)
+            if answer["status"] != "streaming":
+                return answer
+            await asyncio.sleep(0.01)
+
+
 Records = dict[tuple[str, str], dict[str, tuple[Any, str]]]
 """(collection, key) -> field -> (value, stamp), as the change log says."""
 
@@ -73,5 +119,5 @@ async def records(http: aiohttp.ClientSession) -> tuple[Records, list[dict[str, 
     folded: Records = {}
     for change in body["changes"]:
         fields = folded.setdefault((change["collection"], change["key"]), {})
-        fields[change["field"]] = (change["value"], change["stamp"])
+        fields[change["field"]] = (change.get("value"), change["stamp"])
     return folded, body["changes"]

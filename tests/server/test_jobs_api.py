@@ -2,42 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from conflicts import JOB_FIELDS, MESSAGES
 from server.job_views import JOB_ID_HEADER
-from server.providers import scripted_reply
-from server.testing import RunningServer, running_server
-from tests.server.job_helpers import events_of, poll, read_events, records, start, wait_status
-
-Serve = Callable[..., AbstractAsyncContextManager[RunningServer]]
-USERS = {"alice": "token-a", "bob": "token-b"}
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Serve:
-    """Start a server on a file in ``tmp_path`` with these `ServerConfig` overrides."""
-
-    @asynccontextmanager
-    async def serve(**options: Any) -> AsyncIterator[RunningServer]:
-        options.setdefault("job_token_delay", 0)
-        async with running_server(tmp_path / "server.db", users=USERS, **options) as server:
-            yield server
-
-    return serve
+from tests.server.helpers import Writer
+from tests.server.job_helpers import (
+    events_of,
+    poll,
+    read_events,
+    records,
+    reply,
+    serve,
+    start,
+    wait_status,
+)
 
 
-def reply(tokens: int, text: str = "hello there") -> str:
-    return "".join(scripted_reply(text, tokens))
-
-
-async def test_a_background_job_writes_its_reply_into_the_message(serve: Serve) -> None:
-    async with serve(job_tokens=12) as server, server.client("alice") as http:
+async def test_a_background_job_writes_its_reply_into_the_message(tmp_path: Path) -> None:
+    async with serve(tmp_path, job_tokens=12) as server, server.client("alice") as http:
         started = await start(http, "m1")
         assert started["status"] == "streaming"
         final = await wait_status(http, started["job_id"])
@@ -57,8 +41,8 @@ async def test_a_background_job_writes_its_reply_into_the_message(serve: Serve) 
     assert {stamp for _, stamp in message.values()} == {final["stamp"]}
 
 
-async def test_poll_returns_the_content_from_an_offset(serve: Serve) -> None:
-    async with serve(job_tokens=6) as server, server.client("alice") as http:
+async def test_poll_returns_the_content_from_an_offset(tmp_path: Path) -> None:
+    async with serve(tmp_path, job_tokens=6) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         await wait_status(http, job_id)
         answer = await poll(http, job_id, 5)
@@ -68,8 +52,11 @@ async def test_poll_returns_the_content_from_an_offset(serve: Serve) -> None:
     assert (answer["thread_id"], answer["message_id"]) == ("t1", "m1")
 
 
-async def test_hybrid_sends_the_job_id_header_before_the_first_token(serve: Serve) -> None:
-    async with serve(job_tokens=3, job_token_delay=0.3) as server, server.client("alice") as http:
+async def test_hybrid_sends_the_job_id_header_before_the_first_token(tmp_path: Path) -> None:
+    async with (
+        serve(tmp_path, job_tokens=3, job_token_delay=0.3) as server,
+        server.client("alice") as http,
+    ):
         body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
         async with http.post("/v1/jobs", json=body) as resp:
             assert resp.status == 200
@@ -85,9 +72,12 @@ async def test_hybrid_sends_the_job_id_header_before_the_first_token(serve: Serv
     assert "".join(e.text for e in rest if e.type == "delta") == reply(3)
 
 
-async def test_every_flush_is_in_pull_with_the_stamp_of_its_event(serve: Serve) -> None:
+async def test_every_flush_is_in_pull_with_the_stamp_of_its_event(tmp_path: Path) -> None:
     """The property the client's mirror writes rely on: event == committed write."""
-    async with serve(job_tokens=30, job_token_delay=0.005) as server, server.client("alice") as h:
+    async with (
+        serve(tmp_path, job_tokens=30, job_token_delay=0.005) as server,
+        server.client("alice") as h,
+    ):
         body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
         async with h.post("/v1/jobs", json=body) as resp:
             events = await read_events(resp)
@@ -122,8 +112,8 @@ async def test_every_flush_is_in_pull_with_the_stamp_of_its_event(serve: Serve) 
     assert len(content_writes) == len({str(e.stamp) for e in events})
 
 
-async def test_events_of_a_finished_job_are_a_snapshot_and_its_status(serve: Serve) -> None:
-    async with serve(job_tokens=5) as server, server.client("alice") as http:
+async def test_events_of_a_finished_job_are_a_snapshot_and_its_status(tmp_path: Path) -> None:
+    async with serve(tmp_path, job_tokens=5) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         final = await wait_status(http, job_id)
         async with http.get(f"/v1/jobs/{job_id}/events", params={"offset": "4"}) as resp:
@@ -133,9 +123,9 @@ async def test_events_of_a_finished_job_are_a_snapshot_and_its_status(serve: Ser
     assert {str(e.stamp) for e in events} == {final["stamp"]}
 
 
-async def test_events_keep_the_connection_alive(serve: Serve) -> None:
+async def test_events_keep_the_connection_alive(tmp_path: Path) -> None:
     options = {"job_tokens": 2, "job_token_delay": 0.4, "job_keepalive": 0.05}
-    async with serve(**options) as server, server.client("alice") as http:
+    async with serve(tmp_path, **options) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         async with http.get(f"/v1/jobs/{job_id}/events") as resp:
             events = await read_events(resp)
@@ -144,8 +134,11 @@ async def test_events_keep_the_connection_alive(serve: Serve) -> None:
     assert events[-1].status == "complete"
 
 
-async def test_abort_ends_the_job_as_aborted_in_the_message(serve: Serve) -> None:
-    async with serve(job_tokens=50, job_token_delay=0.05) as server, server.client("alice") as h:
+async def test_abort_ends_the_job_as_aborted_in_the_message(tmp_path: Path) -> None:
+    async with (
+        serve(tmp_path, job_tokens=50, job_token_delay=0.05) as server,
+        server.client("alice") as h,
+    ):
         job_id = (await start(h))["job_id"]
         async with h.get(f"/v1/jobs/{job_id}/events") as resp:
             stream = events_of(resp)
@@ -165,8 +158,8 @@ async def test_abort_ends_the_job_as_aborted_in_the_message(serve: Serve) -> Non
     assert reply(50).startswith(message["content"]) and message["content"]
 
 
-async def test_aborting_a_finished_job_keeps_its_status(serve: Serve) -> None:
-    async with serve(job_tokens=3) as server, server.client("alice") as http:
+async def test_aborting_a_finished_job_keeps_its_status(tmp_path: Path) -> None:
+    async with serve(tmp_path, job_tokens=3) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         await wait_status(http, job_id)
         async with http.post(f"/v1/jobs/{job_id}/abort") as resp:
@@ -174,8 +167,11 @@ async def test_aborting_a_finished_job_keeps_its_status(serve: Serve) -> None:
             assert (await resp.json())["status"] == "complete"
 
 
-async def test_a_provider_failure_ends_the_job_in_error(serve: Serve) -> None:
-    async with serve(job_tokens=10, job_fail_after=3) as server, server.client("alice") as http:
+async def test_a_provider_failure_ends_the_job_in_error(tmp_path: Path) -> None:
+    async with (
+        serve(tmp_path, job_tokens=10, job_fail_after=3) as server,
+        server.client("alice") as http,
+    ):
         job_id = (await start(http))["job_id"]
         final = await wait_status(http, job_id)
         folded, _ = await records(http)
@@ -184,3 +180,45 @@ async def test_a_provider_failure_ends_the_job_in_error(serve: Serve) -> None:
     assert final["content_delta"] == reply(10)[: len(reply(3))]
     message = {field: value for field, (value, _) in folded[MESSAGES, "m1"].items()}
     assert message["error"] == final["error"] and message["job_status"] == "error"
+
+
+async def test_leaving_a_hybrid_stream_does_not_stop_the_job(tmp_path: Path) -> None:
+    async with serve(tmp_path, job_tokens=20, job_token_delay=0.01) as server:
+        async with server.client("alice") as first:
+            body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
+            async with first.post("/v1/jobs", json=body) as resp:
+                job_id = resp.headers[JOB_ID_HEADER]
+                assert (await anext(events_of(resp))).type == "snapshot"
+            # the response and its session are closed mid-stream
+        async with server.client("alice") as second:
+            final = await wait_status(second, job_id)
+    assert (final["status"], final["content_delta"]) == ("complete", reply(20))
+
+
+async def test_job_writes_reach_live_sockets(tmp_path: Path) -> None:
+    async with serve(tmp_path, job_tokens=4) as server, server.client("alice") as http:
+        ws = await http.ws_connect("/v1/live")
+        assert (await ws.receive_json(timeout=10))["type"] == "hello"
+        final = await wait_status(http, (await start(http))["job_id"])
+        seen: dict[str, object] = {}
+        while seen.get("job_status") != "complete":
+            message = await ws.receive_json(timeout=10)
+            seen.update({c["field"]: c["value"] for c in message["changes"]})
+        await ws.close()
+    assert seen["content"] == final["content_delta"] == reply(4)
+
+
+async def test_a_message_whose_content_is_crdt_refuses_a_job(tmp_path: Path) -> None:
+    writer = Writer("n1")
+    async with serve(tmp_path) as server, server.client("alice") as http:
+        crdt = writer.text("m1", "content", "draft", collection=MESSAGES)
+        async with http.post("/v1/push", json={"mutations": [crdt]}) as resp:
+            assert resp.status == 200
+        _, before = await records(http)
+        body = {"thread_id": "t1", "message_id": "m1", "input": "x", "mode": "background"}
+        async with http.post("/v1/jobs", json=body) as resp:
+            assert resp.status == 422
+            assert (await resp.json())["error"]["code"] == "invalid_job_request"
+        _, after = await records(http)
+        assert (await start(http, "m2"))["status"] == "streaming"  # nothing is stuck
+    assert after == before
