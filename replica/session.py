@@ -188,6 +188,7 @@ class ThreadSession:
             self._refresh(message_id)
             return
         self._attachments[message_id] = attachment
+        self._refresh(message_id)  # the record's fields, then the tracker's fresher content
         self._set(message_id, content=attachment.content)
         self.loading, self.detached = True, False
         self.background_job_id = job_id
