@@ -40,17 +40,18 @@ def _spec_of(body: Any) -> tuple[JobSpec, str]:
     unknown = sorted(set(body) - _MEMBERS)
     if unknown:
         raise InvalidJobRequestError(f"unknown members {unknown}")
-    try:
-        thread_id = check_name("key", body.get("thread_id"))
-        message_id = check_name("key", body.get("message_id"))
-    except WireError as exc:
-        raise InvalidJobRequestError(str(exc).replace("'key'", "an id")) from exc
+    ids = {}
+    for member in ("thread_id", "message_id"):
+        try:
+            ids[member] = check_name("key", body.get(member))
+        except WireError as exc:
+            raise InvalidJobRequestError(f"{member!r} must be a record key: {exc}") from exc
     text, mode = body.get("input"), body.get("mode")
     if not isinstance(text, str):
         raise InvalidJobRequestError(f"'input' must be a string, got {text!r:.80}")
     if mode not in _MODES:
         raise InvalidJobRequestError(f"'mode' must be one of {', '.join(_MODES)}, got {mode!r}")
-    return JobSpec(thread_id, message_id, text), mode
+    return JobSpec(ids["thread_id"], ids["message_id"], text), mode
 
 
 def _offset(request: web.Request, job: Job) -> int:

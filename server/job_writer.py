@@ -13,9 +13,11 @@ rely on (``docs/protocol.md``, "Jobs"):
    job_status "streaming", error null) — or raises `KindMismatchError`,
    writing nothing, if one of them holds crdt writes; a flush writes ``content`` (the whole
    content so far); an end writes all five with the final values.
-4. Every field's ``base`` is the stamp the store held for it, and the clock
-   first absorbs that stamp, so a job write is never a conflict and never
-   loses to the value it replaces.
+4. Every field's ``base`` is the stamp the store held for it, and the stamp
+   is above it (this clock has absorbed every stamp stored: pushes are
+   observed on commit, a restarted clock starts above the highest stamp
+   stored), so a job write is never a conflict and never loses to the value
+   it replaces — even after a client with a fast clock wrote the field.
 5. An end of a complete/error job marked `FlushItem.notify` (nobody watches
    it) writes `notification_for(...)` in the same transaction (base None),
    unless ``muted_threads/<thread>`` says muted or that notification record
@@ -26,7 +28,6 @@ rely on (``docs/protocol.md``, "Jobs"):
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from typing import Any
 
@@ -41,7 +42,6 @@ from conflicts import (
     NOTIFICATIONS,
     Change,
     Clock,
-    ClockDriftError,
     FieldRef,
     JobEvent,
     JobStatus,
@@ -52,8 +52,6 @@ from server.job_store import JobRow, JobStore
 from server.store import BatchWrite, StoredField
 
 __all__ = ["FlushItem", "FlushResult", "JobWriter"]
-
-log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -103,7 +101,7 @@ class JobWriter:
                 for index, item in entries:
                     if item.start:
                         _check_lww(item, stored)
-                    stamp = self._stamp_for(item, stored)
+                    stamp = self._clock.now()
                     stamps[index] = stamp
                     for ref, value in _job_values(item).items():
                         _put(batch, stored, head, ref, value, stamp, stored.get(ref), item)
@@ -143,17 +141,6 @@ class JobWriter:
 
     def purge(self, ended_before_ms: int) -> int:
         return self._store.purge_jobs(ended_before_ms)
-
-    def _stamp_for(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> HLC:
-        """A fresh stamp above every stamp held by the fields this item overwrites."""
-        for ref in _job_values(item):
-            current = stored.get(ref)
-            if current is not None:
-                try:
-                    self._clock.observe(current.stamp)
-                except ClockDriftError:  # accepted earlier within the bound; the wall moved on
-                    log.warning("stored stamp %s of %s is far ahead", current.stamp, ref)
-        return self._clock.now()
 
     def _should_notify(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> bool:
         if not _may_notify(item):

@@ -95,7 +95,8 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._dirty: dict[str, Job] = {}
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._purger: asyncio.Task[None] | None = None
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -112,10 +113,8 @@ class JobRunner:
                 self._end(job, "error", INTERRUPTED)
             else:
                 job.done.set()
-        self._tasks = [
-            asyncio.create_task(self._flush_loop(), name="quietsync-job-flusher"),
-            asyncio.create_task(self._purge_loop(), name="quietsync-job-purge"),
-        ]
+        self._flusher = asyncio.create_task(self._flush_loop(), name="quietsync-job-flusher")
+        self._purger = asyncio.create_task(self._purge_loop(), name="quietsync-job-purge")
 
     async def close(self) -> None:
         """Stop producing, flush what was received, end every watcher's stream.
@@ -128,9 +127,13 @@ class JobRunner:
         for task in producers:
             task.cancel()
         await asyncio.gather(*producers, return_exceptions=True)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._purger is not None:
+            self._purger.cancel()
+            await asyncio.gather(self._purger, return_exceptions=True)
+        if self._flusher is not None:
+            # not cancelled: a write in flight must be applied and announced
+            self._wake.set()
+            await self._flusher
         try:
             await self._flush_once()
         except StoreError:
@@ -239,7 +242,8 @@ class JobRunner:
     # -- flushing ----------------------------------------------------------
 
     async def _flush_loop(self) -> None:
-        while True:
+        """One write per tick, until `close` (which makes the last one itself)."""
+        while not self._closed:
             await self._wake.wait()
             self._wake.clear()
             try:
@@ -247,7 +251,8 @@ class JobRunner:
             except Exception:  # the store failed (or a bug): keep every job, retry
                 log.exception("flushing job output failed; retrying next tick")
                 self._wake.set()
-            await asyncio.sleep(self._config.job_flush_interval)
+            if not self._closed:
+                await asyncio.sleep(self._config.job_flush_interval)
 
     async def _flush_once(self) -> None:
         jobs = [job for job in self._dirty.values() if job.dirty]

@@ -14,6 +14,7 @@ from tests.server.job_helpers import (
     read_events,
     records,
     reply,
+    rest_of,
     serve,
     start,
     wait_status,
@@ -222,3 +223,20 @@ async def test_a_message_whose_content_is_crdt_refuses_a_job(tmp_path: Path) -> 
         _, after = await records(http)
         assert (await start(http, "m2"))["status"] == "streaming"  # nothing is stuck
     assert after == before
+
+
+async def test_aborting_a_hybrid_job_ends_its_stream_as_aborted(tmp_path: Path) -> None:
+    options = {"job_tokens": 50, "job_token_delay": 0.05}
+    async with serve(tmp_path, **options) as server, server.client("alice") as http:
+        body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
+        async with http.post("/v1/jobs", json=body) as resp:
+            job_id = resp.headers[JOB_ID_HEADER]
+            stream = events_of(resp)
+            await anext(stream)
+            async with http.post(f"/v1/jobs/{job_id}/abort") as aborted:
+                assert (await aborted.json())["status"] == "aborted"
+            rest = await rest_of(stream)
+        final = await poll(http, job_id)
+    assert rest[-1].type == "status" and rest[-1].status == "aborted"
+    assert final["status"] == "aborted"
+    assert [e.type for e in rest if e.type == "status"] == ["status"]

@@ -92,6 +92,18 @@ async def test_a_job_watched_to_its_end_does_not_notify(tmp_path: Path) -> None:
     assert notifications(folded) == {}
 
 
+async def test_a_job_read_on_its_events_endpoint_does_not_notify(tmp_path: Path) -> None:
+    options = {"job_tokens": 10, "job_token_delay": 0.05}
+    async with serve(tmp_path, **options) as server, server.client("alice") as http:
+        job_id = (await start(http))["job_id"]
+        async with http.get(f"/v1/jobs/{job_id}/events") as resp:
+            events = await read_events(resp)
+        folded, _ = await records(http)
+    assert events[0].status == "streaming", "attached while it streamed"
+    assert events[-1].status == "complete"
+    assert notifications(folded) == {}
+
+
 async def test_a_job_of_a_muted_thread_does_not_notify(tmp_path: Path) -> None:
     writer = Writer("n1")
     async with serve(tmp_path, job_tokens=4) as server, server.client("alice") as http:
