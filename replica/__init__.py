@@ -1,10 +1,11 @@
-"""The client side of quietsync: the local replica, the stream tracker, chat sessions.
+"""The client side of quietsync: the local replica, its sync client, the stream tracker, chat views.
 
 `Replica.open(path)` gives a durable local copy of a user's records: field-level
 stamps, an outbox of unpushed writes, the conflict log, CRDT text fields and
-change subscriptions. See ``docs/replica.md``. `StreamTracker` follows server
-jobs into it, `ThreadSession`/`ChatPane` are the chat views over both,
-`Notifications` the notification centre. See ``docs/streaming.md``.
+change subscriptions. See ``docs/replica.md``. `SyncClient(replica, url, token=...)`
+keeps it in sync with a server; see ``docs/sync.md``. `StreamTracker` follows
+server jobs into the replica, `ThreadSession`/`ChatPane` are the chat views over
+both, `Notifications` the notification centre; see ``docs/streaming.md``.
 
 Must not import `server` (only the CLI/demo/testing layer wires both).
 """
@@ -12,11 +13,16 @@ Must not import `server` (only the CLI/demo/testing layer wires both).
 from replica.errors import (
     NodeIdMismatchError,
     NotAReplicaError,
+    ProtocolError,
+    PushRefusedError,
     ReplicaClosedError,
     ReplicaError,
     ReplicaLockedError,
+    RequestRefusedError,
     SchemaVersionError,
     StorageError,
+    SyncError,
+    TransportError,
     UnknownMutationError,
 )
 from replica.job_mirror import JobGapError
@@ -33,32 +39,50 @@ from replica.replica import Replica
 from replica.schema import SCHEMA_VERSION
 from replica.session import ChatPane, ThreadSession
 from replica.subscriptions import ChangeEvent, Origin, Unsubscribe
+from replica.sync_backoff import Backoff
+from replica.sync_client import SyncClient, SyncStatus, SyncSummary
 from replica.tracker import Attachment, StreamTracker, Subscriber
+from replica.transport import LiveMessage, PullPage, PushAnswer, Transport
+from replica.transport_http import HttpTransport
 
 __all__ = [
     "SCHEMA_VERSION",
     "Attachment",
+    "Backoff",
     "ChangeEvent",
     "ChatPane",
     "FieldState",
+    "HttpTransport",
     "JobGapError",
     "JobRefusedError",
     "JobsError",
     "JobsUnavailableError",
+    "LiveMessage",
     "NodeIdMismatchError",
     "NotAReplicaError",
     "Notifications",
     "Origin",
+    "ProtocolError",
+    "PullPage",
+    "PushAnswer",
+    "PushRefusedError",
     "RefusedMutation",
     "Replica",
     "ReplicaClosedError",
     "ReplicaError",
     "ReplicaLockedError",
+    "RequestRefusedError",
     "SchemaVersionError",
     "StorageError",
     "StreamTracker",
     "Subscriber",
+    "SyncClient",
+    "SyncError",
+    "SyncStatus",
+    "SyncSummary",
     "ThreadSession",
+    "Transport",
+    "TransportError",
     "UnknownJobError",
     "UnknownMutationError",
     "Unsubscribe",

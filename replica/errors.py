@@ -8,17 +8,24 @@
         ├── NodeIdMismatchError         reopened with a node id other than the stored one
         ├── ReplicaClosedError          the replica was used after `close()`
         ├── UnknownMutationError        an outbox id that is not pending (also a KeyError)
-        └── StorageError                SQLite failed underneath (disk full, I/O error, ...)
+        ├── StorageError                SQLite failed underneath (disk full, I/O error, ...)
+        └── SyncError                   the sync client could not complete an exchange
+            ├── TransportError          server unreachable, timed out, 5xx: retry later, same ids
+            ├── ProtocolError           the server's answer is not what the protocol says
+            └── RequestRefusedError     a 4xx answer: retrying the same request cannot help
+                └── PushRefusedError    a 422 naming the mutations the server refused
 
 The merge core's own errors pass through unchanged, because they mean the same
 thing here: `KindMismatchError` (an LWW write to a CRDT field or the reverse),
 `ClockDriftError` (a pulled stamp too far ahead), `CrdtUpdateError`.
 sqlite3 errors never escape: they are translated at the store boundary and
-re-raised ``from`` the original.
+re-raised ``from`` the original; aiohttp errors likewise at the transport
+boundary (`replica.transport_http`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from conflicts import QuietsyncError
@@ -26,11 +33,16 @@ from conflicts import QuietsyncError
 __all__ = [
     "NodeIdMismatchError",
     "NotAReplicaError",
+    "ProtocolError",
+    "PushRefusedError",
     "ReplicaClosedError",
     "ReplicaError",
     "ReplicaLockedError",
+    "RequestRefusedError",
     "SchemaVersionError",
     "StorageError",
+    "SyncError",
+    "TransportError",
     "UnknownMutationError",
 ]
 
@@ -108,3 +120,44 @@ class UnknownMutationError(ReplicaError, KeyError):
 
 class StorageError(ReplicaError):
     """SQLite failed underneath the replica; the failed operation changed nothing."""
+
+
+class SyncError(ReplicaError):
+    """The sync client could not complete an exchange with the server."""
+
+
+class TransportError(SyncError):
+    """The server could not be reached, timed out, or failed (5xx).
+
+    Nothing is known about what the server did, so the client retries later
+    with the very same mutation ids and the server's dedupe makes that safe.
+    """
+
+
+class ProtocolError(SyncError):
+    """The server answered something the protocol does not allow."""
+
+
+class RequestRefusedError(SyncError):
+    """A 4xx answer: the request itself is wrong, so sending it again cannot help."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        super().__init__(f"server refused the request ({status} {code}): {message}")
+
+
+class PushRefusedError(RequestRefusedError):
+    """A push refused because of some of its mutations; `refused` names every one.
+
+    Nothing of the batch was applied: the client sets those aside
+    (`Replica.mark_refused`) and pushes the rest again.
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, refused: Sequence[tuple[str, str]]
+    ) -> None:
+        super().__init__(status, code, message)
+        self.refused = list(refused)
+        """``(mutation id, reason)`` per refused mutation."""

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
@@ -83,6 +83,7 @@ class Replica:
         self._clock = clock
         self._outbox = Outbox(store, node_id, int(store.meta().get("mutation_n", "0")))
         self._subs = Subscriptions()
+        self._outbox_listeners: list[Callable[[], object]] = []
         self._events: list[ChangeEvent] = []
         self._writer = LocalWriter(store, clock, self._outbox, node_id)
         self._closed = False
@@ -167,6 +168,7 @@ class Replica:
             raise ReplicaClosedError(f"replica {self.path} is closed")
         outer = not self._store.in_transaction
         mark = len(self._events)
+        last_n = self._outbox.last_n
         try:
             with self._store.transaction():
                 yield
@@ -180,6 +182,9 @@ class Replica:
         if outer:
             events, self._events = self._events, []
             self._subs.notify(events)
+            if self._outbox.last_n != last_n:
+                for listener in list(self._outbox_listeners):
+                    listener()
 
     def _reading(self) -> Store:
         if self._closed:
@@ -353,6 +358,40 @@ class Replica:
         with self.transaction():
             self._outbox.mark_refused(mutation_id, reason)
 
+    def superseded(self, mutations: Sequence[Mutation]) -> dict[str, FieldState]:
+        """For each mutation whose field now holds another write, that write (by mutation id).
+
+        The sync client's check of what the server already holds, one query per
+        collection instead of one `field_state` per mutation of a batch.
+        """
+        store = self._reading()
+        by_collection: dict[str, list[Mutation]] = {}
+        for m in mutations:
+            by_collection.setdefault(m.collection, []).append(m)
+        found: dict[str, FieldState] = {}
+        for collection, group in by_collection.items():
+            rows = store.records(collection, sorted({m.key for m in group}))
+            current = {(row.key, row.field): row for row in rows}
+            for m in group:
+                row = current.get((m.key, m.field))
+                if row is not None and row.stamp != str(m.stamp):
+                    found[m.id] = field_state(row)
+        return found
+
+    def forget_field(self, collection: str, key: str, field: str) -> bool:
+        """Drop a field's local state without writing anything (no stamp, no outbox entry).
+
+        For the sync client only: after the server refused a field's kind, the
+        local field (created locally, so it holds nothing from the server) must
+        give way to the server's version, which the next pull brings. Pending
+        entries of the field stay queued. True if there was such a field.
+        """
+        with self.transaction():
+            dropped = self._store.drop_field(collection, key, field)
+            if dropped:
+                self._events.append(ChangeEvent(collection, key, frozenset({field}), "remote"))
+            return dropped
+
     def refused(self) -> list[RefusedMutation]:
         self._reading()
         return self._outbox.refused()
@@ -360,6 +399,20 @@ class Replica:
     def pending_count(self) -> int:
         self._reading()
         return self._outbox.pending_count()
+
+    def on_outbox(self, listener: Callable[[], object]) -> Unsubscribe:
+        """Call `listener()` after each commit that added outbox entries (the sync client's cue).
+
+        One listener for every collection, so a live sync client pushes soon
+        after any local write without subscribing to collections it cannot know.
+        """
+        self._outbox_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._outbox_listeners:
+                self._outbox_listeners.remove(listener)
+
+        return unsubscribe
 
     # -- conflict log ----------------------------------------------------------
 

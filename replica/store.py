@@ -85,6 +85,7 @@ class Store(Protocol):
     def record_row(self, collection: str, key: str) -> RecordRow | None: ...
     def field(self, collection: str, key: str, field: str) -> FieldRow | None: ...
     def write_fields(self, rows: Iterable[FieldRow]) -> None: ...
+    def drop_field(self, collection: str, key: str, field: str) -> bool: ...
     def select(
         self, collection: str, where: Sequence[tuple[str, str]], order_by: str | None, limit: int
     ) -> list[RecordRow]: ...
@@ -257,6 +258,10 @@ class SqliteStore:
 
     def write_fields(self, rows: Iterable[FieldRow]) -> None:
         self._many(_UPSERT_FIELD, rows)
+
+    def drop_field(self, collection: str, key: str, field: str) -> bool:
+        sql = "DELETE FROM fields WHERE collection = ? AND key = ? AND field = ?"
+        return self._run(sql, (collection, key, field)).rowcount > 0
 
     def select(
         self, collection: str, where: Sequence[tuple[str, str]], order_by: str | None, limit: int

@@ -50,7 +50,13 @@ T = TypeVar("T")
 def _open(config: ServerConfig) -> tuple[SyncService, JobWriter]:
     store = SQLiteStore(config.db_path)
     clock = Clock(config.node_id, max_drift_ms=config.max_drift_ms, last=store.last_stamp())
-    sync = SyncService(store, clock, resolvers=config.resolvers, max_batch=config.max_batch)
+    sync = SyncService(
+        store,
+        clock,
+        resolvers=config.resolvers,
+        max_batch=config.max_batch,
+        suppress_identical=config.suppress_identical,
+    )
     return sync, JobWriter(store, clock)
 
 

@@ -105,6 +105,9 @@ class ServerConfig:
     live_queue_limit: int = attrs.field(default=5000, validator=_positive)
     """Changes buffered per WebSocket before its client is told to pull instead."""
     resolvers: Resolvers = attrs.field(factory=Resolvers)
+    suppress_identical: bool = True
+    """Count concurrent writes of identical content instead of reporting them as
+    conflicts. Only benchmarks turn this off, to show the noise it removes."""
     max_jobs_per_user: int = attrs.field(default=4, validator=_positive)
     """Jobs one user may have streaming at once (the next start answers 429)."""
     job_timeout: float = attrs.field(default=300.0, validator=_positive_seconds)

@@ -22,7 +22,7 @@ from server.errors import InvalidJobRequestError
 from server.job import Job, Watch
 from server.jobs import JobSpec
 from server.keys import CONFIG_KEY, JOBS_KEY, USER_KEY
-from server.views import _json_body
+from server.views import json_body
 
 __all__ = ["JOB_ID_HEADER", "abort_job", "job_events", "poll_job", "start_job"]
 
@@ -71,7 +71,7 @@ def _job_of(request: web.Request) -> Job:
 
 
 async def start_job(request: web.Request) -> web.StreamResponse:
-    spec, mode = _spec_of(await _json_body(request))
+    spec, mode = _spec_of(await json_body(request))
     runner = request.app[JOBS_KEY]
     job = await runner.create(request[USER_KEY], spec)
     if mode == "background":

@@ -58,11 +58,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     _add_job_arguments(parser)
 
 
+PROVIDERS = ("scripted", "openai")
+
+
 def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
     jobs = parser.add_argument_group("jobs")
     jobs.add_argument(
         "--provider",
-        choices=("scripted", "openai"),
+        choices=PROVIDERS,
         default=os.environ.get("QUIETSYNC_PROVIDER", "scripted"),
         help="where job output comes from (default: $QUIETSYNC_PROVIDER or scripted)",
     )
@@ -83,6 +86,8 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
 def _job_settings(args: argparse.Namespace) -> dict[str, object]:
     """The `ServerConfig` job fields the command line asks for."""
     provider: Provider | None = None
+    if args.provider not in PROVIDERS:  # argparse does not check a default from the environment
+        raise ConfigError(f"unknown provider {args.provider!r}: use one of {', '.join(PROVIDERS)}")
     if args.provider == "openai":
         try:
             provider = provider_from_env({**os.environ, "QUIETSYNC_PROVIDER": "openai"})

@@ -95,11 +95,20 @@ class _Batch:
 class SyncService:
     """Push, pull and conflicts for every user, over one store (see the module docstring)."""
 
-    def __init__(self, store: Store, clock: Clock, *, resolvers: Resolvers, max_batch: int):
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        resolvers: Resolvers,
+        max_batch: int,
+        suppress_identical: bool = True,
+    ):
         self._store = store
         self._clock = clock
         self._resolvers = resolvers
         self._max_batch = max_batch
+        self._suppress_identical = suppress_identical
 
     def push(self, user: str, body: Any) -> PushResult:
         """Apply a decoded push body atomically, or raise a `RequestError`, changing nothing."""
@@ -210,6 +219,7 @@ class SyncService:
                 FieldWrite(m.value, m.stamp, m.base),
                 ref=ref,
                 resolver=self._resolvers.get(m.collection, m.field),
+                suppress_identical=self._suppress_identical,
                 detected_by=self._clock.node,
             )
             batch.suppressed += merge.suppressed

@@ -27,7 +27,7 @@ from server.keys import CONFIG_KEY, EXECUTOR_KEY, HUB_KEY, SYNC_KEY, USER_KEY
 from server.live import LiveSession
 from server.store import ChangePage
 
-__all__ = ["conflicts", "error_middleware", "health", "live", "pull", "push"]
+__all__ = ["conflicts", "error_middleware", "health", "json_body", "live", "pull", "push"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-async def _json_body(request: web.Request) -> Any:
+async def json_body(request: web.Request) -> Any:
     limit = request.app[CONFIG_KEY].max_body_bytes
     too_large = f"request body over the {limit}-byte limit"
     if request.content_length is not None and request.content_length > limit:
@@ -113,7 +113,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def push(request: web.Request) -> web.Response:
     user = request[USER_KEY]
-    body = await _json_body(request)
+    body = await json_body(request)
     result = await _on_store_thread(request, request.app[SYNC_KEY].push, user, body)
     request.app[HUB_KEY].publish(user, result.changes)
     return web.json_response(result.to_json())

@@ -53,3 +53,12 @@ def test_an_openai_provider_without_its_settings_is_a_clear_error(
     argv = ["serve", "--db", str(tmp_path / "s.db"), "--dev", "--provider", "openai"]
     assert main(argv) == 2
     assert "needs OPENAI_BASE_URL" in capsys.readouterr().err
+
+
+def test_an_unknown_provider_in_the_environment_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("QUIETSYNC_PROVIDER", "llama")
+    assert main(["serve", "--db", str(tmp_path / "s.db"), "--dev"]) == 2
+    assert "unknown provider 'llama'" in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()

@@ -101,6 +101,19 @@ async def test_concurrent_identical_writes_are_suppressed_not_reported(
     assert await conflicts_of(alice) == []
 
 
+@pytest.mark.parametrize("quietsync_server_options", [{"suppress_identical": False}])
+async def test_with_suppression_off_identical_writes_are_reported(
+    alice: aiohttp.ClientSession, w1: Writer, w2: Writer
+) -> None:
+    # Only benchmarks turn suppression off, to show the noise it removes.
+    await push(alice, [w1.lww("a", "doc", {"x": 1})])
+    _, body = await push(alice, [w2.lww("a", "doc", {"x": 1.0})])
+    assert body["suppressed"] == 0
+    [conflict] = body["conflicts"]
+    assert conflict["winner"]["value"] == conflict["loser"]["value"] == {"x": 1}
+    assert len(await conflicts_of(alice)) == 1
+
+
 async def test_a_write_that_loses_is_dropped_and_not_logged(
     alice: aiohttp.ClientSession, w1: Writer, w2: Writer
 ) -> None:

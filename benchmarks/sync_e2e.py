@@ -1,0 +1,328 @@
+"""End to end, replica A -> server -> replica B, against a bare skeleton doing the same trip.
+
+    python -m benchmarks.sync_e2e [--changes N] [--latency-samples N] [--pull-changes N]
+
+quietsync: A's writes are already in its outbox; the clock runs from A's
+`SyncClient.push()` (batches of 1, 100 or 1,000) until B's live loop has applied
+the last change into B's replica file (B follows the WebSocket). The skeleton:
+an aiohttp handler parses the POSTed JSON, inserts the rows into SQLite in one
+transaction (the log row, the field row, the mutation id: what any sync server
+stores) and sends them to every WebSocket; its B upserts each message's fields
+and its cursor into its own SQLite file. Both use WAL with
+``synchronous=FULL``; the skeleton has no auth, no validation, no stamps to
+compare, no merge, no outbox. Everything runs in this process. Live latency is
+one change, from the push call until B has it stored.
+
+Memory: a fresh replica, in a child process, pulls `--pull-changes` changes
+(100k by default) in pages; the table prints its peak RSS minus its RSS just
+before the pull (target: within 100 MB).
+
+Targets: >= 0.7x the skeleton's changes/s at batch 1,000; live p50 <= 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from benchmarks._table import print_table
+from conflicts import Clock
+from replica import Replica, SyncClient
+from server.testing import running_server
+
+__all__ = ["main"]
+
+BATCHES = (1, 100, 1000)
+TOKEN = "bench-token"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY, id TEXT, collection TEXT,
+    key TEXT, field TEXT, value TEXT, stamp TEXT);
+CREATE TABLE IF NOT EXISTS fields (collection TEXT, key TEXT, field TEXT, value TEXT,
+    stamp TEXT, PRIMARY KEY (collection, key, field)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mutations (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+def _sqlite(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    db.executescript(_SCHEMA)
+    return db
+
+
+def _rows(items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (m["collection"], m["key"], m["field"], json.dumps(m["value"]), m["stamp"]) for m in items
+    ]
+
+
+def _server_store(db: sqlite3.Connection, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What any sync server must store per change: the log row, the field, the mutation id."""
+    db.execute("BEGIN IMMEDIATE")
+    head = db.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
+    rows = _rows(items)
+    db.executemany(
+        "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(head + i, m["id"], *r) for i, (m, r) in enumerate(zip(items, rows, strict=True), 1)],
+    )
+    db.executemany("INSERT OR REPLACE INTO fields VALUES (?, ?, ?, ?, ?)", rows)
+    db.executemany("INSERT INTO mutations VALUES (?)", [(m["id"],) for m in items])
+    db.execute("COMMIT")
+    return [{**m, "seq": head + i} for i, m in enumerate(items, 1)]
+
+
+def _replica_store(db: sqlite3.Connection, items: list[dict[str, Any]]) -> None:
+    """What any replica must store per pulled change: the field, and the cursor."""
+    db.execute("BEGIN")
+    db.executemany("INSERT OR REPLACE INTO fields VALUES (?, ?, ?, ?, ?)", _rows(items))
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('cursor', ?)", (str(items[-1]["seq"]),))
+    db.execute("COMMIT")
+
+
+@asynccontextmanager
+async def skeleton_server(db_path: Path) -> AsyncIterator[str]:
+    """The baseline server: POST into SQLite, then fan out over WebSockets."""
+    db, sockets = _sqlite(db_path), set[web.WebSocketResponse]()
+
+    async def push(request: web.Request) -> web.Response:
+        changes = _server_store(db, json.loads(await request.read())["mutations"])
+        text = json.dumps({"changes": changes})
+        for ws in list(sockets):
+            await ws.send_str(text)
+        return web.json_response({"count": len(changes)})
+
+    async def live(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        sockets.add(ws)
+        try:
+            async for _ in ws:
+                pass
+        finally:
+            sockets.discard(ws)
+        return ws
+
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app.router.add_post("/push", push)
+    app.router.add_get("/live", live)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+        db.close()
+
+
+class SkeletonPair:
+    """The skeleton's A (a plain POSTing client) and B (a socket storing into SQLite)."""
+
+    def __init__(self, url: str, db_path: Path) -> None:
+        self.url, self.db = url, _sqlite(db_path)
+        self.received, self._target, self._done = 0, 0, asyncio.Event()
+        self._n, self._clock = 0, Clock("s")
+
+    async def __aenter__(self) -> SkeletonPair:
+        self.http = aiohttp.ClientSession(self.url)
+        self.ws = await self.http.ws_connect("/live")
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._reader.cancel()
+        await self.ws.close()
+        await self.http.close()
+        self.db.close()
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            changes = json.loads(msg.data)["changes"]
+            _replica_store(self.db, changes)
+            self.received += len(changes)
+            if self.received >= self._target:
+                self._done.set()
+
+    async def trip(self, count: int, batch: int) -> float:
+        """Seconds from the first POST until B stored `count` changes."""
+        self._target, self._done = self.received + count, asyncio.Event()
+        bodies = []
+        for _ in range(count // batch):
+            muts = []
+            for _ in range(batch):
+                self._n += 1
+                muts.append({"id": f"s:{self._n}", "collection": "notes", "key": f"k{self._n}",
+                             "field": "v", "kind": "lww", "value": self._n,
+                             "stamp": str(self._clock.now())})  # fmt: skip
+            bodies.append(json.dumps({"mutations": muts}).encode())
+        start = time.perf_counter()
+        for body in bodies:
+            async with self.http.post("/push", data=body) as resp:
+                await resp.read()
+        await self._done.wait()
+        return time.perf_counter() - start
+
+
+class QuietsyncPair:
+    """Replica A with a push-only client, replica B following the live socket."""
+
+    def __init__(self, url: str, tmp: Path) -> None:
+        self.a, self.b = Replica.open(tmp / "a.db"), Replica.open(tmp / "b.db")
+        self.url = url
+        self._n = 0
+        self._target, self._arrived_n, self._done = 0, 0, asyncio.Event()
+
+    async def __aenter__(self) -> QuietsyncPair:
+        self.cb = SyncClient(self.b, self.url, token=TOKEN)
+        self.b.subscribe("notes", self._arrived)
+        await self.cb.start()
+        async for status in self.cb.statuses():
+            if status.online:
+                break
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.cb.stop()
+        self.a.close()
+        self.b.close()
+
+    def _arrived(self, _event: object) -> None:
+        self._arrived_n += 1  # every change of the benchmark is a new record
+        if self._arrived_n >= self._target:
+            self._done.set()
+
+    async def trip(self, count: int, batch: int) -> float:
+        for start in range(0, count, 1000):
+            size = min(1000, count - start)
+            records = {f"k{self._n + i}": {"v": self._n + i} for i in range(size)}
+            self.a.put_many("notes", records)
+            self._n += len(records)
+        self._target = self._arrived_n + self.a.pending_count()
+        self._done = asyncio.Event()
+        pusher = SyncClient(self.a, self.url, token=TOKEN, batch_size=batch)
+        begin = time.perf_counter()
+        await pusher.push()
+        await self._done.wait()
+        elapsed = time.perf_counter() - begin
+        await pusher.stop()
+        return elapsed
+
+
+Pair = SkeletonPair | QuietsyncPair
+
+
+async def latencies(pair: Pair, samples: int) -> list[float]:
+    """Milliseconds for single changes, one after the other."""
+    await pair.trip(1, 1)  # warm
+    return [1000 * await pair.trip(1, 1) for _ in range(samples)]
+
+
+def _percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+async def pull_memory(url: str, tmp: Path) -> float:
+    """Peak RSS over idle RSS (MB) of a fresh replica pulling everything, in a child process."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.sync_e2e", "--pull-child", url, str(tmp / "fresh.db"),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return float(json.loads(out)["over_idle_mb"])
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+async def _pull_child(url: str, path: str) -> None:
+    with Replica.open(path) as fresh:
+        client = SyncClient(fresh, url, token=TOKEN)
+        idle = _rss_mb()
+        pulled = await client.pull()
+        await client.stop()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"pulled": pulled, "idle_mb": idle, "over_idle_mb": peak - idle}))
+
+
+async def _seed_server(url: str, tmp: Path, changes: int) -> None:
+    with Replica.open(tmp / "seed.db") as seed:
+        client = SyncClient(seed, url, token=TOKEN, batch_size=1000)
+        for start in range(0, changes, 1000):
+            size = min(1000, changes - start)
+            records = {f"b{start + i}": {"text": "x" * 100, "n": i} for i in range(size)}
+            seed.put_many("bulk", records)
+            await client.push()
+        await client.stop()
+
+
+async def run(args: argparse.Namespace) -> list[list[object]]:
+    rows: list[list[object]] = []
+    with tempfile.TemporaryDirectory(prefix="quietsync-e2e-") as tmp:
+        tmpdir = Path(tmp)
+        async with (
+            running_server(tmpdir / "server.db", users={"bench": TOKEN}) as qs,
+            skeleton_server(tmpdir / "skeleton.db") as bare,
+            QuietsyncPair(qs.url, tmpdir) as ours,
+            SkeletonPair(bare, tmpdir / "skeleton-b.db") as base,
+        ):
+            for batch in BATCHES:
+                count = max(args.changes // 20, batch) if batch == 1 else args.changes
+                await ours.trip(batch, batch)  # warm
+                await base.trip(batch, batch)
+                q = count / await ours.trip(count, batch)
+                s = count / await base.trip(count, batch)
+                target = ">= 0.7x" if batch == 1000 else ""
+                rows.append([f"changes/s, batch {batch:,}", q, s, f"{q / s:.2f}x", target])
+            q_lat = await latencies(ours, args.latency_samples)
+            s_lat = await latencies(base, args.latency_samples)
+            for q in (50, 99):
+                ql, sl = _percentile(q_lat, q), _percentile(s_lat, q)
+                target = "<= 5 ms" if q == 50 else ""
+                rows.append([f"live latency p{q} (ms)", ql, sl, f"{ql / sl:.2f}x", target])
+            await _seed_server(qs.url, tmpdir, args.pull_changes)
+            over = await pull_memory(qs.url, tmpdir)
+            label = f"pull {args.pull_changes:,}: peak RSS - idle (MB)"
+            rows.append([label, over, "", "", "<= 100"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sync_e2e")
+    parser.add_argument("--changes", type=int, default=20_000, help="per batch size (1/20 at 1)")
+    parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--pull-changes", type=int, default=100_000)
+    parser.add_argument("--pull-child", nargs=2, metavar=("URL", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.pull_child:
+        asyncio.run(_pull_child(*args.pull_child))
+        return 0
+    rows = asyncio.run(run(args))
+    print_table(
+        "sync end to end: replica A -> server -> replica B (quietsync vs bare skeleton)",
+        ["measure", "quietsync", "skeleton", "ratio", "target"],
+        rows,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,387 @@
+"""`SyncClient`: keeps one `Replica` in sync with the server, through a `Transport`.
+
+All sync policy lives here; the transport only moves bytes. Rules:
+
+1. **Removed only when acknowledged.** An outbox entry leaves the outbox when
+   the server's answer names its id (any outcome), or when rule 4 skips it.
+   A push that failed in transit (timeout, reset, 5xx) leaves the outbox as it
+   was, so the retry sends the very same mutation ids and the server's dedupe
+   answers them with their first outcome.
+2. **A refusal never wedges the queue.** A 422 names every refused mutation:
+   each is set aside (`Replica.mark_refused`) with a `system.warning`
+   notification, in one transaction, and the rest is pushed again. A lone
+   mutation too large for the server's body or batch limit is set aside the
+   same way; a larger batch is halved first.
+3. **Server reports land once.** Conflicts from push answers go to
+   `Replica.record_conflicts` (deduplicated there), suppressed counts to
+   `add_suppressed`, together with the acknowledgement, in one transaction.
+   Pulls never report anything (`Replica.apply_remote`), so the client's own
+   changes coming back are duplicates, never conflicts.
+4. **What the server already holds is not pushed.** An lww entry whose field
+   now holds, from another node (so from the server), a newer write with a
+   canonical-equal value is dropped from the outbox unsent: the server would
+   only drop it and count a suppressed event.
+5. **Pages, never the whole log.** Pulls go page by page, each page applied
+   with its cursor in one transaction.
+6. **Live, then quiet.** `start()` runs one loop: push + pull, then follow the
+   live socket (a gap or a ``pull`` message triggers a pull), pushing a short
+   `coalesce` delay after local writes. Any failure waits `Backoff` (full
+   jitter, capped), then starts over with push + pull: it never busy-loops.
+
+Must not import `server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+
+import attrs
+
+from conflicts import (
+    ClockDriftError,
+    CrdtUpdateError,
+    KindMismatchError,
+    Mutation,
+    QuietsyncError,
+    canonical_equal,
+)
+from replica.errors import PushRefusedError, RequestRefusedError, SyncError, TransportError
+from replica.replica import Replica
+from replica.sync_backoff import Backoff
+from replica.sync_notify import notify_conflict, notify_refused
+from replica.transport import LiveMessage, PushAnswer, Transport
+from replica.transport_http import HttpTransport
+
+__all__ = ["SyncClient", "SyncStatus", "SyncSummary"]
+
+log = logging.getLogger(__name__)
+
+_TOO_BIG = frozenset({"body_too_large", "batch_too_large"})
+
+
+@attrs.frozen
+class SyncStatus:
+    """What a UI shows: reachable or not, writes waiting, the last error, the last good sync."""
+
+    online: bool = False
+    pending: int = 0
+    last_error: str | None = None
+    last_sync_at: float | None = None
+    """Unix time (seconds) of the last complete push + pull."""
+
+
+@attrs.frozen
+class SyncSummary:
+    """What one `sync_once` did."""
+
+    pushed: int = 0
+    pulled: int = 0
+    conflicts: int = 0
+    suppressed: int = 0
+    refused: int = 0
+    skipped: int = 0
+    """Entries dropped unsent because the server already held their value (rule 4)."""
+
+
+class SyncClient:
+    """Syncs `replica` with the server at `url` as the user of `token` (module docstring).
+
+    Pass `transport=` instead of `url`/`token` to talk through another
+    `Transport`. `notify_conflicts=True` writes one `sync.conflict`
+    notification per conflicting field. `on_status` is called with every new
+    `SyncStatus`; `statuses()` iterates them too.
+    """
+
+    def __init__(
+        self,
+        replica: Replica,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        transport: Transport | None = None,
+        batch_size: int = 500,
+        pull_limit: int = 1000,
+        notify_conflicts: bool = False,
+        on_status: Callable[[SyncStatus], object] | None = None,
+        coalesce: float = 0.005,
+        backoff: Backoff | None = None,
+    ) -> None:
+        if (transport is None) == (url is None):
+            raise ValueError("give either url (with token) or transport, not both")
+        if transport is None:
+            if not isinstance(token, str) or not token:
+                raise ValueError("a url needs a non-empty bearer token")
+            transport = HttpTransport(str(url), token=token)
+        if batch_size < 1 or pull_limit < 1:
+            raise ValueError("batch_size and pull_limit must be >= 1")
+        self.replica = replica
+        self._transport = transport
+        self._batch_size = batch_size
+        self._pull_limit = pull_limit
+        self._notify_conflicts = notify_conflicts
+        self._on_status = on_status
+        self._coalesce = coalesce
+        self._backoff = backoff or Backoff()
+        self._lock = asyncio.Lock()
+        self._status = SyncStatus(pending=replica.pending_count())
+        self._watchers: set[asyncio.Queue[SyncStatus]] = set()
+        self._wrote = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        replica.on_outbox(self._local_write)  # for the client's lifetime: pending count, wakeups
+
+    # -- status ------------------------------------------------------------------
+
+    @property
+    def status(self) -> SyncStatus:
+        return self._status
+
+    def _set_status(self, **changes: object) -> None:
+        new = attrs.evolve(self._status, **changes)  # type: ignore[arg-type]
+        if new == self._status:
+            return
+        self._status = new
+        for queue in self._watchers:
+            queue.put_nowait(new)
+        if self._on_status is not None:
+            try:
+                self._on_status(new)
+            except Exception:
+                log.exception("on_status callback failed; sync goes on")
+
+    async def statuses(self) -> AsyncIterator[SyncStatus]:
+        """The current status, then every change, until the consumer stops iterating."""
+        queue: asyncio.Queue[SyncStatus] = asyncio.Queue()
+        self._watchers.add(queue)
+        try:
+            yield self._status
+            while True:
+                yield await queue.get()
+        finally:
+            self._watchers.discard(queue)
+
+    def _local_write(self) -> None:
+        self._wrote.set()
+        if not self.replica.closed:
+            self._set_status(pending=self.replica.pending_count())
+
+    # -- one exchange ----------------------------------------------------------
+
+    async def sync_once(self) -> SyncSummary:
+        """Push the whole outbox, then pull until the log is exhausted.
+
+        Raises `TransportError` (status goes offline) if the server cannot be
+        reached; what was acknowledged before that stays acknowledged.
+        """
+        try:
+            summary = await self.push()
+            pulled = await self.pull()
+        except SyncError as exc:
+            self._set_status(online=False, last_error=str(exc), pending=self._pending())
+            raise
+        self._set_status(
+            online=True, last_error=None, last_sync_at=time.time(), pending=self._pending()
+        )
+        return attrs.evolve(summary, pulled=pulled)
+
+    def _pending(self) -> int:
+        return self.replica.pending_count()
+
+    async def push(self) -> SyncSummary:
+        """Push the whole outbox in batches (rules 1-4); `sync_once` is this, then `pull`."""
+        total = SyncSummary()
+        async with self._lock:
+            while batch := self.replica.outbox_batch(self._batch_size):
+                send = self._skip_held(batch)
+                total = attrs.evolve(total, skipped=total.skipped + len(batch) - len(send))
+                if send:
+                    total = await self._push_batch(send, total)
+                self._set_status(pending=self._pending())
+        return total
+
+    def _skip_held(self, batch: list[Mutation]) -> list[Mutation]:
+        """Rule 4: drop entries whose value the server already holds under a newer stamp."""
+        held, by_id = [], {m.id: m for m in batch}
+        for mid, state in self.replica.superseded(batch).items():
+            m = by_id[mid]
+            if (
+                m.kind == "lww"
+                and state.kind == "lww"
+                and state.write.stamp > m.stamp
+                and state.write.stamp.node != self.replica.node_id
+                and canonical_equal(state.write.value, m.value)
+            ):
+                held.append(mid)
+        if held:
+            self.replica.mark_pushed(held)
+        return [m for m in batch if m.id not in held]
+
+    async def _push_batch(self, batch: list[Mutation], total: SyncSummary) -> SyncSummary:
+        try:
+            answer = await self._transport.push(batch)
+        except PushRefusedError as exc:
+            return attrs.evolve(total, refused=total.refused + self._set_aside(batch, exc.refused))
+        except RequestRefusedError as exc:
+            if exc.code not in _TOO_BIG:
+                raise
+            if len(batch) > 1:
+                self._batch_size = max(1, len(batch) // 2)
+                return total
+            set_aside = self._set_aside(batch, [(batch[0].id, f"{exc.code}: {exc.message}")])
+            return attrs.evolve(total, refused=total.refused + set_aside)
+        self._accept(batch, answer)
+        return attrs.evolve(
+            total,
+            pushed=total.pushed + len(batch),
+            conflicts=total.conflicts + len(answer.conflicts),
+            suppressed=total.suppressed + answer.suppressed,
+        )
+
+    def _set_aside(self, batch: list[Mutation], refused: list[tuple[str, str]]) -> int:
+        if not refused or any(mid not in {m.id for m in batch} for mid, _ in refused):
+            raise SyncError(f"the server refused mutations not in the batch: {refused!r:.200}")
+        by_id = {m.id: m for m in batch}
+        with self.replica.transaction():
+            for mid, reason in refused:
+                self.replica.mark_refused(mid, reason)
+                notify_refused(self.replica, mid, reason)
+                if reason.startswith("kind_mismatch"):  # the server's field will come in
+                    m = by_id[mid]
+                    self.replica.forget_field(m.collection, m.key, m.field)
+        return len(refused)
+
+    def _accept(self, batch: list[Mutation], answer: PushAnswer) -> None:
+        missing = [m.id for m in batch if m.id not in answer.outcomes]
+        if missing:
+            raise SyncError(f"the push answer has no outcome for {missing[:5]}")
+        with self.replica.transaction():
+            self.replica.mark_pushed([m.id for m in batch])
+            self.replica.record_conflicts(answer.conflicts)
+            self.replica.add_suppressed(answer.suppressed)
+            if self._notify_conflicts:
+                for conflict in answer.conflicts:
+                    notify_conflict(self.replica, conflict)
+
+    async def pull(self) -> int:
+        """Pull and apply pages until the log is exhausted; returns how many changes came.
+
+        A page that meets a local field of the other kind (written here, not yet
+        refused by the server) is retried once after a push, which sets that
+        write aside and lets the server's field in (rule 2).
+        """
+        try:
+            return await self._pull_pages()
+        except KindMismatchError:
+            await self.push()
+        try:
+            return await self._pull_pages()
+        except (KindMismatchError, ClockDriftError, CrdtUpdateError) as exc:
+            raise SyncError(f"cannot apply pulled changes: {exc}") from exc
+
+    async def _pull_pages(self) -> int:
+        pulled = 0
+        async with self._lock:
+            while True:
+                page = await self._transport.pull(self.replica.cursor, self._pull_limit)
+                self.replica.apply_remote(page.changes, page.cursor)
+                pulled += len(page.changes)
+                if not page.has_more:
+                    return pulled
+
+    # -- the live loop ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the live loop in the background (idempotent)."""
+        if self._task is None or self._task.done():
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._run(), name="quietsync-sync")
+
+    async def stop(self) -> None:
+        """Stop the live loop and close the transport; the outbox stays as it is.
+
+        The client can be started (or used for `sync_once`) again afterwards.
+        """
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._transport.close()
+        self._set_status(online=False)
+
+    async def __aenter__(self) -> SyncClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.sync_once()
+                self._backoff.reset()
+                await self._follow_live()
+            except QuietsyncError as exc:  # SyncError, or the replica failing (StorageError)
+                self._set_status(online=False, last_error=str(exc))
+                log.info("sync: %s; retrying after backoff", exc)
+                await self._pause(self._backoff.next_delay())
+
+    async def _pause(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _follow_live(self) -> None:
+        """Follow the socket until the server asks for a pull (return) or it drops (raise)."""
+        async with self._transport.live(self.replica.cursor) as messages:
+            reader = asyncio.create_task(self._read_live(messages))
+            pusher = asyncio.create_task(self._push_on_writes())
+            try:
+                done, _ = await asyncio.wait({reader, pusher}, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            finally:
+                for task in (reader, pusher):
+                    task.cancel()
+                await asyncio.gather(reader, pusher, return_exceptions=True)
+
+    async def _read_live(self, messages: AsyncIterator[LiveMessage]) -> None:
+        async for msg in messages:
+            if msg.type == "pull":
+                await self.pull()
+                return
+            if msg.type == "changes" and msg.changes:
+                if not self._apply_live(msg):
+                    await self.pull()
+                self._set_status(online=True, last_sync_at=time.time())
+        raise TransportError("the live socket was closed by the server")
+
+    def _apply_live(self, msg: LiveMessage) -> bool:
+        """Apply a live batch that continues the cursor; False if a pull must fill in."""
+        cursor = self.replica.cursor
+        fresh = [c for c in msg.changes if (c.seq or 0) > cursor]
+        if not fresh:
+            return True
+        if self._lock.locked() or fresh[0].seq != cursor + 1:
+            return False  # a gap (or a pull in flight): the log fills it in order
+        try:
+            self.replica.apply_remote(fresh, msg.cursor)
+        except (KindMismatchError, ClockDriftError, CrdtUpdateError):
+            return False  # `pull` knows how to get past these, or reports them
+        return True
+
+    async def _push_on_writes(self) -> None:
+        while True:
+            await self._wrote.wait()
+            await asyncio.sleep(self._coalesce)  # let a burst of writes become one push
+            self._wrote.clear()
+            await self.push()
+            self._set_status(online=True, last_error=None, pending=self._pending())
