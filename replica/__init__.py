@@ -1,9 +1,11 @@
-"""The client side of quietsync: the local replica, and the sync client that keeps it in sync.
+"""The client side of quietsync: the local replica, its sync client, the stream tracker, chat views.
 
 `Replica.open(path)` gives a durable local copy of a user's records: field-level
 stamps, an outbox of unpushed writes, the conflict log, CRDT text fields and
 change subscriptions. See ``docs/replica.md``. `SyncClient(replica, url, token=...)`
-keeps it in sync with a server; see ``docs/sync.md``.
+keeps it in sync with a server; see ``docs/sync.md``. `StreamTracker` follows
+server jobs into the replica, `ThreadSession`/`ChatPane` are the chat views over
+both, `Notifications` the notification centre; see ``docs/streaming.md``.
 
 Must not import `server` (only the CLI/demo/testing layer wires both).
 """
@@ -23,25 +25,42 @@ from replica.errors import (
     TransportError,
     UnknownMutationError,
 )
+from replica.job_mirror import JobGapError
+from replica.jobs_client import (
+    JobRefusedError,
+    JobsError,
+    JobsUnavailableError,
+    UnknownJobError,
+)
+from replica.notifications import Notifications
 from replica.outbox import RefusedMutation
 from replica.records import FieldState
 from replica.replica import Replica
 from replica.schema import SCHEMA_VERSION
+from replica.session import ChatPane, ThreadSession
 from replica.subscriptions import ChangeEvent, Origin, Unsubscribe
 from replica.sync_backoff import Backoff
 from replica.sync_client import SyncClient, SyncStatus, SyncSummary
+from replica.tracker import Attachment, StreamTracker, Subscriber
 from replica.transport import LiveMessage, PullPage, PushAnswer, Transport
 from replica.transport_http import HttpTransport
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Attachment",
     "Backoff",
     "ChangeEvent",
+    "ChatPane",
     "FieldState",
     "HttpTransport",
+    "JobGapError",
+    "JobRefusedError",
+    "JobsError",
+    "JobsUnavailableError",
     "LiveMessage",
     "NodeIdMismatchError",
     "NotAReplicaError",
+    "Notifications",
     "Origin",
     "ProtocolError",
     "PullPage",
@@ -55,12 +74,16 @@ __all__ = [
     "RequestRefusedError",
     "SchemaVersionError",
     "StorageError",
+    "StreamTracker",
+    "Subscriber",
     "SyncClient",
     "SyncError",
     "SyncStatus",
     "SyncSummary",
+    "ThreadSession",
     "Transport",
     "TransportError",
+    "UnknownJobError",
     "UnknownMutationError",
     "Unsubscribe",
 ]

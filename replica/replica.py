@@ -55,6 +55,7 @@ from conflicts import (
     canonical_json,
     check_name,
     validate_node_id,
+    wall_clock_ms,
 )
 from replica.errors import NodeIdMismatchError, ReplicaClosedError
 from replica.local import LocalWriter, TextEdit, encode_fields
@@ -92,12 +93,18 @@ class Replica:
 
     @classmethod
     def open(
-        cls, path: str | PathLike[str], *, node_id: str | None = None, max_drift_ms: int = 60_000
+        cls,
+        path: str | PathLike[str],
+        *,
+        node_id: str | None = None,
+        max_drift_ms: int = 60_000,
+        wall: Callable[[], int] = wall_clock_ms,
     ) -> Replica:
         """Create or reopen the replica at `path` (see `replica.errors` for refusals).
 
         The node id is generated once and stored; passing a different one for
-        an existing file is a `NodeIdMismatchError`.
+        an existing file is a `NodeIdMismatchError`. `wall` is the clock's
+        source of milliseconds: tests give a replica a skewed clock with it.
         """
         if node_id is not None:
             validate_node_id(node_id)
@@ -118,7 +125,7 @@ class Replica:
             elif node_id is not None and node_id != stored:
                 raise NodeIdMismatchError(path, stored, node_id)
             last = HLC.parse(meta["clock"]) if "clock" in meta else None
-            clock = Clock(stored, max_drift_ms=max_drift_ms, last=last)
+            clock = Clock(stored, max_drift_ms=max_drift_ms, wall=wall, last=last)
         except BaseException:
             store.close()
             lock.release()

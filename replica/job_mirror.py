@@ -1,0 +1,215 @@
+"""`JobMirror`: a server job's state, mirrored into the local replica with the server's stamps.
+
+The stream tracker's persistence, kept apart from its networking so the rules
+can be tested without a server. The rules (field ownership, ``conflicts.jobs``):
+
+1. **Only the server's writes, never our own.** A `delta` mirrors field
+   ``content`` (the whole content so far) with the event's stamp; a `snapshot`
+   or `status` mirrors all five `JOB_FIELDS` with the event's stamp. Both go
+   through `Replica.apply_remote` as changes with ``seq=None``: merged, never
+   queued for push. When sync later delivers the same write it carries the same
+   stamp (a duplicate) or a newer one; never a conflict.
+2. **A placeholder any server stamp beats.** Before the first event the message
+   shows content "" / pending / streaming, written with `HLC.minimal`.
+3. **Coalesced.** `mark` records that a job has news; `flush` writes every
+   job with news in ONE transaction, each with only its latest state (the
+   server's stamps only grow, so the latest write supersedes the skipped ones).
+   The tracker flushes on a short tick, and at once for status changes.
+4. **Per job only what is needed**: the content so far, the status, the last
+   stamp and the stamps written (for the `base` of the next write). No
+   per-token copies.
+5. **Content never goes backwards**: an event older than the last one applied
+   is ignored; one that would leave a hole is a `JobGapError` (reconnect from
+   the offset we hold).
+
+Must not import `server`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+
+from conflicts import HLC, Change, QuietsyncError
+from conflicts.jobs import JOB_FIELDS, MESSAGES, JobEvent, JobStatus
+from replica.errors import ReplicaError
+from replica.replica import Replica
+
+__all__ = ["JobGapError", "JobMirror", "JobState"]
+
+log = logging.getLogger(__name__)
+
+_PLACEHOLDER = {"content": "", "pending": True, "job_status": "streaming"}
+
+
+class JobGapError(ReplicaError):
+    """An event starts past the content we hold: the stream must be resumed from our offset."""
+
+
+@attrs.define(eq=False)
+class JobState:
+    """What the client knows of one job: enough to persist it and resume it."""
+
+    job_id: str
+    thread_id: str
+    message_id: str
+    content: str = ""
+    status: JobStatus = "streaming"
+    error: str | None = None
+    stamp: HLC | None = None
+    """The stamp of the latest event applied (None before the first)."""
+    content_base: HLC | None = None
+    meta_base: HLC | None = None
+    """The stamps the replica holds for ``content`` and for the other job fields."""
+    dirty: set[str] = attrs.Factory(set)
+
+    @property
+    def offset(self) -> int:
+        return len(self.content)
+
+    @property
+    def final(self) -> bool:
+        return self.status != "streaming"
+
+    def final_event(self) -> JobEvent:
+        """The job's final state as a `status` event (what `notification_for` needs)."""
+        return JobEvent(
+            "status",
+            self.job_id,
+            self.status,
+            offset=len(self.content),
+            content_length=len(self.content),
+            error=self.error,
+            stamp=self.stamp,
+        )
+
+    def apply(self, event: JobEvent) -> str:
+        """Take `event` into the state; return the text it appended ("" if none).
+
+        Keepalives and events older than the last applied change nothing.
+        """
+        if event.type == "keepalive" or event.stamp is None:
+            return ""
+        if self.stamp is not None and event.stamp < self.stamp:
+            return ""
+        if event.offset > len(self.content):
+            raise JobGapError(
+                f"job {self.job_id}: event at offset {event.offset} but {len(self.content)} held"
+            )
+        end = event.offset + len(event.text)
+        appended = ""
+        if end > len(self.content):
+            appended = event.text[len(self.content) - event.offset :]
+            self.content += appended
+        self.stamp = event.stamp
+        if event.type == "delta":
+            self.dirty.add("content")
+        else:
+            self.dirty.update(JOB_FIELDS)
+            self.status, self.error = event.status, event.error
+        return appended
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "content": self.content,
+            "pending": self.status == "streaming",
+            "job_id": self.job_id,
+            "job_status": self.status,
+            "error": self.error,
+        }
+
+
+class JobMirror:
+    """Writes job states into a replica, coalesced; see the module docstring."""
+
+    def __init__(self, replica: Replica) -> None:
+        self._replica = replica
+        self._news: dict[str, JobState] = {}
+
+    @property
+    def has_news(self) -> bool:
+        return bool(self._news)
+
+    def placeholder(self, message_id: str) -> None:
+        """Show "streaming, nothing yet" before the job exists; any server write beats it."""
+        stamp = HLC.minimal(self._replica.node_id)
+        changes = [
+            Change(f"placeholder:{message_id}:{f}", MESSAGES, message_id, f, "lww", stamp, None, v)
+            for f, v in _PLACEHOLDER.items()
+        ]
+        self._replica.apply_remote(changes)
+
+    def load_bases(self, state: JobState) -> None:
+        """Read the stamps the replica holds for the message (when tracking starts)."""
+        for field, attr in (("content", "content_base"), ("job_status", "meta_base")):
+            held = self._replica.field_state(MESSAGES, state.message_id, field)
+            setattr(state, attr, None if held is None else held.write.stamp)
+
+    def mark(self, state: JobState) -> None:
+        """`state` has news for the next `flush`."""
+        if state.dirty:
+            self._news[state.job_id] = state
+
+    def flush(self) -> None:
+        """Write every job with news, in one transaction (one per job if one is refused).
+
+        Never raises: a refused job write is logged and skipped, so one bad
+        stamp can stop neither the other jobs nor the stream it came from.
+        """
+        if not self._news:
+            return
+        states, self._news = list(self._news.values()), {}
+        try:
+            self._replica.apply_remote([c for s in states for c in self._changes(s)])
+        except (QuietsyncError, ValueError):
+            # Isolate the job whose write is refused (a stamp too far ahead): the
+            # others are persisted; its next event or sync brings it up to date.
+            for state in states:
+                try:
+                    self._replica.apply_remote(self._changes(state))
+                except (QuietsyncError, ValueError):
+                    log.exception("could not persist job %s", state.job_id)
+                    continue
+                self._written(state)
+            return
+        for state in states:
+            self._written(state)
+
+    def write_local_error(self, state: JobState, error: str) -> None:
+        """End a job the server cannot tell us about, with a local stamp (never pushed).
+
+        Used when the server no longer knows the job or refused to start it:
+        nothing of the server's will come, so the message must not stay pending.
+        """
+        state.status, state.error = "error", error
+        state.stamp = self._replica.clock.now()
+        state.dirty.update(JOB_FIELDS)
+        self._news[state.job_id] = state
+        self.flush()
+
+    def _changes(self, state: JobState) -> list[Change]:
+        assert state.stamp is not None
+        values = state.values()
+        return [
+            Change(
+                f"mirror:{state.stamp}:{field}",
+                MESSAGES,
+                state.message_id,
+                field,
+                "lww",
+                state.stamp,
+                state.content_base if field == "content" else state.meta_base,
+                values[field],
+            )
+            for field in sorted(state.dirty)
+        ]
+
+    @staticmethod
+    def _written(state: JobState) -> None:
+        if "content" in state.dirty:
+            state.content_base = state.stamp
+        if len(state.dirty) > 1:
+            state.meta_base = state.stamp
+        state.dirty.clear()
