@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -59,7 +60,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 def bench(args: argparse.Namespace) -> int:
     unknown = [name for name in args.scenarios if name not in SCENARIOS]
     if unknown:
-        print(f"unknown scenario(s): {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+        known = ", ".join(SCENARIOS)
+        print(f"unknown scenario(s): {', '.join(unknown)}; choose from {known}", file=sys.stderr)
         return 2
     names = args.scenarios or list(SCENARIOS)
     progress = Progress(len(names))

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from benchmarks.suite import add_bench_arguments, bench
 from server.serve import add_serve_arguments, serve
 
 __all__ = ["build_parser", "main"]
@@ -32,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_serve_arguments(serve_parser)
     serve_parser.set_defaults(command=serve)
+    bench_parser = commands.add_parser(
+        "bench",
+        help="run the conflict-scenario benchmarks",
+        description="Run benchmark scenarios against a real server and real replica files, "
+        "and print one table.",
+    )
+    add_bench_arguments(bench_parser)
+    bench_parser.set_defaults(command=bench)
     return parser
 
 
