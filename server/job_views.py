@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,8 @@ __all__ = ["JOB_ID_HEADER", "abort_job", "job_events", "poll_job", "start_job"]
 JOB_ID_HEADER = "X-Quietsync-Job-Id"
 _MODES = ("background", "hybrid")
 _MEMBERS = frozenset({"thread_id", "message_id", "input", "mode"})
+
+log = logging.getLogger(__name__)
 
 
 def _spec_of(body: Any) -> tuple[JobSpec, str]:
@@ -139,16 +142,23 @@ def _event_response(request: web.Request, headers: dict[str, str]) -> web.Stream
 async def _stream(
     request: web.Request, response: web.StreamResponse, first: JobEvent, watch: Watch
 ) -> web.StreamResponse:
-    """Send `first`, then the watch's events (with keepalives) up to the final status."""
+    """Send `first`, then the watch's events (with keepalives) up to the final status.
+
+    A reader may leave at any time (a view closed, an app killed): that ends
+    this stream quietly and never the job, which goes on writing its message.
+    """
     keepalive = request.app[CONFIG_KEY].job_keepalive
     event: JobEvent | None = first
-    while event is not None:
-        await response.write(b"data: " + json.dumps(event.to_json()).encode() + b"\n\n")
-        if event.type == "status":
-            break
-        try:
-            event = await asyncio.wait_for(watch.queue.get(), keepalive)
-        except TimeoutError:
-            event = JobEvent("keepalive", first.job_id)
-    await response.write_eof()
+    try:
+        while event is not None:
+            await response.write(b"data: " + json.dumps(event.to_json()).encode() + b"\n\n")
+            if event.type == "status":
+                break
+            try:
+                event = await asyncio.wait_for(watch.queue.get(), keepalive)
+            except TimeoutError:
+                event = JobEvent("keepalive", first.job_id)
+        await response.write_eof()
+    except ConnectionResetError:
+        log.debug("reader of job %s left mid-stream", first.job_id)
     return response

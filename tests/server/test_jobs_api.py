@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from conflicts import JOB_FIELDS, MESSAGES
 from server.job_views import JOB_ID_HEADER
@@ -183,7 +186,9 @@ async def test_a_provider_failure_ends_the_job_in_error(tmp_path: Path) -> None:
     assert message["error"] == final["error"] and message["job_status"] == "error"
 
 
-async def test_leaving_a_hybrid_stream_does_not_stop_the_job(tmp_path: Path) -> None:
+async def test_leaving_a_hybrid_stream_does_not_stop_the_job(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async with serve(tmp_path, job_tokens=20, job_token_delay=0.01) as server:
         async with server.client("alice") as first:
             body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
@@ -194,6 +199,8 @@ async def test_leaving_a_hybrid_stream_does_not_stop_the_job(tmp_path: Path) -> 
         async with server.client("alice") as second:
             final = await wait_status(second, job_id)
     assert (final["status"], final["content_delta"]) == ("complete", reply(20))
+    # A reader leaving is ordinary, not an error.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_job_writes_reach_live_sockets(tmp_path: Path) -> None:
