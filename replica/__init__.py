@@ -11,6 +11,10 @@ Must not import `server` (only the CLI/demo/testing layer wires both).
 """
 
 from replica.errors import (
+    JobGapError,
+    JobRefusedError,
+    JobsError,
+    JobsUnavailableError,
     NodeIdMismatchError,
     NotAReplicaError,
     ProtocolError,
@@ -23,14 +27,8 @@ from replica.errors import (
     StorageError,
     SyncError,
     TransportError,
-    UnknownMutationError,
-)
-from replica.job_mirror import JobGapError
-from replica.jobs_client import (
-    JobRefusedError,
-    JobsError,
-    JobsUnavailableError,
     UnknownJobError,
+    UnknownMutationError,
 )
 from replica.notifications import Notifications
 from replica.outbox import RefusedMutation

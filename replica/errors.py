@@ -9,11 +9,16 @@
         ├── ReplicaClosedError          the replica was used after `close()`
         ├── UnknownMutationError        an outbox id that is not pending (also a KeyError)
         ├── StorageError                SQLite failed underneath (disk full, I/O error, ...)
-        └── SyncError                   the sync client could not complete an exchange
-            ├── TransportError          server unreachable, timed out, 5xx: retry later, same ids
-            ├── ProtocolError           the server's answer is not what the protocol says
-            └── RequestRefusedError     a 4xx answer: retrying the same request cannot help
-                └── PushRefusedError    a 422 naming the mutations the server refused
+        ├── SyncError                   the sync client could not complete an exchange
+        │   ├── TransportError          server unreachable, timed out, 5xx: retry later, same ids
+        │   ├── ProtocolError           the server's answer is not what the protocol says
+        │   └── RequestRefusedError     a 4xx answer: retrying the same request cannot help
+        │       └── PushRefusedError    a 422 naming the mutations the server refused
+        ├── JobsError                   a jobs API call failed
+        │   ├── JobsUnavailableError    server unreachable, 5xx, or a broken stream: retry later
+        │   └── JobRefusedError         a 4xx answer, with the server's `code`
+        │       └── UnknownJobError     no such job for this user (never, expired, or not yours)
+        └── JobGapError                 a job event starts past the content held: resume
 
 The merge core's own errors pass through unchanged, because they mean the same
 thing here: `KindMismatchError` (an LWW write to a CRDT field or the reverse),
@@ -31,6 +36,10 @@ from pathlib import Path
 from conflicts import QuietsyncError
 
 __all__ = [
+    "JobGapError",
+    "JobRefusedError",
+    "JobsError",
+    "JobsUnavailableError",
     "NodeIdMismatchError",
     "NotAReplicaError",
     "ProtocolError",
@@ -43,6 +52,7 @@ __all__ = [
     "StorageError",
     "SyncError",
     "TransportError",
+    "UnknownJobError",
     "UnknownMutationError",
 ]
 
@@ -161,3 +171,27 @@ class PushRefusedError(RequestRefusedError):
         super().__init__(status, code, message)
         self.refused = list(refused)
         """``(mutation id, reason)`` per refused mutation."""
+
+
+class JobsError(ReplicaError):
+    """A jobs API call failed."""
+
+
+class JobsUnavailableError(JobsError):
+    """The server could not be reached or answered 5xx, or a stream broke: retry later."""
+
+
+class JobRefusedError(JobsError):
+    """The server refused the request (4xx); `code` is its machine-readable reason."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code = status, code
+
+
+class UnknownJobError(JobRefusedError):
+    """The server does not know the job (never existed, expired, or another user's)."""
+
+
+class JobGapError(ReplicaError):
+    """An event starts past the content we hold: the stream must be resumed from our offset."""

@@ -34,18 +34,14 @@ import attrs
 
 from conflicts import HLC, Change, QuietsyncError
 from conflicts.jobs import JOB_FIELDS, MESSAGES, JobEvent, JobStatus
-from replica.errors import ReplicaError
+from replica.errors import JobGapError
 from replica.replica import Replica
 
-__all__ = ["JobGapError", "JobMirror", "JobState"]
+__all__ = ["JobMirror", "JobState"]
 
 log = logging.getLogger(__name__)
 
 _PLACEHOLDER = {"content": "", "pending": True, "job_status": "streaming"}
-
-
-class JobGapError(ReplicaError):
-    """An event starts past the content we hold: the stream must be resumed from our offset."""
 
 
 @attrs.define(eq=False)

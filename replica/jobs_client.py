@@ -26,40 +26,12 @@ import attrs
 
 from conflicts import HLC, WireError
 from conflicts.jobs import JobEvent, JobStatus
-from replica.errors import ReplicaError
+from replica.errors import JobRefusedError, JobsUnavailableError, UnknownJobError
 
-__all__ = [
-    "JOB_ID_HEADER",
-    "JobPoll",
-    "JobRefusedError",
-    "JobsClient",
-    "JobsError",
-    "JobsUnavailableError",
-    "UnknownJobError",
-]
+__all__ = ["JOB_ID_HEADER", "JobPoll", "JobsClient", "StartMode"]
 
 JOB_ID_HEADER = "X-Quietsync-Job-Id"
 StartMode = Literal["background", "hybrid"]
-
-
-class JobsError(ReplicaError):
-    """A jobs API call failed."""
-
-
-class JobsUnavailableError(JobsError):
-    """The server could not be reached or answered 5xx, or a stream broke: retry later."""
-
-
-class JobRefusedError(JobsError):
-    """The server refused the request (4xx); `code` is its machine-readable reason."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code = status, code
-
-
-class UnknownJobError(JobRefusedError):
-    """The server does not know the job (never existed, expired, or another user's)."""
 
 
 @attrs.frozen

@@ -36,15 +36,9 @@ import attrs
 
 from conflicts import wall_clock_ms
 from conflicts.jobs import MESSAGES, JobEvent, JobStatus
-from replica.job_mirror import JobGapError, JobMirror, JobState
-from replica.jobs_client import (
-    JobPoll,
-    JobsClient,
-    JobsError,
-    JobsUnavailableError,
-    StartMode,
-    UnknownJobError,
-)
+from replica.errors import JobGapError, JobsError, JobsUnavailableError, UnknownJobError
+from replica.job_mirror import JobMirror, JobState
+from replica.jobs_client import JobPoll, JobsClient, StartMode
 from replica.notifications import Notifications
 from replica.replica import Replica
 
