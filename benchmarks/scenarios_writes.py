@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from replica.sync_client import SyncClient
 
 from benchmarks.results import ScenarioResult
 from conflicts import HLC, canonical_equal
 from replica import Replica
+from replica.sync_client import SyncClient
 from server.testing import running_server
 
 __all__ = ["divergent_writes", "identical_writes", "offline_storm"]
