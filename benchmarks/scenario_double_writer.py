@@ -142,14 +142,15 @@ async def _row(
     tmp: Path, variant: str, tokens: int, *, suppress: bool, mirror: bool
 ) -> ScenarioResult:
     provider = LockstepProvider(tokens)
+    name = f"{'mirror' if mirror else 'naive'}-{'on' if suppress else 'off'}"
     async with running_server(
-        tmp / f"{variant}.db",
+        tmp / f"{name}-server.db",
         users={USER: TOKEN},
         suppress_identical=suppress,
         provider=provider,
         job_flush_interval=0.005,
     ) as server:
-        with Replica.open(tmp / f"{variant}-replica.db", node_id="app") as replica:
+        with Replica.open(tmp / f"{name}-replica.db", node_id="app") as replica:
             follow = _mirrored if mirror else _naive
             run = await follow(server, provider, replica)
             content = (replica.get(MESSAGES, "reply") or {}).get("content") or ""
@@ -168,6 +169,7 @@ async def _row(
 
 
 async def double_writer(tmp: Path, *, quick: bool) -> list[ScenarioResult]:
+    """The three rows, each on a fresh server and replica, the same job every time."""
     tokens = 20 if quick else 100
     return [
         await _row(tmp, variant, tokens, suppress=suppress, mirror=mirror)

@@ -5,7 +5,9 @@ The measurement is `benchmarks.streams` (a real server in a child process,
 into a replica while a `ChatPane` switches threads every 200 ms, against the
 raw baseline (one aiohttp stream per job, one SQLite commit per event) in the
 same run. One row per N: tokens persisted per second, persistence lag, and
-lost tokens (the replica's content against the provider's reply).
+lost tokens (the replica's content against the provider's reply). No
+`SyncClient` runs here, so there is nothing to report or suppress: the
+conflict side of streaming is the ``double-writer`` scenario.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ QUICK_TOKENS = 25
 
 
 async def stream_switch(tmp: Path, *, quick: bool) -> list[ScenarioResult]:
+    """One row per job count N, tracker against the raw baseline on the same server."""
     counts, tokens = sizes(quick)
     if quick:
         tokens = QUICK_TOKENS

@@ -37,6 +37,7 @@ def _row(
 
 
 async def throughput(tmp: Path, *, quick: bool) -> list[ScenarioResult]:
+    """put, put_many and sync end to end, each against its raw baseline in this run."""
     puts, rounds, changes = (300, 2, 2_000) if quick else (2_000, 5, 20_000)
     raw_put, our_put = bench_put(tmp, puts)
     raw_many, _, our_many = bench_put_many(tmp, rounds)
