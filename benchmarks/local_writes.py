@@ -31,7 +31,7 @@ from pathlib import Path
 
 from replica import Replica
 
-__all__ = ["main", "run"]
+__all__ = ["bench_put", "bench_put_many", "main", "run"]
 
 THREAD_SIZE = 1_000
 
@@ -55,6 +55,7 @@ def _timed(fn: Callable[..., object], *args: object) -> float:
 
 
 def bench_put(tmp: Path, n: int) -> tuple[float, float]:
+    """Seconds per single-record transaction: raw sqlite3, then `Replica.put`."""
     conn = _raw(tmp / "raw-put.db")
 
     def raw() -> None:

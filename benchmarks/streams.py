@@ -31,6 +31,8 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -42,7 +44,7 @@ from replica import ChangeEvent, ChatPane, Replica, StreamTracker
 from server.providers import scripted_reply
 from server.testing import running_server
 
-__all__ = ["main"]
+__all__ = ["main", "measure_raw", "measure_tracked", "serve_in_child", "sizes"]
 
 TOKEN, USER = "bench-token", "bench"
 TOKEN_DELAY = 0.02  # 50 tokens/s per job
@@ -60,7 +62,7 @@ def _prompt(i: int) -> str:
     return f"job {i} says hello"
 
 
-async def _raw(url: str, n: int, tokens: int, path: Path) -> dict[str, float]:
+async def measure_raw(url: str, n: int, tokens: int, path: Path) -> dict[str, float]:
     """The baseline: every event of every stream committed at once into a bare table."""
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
@@ -95,7 +97,7 @@ async def _raw(url: str, n: int, tokens: int, path: Path) -> dict[str, float]:
     return {"tps": n * tokens / elapsed, "p50": _pct(lags, 0.5), "p99": _pct(lags, 0.99)}
 
 
-async def _tracked(url: str, n: int, tokens: int, path: Path) -> dict[str, float]:
+async def measure_tracked(url: str, n: int, tokens: int, path: Path) -> dict[str, float]:
     """The tracker and a pane switching threads every 200 ms, one thread with 1,000 messages."""
     rss_before = _rss_mb()
     lags: list[float] = []
@@ -184,8 +186,14 @@ async def _serve(tokens: int) -> None:
         await asyncio.Event().wait()
 
 
-async def _run(quick: bool) -> None:
-    sizes, tokens = ((1, 10), 50) if quick else ((1, 10, 100), 150)
+def sizes(quick: bool) -> tuple[tuple[int, ...], int]:
+    """The job counts N and the reply length in tokens: ``--quick`` or the full run."""
+    return ((1, 10), 50) if quick else ((1, 10, 100), 150)
+
+
+@asynccontextmanager
+async def serve_in_child(tokens: int) -> AsyncIterator[str]:
+    """A real server in a child process (so its CPU and RSS are not ours); yields its URL."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -195,15 +203,23 @@ async def _run(quick: bool) -> None:
         stdout=asyncio.subprocess.PIPE,
     )
     assert child.stdout is not None
-    url = (await child.stdout.readline()).decode().strip()
-    rows = []
     try:
+        yield (await child.stdout.readline()).decode().strip()
+    finally:
+        child.kill()
+        await child.wait()
+
+
+async def _run(quick: bool) -> None:
+    counts, tokens = sizes(quick)
+    rows = []
+    async with serve_in_child(tokens) as url:
         with tempfile.TemporaryDirectory(prefix="quietsync-streams-") as tmp:
             # Warm-up (imports, SQLite and aiohttp first use) so RSS per job is per job.
-            await _tracked(url, 1, tokens, Path(tmp) / "warmup.db")
-            for n in sizes:
-                raw = await _raw(url, n, tokens, Path(tmp) / f"raw{n}.db")
-                ours = await _tracked(url, n, tokens, Path(tmp) / f"replica{n}.db")
+            await measure_tracked(url, 1, tokens, Path(tmp) / "warmup.db")
+            for n in counts:
+                raw = await measure_raw(url, n, tokens, Path(tmp) / f"raw{n}.db")
+                ours = await measure_tracked(url, n, tokens, Path(tmp) / f"replica{n}.db")
                 rows.append(
                     [
                         n,
@@ -221,9 +237,6 @@ async def _run(quick: bool) -> None:
                         ours["rss"],
                     ]
                 )
-    finally:
-        child.kill()
-        await child.wait()
     print_table(
         f"streams: N jobs x {tokens} tokens at 50 tokens/s, pane switching every 200 ms "
         f"(lag in ms; reattach to a {HISTORY:,}-message thread in ms; pid {os.getpid()})",

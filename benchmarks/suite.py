@@ -17,6 +17,9 @@ from pathlib import Path
 from benchmarks.progress import Progress
 from benchmarks.results import ScenarioResult, print_results, write_json
 from benchmarks.scenario_crdt import crdt_text
+from benchmarks.scenario_double_writer import double_writer
+from benchmarks.scenario_streams import stream_switch
+from benchmarks.scenario_throughput import throughput
 from benchmarks.scenarios_writes import divergent_writes, identical_writes, offline_storm
 
 __all__ = ["SCENARIOS", "add_bench_arguments", "bench", "run_scenarios"]
@@ -28,7 +31,10 @@ SCENARIOS: dict[str, Scenario] = {
     "identical-writes": identical_writes,
     "divergent-writes": divergent_writes,
     "offline-storm": offline_storm,
+    "stream-switch": stream_switch,
+    "double-writer": double_writer,
     "crdt-text": crdt_text,
+    "throughput": throughput,
 }
 
 

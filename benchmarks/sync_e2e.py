@@ -44,7 +44,7 @@ from conflicts import Clock
 from replica import Replica, SyncClient
 from server.testing import running_server
 
-__all__ = ["main"]
+__all__ = ["batch_rates", "main", "pairs"]
 
 BATCHES = (1, 100, 1000)
 TOKEN = "bench-token"
@@ -274,22 +274,39 @@ async def _seed_server(url: str, tmp: Path, changes: int) -> None:
         await client.stop()
 
 
+@asynccontextmanager
+async def pairs(tmpdir: Path) -> AsyncIterator[tuple[QuietsyncPair, SkeletonPair]]:
+    """Both sides ready in `tmpdir`: a real server with A and B, the skeleton with its A and B."""
+    async with (
+        running_server(tmpdir / "server.db", users={"bench": TOKEN}) as qs,
+        skeleton_server(tmpdir / "skeleton.db") as bare,
+        QuietsyncPair(qs.url, tmpdir) as ours,
+        SkeletonPair(bare, tmpdir / "skeleton-b.db") as base,
+    ):
+        yield ours, base
+
+
+async def batch_rates(
+    ours: QuietsyncPair, base: SkeletonPair, batch: int, count: int
+) -> tuple[float, float]:
+    """Changes/s of quietsync and of the skeleton for `count` changes pushed `batch` at a time.
+
+    One trip of one batch each first, so connection setup is not in the timing.
+    """
+    await ours.trip(batch, batch)
+    await base.trip(batch, batch)
+    q = count / await ours.trip(count, batch)
+    return q, count / await base.trip(count, batch)
+
+
 async def run(args: argparse.Namespace) -> list[list[object]]:
     rows: list[list[object]] = []
     with tempfile.TemporaryDirectory(prefix="quietsync-e2e-") as tmp:
         tmpdir = Path(tmp)
-        async with (
-            running_server(tmpdir / "server.db", users={"bench": TOKEN}) as qs,
-            skeleton_server(tmpdir / "skeleton.db") as bare,
-            QuietsyncPair(qs.url, tmpdir) as ours,
-            SkeletonPair(bare, tmpdir / "skeleton-b.db") as base,
-        ):
+        async with pairs(tmpdir) as (ours, base):
             for batch in BATCHES:
                 count = max(args.changes // 20, batch) if batch == 1 else args.changes
-                await ours.trip(batch, batch)  # warm
-                await base.trip(batch, batch)
-                q = count / await ours.trip(count, batch)
-                s = count / await base.trip(count, batch)
+                q, s = await batch_rates(ours, base, batch, count)
                 target = ">= 0.7x" if batch == 1000 else ""
                 rows.append([f"changes/s, batch {batch:,}", q, s, f"{q / s:.2f}x", target])
             q_lat = await latencies(ours, args.latency_samples)
@@ -298,8 +315,8 @@ async def run(args: argparse.Namespace) -> list[list[object]]:
                 ql, sl = _percentile(q_lat, q), _percentile(s_lat, q)
                 target = "<= 5 ms" if q == 50 else ""
                 rows.append([f"live latency p{q} (ms)", ql, sl, f"{ql / sl:.2f}x", target])
-            await _seed_server(qs.url, tmpdir, args.pull_changes)
-            over = await pull_memory(qs.url, tmpdir)
+            await _seed_server(ours.url, tmpdir, args.pull_changes)
+            over = await pull_memory(ours.url, tmpdir)
             label = f"pull {args.pull_changes:,}: peak RSS - idle (MB)"
             rows.append([label, over, "", "", "<= 100"])
     return rows
