@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
@@ -70,6 +71,10 @@ def bench(args: argparse.Namespace) -> int:
         print(f"unknown scenario(s): {', '.join(unknown)}; choose from {known}", file=sys.stderr)
         return 2
     names = args.scenarios or list(SCENARIOS)
+    # The scenarios run servers in this process: their per-request access log and
+    # lifecycle lines would bury the progress bar and the table.
+    for noisy in ("aiohttp.access", "server"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     progress = Progress(len(names))
     try:
         results = asyncio.run(run_scenarios(names, quick=args.quick, progress=progress))
