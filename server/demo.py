@@ -33,12 +33,22 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from conflicts.jobs import MESSAGES, NOTIFICATIONS
-from replica import ChangeEvent, ChatPane, Notifications, Replica, StreamTracker, SyncClient
+from replica import (
+    ChangeEvent,
+    ChatPane,
+    Notifications,
+    Replica,
+    StreamTracker,
+    SyncClient,
+    ThreadSession,
+)
 from server.providers import scripted_reply
 from server.testing import RunningServer, running_server
 
-__all__ = ["demo", "run_demo"]
+__all__ = ["Demo", "Device", "demo", "run_demo"]
 
 QUESTION = "does my reply survive a thread switch"
 TOKENS = 60
@@ -63,32 +73,61 @@ def _tail(text: str, width: int = 44) -> str:
     return repr(text if len(text) <= width else "…" + text[-width:])
 
 
-class Demo:
-    """The story's state: the two replicas, their clients, the pane, and what was counted."""
+@attrs.frozen
+class Device:
+    """One install of the app: a replica file, its live sync loop, its stream tracker."""
 
-    def __init__(self, server: RunningServer, folder: Path) -> None:
-        self.server = server
-        self.folder = folder
-        self.stack = AsyncExitStack()
-        self.wake = asyncio.Event()
-        self.started = time.monotonic()
+    replica: Replica
+    sync: SyncClient
+    tracker: StreamTracker
+
+    @classmethod
+    async def open(
+        cls, stack: AsyncExitStack, server: RunningServer, path: Path, wake: asyncio.Event
+    ) -> Device:
+        """Open everything for user alice; `stack` closes it (tracker, sync, file) at the end.
+
+        Every commit and sync status change sets `wake`: it may satisfy a waiting step.
+        """
+        replica = stack.enter_context(Replica.open(path, node_id=path.stem))
+        for collection in (MESSAGES, NOTIFICATIONS, NOTES):
+            replica.subscribe(collection, lambda _event: wake.set())
+        token = server.token("alice")
+        sync = SyncClient(replica, server.url, token=token, on_status=lambda _s: wake.set())
+        await stack.enter_async_context(sync)  # starts the live loop; stops it on exit
+        tracker = StreamTracker(replica, server.url, token=token)
+        stack.push_async_callback(tracker.close)
+        return cls(replica, sync, tracker)
+
+
+class Demo:
+    """The story over two devices: the laptop shows a `ChatPane`, the phone only syncs."""
+
+    def __init__(self, laptop: Device, phone: Device, wake: asyncio.Event) -> None:
+        self.laptop, self.phone = laptop, phone
+        self.wake = wake
+        self.pane = ChatPane(laptop.replica, laptop.tracker, on_delta=self._on_delta)
         self.lines = 0
         self.switches = 0
         self.deltas = 0
         self.persisted: list[int] = []
+        """The reply's length after each laptop commit that changed it."""
         self.reply_id = ""
+        laptop.replica.subscribe(MESSAGES, self._on_message)
 
-    # -- plumbing: narration, waiting, the two devices ---------------------------------
+    # -- narration and waiting -------------------------------------------------------
 
     def say(self, text: str) -> None:
         self.lines += 1
         print(f"{self.lines:2}. {text}", flush=True)
 
-    def _poke(self, *_args: object) -> None:
-        self.wake.set()
-
     async def until(self, condition: Callable[[], object], what: str) -> None:
-        """Wait (woken by replica commits, deltas and sync status) until `condition()` holds."""
+        """Wait until `condition()` holds, re-checking whenever `wake` is set.
+
+        Replica commits, sync status changes and the pane's deltas set it, so
+        no step polls and none sleeps on a guess; a step taking longer than
+        `STEP_TIMEOUT` is a broken expectation.
+        """
         deadline = time.monotonic() + STEP_TIMEOUT
         while True:
             self.wake.clear()
@@ -99,21 +138,9 @@ class Demo:
             except TimeoutError:
                 raise _Broken(f"timed out after {STEP_TIMEOUT:.0f} s waiting for {what}") from None
 
-    async def device(self, name: str) -> tuple[Replica, SyncClient, StreamTracker]:
-        """A replica file, its live sync loop and its stream tracker, closed at the end."""
-        replica = self.stack.enter_context(Replica.open(self.folder / f"{name}.db", node_id=name))
-        for collection in (MESSAGES, NOTIFICATIONS, NOTES):
-            replica.subscribe(collection, self._poke)
-        token = self.server.token("alice")
-        sync = SyncClient(replica, self.server.url, token=token, on_status=self._poke)
-        await self.stack.enter_async_context(sync)  # starts the live loop; stops it on exit
-        tracker = StreamTracker(replica, self.server.url, token=token)
-        self.stack.push_async_callback(tracker.close)
-        return replica, sync, tracker
-
-    async def open_thread(self, thread_id: str) -> None:
-        await self.pane.open(thread_id)
+    async def open_thread(self, thread_id: str) -> ThreadSession:
         self.switches += 1
+        return await self.pane.open(thread_id)
 
     def _on_delta(self, message_id: str, _delta: str) -> None:
         if message_id == self.reply_id:
@@ -122,7 +149,7 @@ class Demo:
 
     def _on_message(self, event: ChangeEvent) -> None:
         if event.key == self.reply_id and "content" in event.fields:
-            self.persisted.append(len(_content(self.laptop, self.reply_id)))
+            self.persisted.append(len(_content(self.laptop.replica, self.reply_id)))
 
     def shown(self) -> str:
         """The reply's text as the pane shows it now."""
@@ -132,23 +159,16 @@ class Demo:
 
     # -- the story --------------------------------------------------------------------
 
-    async def run(self) -> dict[str, Any]:
-        async with self.stack:
-            self.laptop, self.laptop_sync, self.tracker = await self.device("laptop")
-            self.phone, self.phone_sync, self.phone_tracker = await self.device("phone")
-            self.laptop.subscribe(MESSAGES, self._on_message)
-            self.pane = ChatPane(self.laptop, self.tracker, on_delta=self._on_delta)
-            self.say(f"server on {self.server.url} (SQLite in a temp dir); replicas laptop, phone")
-            job_id = await self.step_stream()
-            await self.step_switch_away()
-            await self.step_come_back()
-            await self.step_complete(job_id)
-            return await self.step_offline_edits()
+    async def run(self) -> dict[str, object]:
+        """Every step in order; the summary rows (elapsed excepted)."""
+        job_id = await self.step_stream()
+        await self.step_switch_away()
+        await self.step_come_back()
+        await self.step_complete(job_id)
+        return await self.step_offline_edits()
 
     async def step_stream(self) -> str:
-        await self.open_thread("A")
-        session = self.pane.session
-        assert session is not None
+        session = await self.open_thread("A")
         self.reply_id = await session.send(QUESTION)
         job_id = session.background_job_id or ""
         self.say(f"laptop, thread A: asks {QUESTION!r}; job {job_id[:8]} streams the reply")
@@ -160,7 +180,7 @@ class Demo:
 
     async def step_switch_away(self) -> None:
         await self.open_thread("B")
-        at_switch = _content(self.laptop, self.reply_id)
+        at_switch = _content(self.laptop.replica, self.reply_id)
         self.say(f"view switched to thread B mid-stream; replica holds {len(at_switch)} chars")
         for grown in (1, 2):
             await self.until(
@@ -185,47 +205,47 @@ class Demo:
         await self.open_thread("B")
         self.say("view leaves for B again before the end: the reply will finish unwatched")
         try:
-            status = await self.tracker.wait(job_id, timeout=STEP_TIMEOUT)
+            status = await self.laptop.tracker.wait(job_id, timeout=STEP_TIMEOUT)
         except TimeoutError:
             raise _Broken(f"the reply did not end within {STEP_TIMEOUT:.0f} s") from None
-        laptop_text = _content(self.laptop, self.reply_id)
+        laptop_text = _content(self.laptop.replica, self.reply_id)
         if status != "complete" or laptop_text != REPLY:
             raise _Broken(f"reply lost: job {status}, {len(laptop_text)}/{len(REPLY)} chars")
         if any(b < a for a, b in itertools.pairwise(self.persisted)):
             raise _Broken("the persisted reply went backwards")
         self.say(f"reply completed: {len(REPLY)} chars, persisted in {len(self.persisted)} commits")
-        notes = Notifications(self.laptop).list()
+        notes = Notifications(self.laptop.replica).list()
         if len(notes) != 1:
             raise _Broken(f"expected exactly one notification, found {len(notes)}")
         self.say(f"  one notification: [{notes[0]['type']}] {notes[0]['title']!r}")
         await self.until(
             lambda: (
-                _content(self.phone, self.reply_id) == REPLY
-                and [n["id"] for n in Notifications(self.phone).list()] == [notes[0]["id"]]
+                _content(self.phone.replica, self.reply_id) == REPLY
+                and [n["id"] for n in Notifications(self.phone.replica).list()] == [notes[0]["id"]]
             ),
             "the phone to receive the reply and the one notification by sync",
         )
         self.say(f"  phone, by sync alone: the whole reply and notification {notes[0]['id'][:12]}…")
-        if await self.phone_tracker.resume_pending():
+        if await self.phone.tracker.resume_pending():  # nothing left to follow
             raise _Broken("the phone still shows the reply as pending")
-        if self.laptop.conflicts() or self.phone.conflicts():
+        if self.laptop.replica.conflicts() or self.phone.replica.conflicts():
             raise _Broken("streaming produced a conflict; job fields must never conflict")
 
-    async def step_offline_edits(self) -> dict[str, Any]:
-        laptop, phone = self.laptop, self.phone
+    async def step_offline_edits(self) -> dict[str, object]:
+        laptop, phone = self.laptop.replica, self.phone.replica
         laptop.put(NOTES, "n1", {"title": "Groceries", "owner": "sam"})
         await self.until(lambda: phone.get(NOTES, "n1") == laptop.get(NOTES, "n1"), "note synced")
         self.say(f"note n1 on both replicas: {laptop.get(NOTES, 'n1')}")
         suppressed_before = laptop.suppressed_count() + phone.suppressed_count()
-        await self.laptop_sync.stop()
-        await self.phone_sync.stop()
+        await self.laptop.sync.stop()  # offline: the outbox keeps what is written now
+        await self.phone.sync.stop()
         title = "Groceries for Saturday"
         laptop.put(NOTES, "n1", {"title": title, "owner": "ana"})
         phone.put(NOTES, "n1", {"title": title, "owner": "bo"})
-        self.say(f"both offline: both set title {title!r}; owner laptop 'ana', phone 'bo'")
-        await self.laptop_sync.start()
+        self.say(f"both offline; both set title {title!r}; owner laptop 'ana', phone 'bo'")
+        await self.laptop.sync.start()
         await self.until(lambda: laptop.pending_count() == 0, "the laptop to push")
-        await self.phone_sync.start()
+        await self.phone.sync.start()
         await self.until(lambda: phone.pending_count() == 0, "the phone to push")
         suppressed = laptop.suppressed_count() + phone.suppressed_count() - suppressed_before
         conflicts = laptop.conflicts() + phone.conflicts()
@@ -237,9 +257,11 @@ class Demo:
             )
         (conflict,) = conflicts
         winner, loser = conflict.winner, conflict.loser
+        pusher = "phone" if phone.conflicts() else "laptop"  # reported to whose push met it
         self.say(
-            f"  conflict reported on owner: winner {winner.value!r} ({winner.node}), "
-            f"loser {loser.value!r} ({loser.node})"
+            f"  conflict on owner, detected by the {conflict.detected_by}, reported to the "
+            f"{pusher}: winner {winner.value!r} ({winner.node}), loser {loser.value!r} "
+            f"({loser.node})"
         )
         final = {"title": title, "owner": winner.value}
         await self.until(
@@ -254,12 +276,11 @@ class Demo:
         return {
             "replies streamed": 1,
             "tokens persisted": f"{_tokens_in(_content(laptop, self.reply_id))} / {TOKENS}",
-            "thread switches": self.switches - 1,
+            "thread switches": self.switches - 1,  # the first open is not a switch
             "notifications": len(Notifications(laptop).list()),
             "conflicts reported": len(conflicts),
             "conflicts suppressed": suppressed,
             "lost writes": lost,
-            "elapsed": f"{time.monotonic() - self.started:.1f} s",
         }
 
 
@@ -280,20 +301,26 @@ async def run_demo(**server_options: Any) -> int:
     `server_options` are `running_server` overrides (the tests break the
     provider with ``job_fail_after`` to see the demo fail loudly).
     """
+    started = time.monotonic()
     options = {"job_tokens": TOKENS, "job_token_delay": TOKEN_DELAY, **server_options}
+    wake = asyncio.Event()
     try:
         with tempfile.TemporaryDirectory(prefix="quietsync-demo-") as folder:
-            async with running_server(**options) as server:
-                summary = await Demo(server, Path(folder)).run()
+            async with running_server(**options) as server, AsyncExitStack() as stack:
+                laptop = await Device.open(stack, server, Path(folder) / "laptop.db", wake)
+                phone = await Device.open(stack, server, Path(folder) / "phone.db", wake)
+                print(f"server on {server.url}, SQLite files in {folder}", flush=True)
+                summary = await Demo(laptop, phone, wake).run()
         if summary["lost writes"]:
             raise _Broken(f"{summary['lost writes']} writes are unaccounted for")
     except _Broken as exc:
         print(f"\ndemo FAILED: {exc}", file=sys.stderr, flush=True)
         return 1
+    summary["elapsed"] = f"{time.monotonic() - started:.1f} s"
     print("\nsummary")
     width = max(map(len, summary))
     for name, value in summary.items():
-        print(f"  {name:<{width}}  {value:>10}")
+        print(f"  {name:<{width}}  {value!s:>10}")
     return 0
 
 

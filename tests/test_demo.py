@@ -44,7 +44,7 @@ def test_demo_command_narrates_the_story_and_exits_0(tmp_path: Path) -> None:
         "one notification: [ai.message.received]",
         "phone, by sync alone: the whole reply and notification job:",
         "identical title suppressed +1, no conflict for it",
-        "conflict reported on owner: winner ",
+        "conflict on owner, detected by the server, reported to the phone: winner ",
         "both replicas end with ",
     ):
         assert line in out, f"missing {line!r} in:\n{out}"
