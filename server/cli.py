@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.set_defaults(command=bench)
     demo_parser = commands.add_parser(
         "demo",
-        help="narrate the whole system in one process (about 10 s)",
+        help="narrate the whole system in one process (under 10 s)",
         description="Start an embedded server and two replicas, stream a reply across thread "
         "switches, edit a record offline on both, and print a summary table.",
     )

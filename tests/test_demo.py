@@ -63,9 +63,10 @@ def test_demo_command_narrates_the_story_and_exits_0(tmp_path: Path) -> None:
 async def test_a_reply_that_fails_midway_makes_the_demo_exit_1(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # The provider dies after 30 of 60 tokens: after the demo came back to A,
-    # before the reply could complete. The demo must say so, not print a summary.
-    assert await run_demo(job_fail_after=30) == 1
+    # The provider dies after 45 of 60 tokens: long after the demo came back to
+    # A (~20 tokens in), before the reply could complete. The demo must say so
+    # and print no summary.
+    assert await run_demo(job_fail_after=45) == 1
     captured = capsys.readouterr()
     assert "demo FAILED: reply lost: job error" in captured.err
     assert "summary" not in captured.out
