@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from benchmarks.suite import add_bench_arguments, bench
+from server.demo import demo
 from server.serve import add_serve_arguments, serve
 
 __all__ = ["build_parser", "main"]
@@ -41,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_bench_arguments(bench_parser)
     bench_parser.set_defaults(command=bench)
+    demo_parser = commands.add_parser(
+        "demo",
+        help="narrate the whole system in one process (under 10 s)",
+        description="Start an embedded server and two replicas, stream a reply across thread "
+        "switches, edit a record offline on both, and print a summary table.",
+    )
+    demo_parser.set_defaults(command=demo)
     return parser
 
 
