@@ -28,6 +28,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from benchmarks._loopback import serve_on_loopback
 from conflicts import Clock, Mutation
 from server.sqlite_store import SQLiteStore
 from server.testing import running_server
@@ -86,14 +87,10 @@ async def bare_server(db_path: Path) -> AsyncIterator[str]:
 
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app.router.add_post("/v1/push", push)
-    runner = web.AppRunner(app)
-    await runner.setup()
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
+        async with serve_on_loopback(app) as url:
+            yield url
     finally:
-        await runner.cleanup()
         db.close()
 
 

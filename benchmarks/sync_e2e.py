@@ -39,6 +39,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from benchmarks._loopback import serve_on_loopback
 from benchmarks._table import print_table
 from conflicts import Clock
 from replica import Replica, SyncClient
@@ -121,14 +122,10 @@ async def skeleton_server(db_path: Path) -> AsyncIterator[str]:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app.router.add_post("/push", push)
     app.router.add_get("/live", live)
-    runner = web.AppRunner(app)
-    await runner.setup()
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
+        async with serve_on_loopback(app) as url:
+            yield url
     finally:
-        await runner.cleanup()
         db.close()
 
 
