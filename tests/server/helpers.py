@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from conflicts import HLC, Clock, FieldRef, Mutation, initial_text_update
+from conflicts import HLC, Clock, FieldRef, Kind, Mutation, initial_text_update
 
 __all__ = ["Writer", "conflicts_of", "pull_all", "push"]
 
@@ -34,16 +34,7 @@ class Writer:
         base: HLC | None = None,
         stamp: HLC | None = None,
     ) -> dict[str, Any]:
-        return Mutation(
-            id=self._id(),
-            collection=collection,
-            key=key,
-            field=field,
-            kind="lww",
-            stamp=stamp or self.clock.now(),
-            base=base,
-            value=value,
-        ).to_json()
+        return self._mutation("lww", collection, key, field, stamp, base, value=value)
 
     def crdt(
         self,
@@ -54,14 +45,20 @@ class Writer:
         collection: str = "notes",
         stamp: HLC | None = None,
     ) -> dict[str, Any]:
+        return self._mutation("crdt", collection, key, field, stamp, None, update=update)
+
+    def _mutation(
+        self,
+        kind: Kind,
+        collection: str,
+        key: str,
+        field: str,
+        stamp: HLC | None,
+        base: HLC | None,
+        **payload: Any,
+    ) -> dict[str, Any]:
         return Mutation(
-            id=self._id(),
-            collection=collection,
-            key=key,
-            field=field,
-            kind="crdt",
-            stamp=stamp or self.clock.now(),
-            update=update,
+            self._id(), collection, key, field, kind, stamp or self.clock.now(), base, **payload
         ).to_json()
 
     def text(self, key: str, field: str, content: str, **kw: Any) -> dict[str, Any]:
