@@ -9,7 +9,7 @@ both sides share about server jobs (`JobEvent`, `notification_for`).
 This package must not import `replica`, `server`, asyncio, sqlite or aiohttp.
 """
 
-from conflicts.canonical import canonical_equal, canonical_json
+from conflicts.canonical import canonical_equal, canonical_json, encode_normalized
 from conflicts.conflict import Conflict, FieldRef, Side
 from conflicts.crdt import CrdtText, initial_text_update, merge_text_updates, text_of
 from conflicts.errors import (
@@ -69,6 +69,7 @@ __all__ = [
     "canonical_json",
     "check_name",
     "derived_stamp",
+    "encode_normalized",
     "initial_text_update",
     "merge_field",
     "merge_text_updates",

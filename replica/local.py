@@ -1,4 +1,4 @@
-"""Local writes: how a put, a delete or a text edit becomes field rows and outbox entries.
+"""Local writes: how a put, a delete or a text edit becomes record rows and outbox rows.
 
 The policy of the replica's own writes (see `replica.replica` for the
 invariants it serves):
@@ -9,7 +9,13 @@ invariants it serves):
 * a value canonical-equal to the stored one is not written at all;
 * any write to a deleted record also writes the tombstone back to ``False``;
 * the first insert into a new text field is `initial_text_update`, so equal
-  initial texts written by two replicas are one and the same update.
+  initial texts written by two replicas are one and the same update;
+* what one call writes is one outbox row per kind, under the call's stamp.
+
+A record written for the first time takes a fast path: its canonical JSON
+text, computed once when the call checked its values, is both the stored
+``vals`` and its part of the outbox row. Only records that already exist are
+split into fields and compared.
 
 `LocalWriter` only stages and stores rows; the caller holds the transaction
 (everything a call stages is written in it, or nothing is).
@@ -19,8 +25,10 @@ Must not import `server`.
 
 from __future__ import annotations
 
+import json
+import json.encoder
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from conflicts import (
     DELETED_FIELD,
@@ -28,32 +36,73 @@ from conflicts import (
     CrdtText,
     FieldRef,
     KindMismatchError,
+    canonical_json,
     check_name,
     initial_text_update,
+    text_of,
 )
+from replica.layout import StoredField, dump_record, load_record, new_row_stamps, value_text
 from replica.outbox import Outbox
 from replica.records import FALSE, TRUE, encode_json, yjs_client_id
-from replica.store import FieldRow, OutboxRow, Store
+from replica.store import OutboxRow, RecordRow, Store
 from replica.subscriptions import ChangeEvent
 
-__all__ = ["EncodedFields", "LocalWriter", "TextEdit", "encode_fields"]
+__all__ = ["EncodedRecord", "LocalWriter", "TextEdit", "encode_records"]
 
-EncodedFields = list[tuple[str, str]]
-"""``(field, canonical JSON text)`` pairs, checked before any transaction opens."""
 TextEdit = Callable[[CrdtText], bytes]
 
 
-def encode_fields(key: str, fields: Mapping[str, Any]) -> EncodedFields:
-    """Check names and encode values; `TypeError` names a value that is not JSON."""
-    if not isinstance(fields, Mapping):
-        raise TypeError(f"fields of {key!r} must be a mapping, got {type(fields).__name__}")
+class EncodedRecord(NamedTuple):
+    """A record's new fields, checked and encoded before any transaction opens."""
+
+    key: str
+    names: tuple[str, ...]
+    text: str  # the canonical JSON object of the fields
+
+    def field_texts(self) -> dict[str, str]:
+        """Each field's canonical text (only writes to existing records need them)."""
+        return {name: value_text(value) for name, value in json.loads(self.text).items()}
+
+
+def encode_records(records: Mapping[str, Mapping[str, Any]]) -> list[EncodedRecord]:
+    """Check names and encode values; `TypeError` names a value that is not JSON.
+
+    Field names are checked once per distinct set of names: the records of a
+    batch mostly share theirs.
+    """
+    shapes: set[tuple[str, ...]] = set()
     encoded = []
-    for name, value in fields.items():
-        check_name("field", name)
-        if name == DELETED_FIELD:
-            raise ValueError(f"{DELETED_FIELD!r} is the tombstone field: use delete()")
-        encoded.append((name, encode_json(f"field {name!r} of record {key!r}", value)))
+    for key, fields in records.items():
+        check_name("key", key)
+        if not isinstance(fields, Mapping):
+            raise TypeError(f"fields of {key!r} must be a mapping, got {type(fields).__name__}")
+        names = tuple(fields)
+        if names not in shapes:
+            for name in names:
+                check_name("field", name)
+            if DELETED_FIELD in names:
+                raise ValueError(f"{DELETED_FIELD!r} is the tombstone field: use delete()")
+            shapes.add(names)
+        encoded.append(EncodedRecord(key, names, _record_text(key, fields)))
     return encoded
+
+
+def _record_text(key: str, fields: Mapping[str, Any]) -> str:
+    try:
+        return canonical_json(fields if type(fields) is dict else dict(fields))
+    except (TypeError, ValueError, RecursionError):
+        for name, value in fields.items():  # name the first culprit
+            encode_json(f"field {name!r} of record {key!r}", value)
+        raise
+
+
+_name = json.encoder.encode_basestring  # a str as JSON text, like json.dumps(ensure_ascii=False)
+
+
+def _object_text(texts: Mapping[str, str | None]) -> str:
+    """A JSON object from already-encoded member values (None is null)."""
+    members = [f"{_name(k)}:{'null' if v is None else v}" for k, v in texts.items()]
+    return "{" + ",".join(members) + "}"
 
 
 class _CallStamp:
@@ -71,13 +120,27 @@ class _CallStamp:
 
 
 class _Batch:
-    """Rows, outbox entries and events staged by one call."""
+    """Record rows, text states, outbox rows and events staged by one call.
+
+    The call's LWW writes collect into one outbox row (`lww_fields`: the
+    ``"key":{...}`` members of its fields text), numbered when it is stored.
+    """
 
     def __init__(self, clock: Clock) -> None:
         self.stamp = _CallStamp(clock)
-        self.rows: list[FieldRow] = []
+        self.rows: list[RecordRow] = []
+        self.texts: list[tuple[str, str, bytes]] = []
         self.entries: list[OutboxRow] = []
         self.events: list[ChangeEvent] = []
+        self.lww_fields: list[str] = []
+        self.lww_bases: dict[str, dict[str, str]] = {}
+        self.lww_count = 0
+
+    def add_lww(self, key: str, fields_text: str, count: int, bases: dict[str, str]) -> None:
+        self.lww_fields.append(f"{_name(key)}:{fields_text}")
+        self.lww_count += count
+        if bases:
+            self.lww_bases[key] = bases
 
 
 class LocalWriter:
@@ -89,33 +152,34 @@ class LocalWriter:
         self._outbox = outbox
         self._client_id = yjs_client_id(node_id)
 
-    def put_many(
-        self, collection: str, records: Sequence[tuple[str, EncodedFields]]
-    ) -> list[ChangeEvent]:
-        current: dict[str, dict[str, FieldRow]] = {key: {} for key, _ in records}
-        for row in self._store.records(collection, list(current)):
-            current[row.key][row.field] = row
-        for key, fields in records:  # every kind is checked before the stamp is issued
-            for name, _ in fields:
-                if name in current[key] and current[key][name].kind != "lww":
-                    raise KindMismatchError(name, current[key][name].kind, "lww")
+    def put_many(self, collection: str, records: Sequence[EncodedRecord]) -> list[ChangeEvent]:
+        stored = {
+            row.key: load_record(row.vals, row.stamps)
+            for row in self._store.records(collection, [r.key for r in records])
+        }
+        for record in records:  # every kind is checked before the stamp is issued
+            current = stored.get(record.key)
+            for name in record.names if current else ():
+                if name in current and current[name].kind != "lww":
+                    raise KindMismatchError(name, current[name].kind, "lww")
         batch = _Batch(self._clock)
-        for key, fields in records:
-            self._stage_lww(batch, collection, key, fields, current[key])
-        return self._store_batch(batch)
+        self._stage_new(batch, collection, [r for r in records if r.key not in stored and r.names])
+        for record in records:
+            if record.key in stored:
+                texts = record.field_texts()
+                self._stage_lww(batch, collection, record.key, texts, stored[record.key])
+        return self._store_batch(collection, batch)
 
     def delete(self, collection: str, key: str) -> list[ChangeEvent]:
-        tomb = self._store.field(collection, key, DELETED_FIELD)
-        current = {} if tomb is None else {DELETED_FIELD: tomb}
         batch = _Batch(self._clock)
-        self._stage_lww(batch, collection, key, [(DELETED_FIELD, TRUE)], current)
-        return self._store_batch(batch)
+        self._stage_lww(batch, collection, key, {DELETED_FIELD: TRUE}, self._load(collection, key))
+        return self._store_batch(collection, batch)
 
     def text_edit(
         self, collection: str, key: str, field: str, edit: TextEdit, initial: str | None
     ) -> list[ChangeEvent]:
         """Apply `edit` to the stored document, or create it with `initial` if there is none."""
-        current = {row.field: row for row in self._store.record(collection, key)}
+        current = self._load(collection, key)
         cur = current.get(field)
         if cur is not None and cur.kind != "crdt":
             raise KindMismatchError(field, cur.kind, "crdt")
@@ -124,46 +188,93 @@ class LocalWriter:
                 raise IndexError(f"text field {field!r} of {collection}/{key} is empty")
             update = state = initial_text_update(FieldRef(collection, key, field), initial)
         else:
-            doc = CrdtText(cur.state, client_id=self._client_id)
+            doc = CrdtText(
+                self._store.text_state(collection, key, field), client_id=self._client_id
+            )
             update = edit(doc)
             state = doc.state()
         batch = _Batch(self._clock)
         stamp, base = batch.stamp.text, None if cur is None else cur.stamp
-        batch.rows.append(FieldRow(collection, key, field, "crdt", None, state, stamp, base))
+        fields = dict(current)
+        fields[field] = StoredField("crdt", value_text(text_of(state)), stamp, base)
+        batch.texts.append((key, field, state))
+        bases = None if base is None else json.dumps({key: {field: base}})
+        fields_text = _object_text({key: _object_text({field: None})})
         batch.entries.append(
-            self._outbox.entry(collection, key, field, "crdt", stamp, base, update=update)
+            self._outbox.row(collection, "crdt", stamp, fields_text, 1, bases, update)
         )
         batch.events.append(ChangeEvent(collection, key, frozenset({field}), "local"))
-        self._stage_lww(batch, collection, key, [], current)  # revives a deleted record
-        return self._store_batch(batch)
+        self._stage_lww(batch, collection, key, {}, fields, always_write=True)
+        return self._store_batch(collection, batch)
+
+    def _load(self, collection: str, key: str) -> dict[str, StoredField]:
+        row = self._store.record(collection, key)
+        return {} if row is None else load_record(row.vals, row.stamps)
+
+    def _stage_new(self, batch: _Batch, collection: str, records: list[EncodedRecord]) -> None:
+        """Records that were never stored: each encoded text is both row and outbox part.
+
+        The hot loop of a batch import, kept tight; records of one batch mostly
+        share their field names, so their stamps text is built once per shape.
+        """
+        if not records:
+            return
+        stamp = batch.stamp.text
+        shapes: dict[tuple[str, ...], str] = {}
+        rows, parts, events = batch.rows, batch.lww_fields, batch.events
+        for record in records:
+            names = record.names
+            stamps = shapes.get(names)
+            if stamps is None:
+                stamps = shapes[names] = new_row_stamps(names, stamp)
+            rows.append(RecordRow(record.key, record.text, stamps))
+            parts.append(f"{_name(record.key)}:{record.text}")
+            batch.lww_count += len(names)
+            events.append(ChangeEvent(collection, record.key, frozenset(names), "local"))
 
     def _stage_lww(
         self,
         batch: _Batch,
         collection: str,
         key: str,
-        fields: EncodedFields,
-        current: Mapping[str, FieldRow],
+        texts: Mapping[str, str],
+        current: Mapping[str, StoredField],
+        *,
+        always_write: bool = False,
     ) -> None:
-        """Stage the LWW fields that change (the caller checked none is a CRDT field)."""
-        tomb = current.get(DELETED_FIELD)
-        if tomb is not None and tomb.value == TRUE and all(n != DELETED_FIELD for n, _ in fields):
-            fields = [*fields, (DELETED_FIELD, FALSE)]
-        changed = set()
-        for name, text in fields:
-            cur = current.get(name)
-            if cur is not None and cur.value == text:  # equal canonical text == canonical_equal
-                continue
-            stamp, base = batch.stamp.text, None if cur is None else cur.stamp
-            batch.rows.append(FieldRow(collection, key, name, "lww", text, None, stamp, base))
-            batch.entries.append(
-                self._outbox.entry(collection, key, name, "lww", stamp, base, value=text)
-            )
-            changed.add(name)
-        if changed:
-            batch.events.append(ChangeEvent(collection, key, frozenset(changed), "local"))
+        """Stage the LWW fields that change (the caller checked none is a CRDT field).
 
-    def _store_batch(self, batch: _Batch) -> list[ChangeEvent]:
-        self._store.write_fields(batch.rows)
+        `always_write` stores the record even if no LWW field changes (a text
+        edit staged its CRDT field into `current` already).
+        """
+        tomb = current.get(DELETED_FIELD)
+        if tomb is not None and tomb.value == TRUE and DELETED_FIELD not in texts:
+            texts = {**texts, DELETED_FIELD: FALSE}
+        changed = {
+            name: text
+            for name, text in texts.items()
+            if name not in current or current[name].value != text  # text equality is canonical
+        }
+        if not changed and not always_write:
+            return
+        fields = dict(current)
+        if changed:
+            stamp = batch.stamp.text
+            bases = {name: current[name].stamp for name in changed if name in current}
+            for name, text in changed.items():
+                fields[name] = StoredField("lww", text, stamp, bases.get(name))
+            batch.add_lww(key, _object_text(changed), len(changed), bases)
+            batch.events.append(ChangeEvent(collection, key, frozenset(changed), "local"))
+        batch.rows.append(RecordRow(key, *dump_record(fields)))
+
+    def _store_batch(self, collection: str, batch: _Batch) -> list[ChangeEvent]:
+        if batch.lww_count:
+            fields = "{" + ",".join(batch.lww_fields) + "}"
+            bases = json.dumps(batch.lww_bases) if batch.lww_bases else None
+            stamp = batch.stamp.text
+            row = self._outbox.row(collection, "lww", stamp, fields, batch.lww_count, bases)
+            batch.entries.append(row)
+        self._store.write_records(collection, batch.rows)
+        self._store.write_text_states(collection, batch.texts)
         self._store.append_outbox(batch.entries)
         return batch.events

@@ -1,10 +1,12 @@
 """The outbox: local writes waiting for the server, in write order.
 
-Every local write adds one entry in the same transaction as the field it
-changed, so an acknowledged write is always either in the outbox or already
-acknowledged by the server. Mutation ids are ``f"{node_id}:{n}"`` with `n`
-strictly increasing for the life of the file (the last `n` is persisted with
-every write), so a retried push is idempotent and an id is never reused.
+Every local write call adds one row (all it changed in one collection, under
+its one stamp) in the same transaction as the records, so an acknowledged
+write is always either in the outbox or already acknowledged by the server.
+Each changed field is one mutation; mutation ids are ``f"{node_id}:{n}"``
+with `n` strictly increasing for the life of the file (the last `n` is
+persisted with every write), so a retried push is idempotent and an id is
+never reused.
 
 The sync client reads `batch()`, pushes, then calls `mark_pushed` for what the
 server took and `mark_refused` for what it permanently refused: refused
@@ -22,13 +24,14 @@ Must not import `server`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import attrs
 
 from conflicts import HLC, Kind, Mutation
 from replica.errors import UnknownMutationError
-from replica.store import OutboxRow, Store
+from replica.layout import value_text
+from replica.store import OutboxRow, RefusedRow, Store
 
 __all__ = ["Outbox", "RefusedMutation"]
 
@@ -41,55 +44,100 @@ class RefusedMutation:
     reason: str
 
 
+def _done(row: OutboxRow) -> set[int]:
+    return set() if row.done is None else set(json.loads(row.done))
+
+
 class Outbox:
-    """Outbox entries of one replica over its `Store`; the caller owns transactions."""
+    """Outbox rows of one replica over its `Store`; the caller owns transactions.
+
+    A row holds what one call wrote: mutations ``n .. n + count - 1``, one per
+    field, in the order of its ``{key: {field: value}}`` text. The server answers mutations one
+    by one, so a row records the positions already answered (acknowledged,
+    or set aside as refused) and goes away when all are.
+    """
 
     def __init__(self, store: Store, node_id: str, last_n: int) -> None:
         self._store = store
         self._prefix = f"{node_id}:"
         self.last_n = last_n
 
-    def entry(
+    def row(
         self,
         collection: str,
-        key: str,
-        field: str,
         kind: Kind,
         stamp: str,
-        base: str | None,
-        *,
-        value: str | None = None,
+        fields: str,
+        count: int,
+        bases: str | None,
         update: bytes | None = None,
     ) -> OutboxRow:
-        """The next entry (numbered, not yet stored): the caller appends it with its write."""
-        self.last_n += 1
-        return OutboxRow(self.last_n, collection, key, field, kind, value, update, stamp, base)
+        """The next row (numbered, not yet stored): the caller appends it with its write."""
+        n = self.last_n + 1
+        self.last_n += count
+        return OutboxRow(n, collection, kind, stamp, fields, bases, update, count, None)
 
     def batch(self, limit: int) -> list[Mutation]:
         """The oldest `limit` pending mutations, in write order."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        return [self._mutation(row) for row in self._store.outbox(limit)]
+        batch: list[Mutation] = []
+        for row in self._store.outbox(limit):
+            for _, m in self._mutations(row):
+                batch.append(m)
+                if len(batch) == limit:
+                    return batch
+        return batch
 
     def mark_pushed(self, ids: Iterable[str]) -> int:
         """Remove mutations the server acknowledged; ids no longer pending are ignored.
 
-        Ignoring them makes a repeated acknowledgement (a retried push) harmless.
+        Ignoring them makes a repeated acknowledgement (a retried push)
+        harmless. Returns how many were pending.
         """
-        return self._store.remove_outbox([self._number(i) for i in ids])
+        numbers = sorted({self._number(i) for i in ids})
+        if not numbers:
+            return 0
+        return self._answer(numbers)
 
     def mark_refused(self, mutation_id: str, reason: str) -> None:
         """Set a pending mutation aside with the server's reason."""
-        if not self._store.refuse(self._number(mutation_id), str(reason)):
-            raise UnknownMutationError(mutation_id)
+        number = self._number(mutation_id)
+        for row in self._store.outbox_between(number, number):
+            for position, m in self._mutations(row):
+                if row.n + position == number:
+                    self._store.add_refused([_refused_row(number, m, str(reason))])
+                    self._answer([number])
+                    return
+        raise UnknownMutationError(mutation_id)
 
     def refused(self) -> list[RefusedMutation]:
         return [
-            RefusedMutation(self._mutation(row), reason) for row, reason in self._store.refused()
+            RefusedMutation(self._refused_mutation(row), row.reason)
+            for row in self._store.refused()
         ]
 
     def pending_count(self) -> int:
         return self._store.pending_count()
+
+    def _answer(self, numbers: list[int]) -> int:
+        """Mark mutation `numbers` (sorted) answered; return how many were pending."""
+        wanted = set(numbers)
+        answered, removed, updated = 0, [], []
+        for row in self._store.outbox_between(numbers[0], numbers[-1]):
+            done = _done(row)
+            mine = {p for p in range(row.count) if row.n + p in wanted} - done
+            if not mine:
+                continue
+            answered += len(mine)
+            done |= mine
+            if len(done) == row.count:
+                removed.append(row.n)
+            else:
+                updated.append((row.n, json.dumps(sorted(done))))
+        self._store.remove_outbox(removed)
+        self._store.set_outbox_done(updated)
+        return answered
 
     def _number(self, mutation_id: str) -> int:
         number = mutation_id.removeprefix(self._prefix) if isinstance(mutation_id, str) else ""
@@ -97,7 +145,37 @@ class Outbox:
             raise UnknownMutationError(mutation_id)
         return int(number)
 
-    def _mutation(self, row: OutboxRow) -> Mutation:
+    def _mutations(self, row: OutboxRow) -> Iterator[tuple[int, Mutation]]:
+        """The row's pending mutations with their positions."""
+        done = _done(row)
+        stamp = HLC.parse(row.stamp)
+        bases = {} if row.bases is None else json.loads(row.bases)
+        crdt = row.kind == "crdt"
+        kind: Kind = "crdt" if crdt else "lww"
+        position = -1
+        for key, fields in json.loads(row.fields).items():
+            key_bases = bases.get(key, {})
+            for field, value in fields.items():
+                position += 1
+                if position in done:
+                    continue
+                base = key_bases.get(field)
+                yield (
+                    position,
+                    Mutation(
+                        id=f"{self._prefix}{row.n + position}",
+                        collection=row.collection,
+                        key=key,
+                        field=field,
+                        kind=kind,
+                        stamp=stamp,
+                        base=None if base is None else HLC.parse(base),
+                        value=None if crdt else value,
+                        update=row.update if crdt else None,
+                    ),
+                )
+
+    def _refused_mutation(self, row: RefusedRow) -> Mutation:
         return Mutation(
             id=f"{self._prefix}{row.n}",
             collection=row.collection,
@@ -109,3 +187,11 @@ class Outbox:
             value=None if row.value is None else json.loads(row.value),
             update=row.update,
         )
+
+
+def _refused_row(number: int, m: Mutation, reason: str) -> RefusedRow:
+    value = None if m.kind == "crdt" else value_text(m.value)
+    base = None if m.base is None else str(m.base)
+    return RefusedRow(
+        number, m.collection, m.key, m.field, m.kind, value, m.update, str(m.stamp), base, reason
+    )

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
-from conflicts import HLC, FieldWrite, Kind, canonical_json, text_of
-from replica.store import FieldRow, RecordRow
+from conflicts import DELETED_FIELD, HLC, FieldWrite, Kind, canonical_json
+from replica.layout import StoredField
 
 __all__ = [
     "FALSE",
@@ -56,19 +56,15 @@ def encode_json(where: str, value: Any) -> str:
     return text
 
 
-def decode_records(
-    rows: Sequence[RecordRow], crdt_state: Callable[[str, str], bytes | None]
-) -> list[Record]:
-    """The public form of each record (CRDT text as a string); None when deleted or empty.
+def decode_records(vals: Sequence[str]) -> list[Record]:
+    """The public form of each stored record; None when deleted or empty.
 
-    All bodies are parsed in one `json.loads`; `crdt_state(key, field)` loads
-    a CRDT field's state, so only records that have one pay for it.
+    All rows are parsed in one `json.loads`. CRDT text fields already hold
+    their plain text (`replica.layout`); the tombstone is taken out.
     """
-    bodies = json.loads("[" + ",".join(row.body for row in rows) + "]")
     records: list[Record] = []
-    for row, (record, crdt, tombstone) in zip(rows, bodies, strict=True):
-        for field in crdt:
-            record[field] = text_of(crdt_state(row.key, field))
+    for record in json.loads("[" + ",".join(vals) + "]"):
+        tombstone = record.pop(DELETED_FIELD, None)
         empty = not record and tombstone is None
         records.append(None if tombstone is True or empty else record)
     return records
@@ -84,12 +80,8 @@ def yjs_client_id(node_id: str) -> int:
     return (int.from_bytes(digest, "big") >> (64 - _CLIENT_ID_BITS)) or 1
 
 
-def field_state(row: FieldRow) -> FieldState:
-    """The public form of one stored field."""
-    base = None if row.base is None else HLC.parse(row.base)
-    if row.kind == "crdt":
-        return FieldState(
-            "crdt", FieldWrite(text_of(row.state), HLC.parse(row.stamp), base), row.state
-        )
-    value = json.loads(row.value or "null")
-    return FieldState("lww", FieldWrite(value, HLC.parse(row.stamp), base))
+def field_state(field: StoredField, state: bytes | None) -> FieldState:
+    """The public form of one stored field (`state`: a CRDT field's Yjs document)."""
+    base = None if field.base is None else HLC.parse(field.base)
+    write = FieldWrite(json.loads(field.value), HLC.parse(field.stamp), base)
+    return FieldState(field.kind, write, state if field.kind == "crdt" else None)

@@ -15,7 +15,7 @@ Policy for remote changes, kept apart from the `Replica` facade:
 
 This is the hot path of every pull, so a call reads each record once (one
 query per collection), merges in memory, folds all of a CRDT field's updates
-into one merge, and writes every changed field in one statement. The caller
+into one merge, and writes each changed record once. The caller
 holds the transaction and has already refused drifting stamps.
 
 Must not import `server`.
@@ -35,27 +35,29 @@ from conflicts import (
     merge_text_updates,
     text_of,
 )
+from replica.layout import StoredField, dump_record, load_record, value_text
 from replica.records import encode_json
-from replica.store import FieldRow, Store
+from replica.store import RecordRow, Store
 from replica.subscriptions import ChangeEvent
 
 __all__ = ["merge_changes"]
 
-Ref = tuple[str, str, str]
+RecordKey = tuple[str, str]
+Fields = dict[str, StoredField]
 
 
 def _stamp(text: str | None) -> HLC | None:
     return None if text is None else HLC.parse(text)
 
 
-def _merge_lww(row: FieldRow | None, change: Change, node_id: str) -> FieldRow | None:
-    """The field's new row, or None if `change` leaves it as it is."""
+def _merge_lww(current: StoredField | None, change: Change, node_id: str) -> StoredField | None:
+    """The field's new state, or None if `change` leaves it as it is."""
     text = encode_json(f"field {change.field!r} of change {change.id!r}", change.value)
-    current = None
-    if row is not None:
-        current = FieldWrite(row.value, HLC.parse(row.stamp), _stamp(row.base))
+    old = None
+    if current is not None:
+        old = FieldWrite(current.value, HLC.parse(current.stamp), _stamp(current.base))
     merged = merge_field(
-        current,
+        old,
         FieldWrite(text, change.stamp, change.base),
         ref=FieldRef(change.collection, change.key, change.field),
         suppress_identical=True,
@@ -65,35 +67,23 @@ def _merge_lww(row: FieldRow | None, change: Change, node_id: str) -> FieldRow |
         return None
     state = merged.state
     base = None if state.base is None else str(state.base)
-    return FieldRow(
-        change.collection,
-        change.key,
-        change.field,
-        "lww",
-        state.value,
-        None,
-        str(state.stamp),
-        base,
-    )
+    return StoredField("lww", state.value, str(state.stamp), base)
 
 
-def _restamp_crdt(row: FieldRow | None, change: Change) -> FieldRow:
-    """The field's row with the higher of the two stamps (its state is merged later)."""
-    if row is not None and HLC.parse(row.stamp) >= change.stamp:
-        return row
+def _restamp_crdt(current: StoredField | None, change: Change) -> StoredField:
+    """The field with the higher of the two stamps (its text is set once its state is merged)."""
+    if current is not None and HLC.parse(current.stamp) >= change.stamp:
+        return current
     base = None if change.base is None else str(change.base)
-    state = None if row is None else row.state
-    return FieldRow(
-        change.collection, change.key, change.field, "crdt", None, state, str(change.stamp), base
-    )
+    return StoredField("crdt", "" if current is None else current.value, str(change.stamp), base)
 
 
-def _current_rows(store: Store, changes: Sequence[Change]) -> dict[Ref, FieldRow]:
+def _current(store: Store, changes: Sequence[Change]) -> dict[RecordKey, Fields]:
     keys: dict[str, set[str]] = {}
     for change in changes:
         keys.setdefault(change.collection, set()).add(change.key)
     return {
-        (row.collection, row.key, row.field): row
+        (collection, row.key): load_record(row.vals, row.stamps)
         for collection, wanted in keys.items()
         for row in store.records(collection, sorted(wanted))
     }
@@ -101,38 +91,61 @@ def _current_rows(store: Store, changes: Sequence[Change]) -> dict[Ref, FieldRow
 
 def merge_changes(store: Store, node_id: str, changes: Sequence[Change]) -> list[ChangeEvent]:
     """Merge `changes` in order; return one event per record whose visible content changed."""
-    before = _current_rows(store, changes)
-    rows = dict(before)
-    updates: dict[Ref, list[bytes]] = {}
+    before = _current(store, changes)
+    records: dict[RecordKey, Fields] = {}
+    updates: dict[tuple[str, str, str], list[bytes]] = {}
     for change in changes:
-        ref = (change.collection, change.key, change.field)
-        row = rows.get(ref)
-        if row is not None and row.kind != change.kind:
-            raise KindMismatchError(change.field, row.kind, change.kind)
+        rkey = (change.collection, change.key)
+        fields = records.get(rkey)
+        if fields is None:
+            fields = records[rkey] = dict(before.get(rkey, {}))
+        current = fields.get(change.field)
+        if current is not None and current.kind != change.kind:
+            raise KindMismatchError(change.field, current.kind, change.kind)
         if change.kind == "crdt":
-            updates.setdefault(ref, []).append(change.update or b"")
-            rows[ref] = _restamp_crdt(row, change)
+            updates.setdefault((*rkey, change.field), []).append(change.update or b"")
+            fields[change.field] = _restamp_crdt(current, change)
         else:
-            new = _merge_lww(row, change, node_id)
+            new = _merge_lww(current, change, node_id)
             if new is not None:
-                rows[ref] = new
+                fields[change.field] = new
 
-    changed: dict[tuple[str, str], set[str]] = {}
-    written = []
-    for ref, row in rows.items():
-        old = before.get(ref)
-        if ref in updates:
-            state = merge_text_updates(row.state, *updates[ref])
-            if old is not None and state == old.state and row.stamp == old.stamp:
-                continue
-            row = FieldRow(*ref, "crdt", None, state, row.stamp, row.base)
-            visible = old is None or text_of(state) != text_of(old.state)
-        elif row is old:
+    texts = _merge_texts(store, before, records, updates)
+    changed: dict[RecordKey, set[str]] = {}
+    rows: dict[str, list[RecordRow]] = {}
+    for rkey, fields in records.items():
+        old = before.get(rkey, {})
+        written = {f for f, state in fields.items() if old.get(f) != state or (*rkey, f) in texts}
+        if not written:
             continue
-        else:
-            visible = old is None or old.value != row.value
-        written.append(row)
+        rows.setdefault(rkey[0], []).append(RecordRow(rkey[1], *dump_record(fields)))
+        visible = {f for f in written if f not in old or old[f].value != fields[f].value}
         if visible:
-            changed.setdefault(ref[:2], set()).add(ref[2])
-    store.write_fields(written)
+            changed[rkey] = visible
+    for collection, group in rows.items():
+        store.write_records(collection, group)
+    for (collection, key, field), state in texts.items():
+        store.write_text_states(collection, [(key, field, state)])
     return [ChangeEvent(c, k, frozenset(f), "remote") for (c, k), f in changed.items()]
+
+
+def _merge_texts(
+    store: Store,
+    before: dict[RecordKey, Fields],
+    records: dict[RecordKey, Fields],
+    updates: dict[tuple[str, str, str], list[bytes]],
+) -> dict[tuple[str, str, str], bytes]:
+    """Merge each CRDT field's updates into its stored state; the states that changed.
+
+    Sets each merged field's text in `records`.
+    """
+    merged: dict[tuple[str, str, str], bytes] = {}
+    for (collection, key, field), field_updates in updates.items():
+        existed = field in before.get((collection, key), {})
+        old = store.text_state(collection, key, field) if existed else None
+        state = merge_text_updates(old, *field_updates)
+        fields = records[(collection, key)]
+        fields[field] = fields[field]._replace(value=value_text(text_of(state)))
+        if state != old:
+            merged[(collection, key, field)] = state
+    return merged

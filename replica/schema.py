@@ -12,28 +12,43 @@ Tables:
   ``clock`` (highest stamp issued or observed) and ``mutation_n`` (last
   outbox number used): the last two are persisted with every write so a
   reopened replica never reissues a stamp or a mutation id.
-* ``fields(collection, key, field, kind, value, state, stamp, base)``: one row
-  per field. ``value`` is the canonical JSON text of an LWW value (so SQL
-  equality is canonical equality); ``state`` holds a CRDT field's merged Yjs
-  state. ``stamp``/``base`` are HLC strings of the write that currently wins.
-* ``outbox(n, collection, key, field, kind, value, update, stamp, base)``: local
-  writes not yet acknowledged by the server, in write order; mutation id is
-  ``f"{node_id}:{n}"``.
-* ``refused(n, ..., reason)``: outbox entries the server permanently refused.
+* ``records(collection, key, vals, stamps)``: one row per record (see
+  `replica.records` for the two JSON texts): ``vals`` maps each field to its
+  value (canonical JSON, so the text SQLite extracts for a field *is* its
+  canonical text; a CRDT field holds its plain text), ``stamps`` maps each
+  field to ``[stamp, base]`` (``[stamp, base, "crdt"]`` for CRDT text).
+  Queried fields get expression indexes on ``(collection, vals -> field)``,
+  created by the first query that needs one (`replica.store`).
+* ``texts(collection, key, field, state)``: the merged Yjs state of each CRDT
+  text field (read only to edit or merge it).
+* ``outbox(n, collection, kind, stamp, fields, bases, update, count, done)``:
+  local writes not yet acknowledged by the server, one row per write call
+  (all its fields share the call's stamp), in write order. ``fields`` is
+  ``{key: {field: value}}``; its ``count`` fields are mutations ``n .. n +
+  count - 1`` in text order (mutation id ``f"{node_id}:{n + i}"``); ``done``
+  lists the positions the server already answered (see `replica.outbox`).
+* ``refused(n, collection, key, field, kind, value, update, stamp, base, reason)``:
+  single mutations the server permanently refused.
 * ``conflicts(n, body)``: conflicts the server reported, ``body`` the canonical
   JSON of `Conflict.to_json()`, unique so the same report is stored once.
 
-Version history: 1 = the tables; 2 = index ``fields_by_value`` on
-``(collection, field, value)``, which serves ``query(where=...)``.
+Version history: 1 = per-field rows (``fields``) and a per-field outbox; 2 =
+index ``fields_by_value``; 3 = one row per record and one outbox row per
+write call (a batch of 1,000 records wrote 6,000 rows in version 2 and
+writes 1,001 now), data carried over.
 
 Must not import `server`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import sqlite_utils
+
+from conflicts import text_of
+from replica.layout import StoredField, dump_record, value_text
 
 __all__ = ["SCHEMA_VERSION", "migrate", "stored_version"]
 
@@ -72,7 +87,63 @@ def _v2_query_index(db: sqlite_utils.Database) -> None:
     db["fields"].create_index(["collection", "field", "value"], index_name="fields_by_value")
 
 
-_MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1_tables, _v2_query_index)
+def _v3_record_rows(db: sqlite_utils.Database) -> None:
+    db.execute(
+        "CREATE TABLE records (collection TEXT NOT NULL, key TEXT NOT NULL, vals TEXT NOT NULL, "
+        "stamps TEXT NOT NULL, PRIMARY KEY (collection, key)) WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE texts (collection TEXT NOT NULL, key TEXT NOT NULL, field TEXT NOT NULL, "
+        "state BLOB NOT NULL, PRIMARY KEY (collection, key, field)) WITHOUT ROWID"
+    )
+    records: dict[tuple[str, str], dict[str, StoredField]] = {}
+    for collection, key, field, kind, value, state, stamp, base in db.execute(
+        "SELECT collection, key, field, kind, value, state, stamp, base FROM fields"
+    ):
+        if kind == "crdt":
+            value = value_text(text_of(state))
+            db.execute("INSERT INTO texts VALUES (?, ?, ?, ?)", [collection, key, field, state])
+        records.setdefault((collection, key), {})[field] = StoredField(kind, value, stamp, base)
+    for (collection, key), fields in records.items():
+        db.execute(
+            "INSERT INTO records VALUES (?, ?, ?, ?)", [collection, key, *dump_record(fields)]
+        )
+    db["fields"].drop()
+
+    db.rename_table("outbox", "outbox_v2")
+    db["outbox"].create(
+        {
+            "n": int,
+            "collection": str,
+            "kind": str,
+            "stamp": str,
+            "fields": str,
+            "bases": str,
+            "update": bytes,
+            "count": int,
+            "done": str,
+        },
+        pk="n",
+        not_null={"collection", "kind", "stamp", "fields", "count"},
+    )
+    rows = db.execute(
+        'SELECT n, collection, key, field, kind, value, "update", stamp, base FROM outbox_v2'
+    ).fetchall()
+    for n, collection, key, field, kind, value, update, stamp, base in rows:
+        fields = "{" + json.dumps(key) + ":{" + json.dumps(field) + ":" + (value or "null") + "}}"
+        bases = None if base is None else json.dumps({key: {field: base}})
+        db.execute(
+            "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL)",
+            [n, collection, kind, stamp, fields, bases, update],
+        )
+    db["outbox_v2"].drop()
+
+
+_MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _v1_tables,
+    _v2_query_index,
+    _v3_record_rows,
+)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

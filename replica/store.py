@@ -3,9 +3,9 @@
 All policy (stamping, merging, what goes to the outbox, when to notify) lives
 in `replica.replica`, `replica.local` and `replica.remote`; a store only reads
 and writes rows, so a second backend
-is an adapter, not a rewrite. Rows cross the seam in their stored form (HLC
-strings, canonical JSON text): the hot paths compare and copy text without
-parsing it.
+is an adapter, not a rewrite. Rows cross the seam in their stored form (a
+record's two JSON texts, see `replica.layout`; HLC strings): the hot paths
+compare and copy text without parsing more than they need.
 
 `SqliteStore` owns one `sqlite3` connection in autocommit mode and opens
 transactions itself: ``BEGIN IMMEDIATE`` for the outermost, ``SAVEPOINT`` for
@@ -33,24 +33,39 @@ import sqlite_utils
 from replica import schema
 from replica.errors import NotAReplicaError, SchemaVersionError, StorageError
 
-__all__ = ["FieldRow", "OutboxRow", "RecordRow", "SqliteStore", "Store"]
+__all__ = ["OutboxRow", "RecordRow", "RefusedRow", "SqliteStore", "Store"]
 
 
-class FieldRow(NamedTuple):
-    """One stored field (a tuple so it goes to `executemany` as it is)."""
+class RecordRow(NamedTuple):
+    """One stored record: its key and the two JSON texts of `replica.layout`."""
 
-    collection: str
     key: str
-    field: str
-    kind: str
-    value: str | None  # canonical JSON text (lww)
-    state: bytes | None  # merged Yjs state (crdt)
-    stamp: str
-    base: str | None
+    vals: str
+    stamps: str
 
 
 class OutboxRow(NamedTuple):
-    """One outbox (or refused) entry; `n` numbers the mutation id."""
+    """One outbox row: what one call wrote to one collection (see `replica.schema`).
+
+    `fields` is a JSON object ``{key: {field: value}}`` (``{key: {field:
+    null}}`` for a CRDT edit, whose bytes are `update`); `bases` the same
+    shape holding the non-null bases, or None; `done` a JSON array of the
+    positions already answered, or None.
+    """
+
+    n: int
+    collection: str
+    kind: str
+    stamp: str
+    fields: str
+    bases: str | None
+    update: bytes | None
+    count: int
+    done: str | None
+
+
+class RefusedRow(NamedTuple):
+    """One mutation the server refused for good, as it was queued, with the reason."""
 
     n: int
     collection: str
@@ -61,13 +76,7 @@ class OutboxRow(NamedTuple):
     update: bytes | None
     stamp: str
     base: str | None
-
-
-class RecordRow(NamedTuple):
-    """A record as SQLite assembles it, so Python parses one JSON text per query."""
-
-    key: str
-    body: str  # JSON ``[{lww field: value}, [crdt field names], tombstone value or null]``
+    reason: str
 
 
 class Store(Protocol):
@@ -80,55 +89,60 @@ class Store(Protocol):
     def transaction(self) -> AbstractContextManager[None]: ...
     def meta(self) -> dict[str, str]: ...
     def set_meta(self, items: dict[str, str]) -> None: ...
-    def record(self, collection: str, key: str) -> list[FieldRow]: ...
-    def records(self, collection: str, keys: Sequence[str]) -> list[FieldRow]: ...
-    def record_row(self, collection: str, key: str) -> RecordRow | None: ...
-    def field(self, collection: str, key: str, field: str) -> FieldRow | None: ...
-    def write_fields(self, rows: Iterable[FieldRow]) -> None: ...
-    def drop_field(self, collection: str, key: str, field: str) -> bool: ...
+    def record(self, collection: str, key: str) -> RecordRow | None: ...
+    def records(self, collection: str, keys: Sequence[str]) -> list[RecordRow]: ...
+    def write_records(self, collection: str, rows: Iterable[RecordRow]) -> None: ...
+    def drop_record(self, collection: str, key: str) -> None: ...
+    def text_state(self, collection: str, key: str, field: str) -> bytes | None: ...
+    def write_text_states(
+        self, collection: str, rows: Iterable[tuple[str, str, bytes]]
+    ) -> None: ...
+    def drop_text_state(self, collection: str, key: str, field: str) -> None: ...
     def select(
         self, collection: str, where: Sequence[tuple[str, str]], order_by: str | None, limit: int
-    ) -> list[RecordRow]: ...
+    ) -> list[tuple[str, str]]: ...
     def append_outbox(self, rows: Iterable[OutboxRow]) -> None: ...
     def outbox(self, limit: int) -> list[OutboxRow]: ...
-    def remove_outbox(self, numbers: Iterable[int]) -> int: ...
-    def refuse(self, n: int, reason: str) -> bool: ...
-    def refused(self) -> list[tuple[OutboxRow, str]]: ...
+    def outbox_between(self, first: int, last: int) -> list[OutboxRow]: ...
+    def set_outbox_done(self, items: Iterable[tuple[int, str]]) -> None: ...
+    def remove_outbox(self, numbers: Iterable[int]) -> None: ...
+    def add_refused(self, rows: Iterable[RefusedRow]) -> None: ...
+    def refused(self) -> list[RefusedRow]: ...
     def pending_count(self) -> int: ...
     def add_conflicts(self, bodies: Iterable[str]) -> int: ...
     def conflicts(self) -> list[str]: ...
     def close(self) -> None: ...
 
 
-_FIELD_COLS = "collection, key, field, kind, value, state, stamp, base"
-_OUTBOX_COLS = 'n, collection, key, field, kind, value, "update", stamp, base'
-_UPSERT_FIELD = (
-    f"INSERT INTO fields ({_FIELD_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (collection, key, field) DO UPDATE SET kind = excluded.kind, "
-    "value = excluded.value, state = excluded.state, stamp = excluded.stamp, base = excluded.base"
+_OUTBOX_COLS = 'n, collection, kind, stamp, fields, bases, "update", count, done'
+_REFUSED_COLS = 'n, collection, key, field, kind, value, "update", stamp, base, reason'
+_UPSERT_RECORD = (
+    "INSERT INTO records (collection, key, vals, stamps) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (collection, key) DO UPDATE SET vals = excluded.vals, stamps = excluded.stamps"
 )
-_SELECT_RECORD = f"SELECT {_FIELD_COLS} FROM fields WHERE collection = ? AND key = ?"
-_SELECT_FIELD = _SELECT_RECORD + " AND field = ?"
+_UPSERT_TEXT = (
+    "INSERT INTO texts (collection, key, field, state) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (collection, key, field) DO UPDATE SET state = excluded.state"
+)
 _INSERT_OUTBOX = f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SET_META = "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)"
-_SAME_RECORD = "r.collection = f0.collection AND r.key = f0.key"
-# One range scan per record builds its body (see `RecordRow`); the LWW values
-# are canonical JSON text already, so they are spliced in, not re-parsed.
-_RECORD_BODY = (
-    "(SELECT '[' || coalesce('{' || group_concat(json_quote(r.field) || ':' || r.value, ',') "
-    "FILTER (WHERE r.kind = 'lww' AND r.field != '_deleted') || '}', '{}') "
-    "|| ',' || json_group_array(r.field) FILTER (WHERE r.kind = 'crdt') "
-    "|| ',' || coalesce(max(r.value) FILTER (WHERE r.field = '_deleted'), 'null') || ']' "
-    f"FROM fields r WHERE {_SAME_RECORD})"
-)
-_SELECT_ONE = (
-    f"SELECT f0.key, {_RECORD_BODY} FROM (SELECT ? AS collection, ? AS key) f0 "
-    f"WHERE EXISTS (SELECT 1 FROM fields r WHERE {_SAME_RECORD})"
-)
-_NOT_DELETED = (
-    "NOT EXISTS (SELECT 1 FROM fields d WHERE d.collection = f0.collection AND d.key = f0.key "
-    "AND d.field = '_deleted' AND d.value = 'true')"
-)
+_PENDING = "SELECT coalesce(sum(count - coalesce(json_array_length(done), 0)), 0) FROM outbox"
+_KEY_CHUNK = 500  # keys per IN (...): far below SQLite's bound-parameter limit
+
+
+def _path(field: str) -> str:
+    """The SQL literal of the JSON path to `field`; the same text in every index and query.
+
+    SQLite matches an expression index only against the identical
+    expression, so every use is built here. A JSON path cannot quote a double
+    quote, so such field names cannot be queried or sorted on (`ValueError`).
+    """
+    if '"' in field:
+        raise ValueError(f"cannot query or sort on field {field!r}: its name contains '\"'")
+    return "'$.\"" + field.replace("'", "''") + "\"'"
+
+
+_LIVE = f"coalesce(vals -> {_path('_deleted')}, 'false') != 'true'"
 
 
 def _translate(exc: sqlite3.Error) -> StorageError:
@@ -142,6 +156,7 @@ class SqliteStore:
         self._conn = conn
         self.path = path
         self._depth = 0
+        self._indexed: set[str] = set()  # fields known to have their expression index
 
     @classmethod
     def open(cls, path: Path) -> SqliteStore:
@@ -229,84 +244,80 @@ class SqliteStore:
     def set_meta(self, items: dict[str, str]) -> None:
         self._many(_SET_META, items.items())
 
-    # -- fields ---------------------------------------------------------------
+    # -- records --------------------------------------------------------------
 
-    def record(self, collection: str, key: str) -> list[FieldRow]:
-        return [FieldRow(*r) for r in self._run(_SELECT_RECORD, (collection, key))]
+    def record(self, collection: str, key: str) -> RecordRow | None:
+        sql = "SELECT key, vals, stamps FROM records WHERE collection = ? AND key = ?"
+        row = self._run(sql, (collection, key)).fetchone()
+        return None if row is None else RecordRow(*row)
 
-    def records(self, collection: str, keys: Sequence[str]) -> list[FieldRow]:
-        """All fields of `keys`, in no particular order."""
-        rows: list[FieldRow] = []
-        chunk = 500  # stay far below SQLite's bound-parameter limit
-        for start in range(0, len(keys), chunk):
-            part = keys[start : start + chunk]
+    def records(self, collection: str, keys: Sequence[str]) -> list[RecordRow]:
+        """The stored records among `keys`, in no particular order."""
+        rows: list[RecordRow] = []
+        for start in range(0, len(keys), _KEY_CHUNK):
+            part = keys[start : start + _KEY_CHUNK]
             sql = (
-                f"SELECT {_FIELD_COLS} FROM fields WHERE collection = ? "
+                "SELECT key, vals, stamps FROM records WHERE collection = ? "
                 f"AND key IN ({', '.join('?' * len(part))})"
             )
-            rows.extend(FieldRow(*r) for r in self._run(sql, (collection, *part)))
+            rows.extend(RecordRow(*r) for r in self._run(sql, (collection, *part)))
         return rows
 
-    def record_row(self, collection: str, key: str) -> RecordRow | None:
-        """The record assembled by SQLite (see `RecordRow`); None when it has no fields."""
-        row = self._run(_SELECT_ONE, (collection, key)).fetchone()
-        return RecordRow(*row) if row else None
+    def write_records(self, collection: str, rows: Iterable[RecordRow]) -> None:
+        self._many(_UPSERT_RECORD, ((collection, *row) for row in rows))
 
-    def field(self, collection: str, key: str, field: str) -> FieldRow | None:
-        row = self._run(_SELECT_FIELD, (collection, key, field)).fetchone()
-        return FieldRow(*row) if row else None
+    def drop_record(self, collection: str, key: str) -> None:
+        self._run("DELETE FROM records WHERE collection = ? AND key = ?", (collection, key))
 
-    def write_fields(self, rows: Iterable[FieldRow]) -> None:
-        self._many(_UPSERT_FIELD, rows)
+    def text_state(self, collection: str, key: str, field: str) -> bytes | None:
+        sql = "SELECT state FROM texts WHERE collection = ? AND key = ? AND field = ?"
+        row = self._run(sql, (collection, key, field)).fetchone()
+        return None if row is None else bytes(row[0])
 
-    def drop_field(self, collection: str, key: str, field: str) -> bool:
-        sql = "DELETE FROM fields WHERE collection = ? AND key = ? AND field = ?"
-        return self._run(sql, (collection, key, field)).rowcount > 0
+    def write_text_states(self, collection: str, rows: Iterable[tuple[str, str, bytes]]) -> None:
+        self._many(_UPSERT_TEXT, ((collection, *row) for row in rows))
+
+    def drop_text_state(self, collection: str, key: str, field: str) -> None:
+        sql = "DELETE FROM texts WHERE collection = ? AND key = ? AND field = ?"
+        self._run(sql, (collection, key, field))
 
     def select(
         self, collection: str, where: Sequence[tuple[str, str]], order_by: str | None, limit: int
-    ) -> list[RecordRow]:
-        """Live records whose LWW fields equal the given canonical JSON texts, in order.
+    ) -> list[tuple[str, str]]:
+        """``(key, vals)`` of the live records whose fields hold the given canonical texts.
 
-        The first condition drives the ``fields_by_value`` index on
-        ``(collection, field, value)`` (named with INDEXED BY: without
-        statistics the planner would rather walk the whole collection in
-        primary-key order); the other conditions, the tombstone check, the
-        sort field and the assembly of each record are primary-key lookups
-        per match. Without conditions every live record of the collection
-        matches. Sorting uses ``json_extract`` so numbers sort as numbers;
-        ties (and records without the sort field, first) go by key.
+        The first condition drives an expression index on ``(collection,
+        vals -> field)``, created here the first time a field is queried (and
+        kept in the file: later writes maintain it), named with INDEXED BY:
+        without statistics the planner would rather walk the collection in
+        primary-key order, and INDEXED BY makes SQLite fail rather than
+        ignore the index. The other conditions and the tombstone check are
+        evaluated on each match. Without conditions
+        the collection is read in key order. Sorting uses ``->>`` (SQL values)
+        so numbers sort as numbers; ties, and records without the sort field
+        (first), go by key.
         """
-        joins: list[str] = []
-        join_params: list[object] = []
-        for i, (field, value) in enumerate(where[1:], start=1):
-            joins.append(
-                f"JOIN fields f{i} ON f{i}.collection = f0.collection AND f{i}.key = f0.key "
-                f"AND f{i}.field = ? AND f{i}.kind = 'lww' AND f{i}.value = ?"
-            )
-            join_params += [field, value]
-        order = "f0.key"
-        if order_by is not None:
-            joins.append(
-                "LEFT JOIN fields o ON o.collection = f0.collection AND o.key = f0.key "
-                "AND o.field = ?"
-            )
-            join_params.append(order_by)
-            order = "json_extract(o.value, '$'), f0.key"
-        if where:  # one row per record: a record holds a field once
-            source = "fields f0 INDEXED BY fields_by_value"
-            match = "f0.field = ? AND f0.kind = 'lww' AND f0.value = ?"
-            match_params: list[object] = [where[0][0], where[0][1]]
-            group = ""
-        else:
-            source, match, match_params, group = "fields f0", "1", [], "GROUP BY f0.key"
+        conds = [f"vals -> {_path(field)} = ?" for field, _ in where]
+        order = "key" if order_by is None else f"vals ->> {_path(order_by)}, key"
+        source = "records"
+        if where:
+            source += f" INDEXED BY {self._ensure_index(where[0][0])}"
         sql = (
-            f"SELECT f0.key, {_RECORD_BODY} FROM {source} {' '.join(joins)} "
-            f"WHERE f0.collection = ? AND {match} AND {_NOT_DELETED} "
-            f"{group} ORDER BY {order} LIMIT ?"
+            f"SELECT key, vals FROM {source} WHERE collection = ? "
+            f"{''.join(f'AND {c} ' for c in conds)}AND {_LIVE} ORDER BY {order} LIMIT ?"
         )
-        params = [*join_params, collection, *match_params, limit]
-        return [RecordRow(*r) for r in self._run(sql, params)]
+        params = [collection, *(text for _, text in where), limit]
+        return [(k, v) for k, v in self._run(sql, params)]
+
+    def _ensure_index(self, field: str) -> str:
+        """The name of `field`'s expression index, creating it if the file has none yet."""
+        name = '"' + f"records_by_{field}" + '"'
+        if field not in self._indexed:
+            expr = f"vals -> {_path(field)}"  # refuses names with a double quote
+            with self.transaction():
+                self._run(f"CREATE INDEX IF NOT EXISTS {name} ON records (collection, {expr})")
+            self._indexed.add(field)
+        return name
 
     # -- outbox ---------------------------------------------------------------
 
@@ -317,25 +328,30 @@ class SqliteStore:
         sql = f"SELECT {_OUTBOX_COLS} FROM outbox ORDER BY n LIMIT ?"
         return [OutboxRow(*r) for r in self._run(sql, (limit,))]
 
-    def remove_outbox(self, numbers: Iterable[int]) -> int:
-        return self._many("DELETE FROM outbox WHERE n = ?", ((n,) for n in numbers))
+    def outbox_between(self, first: int, last: int) -> list[OutboxRow]:
+        """Rows that may hold mutations `first` .. `last`: the row at or before `first`, onwards."""
+        sql = (
+            f"SELECT {_OUTBOX_COLS} FROM outbox WHERE n BETWEEN "
+            "coalesce((SELECT max(n) FROM outbox WHERE n <= ?), ?) AND ? ORDER BY n"
+        )
+        return [OutboxRow(*r) for r in self._run(sql, (first, first, last))]
 
-    def refuse(self, n: int, reason: str) -> bool:
-        """Move entry `n` to the refused table; False when it is not pending."""
-        moved = self._run(
-            f"INSERT INTO refused ({_OUTBOX_COLS}, reason) "
-            f"SELECT {_OUTBOX_COLS}, ? FROM outbox WHERE n = ?",
-            (reason, n),
-        ).rowcount
-        self._run("DELETE FROM outbox WHERE n = ?", (n,))
-        return moved == 1
+    def set_outbox_done(self, items: Iterable[tuple[int, str]]) -> None:
+        self._many("UPDATE outbox SET done = ? WHERE n = ?", ((d, n) for n, d in items))
 
-    def refused(self) -> list[tuple[OutboxRow, str]]:
-        rows = self._run(f"SELECT {_OUTBOX_COLS}, reason FROM refused ORDER BY n")
-        return [(OutboxRow(*r[:-1]), r[-1]) for r in rows]
+    def remove_outbox(self, numbers: Iterable[int]) -> None:
+        self._many("DELETE FROM outbox WHERE n = ?", ((n,) for n in numbers))
+
+    def add_refused(self, rows: Iterable[RefusedRow]) -> None:
+        sql = f"INSERT INTO refused ({_REFUSED_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        self._many(sql, rows)
+
+    def refused(self) -> list[RefusedRow]:
+        rows = self._run(f"SELECT {_REFUSED_COLS} FROM refused ORDER BY n")
+        return [RefusedRow(*r) for r in rows]
 
     def pending_count(self) -> int:
-        return int(self._run("SELECT count(*) FROM outbox").fetchone()[0])
+        return int(self._run(_PENDING).fetchone()[0])
 
     # -- conflict log ---------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conflicts import HLC, Conflict, Side
-from replica import Replica
+from replica import Replica, UnknownMutationError
 
 
 def test_batches_come_in_write_order_with_increasing_ids(replica: Replica) -> None:
@@ -101,3 +101,32 @@ def test_a_failed_step_inside_a_transaction_is_undone_alone(replica: Replica) ->
             raise UnicodeError("inner step fails")
     assert replica.keys("items") == ["a"]
     assert [m.key for m in replica.outbox_batch()] == ["a"]
+
+
+def test_one_put_many_is_one_row_that_can_be_answered_in_parts(replica: Replica) -> None:
+    replica.put_many("items", {f"k{i}": {"a": i, "b": -i} for i in range(3)})
+    batch = replica.outbox_batch(4)  # the row holds 6 mutations: a batch may split it
+    assert [(m.key, m.field) for m in batch] == [("k0", "a"), ("k0", "b"), ("k1", "a"), ("k1", "b")]
+    assert len({m.stamp for m in batch}) == 1  # one call, one stamp
+    replica.mark_refused(batch[1].id, "no b for k0")
+    assert replica.mark_pushed([batch[0].id, batch[2].id]) == 2
+    assert [(m.key, m.field) for m in replica.outbox_batch()] == [
+        ("k1", "b"),
+        ("k2", "a"),
+        ("k2", "b"),
+    ]
+    assert replica.pending_count() == 3
+    assert [r.mutation for r in replica.refused()] == [batch[1]]
+    replica.mark_pushed(m.id for m in replica.outbox_batch())
+    assert replica.pending_count() == 0 and replica.outbox_batch() == []
+
+
+def test_an_id_of_an_answered_position_is_unknown_to_mark_refused(replica: Replica) -> None:
+    replica.put_many("items", {"a": {"x": 1}, "b": {"x": 2}})
+    first, second = replica.outbox_batch()
+    replica.mark_pushed([first.id])
+    with pytest.raises(UnknownMutationError):
+        replica.mark_refused(first.id, "too late")
+    with pytest.raises(UnknownMutationError):
+        replica.mark_refused("local:99", "never queued")
+    assert replica.outbox_batch() == [second]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import sqlite3
 
-from conflicts import DELETED_FIELD
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conflicts import DELETED_FIELD, canonical_equal, canonical_json
 from replica import Replica
+from tests.conflicts.strategies import json_values
 
 
 def test_put_merges_fields_into_the_record(replica: Replica) -> None:
@@ -128,3 +133,52 @@ def test_query_refuses_a_non_json_condition_and_a_negative_limit(replica: Replic
     with pytest.raises(ValueError, match="limit"):
         replica.query("items", limit=-1)
     assert replica.query("items", limit=0) == []
+
+
+def test_the_first_query_on_a_field_builds_its_index_once(threads: Replica) -> None:
+    """The store names the index with INDEXED BY, so SQLite uses it or fails the query."""
+
+    def indexes() -> set[str]:
+        with sqlite3.connect(threads.path) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+            return {name for (name,) in rows}
+
+    assert "records_by_thread_id" not in indexes()
+    assert len(threads.keys("messages", where={"thread_id": "t1", "pos": 7})) == 1
+    assert "records_by_thread_id" in indexes() and "records_by_pos" not in indexes()
+    threads.put("messages", "new", {"thread_id": "t1", "pos": 7})  # writes keep it current
+    assert threads.keys("messages", where={"thread_id": "t1", "pos": 7}) == ["m1", "new"]
+
+
+def test_query_refuses_a_field_name_with_a_double_quote(replica: Replica) -> None:
+    replica.put("items", "a", {'say "hi"': 1})
+    with pytest.raises(ValueError, match="contains"):
+        replica.query("items", where={'say "hi"': 1})
+    with pytest.raises(ValueError, match="contains"):
+        replica.query("items", order_by='say "hi"')
+    assert replica.get("items", "a") == {'say "hi"': 1}
+
+
+def _storable(value: object) -> bool:
+    try:
+        canonical_json(value)
+    except ValueError:  # text with a lone surrogate
+        return False
+    return True
+
+
+STORABLE = json_values.filter(_storable)
+
+
+@settings(max_examples=60)
+@given(values=st.lists(STORABLE, min_size=1, max_size=6), data=st.data())
+def test_query_equality_is_canonical_equality_for_any_json(
+    tmp_path_factory: pytest.TempPathFactory, values: list[object], data: st.DataObject
+) -> None:
+    """The text SQLite extracts from a stored record is the value's canonical text."""
+    probe = data.draw(st.one_of(st.sampled_from(values), STORABLE))
+    path = tmp_path_factory.mktemp("q") / "replica.db"
+    with Replica.open(path) as replica:
+        replica.put_many("items", {f"k{i}": {"v": v} for i, v in enumerate(values)})
+        expected = [f"k{i}" for i, v in enumerate(values) if canonical_equal(v, probe)]
+        assert sorted(replica.keys("items", where={"v": probe})) == sorted(expected)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from conflicts import HLC, Conflict, Side, wall_clock_ms
+from conflicts import HLC, Conflict, FieldRef, Side, initial_text_update, wall_clock_ms
 from replica import SCHEMA_VERSION, Replica, ReplicaLockedError, schema
 from tests.replica.conftest import Server
 
@@ -52,27 +52,56 @@ def test_a_reopened_replica_never_reissues_a_stamp(path: Path, server: Server) -
     assert mutation.stamp > ahead
 
 
-def test_an_older_schema_is_migrated_in_place(path: Path) -> None:
+def _version_2_file(path: Path) -> None:
+    """A file as version 2 wrote it: per-field rows and a per-field outbox."""
     conn = sqlite3.connect(path, isolation_level=None)
-    db = sqlite_utils.Database(conn)
     conn.execute("BEGIN")
-    schema.migrate(db, target=1)
-    conn.execute(
-        "INSERT INTO fields VALUES ('items', 'a', 't', 'lww', '\"v1\"', NULL, ?, NULL)",
-        (str(HLC(1, 0, "old")),),
+    schema.migrate(sqlite_utils.Database(conn), target=2)
+    old, crdt = str(HLC(1, 0, "old")), str(HLC(2, 0, "old"))
+    state = initial_text_update(FieldRef("items", "doc", "body"), "hello")
+    conn.executemany(
+        "INSERT INTO fields VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            ("items", "a", "t", "lww", '"v1"', None, old, None),
+            ("items", "a", "n", "lww", "2", None, old, None),
+            ("items", "doc", "body", "crdt", None, state, crdt, None),
+            ("items", "gone", "_deleted", "lww", "true", None, old, None),
+        ],
     )
-    conn.execute("INSERT INTO meta VALUES ('node_id', 'old')")
+    conn.executemany(
+        'INSERT INTO outbox (n, collection, key, field, kind, value, "update", stamp, base) '
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (1, "items", "a", "t", "lww", '"v1"', None, old, None),
+            (2, "items", "doc", "body", "crdt", None, state, crdt, old),
+        ],
+    )
+    conn.execute("INSERT INTO meta VALUES ('node_id', 'old'), ('mutation_n', '2')")
     conn.execute("COMMIT")
-    assert "fields_by_value" not in {i.name for i in db["fields"].indexes}
     conn.close()
+
+
+def test_an_older_schema_is_migrated_in_place(path: Path) -> None:
+    _version_2_file(path)
     with Replica.open(path) as replica:
         assert replica.node_id == "old"
+        assert replica.get("items", "a") == {"t": "v1", "n": 2}
+        assert replica.get("items", "doc") == {"body": "hello"}
+        assert replica.get("items", "gone") is None
         assert replica.keys("items", where={"t": "v1"}) == ["a"]
+        assert [(m.id, m.field, m.value, m.base) for m in replica.outbox_batch()] == [
+            ("old:1", "t", "v1", None),
+            ("old:2", "body", None, HLC(1, 0, "old")),
+        ]
+        replica.text_insert("items", "doc", "body", 5, "!")  # the CRDT state came along
+        assert replica.get("items", "doc") == {"body": "hello!"}
+        assert replica.outbox_batch()[-1].id == "old:3"
     with sqlite3.connect(path) as conn:
         version = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-        indexes = {row[1] for row in conn.execute("PRAGMA index_list(fields)")}
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert version == (str(SCHEMA_VERSION),)
-    assert "fields_by_value" in indexes
+    assert {"records", "texts", "outbox"} <= tables
+    assert not {"fields", "outbox_v2"} & tables
 
 
 def test_the_file_is_in_wal_mode(replica: Replica) -> None:
