@@ -1,12 +1,16 @@
-"""Merging pulled (or mirrored) changes into the store, through the merge core.
+"""Merging pulled (or mirrored) changes into the store, by the merge core's laws.
 
 Policy for remote changes, kept apart from the `Replica` facade:
 
-* LWW changes go through `conflicts.merge_field` with identical-content
-  suppression and no conflict reporting: the server reports each conflict
-  once for everybody, so a remote change that beats a still-pending local
-  write simply wins here. Values are handed to the merge as their canonical
-  JSON text, for which plain string equality *is* canonical equality.
+* LWW: the field keeps the write with the highest stamp; an equal stamp is a
+  duplicate and changes nothing (laws 1 and 2 of `conflicts.lww`). That is
+  all of `conflicts.merge_field` a replica needs: it reports no conflicts
+  (the server reports each once, for everybody, so a remote change that
+  beats a still-pending local write simply wins here) and has no resolvers.
+  Stamps are compared as their stored strings, which sort exactly as the
+  stamps do (`conflicts.hlc`); values are stored as canonical JSON text.
+  `tests/replica/test_merge_properties.py` checks the result against
+  `merge_field` for any delivery order.
 * CRDT changes are merged with `conflicts.merge_text_updates` (idempotent); the
   field keeps the highest stamp seen, and its `base` with it.
 * A change whose stamp equals the stored one (a duplicate delivery, or the
@@ -25,16 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from conflicts import (
-    HLC,
-    Change,
-    FieldRef,
-    FieldWrite,
-    KindMismatchError,
-    merge_field,
-    merge_text_updates,
-    text_of,
-)
+from conflicts import Change, KindMismatchError, merge_text_updates, text_of
 from replica.layout import StoredField, dump_record, load_record, value_text
 from replica.records import encode_json
 from replica.store import RecordRow, Store
@@ -46,106 +41,103 @@ RecordKey = tuple[str, str]
 Fields = dict[str, StoredField]
 
 
-def _stamp(text: str | None) -> HLC | None:
-    return None if text is None else HLC.parse(text)
+class _Record:
+    """The working copy of one record: its fields before, now, and what changed."""
+
+    __slots__ = ("before", "fields", "visible", "written")
+
+    def __init__(self, before: Fields) -> None:
+        self.before = before
+        self.fields = dict(before)
+        self.written: set[str] = set()
+        self.visible: set[str] = set()
 
 
-def _merge_lww(current: StoredField | None, change: Change, node_id: str) -> StoredField | None:
-    """The field's new state, or None if `change` leaves it as it is."""
-    text = encode_json(f"field {change.field!r} of change {change.id!r}", change.value)
-    old = None
-    if current is not None:
-        old = FieldWrite(current.value, HLC.parse(current.stamp), _stamp(current.base))
-    merged = merge_field(
-        old,
-        FieldWrite(text, change.stamp, change.base),
-        ref=FieldRef(change.collection, change.key, change.field),
-        suppress_identical=True,
-        detected_by=node_id,
-    )
-    if not merged.changed:
-        return None
-    state = merged.state
-    base = None if state.base is None else str(state.base)
-    return StoredField("lww", state.value, str(state.stamp), base)
-
-
-def _restamp_crdt(current: StoredField | None, change: Change) -> StoredField:
-    """The field with the higher of the two stamps (its text is set once its state is merged)."""
-    if current is not None and HLC.parse(current.stamp) >= change.stamp:
-        return current
-    base = None if change.base is None else str(change.base)
-    return StoredField("crdt", "" if current is None else current.value, str(change.stamp), base)
-
-
-def _current(store: Store, changes: Sequence[Change]) -> dict[RecordKey, Fields]:
+def _current(store: Store, changes: Sequence[Change]) -> dict[RecordKey, _Record]:
     keys: dict[str, set[str]] = {}
     for change in changes:
         keys.setdefault(change.collection, set()).add(change.key)
     return {
-        (collection, row.key): load_record(row.vals, row.stamps)
+        (collection, row.key): _Record(load_record(row.vals, row.stamps))
         for collection, wanted in keys.items()
         for row in store.records(collection, sorted(wanted))
     }
 
 
-def merge_changes(store: Store, node_id: str, changes: Sequence[Change]) -> list[ChangeEvent]:
+def _merge_lww(record: _Record, change: Change) -> None:
+    stamp = str(change.stamp)
+    current = record.fields.get(change.field)
+    if current is not None and stamp <= current.stamp:
+        return  # a duplicate (equal stamp) or a loser: nothing changes
+    text = encode_json(f"field {change.field!r} of change {change.id!r}", change.value)
+    base = None if change.base is None else str(change.base)
+    record.fields[change.field] = StoredField("lww", text, stamp, base)
+    record.written.add(change.field)
+    old = record.before.get(change.field)
+    if old is None or old.value != text:
+        record.visible.add(change.field)
+
+
+def _restamp_crdt(record: _Record, change: Change) -> None:
+    """Keep the higher of the two stamps (the text is set once the state is merged)."""
+    stamp = str(change.stamp)
+    current = record.fields.get(change.field)
+    if current is not None and stamp <= current.stamp:
+        return
+    base = None if change.base is None else str(change.base)
+    value = '""' if current is None else current.value
+    record.fields[change.field] = StoredField("crdt", value, stamp, base)
+    record.written.add(change.field)
+
+
+def merge_changes(store: Store, changes: Sequence[Change]) -> list[ChangeEvent]:
     """Merge `changes` in order; return one event per record whose visible content changed."""
-    before = _current(store, changes)
-    records: dict[RecordKey, Fields] = {}
-    updates: dict[tuple[str, str, str], list[bytes]] = {}
+    records = _current(store, changes)
+    updates: dict[TextRef, list[bytes]] = {}
     for change in changes:
         rkey = (change.collection, change.key)
-        fields = records.get(rkey)
-        if fields is None:
-            fields = records[rkey] = dict(before.get(rkey, {}))
-        current = fields.get(change.field)
+        record = records.get(rkey)
+        if record is None:
+            record = records[rkey] = _Record({})
+        current = record.fields.get(change.field)
         if current is not None and current.kind != change.kind:
             raise KindMismatchError(change.field, current.kind, change.kind)
         if change.kind == "crdt":
             updates.setdefault((*rkey, change.field), []).append(change.update or b"")
-            fields[change.field] = _restamp_crdt(current, change)
+            _restamp_crdt(record, change)
         else:
-            new = _merge_lww(current, change, node_id)
-            if new is not None:
-                fields[change.field] = new
+            _merge_lww(record, change)
+    _merge_texts(store, records, updates)
 
-    texts = _merge_texts(store, before, records, updates)
-    changed: dict[RecordKey, set[str]] = {}
     rows: dict[str, list[RecordRow]] = {}
-    for rkey, fields in records.items():
-        old = before.get(rkey, {})
-        written = {f for f, state in fields.items() if old.get(f) != state or (*rkey, f) in texts}
-        if not written:
-            continue
-        rows.setdefault(rkey[0], []).append(RecordRow(rkey[1], *dump_record(fields)))
-        visible = {f for f in written if f not in old or old[f].value != fields[f].value}
-        if visible:
-            changed[rkey] = visible
+    events = []
+    for (collection, key), record in records.items():
+        if record.written:
+            rows.setdefault(collection, []).append(RecordRow(key, *dump_record(record.fields)))
+        if record.visible:
+            events.append(ChangeEvent(collection, key, frozenset(record.visible), "remote"))
     for collection, group in rows.items():
         store.write_records(collection, group)
-    for (collection, key, field), state in texts.items():
-        store.write_text_states(collection, [(key, field, state)])
-    return [ChangeEvent(c, k, frozenset(f), "remote") for (c, k), f in changed.items()]
+    return events
+
+
+TextRef = tuple[str, str, str]
 
 
 def _merge_texts(
-    store: Store,
-    before: dict[RecordKey, Fields],
-    records: dict[RecordKey, Fields],
-    updates: dict[tuple[str, str, str], list[bytes]],
-) -> dict[tuple[str, str, str], bytes]:
-    """Merge each CRDT field's updates into its stored state; the states that changed.
-
-    Sets each merged field's text in `records`.
-    """
-    merged: dict[tuple[str, str, str], bytes] = {}
+    store: Store, records: dict[RecordKey, _Record], updates: dict[TextRef, list[bytes]]
+) -> None:
+    """Merge each CRDT field's updates into its stored state; store the states that changed."""
     for (collection, key, field), field_updates in updates.items():
-        existed = field in before.get((collection, key), {})
+        record = records[(collection, key)]
+        existed = field in record.before
         old = store.text_state(collection, key, field) if existed else None
         state = merge_text_updates(old, *field_updates)
-        fields = records[(collection, key)]
-        fields[field] = fields[field]._replace(value=value_text(text_of(state)))
-        if state != old:
-            merged[(collection, key, field)] = state
-    return merged
+        if state == old:
+            continue
+        text = value_text(text_of(state))
+        record.fields[field] = record.fields[field]._replace(value=text)
+        record.written.add(field)
+        if not existed or record.before[field].value != text:
+            record.visible.add(field)
+        store.write_text_states(collection, [(key, field, state)])

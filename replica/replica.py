@@ -19,8 +19,9 @@ The invariants they keep together:
    the stored one issues no stamp and no outbox entry: pushing what the
    server already holds would only create suppressed noise. A call that does
    write stamps all its fields with one fresh stamp.
-5. **Remote changes merge through the core.** `apply_remote` runs
-   `conflicts.merge_field` (LWW) or `merge_text_updates` (CRDT) per change and
+5. **Remote changes merge by the core's laws.** `apply_remote` keeps each
+   LWW field's highest stamp (laws 1-2 of `conflicts.lww`, see
+   `replica.remote`) and merges CRDT text with `merge_text_updates`, and
    stores the pull cursor in the same transaction; it never reports conflicts
    (the server reports each once, for everybody). A stamp too far ahead
    refuses the whole call, which then changes nothing.
@@ -328,7 +329,7 @@ class Replica:
         if cursor is not None and (type(cursor) is not int or cursor < 0):
             raise ValueError(f"cursor must be a non-negative int, got {cursor!r}")
         with self.transaction():
-            events = merge_changes(self._store, self.node_id, changes)
+            events = merge_changes(self._store, changes)
             for change in changes:
                 self._clock.observe(change.stamp)
             if cursor is not None:
@@ -370,11 +371,13 @@ class Replica:
             by_collection.setdefault(m.collection, []).append(m)
         found: dict[str, FieldState] = {}
         for collection, group in by_collection.items():
-            rows = store.records(collection, sorted({m.key for m in group}))
-            current = {row.key: load_record(row.vals, row.stamps) for row in rows}
+            rows = {r.key: r for r in store.records(collection, sorted({m.key for m in group}))}
+            stamps = {key: json.loads(row.stamps) for key, row in rows.items()}  # all most need
             for m in group:
-                stored = current.get(m.key, {}).get(m.field)
-                if stored is not None and stored.stamp != str(m.stamp):
+                entry = stamps.get(m.key, {}).get(m.field)
+                if entry is not None and entry[0] != str(m.stamp):
+                    row = rows[m.key]
+                    stored = load_record(row.vals, row.stamps)[m.field]
                     found[m.id] = self._field_state(collection, m.key, m.field, stored)
         return found
 

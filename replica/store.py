@@ -127,6 +127,7 @@ _UPSERT_TEXT = (
 _INSERT_OUTBOX = f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SET_META = "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)"
 _PENDING = "SELECT coalesce(sum(count - coalesce(json_array_length(done), 0)), 0) FROM outbox"
+MIN_SQLITE = (3, 38, 0)  # the JSON operators -> and ->> (replica.layout, queries)
 _KEY_CHUNK = 500  # keys per IN (...): far below SQLite's bound-parameter limit
 
 
@@ -161,6 +162,11 @@ class SqliteStore:
     @classmethod
     def open(cls, path: Path) -> SqliteStore:
         """Open (creating or migrating) the file; a file that is no replica is left untouched."""
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StorageError(
+                f"the replica needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer (JSON "
+                f"operators -> and ->>); this Python links SQLite {sqlite3.sqlite_version}"
+            )
         try:
             conn = sqlite3.connect(path, isolation_level=None, cached_statements=256)
         except sqlite3.Error as exc:

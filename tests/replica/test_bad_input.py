@@ -24,6 +24,7 @@ from replica import (
     Replica,
     ReplicaClosedError,
     SchemaVersionError,
+    StorageError,
     UnknownMutationError,
 )
 from tests.replica.conftest import Server
@@ -219,3 +220,14 @@ def test_outbox_calls_with_unknown_ids_are_refused(replica: Replica) -> None:
     with pytest.raises(ValueError):
         replica.add_suppressed(-1)
     assert replica.pending_count() == 1
+
+
+def test_an_sqlite_without_json_operators_is_named_before_the_file_is_touched(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite 3.37 does not run here, so the version it would report is patched in."""
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 37, 2))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.37.2")
+    with pytest.raises(StorageError, match=r"SQLite 3\.38\.0 or newer.*links SQLite 3\.37\.2"):
+        Replica.open(path)
+    assert not path.exists()
