@@ -67,6 +67,9 @@ class HLC:
     wall_ms: int = attrs.field()
     counter: int = attrs.field()
     node: str = attrs.field()
+    # ``str(stamp)``, kept once made: every stamp of a push or a pull is parsed from
+    # its text and written out again (into SQLite, onto the wire). Not part of the value.
+    _text: str | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @wall_ms.validator
     def _check_wall(self, _: attrs.Attribute[int], value: int) -> None:
@@ -101,20 +104,22 @@ class HLC:
                 f"not an HLC stamp: {text!r} (expected "
                 f"'<{_WALL_DIGITS} digits>-<{_COUNTER_DIGITS} hex digits>-<node>')"
             )
-        # The pattern bounds every part, so the validators have nothing left to check.
-        return cls._trusted(int(match["wall"]), int(match["counter"], 16), match["node"])
+        # The pattern bounds every part, so the validators have nothing left to check;
+        # it also fixes every width, so `text` is exactly what ``str()`` would make.
+        return cls._trusted(int(match["wall"]), int(match["counter"], 16), match["node"], text)
 
     @classmethod
-    def _trusted(cls, wall_ms: int, counter: int, node: str) -> HLC:
-        """Build a stamp from parts already known valid, skipping the validators.
+    def _trusted(cls, wall_ms: int, counter: int, node: str, text: str) -> HLC:
+        """Build the stamp `text` denotes from its parts, known valid: skip the validators.
 
         Parsing is on the hot path of every push and pull (two stamps per
         change); the validators doubled its cost.
         """
         stamp = object.__new__(cls)
-        object.__setattr__(stamp, "wall_ms", wall_ms)
-        object.__setattr__(stamp, "counter", counter)
-        object.__setattr__(stamp, "node", node)
+        _set_wall_ms(stamp, wall_ms)
+        _set_counter(stamp, counter)
+        _set_node(stamp, node)
+        _set_text(stamp, text)
         return stamp
 
     # Ordering by hand: attrs' generated comparisons build tuples through generator
@@ -132,10 +137,22 @@ class HLC:
         return (self.wall_ms, self.counter, self.node) >= (other.wall_ms, other.counter, other.node)
 
     def __str__(self) -> str:
-        return f"{self.wall_ms:0{_WALL_DIGITS}d}-{self.counter:0{_COUNTER_DIGITS}x}-{self.node}"
+        text = self._text
+        if text is None:
+            text = f"{self.wall_ms:0{_WALL_DIGITS}d}-{self.counter:0{_COUNTER_DIGITS}x}-{self.node}"
+            _set_text(self, text)
+        return text
 
     def __repr__(self) -> str:
         return f"HLC({self.wall_ms}, {self.counter}, {self.node!r})"
+
+
+# The slots' own setters: a third faster than ``object.__setattr__`` by name, for `_trusted`
+# (and the only way to fill in `_text` of a frozen stamp).
+_set_wall_ms = HLC.__dict__["wall_ms"].__set__
+_set_counter = HLC.__dict__["counter"].__set__
+_set_node = HLC.__dict__["node"].__set__
+_set_text = HLC.__dict__["_text"].__set__
 
 
 class Clock:

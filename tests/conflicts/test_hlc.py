@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -33,6 +34,14 @@ def test_string_form_sorts_like_the_stamps(a: HLC, b: HLC) -> None:
 @given(stamps)
 def test_parse_round_trips(stamp: HLC) -> None:
     assert HLC.parse(str(stamp)) == stamp
+
+
+@given(stamps)
+def test_a_parsed_stamp_is_the_same_value_and_text_as_a_built_one(stamp: HLC) -> None:
+    built = HLC(stamp.wall_ms, stamp.counter, stamp.node)  # text not made yet
+    parsed = HLC.parse(str(stamp))  # text kept from parsing
+    assert (parsed, hash(parsed), str(parsed)) == (built, hash(built), str(built))
+    assert str(attrs.evolve(parsed, counter=parsed.counter + 1)) > str(parsed)
 
 
 @pytest.mark.parametrize(
