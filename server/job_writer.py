@@ -42,14 +42,13 @@ from conflicts import (
     NOTIFICATIONS,
     Change,
     Clock,
-    FieldRef,
     JobEvent,
     JobStatus,
     KindMismatchError,
     notification_for,
 )
 from server.job_store import JobRow, JobStore
-from server.store import BatchWrite, StoredField
+from server.store import BatchWrite, FieldKey, StoredField
 
 __all__ = ["FlushItem", "FlushResult", "JobWriter"]
 
@@ -110,7 +109,7 @@ class JobWriter:
                             item.row.thread_id, _final_event(item, stamp), item.content
                         )
                         for field, value in fields.items():
-                            ref = FieldRef(NOTIFICATIONS, key, field)
+                            ref = (NOTIFICATIONS, key, field)
                             _put(batch, stored, head, ref, value, stamp, None, item)
                         notified.append(item.row.job_id)
                     rows.append(attrs.evolve(item.row, stamp=stamp))
@@ -128,7 +127,7 @@ class JobWriter:
         contents: dict[tuple[str, str], str] = {}
         with self._store.jobs_transaction() as tx:
             for row in streaming:
-                ref = FieldRef(MESSAGES, row.message_id, "content")
+                ref = (MESSAGES, row.message_id, "content")
                 field = tx.space(row.user).fields({ref}).get(ref)
                 if field is not None and isinstance(field.value, str):
                     contents[row.user, row.job_id] = field.value
@@ -142,23 +141,24 @@ class JobWriter:
     def purge(self, ended_before_ms: int) -> int:
         return self._store.purge_jobs(ended_before_ms)
 
-    def _should_notify(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> bool:
+    def _should_notify(self, item: FlushItem, stored: dict[FieldKey, StoredField]) -> bool:
         if not _may_notify(item):
             return False
-        muted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, "muted"))
-        deleted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, DELETED_FIELD))
+        muted = stored.get((MUTED_THREADS, item.row.thread_id, "muted"))
+        deleted = stored.get((MUTED_THREADS, item.row.thread_id, DELETED_FIELD))
         if muted is not None and muted.value is True and not (deleted and deleted.value is True):
             return False
         key = _notification_key(item)
-        return not any(ref.collection == NOTIFICATIONS and ref.key == key for ref in stored)
+        return not any((c, k) == (NOTIFICATIONS, key) for c, k, _ in stored)
 
 
-def _check_lww(item: FlushItem, stored: dict[FieldRef, StoredField]) -> None:
+def _check_lww(item: FlushItem, stored: dict[FieldKey, StoredField]) -> None:
     """Refuse a start on a message whose job fields hold crdt writes (they are lww)."""
     for ref in _job_values(item):
         current = stored.get(ref)
         if current is not None and current.kind != "lww":
-            raise KindMismatchError(ref.field, current.kind, "lww")
+            _, _, field = ref
+            raise KindMismatchError(field, current.kind, "lww")
 
 
 def _may_notify(item: FlushItem) -> bool:
@@ -188,11 +188,11 @@ def _final_event(item: FlushItem, stamp: HLC) -> JobEvent:
     )
 
 
-def _job_values(item: FlushItem) -> dict[FieldRef, Any]:
+def _job_values(item: FlushItem) -> dict[FieldKey, Any]:
     """The message fields this item writes, with their values (rule 3)."""
     key = item.row.message_id
     if not (item.start or item.final):
-        return {FieldRef(MESSAGES, key, "content"): item.content}
+        return {(MESSAGES, key, "content"): item.content}
     values = {
         "content": item.content,
         "pending": not item.final,
@@ -201,26 +201,26 @@ def _job_values(item: FlushItem) -> dict[FieldRef, Any]:
         "error": item.row.error,
     }
     assert values.keys() == JOB_FIELDS
-    return {FieldRef(MESSAGES, key, field): value for field, value in values.items()}
+    return {(MESSAGES, key, field): value for field, value in values.items()}
 
 
-def _refs_read(item: FlushItem) -> set[FieldRef]:
+def _refs_read(item: FlushItem) -> set[FieldKey]:
     """Every field whose stored state this item's write depends on."""
     refs = set(_job_values(item))
     if _may_notify(item):
         thread = item.row.thread_id
-        refs |= {FieldRef(MUTED_THREADS, thread, "muted")}
-        refs |= {FieldRef(MUTED_THREADS, thread, DELETED_FIELD)}
+        refs |= {(MUTED_THREADS, thread, "muted")}
+        refs |= {(MUTED_THREADS, thread, DELETED_FIELD)}
         key = _notification_key(item)
-        refs |= {FieldRef(NOTIFICATIONS, key, field) for field in ("thread_id", "type")}
+        refs |= {(NOTIFICATIONS, key, field) for field in ("thread_id", "type")}
     return refs
 
 
 def _put(
     batch: BatchWrite,
-    stored: dict[FieldRef, StoredField],
+    stored: dict[FieldKey, StoredField],
     head: int,
-    ref: FieldRef,
+    ref: FieldKey,
     value: Any,
     stamp: HLC,
     current: StoredField | None,
@@ -232,6 +232,4 @@ def _put(
     stored[ref] = batch.fields[ref] = field
     seq = head + len(batch.changes) + 1
     change_id = f"{stamp.node}:job:{item.row.job_id}:{seq}"
-    batch.changes.append(
-        Change(change_id, ref.collection, ref.key, ref.field, "lww", stamp, base, value, None, seq)
-    )
+    batch.changes.append(Change(change_id, *ref, "lww", stamp, base, value, None, seq))

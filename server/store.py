@@ -22,9 +22,24 @@ from typing import Protocol
 
 import attrs
 
-from conflicts import HLC, Change, Conflict, FieldRef, Kind
+from conflicts import HLC, Change, Conflict, Kind
 
-__all__ = ["BatchWrite", "ChangePage", "ConflictPage", "Store", "StoredField", "Transaction"]
+__all__ = [
+    "BatchWrite",
+    "ChangePage",
+    "ConflictPage",
+    "FieldKey",
+    "Store",
+    "StoredField",
+    "Transaction",
+]
+
+FieldKey = tuple[str, str, str]
+"""Which field of which record: ``(collection, key, field)``, the store's key for a field.
+
+A plain tuple rather than `conflicts.FieldRef`: a push builds and hashes one
+per mutation and hashes it four times, which costs an attrs instance several times more.
+"""
 
 
 @attrs.frozen
@@ -51,7 +66,7 @@ class BatchWrite:
     of every mutation id of the batch.
     """
 
-    fields: dict[FieldRef, StoredField]
+    fields: dict[FieldKey, StoredField]
     changes: list[Change]
     outcomes: dict[str, str]
     conflicts: list[Conflict]
@@ -82,7 +97,7 @@ class Transaction(Protocol):
         """The recorded outcome of each of these ids seen before (absent if never seen)."""
         ...
 
-    def fields(self, refs: Collection[FieldRef]) -> dict[FieldRef, StoredField]:
+    def fields(self, keys: Collection[FieldKey]) -> dict[FieldKey, StoredField]:
         """The stored state of each of these fields (absent if never written)."""
         ...
 

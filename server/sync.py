@@ -55,7 +55,7 @@ from conflicts import (
     merge_text_updates,
 )
 from server.errors import BadRequestError, BatchTooLargeError, MutationsRefusedError, Refusal
-from server.store import BatchWrite, ChangePage, ConflictPage, Store, StoredField
+from server.store import BatchWrite, ChangePage, ConflictPage, FieldKey, Store, StoredField
 
 __all__ = ["PushResult", "SyncService"]
 
@@ -84,7 +84,7 @@ class _Batch:
     """The working state of one push while it is being decided."""
 
     seen: dict[str, str]
-    fields: dict[FieldRef, StoredField]
+    fields: dict[FieldKey, StoredField]
     head: int
     refused: list[Refusal] = attrs.Factory(list)
     write: BatchWrite = attrs.Factory(lambda: BatchWrite({}, [], {}, []))
@@ -123,16 +123,16 @@ class SyncService:
                 mid = obj.get("id") if isinstance(obj, dict) else None
                 mid = mid if isinstance(mid, str) else None
                 refused.append(Refusal(index, mid, "invalid_mutation", str(exc)))
-        valid = [(i, m, FieldRef(m.collection, m.key, m.field)) for i, m in enumerate(decoded) if m]
+        valid = [(i, m, (m.collection, m.key, m.field)) for i, m in enumerate(decoded) if m]
         with self._store.transaction(user) as tx:
             batch = _Batch(
                 seen=tx.outcomes({m.id for _, m, _ in valid}),
-                fields=tx.fields({ref for _, _, ref in valid}),
+                fields=tx.fields({key for _, _, key in valid}),
                 head=tx.head(),
                 refused=refused,
             )
-            for index, m, ref in valid:
-                self._decide(batch, index, m, ref)
+            for index, m, key in valid:
+                self._decide(batch, index, m, key)
             if batch.refused:
                 batch.refused.sort(key=lambda r: r.index)
                 raise MutationsRefusedError(batch.refused, len(raw))
@@ -165,15 +165,15 @@ class SyncService:
             )
         return raw
 
-    def _decide(self, batch: _Batch, index: int, m: Mutation, ref: FieldRef) -> None:
+    def _decide(self, batch: _Batch, index: int, m: Mutation, key: FieldKey) -> None:
         recorded = batch.seen.get(m.id) or batch.write.outcomes.get(m.id)
         if recorded is not None:
             batch.results.append((m.id, recorded))
             return
-        current = batch.fields.get(ref)
+        current = batch.fields.get(key)
         try:
             self._check(m, current)
-            outcome = self._merge(batch, m, ref, current)
+            outcome = self._merge(batch, m, key, current)
         except ClockDriftError as exc:
             batch.refused.append(Refusal(index, m.id, "clock_drift", str(exc)))
         except KindMismatchError as exc:
@@ -200,7 +200,7 @@ class SyncService:
             raise KindMismatchError(m.field, current.kind, m.kind)
 
     def _merge(
-        self, batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | None
+        self, batch: _Batch, m: Mutation, key: FieldKey, current: StoredField | None
     ) -> Outcome:
         """Merge `m` into the working copy of its field; record the change it logs, if any."""
         seq = batch.head + len(batch.write.changes) + 1
@@ -217,7 +217,7 @@ class SyncService:
             merge = merge_field(
                 None if current is None else FieldWrite(current.value, current.stamp, current.base),
                 FieldWrite(m.value, m.stamp, m.base),
-                ref=ref,
+                ref=FieldRef(*key),
                 resolver=self._resolvers.get(m.collection, m.field),
                 suppress_identical=self._suppress_identical,
                 detected_by=self._clock.node,
@@ -231,8 +231,8 @@ class SyncService:
             stored = StoredField("lww", state_.stamp, state_.base, value=state_.value)
             change = _change(m, state_.stamp, state_.base, state_.value, None, seq)
             outcome = merge.outcome
-        batch.fields[ref] = stored
-        batch.write.fields[ref] = stored
+        batch.fields[key] = stored
+        batch.write.fields[key] = stored
         batch.write.changes.append(change)
         return outcome
 

@@ -76,7 +76,8 @@ class _State:
 
 def _fields(store: SQLiteStore, refs: set[FieldRef]) -> dict[FieldRef, StoredField]:
     with store.transaction("alice") as tx:
-        return tx.fields(refs)
+        found = tx.fields({(r.collection, r.key, r.field) for r in refs})
+    return {FieldRef(*key): field for key, field in found.items()}
 
 
 @given(steps)
