@@ -8,7 +8,10 @@ A push is handled in one store transaction, in two steps:
    differ from the field's stored kind or from an earlier write of the batch,
    garbage CRDT updates, and non-boolean tombstones. Every other mutation is
    merged into an in-memory working copy of the fields it touches, through
-   `conflicts.merge_field` (lww) or `conflicts.merge_text_updates` (crdt).
+   `conflicts.merge_field` (lww) or `conflicts.merge_text_updates` (crdt). An
+   lww write that `conflicts.lww.overwrites` its field (a new field, or a newer
+   write that saw the current one: most of them) is applied without building
+   merge_field's inputs and result, which is exactly what merge_field would do.
 2. **Write everything or nothing.** If any mutation was refused, raise
    `MutationsRefusedError` naming every one of them: the transaction rolls back
    having written nothing. Otherwise hand the store one `BatchWrite`.
@@ -25,7 +28,8 @@ Rules:
   one batch) it is answered with that outcome and not merged again.
 * Changes are numbered here, consecutively from the user's log head as read
   inside the same transaction.
-* The server clock observes every accepted stamp after the commit.
+* The server clock observes every accepted stamp after the commit (it keeps
+  only the highest, so observing the highest is observing them all).
 
 Runs on the store's worker thread; it does no I/O of its own.
 """
@@ -54,6 +58,7 @@ from conflicts import (
     merge_field,
     merge_text_updates,
 )
+from conflicts.lww import overwrites
 from server.errors import BadRequestError, BatchTooLargeError, MutationsRefusedError, Refusal
 from server.store import BatchWrite, ChangePage, ConflictPage, FieldKey, Store, StoredField
 
@@ -90,6 +95,15 @@ class _Batch:
     write: BatchWrite = attrs.Factory(lambda: BatchWrite({}, [], {}, []))
     results: list[tuple[str, str]] = attrs.Factory(list)
     suppressed: int = 0
+
+    def next_seq(self) -> int:
+        """The seq the next change logged by this push gets."""
+        return self.head + len(self.write.changes) + 1
+
+    def log(self, key: FieldKey, stored: StoredField, change: Change) -> None:
+        """Set field `key` to `stored` (working copy and write) and log `change`."""
+        self.fields[key] = self.write.fields[key] = stored
+        self.write.changes.append(change)
 
 
 class SyncService:
@@ -137,8 +151,8 @@ class SyncService:
                 batch.refused.sort(key=lambda r: r.index)
                 raise MutationsRefusedError(batch.refused, len(raw))
             tx.write(batch.write)
-        for _, m, _ in valid:
-            self._clock.observe(m.stamp)
+        if valid:  # observing the highest stamp is observing them all (module docstring)
+            self._clock.observe(max(m.stamp for _, m, _ in valid))
         committed = batch.write.changes
         cursor = batch.head + len(committed)
         return PushResult(batch.results, batch.write.conflicts, batch.suppressed, cursor, committed)
@@ -183,8 +197,8 @@ class SyncService:
         except WireError as exc:
             batch.refused.append(Refusal(index, m.id, "invalid_mutation", str(exc)))
         else:
-            batch.write.outcomes[m.id] = outcome.value
-            batch.results.append((m.id, outcome.value))
+            recorded = batch.write.outcomes[m.id] = outcome.value  # an enum lookup: do it once
+            batch.results.append((m.id, recorded))
 
     def _check(self, m: Mutation, current: StoredField | None) -> None:
         """Raise if `m` must be refused (see the module docstring); change nothing."""
@@ -202,39 +216,48 @@ class SyncService:
     def _merge(
         self, batch: _Batch, m: Mutation, key: FieldKey, current: StoredField | None
     ) -> Outcome:
-        """Merge `m` into the working copy of its field; record the change it logs, if any."""
-        seq = batch.head + len(batch.write.changes) + 1
+        """Merge `m` into the working copy of its field; log the change it makes, if any."""
         if m.kind == "crdt":
-            assert m.update is not None
-            if current is not None and current.stamp == m.stamp:
-                return Outcome.DUPLICATE
-            state = merge_text_updates(current.state if current else None, m.update)
-            top = m if current is None or m.stamp > current.stamp else current
-            stored = StoredField("crdt", top.stamp, top.base, state=state)
-            change = _change(m, m.stamp, m.base, None, m.update, seq)
-            outcome = Outcome.APPLIED
-        else:
-            merge = merge_field(
-                None if current is None else FieldWrite(current.value, current.stamp, current.base),
-                FieldWrite(m.value, m.stamp, m.base),
-                ref=FieldRef(*key),
-                resolver=self._resolvers.get(m.collection, m.field),
-                suppress_identical=self._suppress_identical,
-                detected_by=self._clock.node,
-            )
-            batch.suppressed += merge.suppressed
-            if merge.conflict is not None:
-                batch.write.conflicts.append(merge.conflict)
-            if not merge.changed:
-                return merge.outcome
-            state_ = merge.state
-            stored = StoredField("lww", state_.stamp, state_.base, value=state_.value)
-            change = _change(m, state_.stamp, state_.base, state_.value, None, seq)
-            outcome = merge.outcome
-        batch.fields[key] = stored
-        batch.write.fields[key] = stored
-        batch.write.changes.append(change)
-        return outcome
+            return _merge_crdt(batch, m, key, current)
+        if overwrites(None if current is None else current.stamp, m.stamp, m.base):
+            _log_lww(batch, m, key, m.value, m.stamp, m.base)
+            return Outcome.APPLIED
+        assert current is not None  # `overwrites` holds for every first write
+        merge = merge_field(
+            FieldWrite(current.value, current.stamp, current.base),
+            FieldWrite(m.value, m.stamp, m.base),
+            ref=FieldRef(*key),
+            resolver=self._resolvers.get(m.collection, m.field),
+            suppress_identical=self._suppress_identical,
+            detected_by=self._clock.node,
+        )
+        batch.suppressed += merge.suppressed
+        if merge.conflict is not None:
+            batch.write.conflicts.append(merge.conflict)
+        if merge.changed:
+            state = merge.state
+            _log_lww(batch, m, key, state.value, state.stamp, state.base)
+        return merge.outcome
+
+
+def _merge_crdt(batch: _Batch, m: Mutation, key: FieldKey, current: StoredField | None) -> Outcome:
+    """Merge crdt write `m` into the working copy of its field and log it (module docstring)."""
+    assert m.update is not None
+    if current is not None and current.stamp == m.stamp:
+        return Outcome.DUPLICATE
+    state = merge_text_updates(current.state if current else None, m.update)
+    top = m if current is None or m.stamp > current.stamp else current
+    stored = StoredField("crdt", top.stamp, top.base, state=state)
+    batch.log(key, stored, _change(m, m.stamp, m.base, None, m.update, batch.next_seq()))
+    return Outcome.APPLIED
+
+
+def _log_lww(
+    batch: _Batch, m: Mutation, key: FieldKey, value: Any, stamp: HLC, base: HLC | None
+) -> None:
+    """Set lww field `key` to (`value`, `stamp`, `base`) and log that as the change of `m`."""
+    change = _change(m, stamp, base, value, None, batch.next_seq())
+    batch.log(key, StoredField("lww", stamp, base, value), change)
 
 
 def _change(
