@@ -201,6 +201,15 @@ class Clock:
         if ahead > self.max_drift_ms:
             raise ClockDriftError(remote, ahead, self.max_drift_ms)
 
+    def drift_bound(self) -> int:
+        """The highest `wall_ms` a remote stamp may carry right now.
+
+        A stamp at or below it passes `check_drift` as long as the wall clock
+        does not go back: who checks many stamps at once (a push of 1,000) reads
+        the wall clock once and calls `check_drift` only for stamps above it.
+        """
+        return self._wall() + self.max_drift_ms
+
     def observe(self, remote: HLC) -> None:
         """Absorb a remote stamp so that every later `now()` is greater than it.
 

@@ -42,7 +42,6 @@ import attrs
 
 from conflicts import (
     DELETED_FIELD,
-    HLC,
     Change,
     Clock,
     ClockDriftError,
@@ -91,19 +90,27 @@ class _Batch:
     seen: dict[str, str]
     fields: dict[FieldKey, StoredField]
     head: int
+    drift_bound: int
+    """`Clock.drift_bound` as the push began: stamps at or below it need no `check_drift`."""
     refused: list[Refusal] = attrs.Factory(list)
     write: BatchWrite = attrs.Factory(lambda: BatchWrite({}, [], {}, []))
     results: list[tuple[str, str]] = attrs.Factory(list)
     suppressed: int = 0
 
-    def next_seq(self) -> int:
-        """The seq the next change logged by this push gets."""
-        return self.head + len(self.write.changes) + 1
+    def log(self, key: FieldKey, stored: StoredField, m: Mutation) -> None:
+        """Set field `key` to `stored` and log the change `m` made (see the module docstring).
 
-    def log(self, key: FieldKey, stored: StoredField, change: Change) -> None:
-        """Set field `key` to `stored` (working copy and write) and log `change`."""
+        An lww change is the field's new state (for RESOLVED, the resolved value
+        under its derived stamp); a crdt change is `m`'s own update and stamps.
+        """
+        stamp, base = (m.stamp, m.base) if m.kind == "crdt" else (stored.stamp, stored.base)
+        seq = self.head + len(self.write.changes) + 1
         self.fields[key] = self.write.fields[key] = stored
-        self.write.changes.append(change)
+        self.write.changes.append(  # positional: this runs once per change of a push
+            Change(
+                m.id, m.collection, m.key, m.field, m.kind, stamp, base, stored.value, m.update, seq
+            )
+        )
 
 
 class SyncService:
@@ -143,6 +150,7 @@ class SyncService:
                 seen=tx.outcomes({m.id for _, m, _ in valid}),
                 fields=tx.fields({key for _, _, key in valid}),
                 head=tx.head(),
+                drift_bound=self._clock.drift_bound(),
                 refused=refused,
             )
             for index, m, key in valid:
@@ -186,7 +194,7 @@ class SyncService:
             return
         current = batch.fields.get(key)
         try:
-            self._check(m, current)
+            self._check(batch, m, current)
             outcome = self._merge(batch, m, key, current)
         except ClockDriftError as exc:
             batch.refused.append(Refusal(index, m.id, "clock_drift", str(exc)))
@@ -200,10 +208,11 @@ class SyncService:
             recorded = batch.write.outcomes[m.id] = outcome.value  # an enum lookup: do it once
             batch.results.append((m.id, recorded))
 
-    def _check(self, m: Mutation, current: StoredField | None) -> None:
+    def _check(self, batch: _Batch, m: Mutation, current: StoredField | None) -> None:
         """Raise if `m` must be refused (see the module docstring); change nothing."""
-        self._clock.check_drift(m.stamp)
-        if m.base is not None:
+        if m.stamp.wall_ms > batch.drift_bound:
+            self._clock.check_drift(m.stamp)
+        if m.base is not None and m.base.wall_ms > batch.drift_bound:
             self._clock.check_drift(m.base)
         if m.field == DELETED_FIELD:
             if m.kind != "lww":
@@ -220,7 +229,7 @@ class SyncService:
         if m.kind == "crdt":
             return _merge_crdt(batch, m, key, current)
         if overwrites(None if current is None else current.stamp, m.stamp, m.base):
-            _log_lww(batch, m, key, m.value, m.stamp, m.base)
+            batch.log(key, StoredField("lww", m.stamp, m.base, m.value), m)
             return Outcome.APPLIED
         assert current is not None  # `overwrites` holds for every first write
         merge = merge_field(
@@ -236,7 +245,7 @@ class SyncService:
             batch.write.conflicts.append(merge.conflict)
         if merge.changed:
             state = merge.state
-            _log_lww(batch, m, key, state.value, state.stamp, state.base)
+            batch.log(key, StoredField("lww", state.stamp, state.base, state.value), m)
         return merge.outcome
 
 
@@ -248,20 +257,5 @@ def _merge_crdt(batch: _Batch, m: Mutation, key: FieldKey, current: StoredField 
     state = merge_text_updates(current.state if current else None, m.update)
     top = m if current is None or m.stamp > current.stamp else current
     stored = StoredField("crdt", top.stamp, top.base, state=state)
-    batch.log(key, stored, _change(m, m.stamp, m.base, None, m.update, batch.next_seq()))
+    batch.log(key, stored, m)
     return Outcome.APPLIED
-
-
-def _log_lww(
-    batch: _Batch, m: Mutation, key: FieldKey, value: Any, stamp: HLC, base: HLC | None
-) -> None:
-    """Set lww field `key` to (`value`, `stamp`, `base`) and log that as the change of `m`."""
-    change = _change(m, stamp, base, value, None, batch.next_seq())
-    batch.log(key, StoredField("lww", stamp, base, value), change)
-
-
-def _change(
-    m: Mutation, stamp: HLC, base: HLC | None, value: Any, update: bytes | None, seq: int
-) -> Change:
-    """The log entry for mutation `m` (positional: this runs once per change of a push)."""
-    return Change(m.id, m.collection, m.key, m.field, m.kind, stamp, base, value, update, seq)

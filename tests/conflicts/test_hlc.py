@@ -121,6 +121,17 @@ def test_exactly_at_the_drift_bound_is_accepted() -> None:
     assert clock.now() > HLC(1_100, 0, "b")
 
 
+def test_drift_bound_is_the_last_wall_time_check_drift_accepts() -> None:
+    wall = ManualWall(1_000)
+    clock = Clock("a", max_drift_ms=100, wall=wall)
+    assert clock.drift_bound() == 1_100
+    clock.check_drift(HLC(1_100, 5, "b"))
+    with pytest.raises(ClockDriftError):
+        clock.check_drift(HLC(1_101, 0, "b"))
+    wall.ms = 2_000
+    assert clock.drift_bound() == 2_100
+
+
 def test_clock_refuses_bad_node_ids_and_negative_drift() -> None:
     with pytest.raises(ValueError, match="node id"):
         Clock("has space")
