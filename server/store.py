@@ -37,8 +37,8 @@ __all__ = [
 FieldKey = tuple[str, str, str]
 """Which field of which record: ``(collection, key, field)``, the store's key for a field.
 
-A plain tuple rather than `conflicts.FieldRef`: a push builds and hashes one
-per mutation and hashes it four times, which costs an attrs instance several times more.
+A plain tuple rather than `conflicts.FieldRef`: a push builds one per mutation
+and hashes it four times, and an attrs instance costs several times more to do both.
 """
 
 

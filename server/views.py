@@ -116,7 +116,7 @@ async def push(request: web.Request) -> web.Response:
     body = await json_body(request)
     result = await _on_store_thread(request, request.app[SYNC_KEY].push, user, body)
     request.app[HUB_KEY].publish(user, result.changes)
-    return web.json_response(result.to_json())
+    return web.Response(text=result.to_json_text(), content_type="application/json")
 
 
 async def pull(request: web.Request) -> web.Response:
