@@ -42,13 +42,14 @@ from conflicts import (
     NOTIFICATIONS,
     Change,
     Clock,
+    FieldRef,
     JobEvent,
     JobStatus,
     KindMismatchError,
     notification_for,
 )
 from server.job_store import JobRow, JobStore
-from server.store import BatchWrite, FieldKey, StoredField
+from server.store import BatchWrite, StoredField
 
 __all__ = ["FlushItem", "FlushResult", "JobWriter"]
 
@@ -109,7 +110,7 @@ class JobWriter:
                             item.row.thread_id, _final_event(item, stamp), item.content
                         )
                         for field, value in fields.items():
-                            ref = (NOTIFICATIONS, key, field)
+                            ref = FieldRef(NOTIFICATIONS, key, field)
                             _put(batch, stored, head, ref, value, stamp, None, item)
                         notified.append(item.row.job_id)
                     rows.append(attrs.evolve(item.row, stamp=stamp))
@@ -127,7 +128,7 @@ class JobWriter:
         contents: dict[tuple[str, str], str] = {}
         with self._store.jobs_transaction() as tx:
             for row in streaming:
-                ref = (MESSAGES, row.message_id, "content")
+                ref = FieldRef(MESSAGES, row.message_id, "content")
                 field = tx.space(row.user).fields({ref}).get(ref)
                 if field is not None and isinstance(field.value, str):
                     contents[row.user, row.job_id] = field.value
@@ -141,24 +142,23 @@ class JobWriter:
     def purge(self, ended_before_ms: int) -> int:
         return self._store.purge_jobs(ended_before_ms)
 
-    def _should_notify(self, item: FlushItem, stored: dict[FieldKey, StoredField]) -> bool:
+    def _should_notify(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> bool:
         if not _may_notify(item):
             return False
-        muted = stored.get((MUTED_THREADS, item.row.thread_id, "muted"))
-        deleted = stored.get((MUTED_THREADS, item.row.thread_id, DELETED_FIELD))
+        muted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, "muted"))
+        deleted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, DELETED_FIELD))
         if muted is not None and muted.value is True and not (deleted and deleted.value is True):
             return False
         key = _notification_key(item)
-        return not any((c, k) == (NOTIFICATIONS, key) for c, k, _ in stored)
+        return not any(ref.collection == NOTIFICATIONS and ref.key == key for ref in stored)
 
 
-def _check_lww(item: FlushItem, stored: dict[FieldKey, StoredField]) -> None:
+def _check_lww(item: FlushItem, stored: dict[FieldRef, StoredField]) -> None:
     """Refuse a start on a message whose job fields hold crdt writes (they are lww)."""
     for ref in _job_values(item):
         current = stored.get(ref)
         if current is not None and current.kind != "lww":
-            _, _, field = ref
-            raise KindMismatchError(field, current.kind, "lww")
+            raise KindMismatchError(ref.field, current.kind, "lww")
 
 
 def _may_notify(item: FlushItem) -> bool:
@@ -188,11 +188,11 @@ def _final_event(item: FlushItem, stamp: HLC) -> JobEvent:
     )
 
 
-def _job_values(item: FlushItem) -> dict[FieldKey, Any]:
+def _job_values(item: FlushItem) -> dict[FieldRef, Any]:
     """The message fields this item writes, with their values (rule 3)."""
     key = item.row.message_id
     if not (item.start or item.final):
-        return {(MESSAGES, key, "content"): item.content}
+        return {FieldRef(MESSAGES, key, "content"): item.content}
     values = {
         "content": item.content,
         "pending": not item.final,
@@ -201,26 +201,26 @@ def _job_values(item: FlushItem) -> dict[FieldKey, Any]:
         "error": item.row.error,
     }
     assert values.keys() == JOB_FIELDS
-    return {(MESSAGES, key, field): value for field, value in values.items()}
+    return {FieldRef(MESSAGES, key, field): value for field, value in values.items()}
 
 
-def _refs_read(item: FlushItem) -> set[FieldKey]:
+def _refs_read(item: FlushItem) -> set[FieldRef]:
     """Every field whose stored state this item's write depends on."""
     refs = set(_job_values(item))
     if _may_notify(item):
         thread = item.row.thread_id
-        refs |= {(MUTED_THREADS, thread, "muted")}
-        refs |= {(MUTED_THREADS, thread, DELETED_FIELD)}
+        refs |= {FieldRef(MUTED_THREADS, thread, "muted")}
+        refs |= {FieldRef(MUTED_THREADS, thread, DELETED_FIELD)}
         key = _notification_key(item)
-        refs |= {(NOTIFICATIONS, key, field) for field in ("thread_id", "type")}
+        refs |= {FieldRef(NOTIFICATIONS, key, field) for field in ("thread_id", "type")}
     return refs
 
 
 def _put(
     batch: BatchWrite,
-    stored: dict[FieldKey, StoredField],
+    stored: dict[FieldRef, StoredField],
     head: int,
-    ref: FieldKey,
+    ref: FieldRef,
     value: Any,
     stamp: HLC,
     current: StoredField | None,
@@ -232,4 +232,6 @@ def _put(
     stored[ref] = batch.fields[ref] = field
     seq = head + len(batch.changes) + 1
     change_id = f"{stamp.node}:job:{item.row.job_id}:{seq}"
-    batch.changes.append(Change(change_id, *ref, "lww", stamp, base, value, None, seq))
+    batch.changes.append(
+        Change(change_id, ref.collection, ref.key, ref.field, "lww", stamp, base, value, None, seq)
+    )

@@ -24,14 +24,13 @@ import json
 import sqlite3
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
-from conflicts import HLC, Change, Conflict
+from conflicts import HLC, Change, Conflict, FieldRef
 from server.errors import StoreError
 from server.job_store import JobRow
-from server.store import BatchWrite, ChangePage, ConflictPage, FieldKey, StoredField
+from server.store import BatchWrite, ChangePage, ConflictPage, StoredField
 
 __all__ = ["SQLiteStore"]
 
@@ -118,20 +117,20 @@ class _SQLiteTransaction:
             found.update(rows)
         return found
 
-    def fields(self, keys: Collection[FieldKey]) -> dict[FieldKey, StoredField]:
-        found: dict[FieldKey, StoredField] = {}
-        for chunk in _chunks(list(keys)):
-            # a VALUES table joined on the primary key: one indexed lookup per key
+    def fields(self, refs: Collection[FieldRef]) -> dict[FieldRef, StoredField]:
+        found: dict[FieldRef, StoredField] = {}
+        for chunk in _chunks(list(refs)):
+            # a VALUES table joined on the primary key: one indexed lookup per ref
             wanted = ",".join(["(?, ?, ?)"] * len(chunk))
             rows = self._db.execute(
                 f"WITH w(c, k, f) AS (VALUES {wanted})"
                 " SELECT collection, key, field, kind, value, state, stamp, base"
                 " FROM w CROSS JOIN fields ON fields.user = ? AND fields.collection = w.c"
                 " AND fields.key = w.k AND fields.field = w.f",
-                [*chain.from_iterable(chunk), self._user],
+                [*(x for ref in chunk for x in (ref.collection, ref.key, ref.field)), self._user],
             )
             for collection, key, field, kind, value, state, stamp, base in rows:
-                found[collection, key, field] = StoredField(
+                found[FieldRef(collection, key, field)] = StoredField(
                     kind=kind,
                     stamp=HLC.parse(stamp),
                     base=_stamp_or_none(base),
@@ -162,14 +161,16 @@ class _SQLiteTransaction:
             (
                 (
                     user,
-                    *key,
+                    ref.collection,
+                    ref.key,
+                    ref.field,
                     f.kind,
                     None if f.kind == "crdt" else dumps(f.value),
                     f.state,
                     str(f.stamp),
                     _str_or_none(f.base),
                 )
-                for key, f in batch.fields.items()
+                for ref, f in batch.fields.items()
             ),
         )
         db.executemany(

@@ -22,24 +22,9 @@ from typing import Protocol
 
 import attrs
 
-from conflicts import HLC, Change, Conflict, Kind
+from conflicts import HLC, Change, Conflict, FieldRef, Kind
 
-__all__ = [
-    "BatchWrite",
-    "ChangePage",
-    "ConflictPage",
-    "FieldKey",
-    "Store",
-    "StoredField",
-    "Transaction",
-]
-
-FieldKey = tuple[str, str, str]
-"""Which field of which record: ``(collection, key, field)``, the store's key for a field.
-
-A plain tuple rather than `conflicts.FieldRef`: a push builds one per mutation
-and hashes it four times, and an attrs instance costs several times more to do both.
-"""
+__all__ = ["BatchWrite", "ChangePage", "ConflictPage", "Store", "StoredField", "Transaction"]
 
 
 @attrs.frozen
@@ -66,7 +51,7 @@ class BatchWrite:
     of every mutation id of the batch.
     """
 
-    fields: dict[FieldKey, StoredField]
+    fields: dict[FieldRef, StoredField]
     changes: list[Change]
     outcomes: dict[str, str]
     conflicts: list[Conflict]
@@ -97,7 +82,7 @@ class Transaction(Protocol):
         """The recorded outcome of each of these ids seen before (absent if never seen)."""
         ...
 
-    def fields(self, keys: Collection[FieldKey]) -> dict[FieldKey, StoredField]:
+    def fields(self, refs: Collection[FieldRef]) -> dict[FieldRef, StoredField]:
         """The stored state of each of these fields (absent if never written)."""
         ...
 

@@ -61,7 +61,7 @@ from conflicts import (
 )
 from conflicts.lww import overwrites
 from server.errors import BadRequestError, BatchTooLargeError, MutationsRefusedError, Refusal
-from server.store import BatchWrite, ChangePage, ConflictPage, FieldKey, Store, StoredField
+from server.store import BatchWrite, ChangePage, ConflictPage, Store, StoredField
 
 __all__ = ["PushResult", "SyncService"]
 
@@ -102,7 +102,7 @@ class _Batch:
     """The working state of one push while it is being decided."""
 
     seen: dict[str, str]
-    fields: dict[FieldKey, StoredField]
+    fields: dict[FieldRef, StoredField]
     head: int
     drift_bound: int
     """`Clock.drift_bound` as the push began: stamps at or below it need no `check_drift`."""
@@ -111,15 +111,15 @@ class _Batch:
     results: list[tuple[str, str]] = attrs.Factory(list)
     suppressed: int = 0
 
-    def log(self, key: FieldKey, stored: StoredField, m: Mutation) -> None:
-        """Set field `key` to `stored` and log the change `m` made (see the module docstring).
+    def log(self, ref: FieldRef, stored: StoredField, m: Mutation) -> None:
+        """Set field `ref` to `stored` and log the change `m` made (see the module docstring).
 
         An lww change is the field's new state (for RESOLVED, the resolved value
         under its derived stamp); a crdt change is `m`'s own update and stamps.
         """
         stamp, base = (m.stamp, m.base) if m.kind == "crdt" else (stored.stamp, stored.base)
         seq = self.head + len(self.write.changes) + 1
-        self.fields[key] = self.write.fields[key] = stored
+        self.fields[ref] = self.write.fields[ref] = stored
         self.write.changes.append(  # positional: this runs once per change of a push
             Change(
                 m.id, m.collection, m.key, m.field, m.kind, stamp, base, stored.value, m.update, seq
@@ -158,17 +158,17 @@ class SyncService:
                 mid = obj.get("id") if isinstance(obj, dict) else None
                 mid = mid if isinstance(mid, str) else None
                 refused.append(Refusal(index, mid, "invalid_mutation", str(exc)))
-        valid = [(i, m, (m.collection, m.key, m.field)) for i, m in enumerate(decoded) if m]
+        valid = [(i, m, FieldRef(m.collection, m.key, m.field)) for i, m in enumerate(decoded) if m]
         with self._store.transaction(user) as tx:
             batch = _Batch(
                 seen=tx.outcomes({m.id for _, m, _ in valid}),
-                fields=tx.fields({key for _, _, key in valid}),
+                fields=tx.fields({ref for _, _, ref in valid}),
                 head=tx.head(),
                 drift_bound=self._clock.drift_bound(),
                 refused=refused,
             )
-            for index, m, key in valid:
-                self._decide(batch, index, m, key)
+            for index, m, ref in valid:
+                self._decide(batch, index, m, ref)
             if batch.refused:
                 batch.refused.sort(key=lambda r: r.index)
                 raise MutationsRefusedError(batch.refused, len(raw))
@@ -201,15 +201,15 @@ class SyncService:
             )
         return raw
 
-    def _decide(self, batch: _Batch, index: int, m: Mutation, key: FieldKey) -> None:
+    def _decide(self, batch: _Batch, index: int, m: Mutation, ref: FieldRef) -> None:
         recorded = batch.seen.get(m.id) or batch.write.outcomes.get(m.id)
         if recorded is not None:
             batch.results.append((m.id, recorded))
             return
-        current = batch.fields.get(key)
+        current = batch.fields.get(ref)
         try:
             self._check(batch, m, current)
-            outcome = self._merge(batch, m, key, current)
+            outcome = self._merge(batch, m, ref, current)
         except ClockDriftError as exc:
             batch.refused.append(Refusal(index, m.id, "clock_drift", str(exc)))
         except KindMismatchError as exc:
@@ -237,19 +237,19 @@ class SyncService:
             raise KindMismatchError(m.field, current.kind, m.kind)
 
     def _merge(
-        self, batch: _Batch, m: Mutation, key: FieldKey, current: StoredField | None
+        self, batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | None
     ) -> Outcome:
         """Merge `m` into the working copy of its field; log the change it makes, if any."""
         if m.kind == "crdt":
-            return _merge_crdt(batch, m, key, current)
+            return _merge_crdt(batch, m, ref, current)
         if overwrites(None if current is None else current.stamp, m.stamp, m.base):
-            batch.log(key, StoredField("lww", m.stamp, m.base, m.value), m)
+            batch.log(ref, StoredField("lww", m.stamp, m.base, m.value), m)
             return Outcome.APPLIED
         assert current is not None  # `overwrites` holds for every first write
         merge = merge_field(
             FieldWrite(current.value, current.stamp, current.base),
             FieldWrite(m.value, m.stamp, m.base),
-            ref=FieldRef(*key),
+            ref=ref,
             resolver=self._resolvers.get(m.collection, m.field),
             suppress_identical=self._suppress_identical,
             detected_by=self._clock.node,
@@ -259,11 +259,11 @@ class SyncService:
             batch.write.conflicts.append(merge.conflict)
         if merge.changed:
             state = merge.state
-            batch.log(key, StoredField("lww", state.stamp, state.base, state.value), m)
+            batch.log(ref, StoredField("lww", state.stamp, state.base, state.value), m)
         return merge.outcome
 
 
-def _merge_crdt(batch: _Batch, m: Mutation, key: FieldKey, current: StoredField | None) -> Outcome:
+def _merge_crdt(batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | None) -> Outcome:
     """Merge crdt write `m` into the working copy of its field and log it (module docstring)."""
     assert m.update is not None
     if current is not None and current.stamp == m.stamp:
@@ -271,5 +271,5 @@ def _merge_crdt(batch: _Batch, m: Mutation, key: FieldKey, current: StoredField 
     state = merge_text_updates(current.state if current else None, m.update)
     top = m if current is None or m.stamp > current.stamp else current
     stored = StoredField("crdt", top.stamp, top.base, state=state)
-    batch.log(key, stored, m)
+    batch.log(ref, stored, m)
     return Outcome.APPLIED

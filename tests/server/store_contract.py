@@ -14,12 +14,12 @@ import pytest
 
 from conflicts import HLC, Change, Conflict, FieldRef, Side, initial_text_update
 from server.errors import StoreError
-from server.store import BatchWrite, FieldKey, Store, StoredField
+from server.store import BatchWrite, Store, StoredField
 
 __all__ = ["PersistentStoreContract", "StoreContract"]
 
-REF: FieldKey = ("notes", "a", "title")
-TEXT: FieldKey = ("notes", "a", "body")
+REF = FieldRef("notes", "a", "title")
+TEXT = FieldRef("notes", "a", "body")
 
 
 def stamp(wall: int, node: str = "n1") -> HLC:
@@ -27,12 +27,13 @@ def stamp(wall: int, node: str = "n1") -> HLC:
 
 
 def change(mid: str, value: object, wall: int, seq: int) -> Change:
-    return Change(mid, *REF, "lww", stamp(wall), value=value, seq=seq)
+    return Change(mid, REF.collection, REF.key, REF.field, "lww", stamp(wall), value=value, seq=seq)
 
 
 def batch(*changes: Change, conflicts: tuple[Conflict, ...] = ()) -> BatchWrite:
     fields = {
-        (c.collection, c.key, c.field): StoredField("lww", c.stamp, value=c.value) for c in changes
+        FieldRef(c.collection, c.key, c.field): StoredField("lww", c.stamp, value=c.value)
+        for c in changes
     }
     return BatchWrite(fields, list(changes), {c.id: "applied" for c in changes}, list(conflicts))
 
@@ -83,7 +84,7 @@ class StoreContract:
         assert store.changes("alice", 5, 2).cursor == 5
 
     def test_fields_and_outcomes_are_per_user(self, store: Store) -> None:
-        update = initial_text_update(FieldRef(*TEXT), "hi")
+        update = initial_text_update(TEXT, "hi")
         fields = {
             REF: StoredField("lww", stamp(2), stamp(1), value={"nested": [1, None, "x"]}),
             TEXT: StoredField("crdt", stamp(3), state=update),
@@ -91,7 +92,7 @@ class StoreContract:
         with store.transaction("alice") as tx:
             tx.write(BatchWrite(fields, [], {"n1:1": "dropped"}, []))
         with store.transaction("alice") as tx:
-            assert tx.fields([REF, TEXT, ("notes", "b", "x")]) == fields
+            assert tx.fields([REF, TEXT, FieldRef("notes", "b", "x")]) == fields
             assert tx.outcomes(["n1:1", "n1:2"]) == {"n1:1": "dropped"}
         with store.transaction("bob") as tx:
             assert tx.fields([REF, TEXT]) == {}

@@ -76,8 +76,7 @@ class _State:
 
 def _fields(store: SQLiteStore, refs: set[FieldRef]) -> dict[FieldRef, StoredField]:
     with store.transaction("alice") as tx:
-        found = tx.fields({(r.collection, r.key, r.field) for r in refs})
-    return {FieldRef(*key): field for key, field in found.items()}
+        return tx.fields(refs)
 
 
 @given(steps)

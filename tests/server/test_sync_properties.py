@@ -174,7 +174,7 @@ def test_crdt_writes_converge_whatever_the_order_and_batching(
         for part in splits(shuffled, cuts):  # any order: the server merges with merge_updates
             sync.push("u", {"mutations": part})
         with store.transaction("u") as tx:
-            [stored] = tx.fields([("c", "a", "body")]).values()
+            [stored] = tx.fields([FieldRef("c", "a", "body")]).values()
         assert CrdtText(stored.state).text == expected.text
     finally:
         store.close()
