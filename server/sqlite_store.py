@@ -24,6 +24,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -156,22 +157,38 @@ class _SQLiteTransaction:
 
         # Rows are generated, not listed: each is bound and freed before the next is built,
         # so a push of 1,000 does not hold 3,000 rows alive (and through the cyclic GC).
+        states_set = (
+            (
+                user,
+                ref.collection,
+                ref.key,
+                ref.field,
+                f.kind,
+                None if f.kind == "crdt" else dumps(f.value),
+                f.state,
+                str(f.stamp),
+                _str_or_none(f.base),
+            )
+            for ref, f in batch.fields.items()
+        )
+        lww_states = (  # in log order, so the last write of a field is what it holds
+            (
+                user,
+                m.collection,
+                m.key,
+                m.field,
+                "lww",
+                dumps(m.value),
+                None,
+                str(m.stamp),
+                _str_or_none(m.base),
+            )
+            for m in batch.log
+            if m.kind == "lww"
+        )
         db.executemany(
             "INSERT OR REPLACE INTO fields VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                (
-                    user,
-                    ref.collection,
-                    ref.key,
-                    ref.field,
-                    f.kind,
-                    None if f.kind == "crdt" else dumps(f.value),
-                    f.state,
-                    str(f.stamp),
-                    _str_or_none(f.base),
-                )
-                for ref, f in batch.fields.items()
-            ),
+            chain(states_set, lww_states),
         )
         db.executemany(
             "INSERT OR REPLACE INTO mutations VALUES (?, ?, ?)",
@@ -181,27 +198,27 @@ class _SQLiteTransaction:
             "INSERT INTO conflicts (user, body) VALUES (?, ?)",
             ((user, _dumps(c.to_json())) for c in batch.conflicts),
         )
-        if batch.changes:
+        if batch.log:
             db.executemany(
                 "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
                         user,
-                        c.seq,
-                        c.id,
-                        c.collection,
-                        c.key,
-                        c.field,
-                        c.kind,
-                        None if c.kind == "crdt" else dumps(c.value),
-                        c.update,
-                        str(c.stamp),
-                        _str_or_none(c.base),
+                        seq,
+                        m.id,
+                        m.collection,
+                        m.key,
+                        m.field,
+                        m.kind,
+                        None if m.kind == "crdt" else dumps(m.value),
+                        m.update,
+                        str(m.stamp),
+                        _str_or_none(m.base),
                     )
-                    for c in batch.changes
+                    for seq, m in enumerate(batch.log, batch.first_seq)
                 ),
             )
-            db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?)", (user, batch.changes[-1].seq))
+            db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?)", (user, batch.last_seq))
 
 
 class _SQLiteJobsTransaction:

@@ -20,7 +20,8 @@ Rules:
 
 * Each mutation whose outcome is APPLIED or RESOLVED appends one change to the
   log: the incoming write for APPLIED, the resolved value under its derived
-  stamp for RESOLVED. DUPLICATE and DROPPED append nothing.
+  stamp for RESOLVED. DUPLICATE and DROPPED append nothing. An lww change is
+  its field's new state, and the store takes it as such (`BatchWrite`).
 * A crdt write is APPLIED (its update is merged and logged, since applying a
   Yjs update is idempotent) unless its stamp equals the field's current stamp
   (DUPLICATE). The field's stamp is the highest stamp merged into it.
@@ -76,7 +77,12 @@ class PushResult:
     conflicts: list[Conflict]
     suppressed: int
     cursor: int
-    changes: list[Change]
+    written: BatchWrite
+    """What the push committed."""
+
+    def changes(self) -> list[Change]:
+        """The changes the push committed, numbered (built on demand, for live sockets)."""
+        return self.written.changes()
 
     def to_json_text(self) -> str:
         """The answer to the push, as JSON text (ASCII, as `json.dumps` writes it).
@@ -102,29 +108,24 @@ class _Batch:
     """The working state of one push while it is being decided."""
 
     seen: dict[str, str]
-    fields: dict[FieldRef, StoredField]
-    head: int
+    fields: dict[FieldRef, StoredField | Mutation]
+    """Each field's state so far: as stored, or the lww write of this push that set it."""
+    write: BatchWrite
     drift_bound: int
     """`Clock.drift_bound` as the push began: stamps at or below it need no `check_drift`."""
     refused: list[Refusal] = attrs.Factory(list)
-    write: BatchWrite = attrs.Factory(lambda: BatchWrite({}, [], {}, []))
     results: list[tuple[str, str]] = attrs.Factory(list)
     suppressed: int = 0
 
-    def log(self, ref: FieldRef, stored: StoredField, m: Mutation) -> None:
-        """Set field `ref` to `stored` and log the change `m` made (see the module docstring).
+    def log_lww(self, ref: FieldRef, write: Mutation) -> None:
+        """Log lww `write`, which is field `ref`'s new state (for the store too)."""
+        self.fields[ref] = write
+        self.write.log.append(write)
 
-        An lww change is the field's new state (for RESOLVED, the resolved value
-        under its derived stamp); a crdt change is `m`'s own update and stamps.
-        """
-        stamp, base = (m.stamp, m.base) if m.kind == "crdt" else (stored.stamp, stored.base)
-        seq = self.head + len(self.write.changes) + 1
-        self.fields[ref] = self.write.fields[ref] = stored
-        self.write.changes.append(  # positional: this runs once per change of a push
-            Change(
-                m.id, m.collection, m.key, m.field, m.kind, stamp, base, stored.value, m.update, seq
-            )
-        )
+    def log_crdt(self, ref: FieldRef, m: Mutation, state: StoredField) -> None:
+        """Log crdt write `m` (its own update and stamps); field `ref` is now `state`."""
+        self.fields[ref] = self.write.fields[ref] = state
+        self.write.log.append(m)
 
 
 class SyncService:
@@ -162,8 +163,8 @@ class SyncService:
         with self._store.transaction(user) as tx:
             batch = _Batch(
                 seen=tx.outcomes({m.id for _, m, _ in valid}),
-                fields=tx.fields({ref for _, _, ref in valid}),
-                head=tx.head(),
+                fields=dict(tx.fields({ref for _, _, ref in valid})),
+                write=BatchWrite(first_seq=tx.head() + 1),
                 drift_bound=self._clock.drift_bound(),
                 refused=refused,
             )
@@ -175,9 +176,10 @@ class SyncService:
             tx.write(batch.write)
         if valid:  # observing the highest stamp is observing them all (module docstring)
             self._clock.observe(max(m.stamp for _, m, _ in valid))
-        committed = batch.write.changes
-        cursor = batch.head + len(committed)
-        return PushResult(batch.results, batch.write.conflicts, batch.suppressed, cursor, committed)
+        written = batch.write
+        return PushResult(
+            batch.results, written.conflicts, batch.suppressed, written.last_seq, written
+        )
 
     def pull(self, user: str, since: int, limit: int) -> ChangePage:
         return self._store.changes(user, since, limit)
@@ -222,7 +224,7 @@ class SyncService:
             recorded = batch.write.outcomes[m.id] = outcome.value  # an enum lookup: do it once
             batch.results.append((m.id, recorded))
 
-    def _check(self, batch: _Batch, m: Mutation, current: StoredField | None) -> None:
+    def _check(self, batch: _Batch, m: Mutation, current: StoredField | Mutation | None) -> None:
         """Raise if `m` must be refused (see the module docstring); change nothing."""
         if m.stamp.wall_ms > batch.drift_bound:
             self._clock.check_drift(m.stamp)
@@ -237,13 +239,13 @@ class SyncService:
             raise KindMismatchError(m.field, current.kind, m.kind)
 
     def _merge(
-        self, batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | None
+        self, batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | Mutation | None
     ) -> Outcome:
         """Merge `m` into the working copy of its field; log the change it makes, if any."""
         if m.kind == "crdt":
             return _merge_crdt(batch, m, ref, current)
         if overwrites(None if current is None else current.stamp, m.stamp, m.base):
-            batch.log(ref, StoredField("lww", m.stamp, m.base, m.value), m)
+            batch.log_lww(ref, m)
             return Outcome.APPLIED
         assert current is not None  # `overwrites` holds for every first write
         merge = merge_field(
@@ -258,18 +260,22 @@ class SyncService:
         if merge.conflict is not None:
             batch.write.conflicts.append(merge.conflict)
         if merge.changed:
-            state = merge.state
-            batch.log(ref, StoredField("lww", state.stamp, state.base, state.value), m)
+            state = merge.state  # `m` as logged: the field's new state
+            batch.log_lww(
+                ref, attrs.evolve(m, value=state.value, stamp=state.stamp, base=state.base)
+            )
         return merge.outcome
 
 
-def _merge_crdt(batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | None) -> Outcome:
+def _merge_crdt(
+    batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | Mutation | None
+) -> Outcome:
     """Merge crdt write `m` into the working copy of its field and log it (module docstring)."""
     assert m.update is not None
+    assert not isinstance(current, Mutation)  # only lww writes are, and kinds were checked
     if current is not None and current.stamp == m.stamp:
         return Outcome.DUPLICATE
     state = merge_text_updates(current.state if current else None, m.update)
     top = m if current is None or m.stamp > current.stamp else current
-    stored = StoredField("crdt", top.stamp, top.base, state=state)
-    batch.log(ref, stored, m)
+    batch.log_crdt(ref, m, StoredField("crdt", top.stamp, top.base, state=state))
     return Outcome.APPLIED

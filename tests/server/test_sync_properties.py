@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from conflicts import HLC, Clock, Conflict, CrdtText, FieldRef, Mutation, Outcome, Resolvers, Side
 from server.errors import RequestError
 from server.sqlite_store import SQLiteStore
+from server.store import BatchWrite
 from server.sync import PushResult, SyncService
 
 NODES = ("n1", "n2", "n3")
@@ -200,7 +201,7 @@ def test_the_answer_to_a_push_is_the_json_of_its_parts(
     conflicts = [
         Conflict("c", 'k"é', "f", Side(v, stamp), Side("lost", stamp), "s") for v in values
     ]
-    text = PushResult(results, conflicts, suppressed, cursor, []).to_json_text()
+    text = PushResult(results, conflicts, suppressed, cursor, BatchWrite(cursor + 1)).to_json_text()
     assert text.isascii()
     assert json.loads(text) == {
         "results": [{"id": mid, "outcome": outcome} for mid, outcome in results],
