@@ -152,19 +152,14 @@ class Mutation:
     @classmethod
     def from_json(cls, obj: Any) -> Self:
         """Decode and validate; `WireError` names the first bad member."""
-        if not isinstance(obj, dict):
-            raise WireError(f"a {cls.__name__.lower()} must be a JSON object, got {obj!r:.80}")
         # Positional: this runs once per mutation of every push and change of every pull.
-        return cls(*_decode_common(obj), *cls._decode_extra(obj))
-
-    @classmethod
-    def _decode_extra(cls, obj: dict[str, Any]) -> tuple[Any, ...]:
-        """The members a subclass adds after Mutation's own, in attribute order."""
-        return ()
+        return cls(*_decode_common(cls, obj))
 
 
-def _decode_common(obj: dict[str, Any]) -> tuple[Any, ...]:
-    """Mutation's attributes decoded from `obj`, in attribute order."""
+def _decode_common(cls: type[Mutation], obj: Any) -> tuple[Any, ...]:
+    """Mutation's attributes decoded from `obj` (a `cls` as JSON), in attribute order."""
+    if not isinstance(obj, dict):
+        raise WireError(f"a {cls.__name__.lower()} must be a JSON object, got {obj!r:.80}")
     kind = obj.get("kind")
     if kind not in KINDS:
         raise WireError(f"'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -202,8 +197,10 @@ class Change(Mutation):
         return obj
 
     @classmethod
-    def _decode_extra(cls, obj: dict[str, Any]) -> tuple[Any, ...]:
+    def from_json(cls, obj: Any) -> Self:
+        """Decode and validate; `WireError` names the first bad member."""
+        fields = _decode_common(cls, obj)
         seq = obj.get("seq")
         if seq is not None and (type(seq) is not int or seq < 0):
             raise WireError(f"'seq' must be a non-negative integer or null, got {seq!r}")
-        return (seq,)
+        return cls(*fields, seq)
