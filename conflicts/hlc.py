@@ -31,6 +31,7 @@ __all__ = ["HLC", "Clock", "validate_node_id", "wall_clock_ms"]
 
 _WALL_DIGITS = 15
 _COUNTER_DIGITS = 8
+_NODE_START = _WALL_DIGITS + 1 + _COUNTER_DIGITS + 1
 MAX_WALL_MS = 10**_WALL_DIGITS - 1
 MAX_COUNTER = 16**_COUNTER_DIGITS - 1
 _NODE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -67,6 +68,9 @@ class HLC:
     wall_ms: int = attrs.field()
     counter: int = attrs.field()
     node: str = attrs.field()
+    # ``str(stamp)``, kept once made: every stamp of a push or a pull is parsed from
+    # its text and written out again (into SQLite, onto the wire). Not part of the value.
+    _text: str | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @wall_ms.validator
     def _check_wall(self, _: attrs.Attribute[int], value: int) -> None:
@@ -101,20 +105,14 @@ class HLC:
                 f"not an HLC stamp: {text!r} (expected "
                 f"'<{_WALL_DIGITS} digits>-<{_COUNTER_DIGITS} hex digits>-<node>')"
             )
-        # The pattern bounds every part, so the validators have nothing left to check.
-        return cls._trusted(int(match["wall"]), int(match["counter"], 16), match["node"])
-
-    @classmethod
-    def _trusted(cls, wall_ms: int, counter: int, node: str) -> HLC:
-        """Build a stamp from parts already known valid, skipping the validators.
-
-        Parsing is on the hot path of every push and pull (two stamps per
-        change); the validators doubled its cost.
-        """
+        # The pattern fixes every width and bounds every part: slice the parts out, skip
+        # the validators (they doubled the cost of a parse, which every stamp of every
+        # push and pull goes through), and keep `text`, exactly what ``str()`` would make.
         stamp = object.__new__(cls)
-        object.__setattr__(stamp, "wall_ms", wall_ms)
-        object.__setattr__(stamp, "counter", counter)
-        object.__setattr__(stamp, "node", node)
+        _set_wall_ms(stamp, int(text[:_WALL_DIGITS]))
+        _set_counter(stamp, int(text[_WALL_DIGITS + 1 : _NODE_START - 1], 16))
+        _set_node(stamp, text[_NODE_START:])
+        _set_text(stamp, text)
         return stamp
 
     # Ordering by hand: attrs' generated comparisons build tuples through generator
@@ -132,10 +130,22 @@ class HLC:
         return (self.wall_ms, self.counter, self.node) >= (other.wall_ms, other.counter, other.node)
 
     def __str__(self) -> str:
-        return f"{self.wall_ms:0{_WALL_DIGITS}d}-{self.counter:0{_COUNTER_DIGITS}x}-{self.node}"
+        text = self._text
+        if text is None:
+            text = f"{self.wall_ms:0{_WALL_DIGITS}d}-{self.counter:0{_COUNTER_DIGITS}x}-{self.node}"
+            _set_text(self, text)
+        return text
 
     def __repr__(self) -> str:
         return f"HLC({self.wall_ms}, {self.counter}, {self.node!r})"
+
+
+# The slots' own setters: a third faster than ``object.__setattr__`` by name, for `parse`
+# (and the only way to fill in `_text` of a frozen stamp).
+_set_wall_ms = HLC.__dict__["wall_ms"].__set__
+_set_counter = HLC.__dict__["counter"].__set__
+_set_node = HLC.__dict__["node"].__set__
+_set_text = HLC.__dict__["_text"].__set__
 
 
 class Clock:
@@ -183,6 +193,15 @@ class Clock:
         ahead = remote.wall_ms - self._wall()
         if ahead > self.max_drift_ms:
             raise ClockDriftError(remote, ahead, self.max_drift_ms)
+
+    def drift_bound(self) -> int:
+        """The highest `wall_ms` a remote stamp may carry right now.
+
+        A stamp at or below it passes `check_drift` as long as the wall clock
+        does not go back: who checks many stamps at once (a push of 1,000) reads
+        the wall clock once and calls `check_drift` only for stamps above it.
+        """
+        return self._wall() + self.max_drift_ms
 
     def observe(self, remote: HLC) -> None:
         """Absorb a remote stamp so that every later `now()` is greater than it.

@@ -42,7 +42,7 @@ from conflicts.conflict import Conflict, FieldRef, Side
 from conflicts.hlc import HLC
 from conflicts.resolvers import derived_stamp
 
-__all__ = ["FieldWrite", "Merge", "Outcome", "merge_field"]
+__all__ = ["FieldWrite", "Merge", "Outcome", "merge_field", "overwrites"]
 
 _NO_REF = FieldRef("", "", "")
 
@@ -135,3 +135,17 @@ def merge_field(
         detected_by=detected_by,
     )
     return Merge(state, outcome, conflict=conflict)
+
+
+def overwrites(current: HLC | None, stamp: HLC, base: HLC | None) -> bool:
+    """True when a write (`stamp`, `base`) onto a field stamped `current` simply replaces it.
+
+    That is: the field was never written (`current` is None), or the write is
+    newer and its writer had seen the current value (``base >= current``), so
+    by laws 2 and 3 `merge_field` returns ``Merge(incoming, Outcome.APPLIED)``,
+    no conflict and nothing suppressed, whatever the resolver and suppression
+    settings. It is the common case of a push; a caller that knows it can skip
+    building the `FieldWrite`s and the `Merge` (``tests/conflicts`` checks the
+    equivalence).
+    """
+    return current is None or (base is not None and stamp > current and base >= current)

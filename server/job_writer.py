@@ -46,6 +46,7 @@ from conflicts import (
     JobEvent,
     JobStatus,
     KindMismatchError,
+    Mutation,
     notification_for,
 )
 from server.job_store import JobRow, JobStore
@@ -95,8 +96,7 @@ class JobWriter:
             rows = []
             for user, entries in by_user.items():
                 space = tx.space(user)
-                batch = BatchWrite({}, [], {}, [])
-                head = space.head()
+                batch = BatchWrite(first_seq=space.head() + 1)
                 stored = space.fields({ref for _, item in entries for ref in _refs_read(item)})
                 for index, item in entries:
                     if item.start:
@@ -104,18 +104,18 @@ class JobWriter:
                     stamp = self._clock.now()
                     stamps[index] = stamp
                     for ref, value in _job_values(item).items():
-                        _put(batch, stored, head, ref, value, stamp, stored.get(ref), item)
+                        _put(batch, stored, ref, value, stamp, stored.get(ref), item)
                     if self._should_notify(item, stored):
                         key, fields = notification_for(
                             item.row.thread_id, _final_event(item, stamp), item.content
                         )
                         for field, value in fields.items():
                             ref = FieldRef(NOTIFICATIONS, key, field)
-                            _put(batch, stored, head, ref, value, stamp, None, item)
+                            _put(batch, stored, ref, value, stamp, None, item)
                         notified.append(item.row.job_id)
                     rows.append(attrs.evolve(item.row, stamp=stamp))
                 space.write(batch)
-                changes[user] = batch.changes
+                changes[user] = batch.changes()
             tx.save_jobs(rows)
         return FlushResult([stamps[i] for i in range(len(items))], changes, notified)
 
@@ -219,19 +219,16 @@ def _refs_read(item: FlushItem) -> set[FieldRef]:
 def _put(
     batch: BatchWrite,
     stored: dict[FieldRef, StoredField],
-    head: int,
     ref: FieldRef,
     value: Any,
     stamp: HLC,
     current: StoredField | None,
     item: FlushItem,
 ) -> None:
-    """Write one lww field (base = the stamp it replaces) and log its change."""
+    """Write one lww field (base = the stamp it replaces): log it, and note its new state."""
     base = None if current is None else current.stamp
-    field = StoredField("lww", stamp, base, value=value)
-    stored[ref] = batch.fields[ref] = field
-    seq = head + len(batch.changes) + 1
+    stored[ref] = StoredField("lww", stamp, base, value=value)
+    seq = batch.first_seq + len(batch.log)
     change_id = f"{stamp.node}:job:{item.row.job_id}:{seq}"
-    batch.changes.append(
-        Change(change_id, ref.collection, ref.key, ref.field, "lww", stamp, base, value, None, seq)
-    )
+    write = Mutation(change_id, ref.collection, ref.key, ref.field, "lww", stamp, base, value)
+    batch.log.append(write)

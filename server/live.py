@@ -90,6 +90,10 @@ class LiveHub:
             if not subs:
                 del self._subs[sub.user]
 
+    def listening(self, user: str) -> bool:
+        """True while `user` has a live socket (so publishing to them reaches somebody)."""
+        return user in self._subs
+
     def publish(self, user: str, changes: list[Change]) -> None:
         """Hand committed `changes` (in seq order) to every socket of `user`."""
         if changes:

@@ -24,6 +24,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,6 +70,19 @@ CREATE TABLE IF NOT EXISTS jobs (
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
 
+# `_dumps` is quick for a str only; any other value takes json's general path (~1 us
+# where these take ~0.1). Their text is fixed: exactly what that path produces.
+_SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
+    int: int.__repr__,
+    bool: lambda value: "true" if value else "false",
+    type(None): lambda _: "null",
+}
+
+
+def _value_text(value: object) -> str:
+    """The JSON text stored for a field's value (as `_dumps` encodes it)."""
+    return _SCALAR_TEXT.get(type(value), _dumps)(value)
+
 
 def _stamp_or_none(text: str | None) -> HLC | None:
     return None if text is None else HLC.parse(text)
@@ -96,10 +110,13 @@ class _SQLiteTransaction:
     def outcomes(self, mutation_ids: Collection[str]) -> dict[str, str]:
         found: dict[str, str] = {}
         for chunk in _chunks(list(mutation_ids)):
-            marks = ",".join("?" * len(chunk))
+            # joined on the primary key like `fields`: a third faster than ``id IN (...)``,
+            # which first builds a temporary index of the ids
+            wanted = ",".join(["(?)"] * len(chunk))
             rows = self._db.execute(
-                f"SELECT id, outcome FROM mutations WHERE user = ? AND id IN ({marks})",
-                [self._user, *chunk],
+                f"WITH w(i) AS (VALUES {wanted}) SELECT id, outcome"
+                " FROM w CROSS JOIN mutations ON mutations.user = ? AND mutations.id = w.i",
+                [*chunk, self._user],
             )
             found.update(rows)
         return found
@@ -132,67 +149,79 @@ class _SQLiteTransaction:
 
     def write(self, batch: BatchWrite) -> None:
         db, user = self._db, self._user
-        # A value and its stamp are usually both a field's and a change's: encode them once.
+        # A value is usually both a field's and a change's: encode it once.
         encoded: dict[int, str] = {}
 
         def dumps(value: object) -> str:
             text = encoded.get(id(value))
             if text is None:
-                text = encoded[id(value)] = _dumps(value)
+                text = encoded[id(value)] = _value_text(value)
             return text
 
-        def stamp(hlc: HLC) -> str:
-            text = encoded.get(id(hlc))
-            if text is None:
-                text = encoded[id(hlc)] = str(hlc)
-            return text
-
+        # Rows are generated, not listed: each is bound and freed before the next is built,
+        # so a push of 1,000 does not hold 3,000 rows alive (and through the cyclic GC).
+        states_set = (
+            (
+                user,
+                ref.collection,
+                ref.key,
+                ref.field,
+                f.kind,
+                None if f.kind == "crdt" else dumps(f.value),
+                f.state,
+                str(f.stamp),
+                _str_or_none(f.base),
+            )
+            for ref, f in batch.fields.items()
+        )
+        lww_states = (  # in log order, so the last write of a field is what it holds
+            (
+                user,
+                m.collection,
+                m.key,
+                m.field,
+                "lww",
+                dumps(m.value),
+                None,
+                str(m.stamp),
+                _str_or_none(m.base),
+            )
+            for m in batch.log
+            if m.kind == "lww"
+        )
         db.executemany(
             "INSERT OR REPLACE INTO fields VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    user,
-                    ref.collection,
-                    ref.key,
-                    ref.field,
-                    f.kind,
-                    None if f.kind == "crdt" else dumps(f.value),
-                    f.state,
-                    stamp(f.stamp),
-                    _str_or_none(f.base),
-                )
-                for ref, f in batch.fields.items()
-            ],
+            chain(states_set, lww_states),
         )
         db.executemany(
             "INSERT OR REPLACE INTO mutations VALUES (?, ?, ?)",
-            [(user, mid, outcome) for mid, outcome in batch.outcomes.items()],
+            ((user, mid, outcome) for mid, outcome in batch.outcomes.items()),
         )
         db.executemany(
             "INSERT INTO conflicts (user, body) VALUES (?, ?)",
-            [(user, _dumps(c.to_json())) for c in batch.conflicts],
+            ((user, _dumps(c.to_json())) for c in batch.conflicts),
         )
-        if batch.changes:
+        if batch.log:
             db.executemany(
                 "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
+                (
                     (
                         user,
-                        c.seq,
-                        c.id,
-                        c.collection,
-                        c.key,
-                        c.field,
-                        c.kind,
-                        None if c.kind == "crdt" else dumps(c.value),
-                        c.update,
-                        stamp(c.stamp),
-                        _str_or_none(c.base),
+                        seq,
+                        m.id,
+                        m.collection,
+                        m.key,
+                        m.field,
+                        m.kind,
+                        None if m.kind == "crdt" else dumps(m.value),
+                        m.update,
+                        str(m.stamp),
+                        _str_or_none(m.base),
                     )
-                    for c in batch.changes
-                ],
+                    for seq, m in enumerate(batch.log, batch.first_seq)
+                ),
             )
-            db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?)", (user, batch.changes[-1].seq))
+            db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?)", (user, batch.last_seq))
 
 
 class _SQLiteJobsTransaction:

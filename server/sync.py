@@ -8,7 +8,10 @@ A push is handled in one store transaction, in two steps:
    differ from the field's stored kind or from an earlier write of the batch,
    garbage CRDT updates, and non-boolean tombstones. Every other mutation is
    merged into an in-memory working copy of the fields it touches, through
-   `conflicts.merge_field` (lww) or `conflicts.merge_text_updates` (crdt).
+   `conflicts.merge_field` (lww) or `conflicts.merge_text_updates` (crdt). An
+   lww write that `conflicts.lww.overwrites` its field (a new field, or a newer
+   write that saw the current one: most of them) is applied without building
+   merge_field's inputs and result, which is exactly what merge_field would do.
 2. **Write everything or nothing.** If any mutation was refused, raise
    `MutationsRefusedError` naming every one of them: the transaction rolls back
    having written nothing. Otherwise hand the store one `BatchWrite`.
@@ -17,7 +20,8 @@ Rules:
 
 * Each mutation whose outcome is APPLIED or RESOLVED appends one change to the
   log: the incoming write for APPLIED, the resolved value under its derived
-  stamp for RESOLVED. DUPLICATE and DROPPED append nothing.
+  stamp for RESOLVED. DUPLICATE and DROPPED append nothing. An lww change is
+  its field's new state, and the store takes it as such (`BatchWrite`).
 * A crdt write is APPLIED (its update is merged and logged, since applying a
   Yjs update is idempotent) unless its stamp equals the field's current stamp
   (DUPLICATE). The field's stamp is the highest stamp merged into it.
@@ -25,20 +29,22 @@ Rules:
   one batch) it is answered with that outcome and not merged again.
 * Changes are numbered here, consecutively from the user's log head as read
   inside the same transaction.
-* The server clock observes every accepted stamp after the commit.
+* The server clock observes every accepted stamp after the commit (it keeps
+  only the highest, so observing the highest is observing them all).
 
 Runs on the store's worker thread; it does no I/O of its own.
 """
 
 from __future__ import annotations
 
+import json
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 import attrs
 
 from conflicts import (
     DELETED_FIELD,
-    HLC,
     Change,
     Clock,
     ClockDriftError,
@@ -54,10 +60,13 @@ from conflicts import (
     merge_field,
     merge_text_updates,
 )
+from conflicts.lww import overwrites
 from server.errors import BadRequestError, BatchTooLargeError, MutationsRefusedError, Refusal
 from server.store import BatchWrite, ChangePage, ConflictPage, Store, StoredField
 
 __all__ = ["PushResult", "SyncService"]
+
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @attrs.frozen
@@ -68,15 +77,30 @@ class PushResult:
     conflicts: list[Conflict]
     suppressed: int
     cursor: int
-    changes: list[Change]
+    written: BatchWrite
+    """What the push committed."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "results": [{"id": mid, "outcome": outcome} for mid, outcome in self.results],
+    def changes(self) -> list[Change]:
+        """The changes the push committed, numbered (built on demand, for live sockets)."""
+        return self.written.changes()
+
+    def to_json_text(self) -> str:
+        """The answer to the push, as JSON text (ASCII, as `json.dumps` writes it).
+
+        ``{"results": [{"id": ..., "outcome": ...}, ...], "conflicts": [...],
+        "suppressed": n, "cursor": n}``. The results, one per mutation, are
+        written out here: a dict each through `json.dumps` cost five times as
+        much, and left the cyclic GC a thousand more objects per push of 1,000.
+        """
+        results = ",".join(
+            [f'{{"id":{_quote(mid)},"outcome":{_quote(outcome)}}}' for mid, outcome in self.results]
+        )
+        rest = {
             "conflicts": [c.to_json() for c in self.conflicts],
             "suppressed": self.suppressed,
             "cursor": self.cursor,
         }
+        return f'{{"results":[{results}],{_compact(rest)[1:]}'
 
 
 @attrs.define
@@ -84,12 +108,24 @@ class _Batch:
     """The working state of one push while it is being decided."""
 
     seen: dict[str, str]
-    fields: dict[FieldRef, StoredField]
-    head: int
+    fields: dict[FieldRef, StoredField | Mutation]
+    """Each field's state so far: as stored, or the lww write of this push that set it."""
+    write: BatchWrite
+    drift_bound: int
+    """`Clock.drift_bound` as the push began: stamps at or below it need no `check_drift`."""
     refused: list[Refusal] = attrs.Factory(list)
-    write: BatchWrite = attrs.Factory(lambda: BatchWrite({}, [], {}, []))
     results: list[tuple[str, str]] = attrs.Factory(list)
     suppressed: int = 0
+
+    def log_lww(self, ref: FieldRef, write: Mutation) -> None:
+        """Log lww `write`, which is field `ref`'s new state (for the store too)."""
+        self.fields[ref] = write
+        self.write.log.append(write)
+
+    def log_crdt(self, ref: FieldRef, m: Mutation, state: StoredField) -> None:
+        """Log crdt write `m` (its own update and stamps); field `ref` is now `state`."""
+        self.fields[ref] = self.write.fields[ref] = state
+        self.write.log.append(m)
 
 
 class SyncService:
@@ -127,8 +163,9 @@ class SyncService:
         with self._store.transaction(user) as tx:
             batch = _Batch(
                 seen=tx.outcomes({m.id for _, m, _ in valid}),
-                fields=tx.fields({ref for _, _, ref in valid}),
-                head=tx.head(),
+                fields=dict(tx.fields({ref for _, _, ref in valid})),
+                write=BatchWrite(first_seq=tx.head() + 1),
+                drift_bound=self._clock.drift_bound(),
                 refused=refused,
             )
             for index, m, ref in valid:
@@ -137,11 +174,12 @@ class SyncService:
                 batch.refused.sort(key=lambda r: r.index)
                 raise MutationsRefusedError(batch.refused, len(raw))
             tx.write(batch.write)
-        for _, m, _ in valid:
-            self._clock.observe(m.stamp)
-        committed = batch.write.changes
-        cursor = batch.head + len(committed)
-        return PushResult(batch.results, batch.write.conflicts, batch.suppressed, cursor, committed)
+        if valid:  # observing the highest stamp is observing them all (module docstring)
+            self._clock.observe(max(m.stamp for _, m, _ in valid))
+        written = batch.write
+        return PushResult(
+            batch.results, written.conflicts, batch.suppressed, written.last_seq, written
+        )
 
     def pull(self, user: str, since: int, limit: int) -> ChangePage:
         return self._store.changes(user, since, limit)
@@ -172,7 +210,7 @@ class SyncService:
             return
         current = batch.fields.get(ref)
         try:
-            self._check(m, current)
+            self._check(batch, m, current)
             outcome = self._merge(batch, m, ref, current)
         except ClockDriftError as exc:
             batch.refused.append(Refusal(index, m.id, "clock_drift", str(exc)))
@@ -183,13 +221,14 @@ class SyncService:
         except WireError as exc:
             batch.refused.append(Refusal(index, m.id, "invalid_mutation", str(exc)))
         else:
-            batch.write.outcomes[m.id] = outcome.value
-            batch.results.append((m.id, outcome.value))
+            recorded = batch.write.outcomes[m.id] = outcome.value  # an enum lookup: do it once
+            batch.results.append((m.id, recorded))
 
-    def _check(self, m: Mutation, current: StoredField | None) -> None:
+    def _check(self, batch: _Batch, m: Mutation, current: StoredField | Mutation | None) -> None:
         """Raise if `m` must be refused (see the module docstring); change nothing."""
-        self._clock.check_drift(m.stamp)
-        if m.base is not None:
+        if m.stamp.wall_ms > batch.drift_bound:
+            self._clock.check_drift(m.stamp)
+        if m.base is not None and m.base.wall_ms > batch.drift_bound:
             self._clock.check_drift(m.base)
         if m.field == DELETED_FIELD:
             if m.kind != "lww":
@@ -200,45 +239,43 @@ class SyncService:
             raise KindMismatchError(m.field, current.kind, m.kind)
 
     def _merge(
-        self, batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | None
+        self, batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | Mutation | None
     ) -> Outcome:
-        """Merge `m` into the working copy of its field; record the change it logs, if any."""
-        seq = batch.head + len(batch.write.changes) + 1
+        """Merge `m` into the working copy of its field; log the change it makes, if any."""
         if m.kind == "crdt":
-            assert m.update is not None
-            if current is not None and current.stamp == m.stamp:
-                return Outcome.DUPLICATE
-            state = merge_text_updates(current.state if current else None, m.update)
-            top = m if current is None or m.stamp > current.stamp else current
-            stored = StoredField("crdt", top.stamp, top.base, state=state)
-            change = _change(m, m.stamp, m.base, None, m.update, seq)
-            outcome = Outcome.APPLIED
-        else:
-            merge = merge_field(
-                None if current is None else FieldWrite(current.value, current.stamp, current.base),
-                FieldWrite(m.value, m.stamp, m.base),
-                ref=ref,
-                resolver=self._resolvers.get(m.collection, m.field),
-                suppress_identical=self._suppress_identical,
-                detected_by=self._clock.node,
+            return _merge_crdt(batch, m, ref, current)
+        if overwrites(None if current is None else current.stamp, m.stamp, m.base):
+            batch.log_lww(ref, m)
+            return Outcome.APPLIED
+        assert current is not None  # `overwrites` holds for every first write
+        merge = merge_field(
+            FieldWrite(current.value, current.stamp, current.base),
+            FieldWrite(m.value, m.stamp, m.base),
+            ref=ref,
+            resolver=self._resolvers.get(m.collection, m.field),
+            suppress_identical=self._suppress_identical,
+            detected_by=self._clock.node,
+        )
+        batch.suppressed += merge.suppressed
+        if merge.conflict is not None:
+            batch.write.conflicts.append(merge.conflict)
+        if merge.changed:
+            state = merge.state  # `m` as logged: the field's new state
+            batch.log_lww(
+                ref, attrs.evolve(m, value=state.value, stamp=state.stamp, base=state.base)
             )
-            batch.suppressed += merge.suppressed
-            if merge.conflict is not None:
-                batch.write.conflicts.append(merge.conflict)
-            if not merge.changed:
-                return merge.outcome
-            state_ = merge.state
-            stored = StoredField("lww", state_.stamp, state_.base, value=state_.value)
-            change = _change(m, state_.stamp, state_.base, state_.value, None, seq)
-            outcome = merge.outcome
-        batch.fields[ref] = stored
-        batch.write.fields[ref] = stored
-        batch.write.changes.append(change)
-        return outcome
+        return merge.outcome
 
 
-def _change(
-    m: Mutation, stamp: HLC, base: HLC | None, value: Any, update: bytes | None, seq: int
-) -> Change:
-    """The log entry for mutation `m` (positional: this runs once per change of a push)."""
-    return Change(m.id, m.collection, m.key, m.field, m.kind, stamp, base, value, update, seq)
+def _merge_crdt(
+    batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | Mutation | None
+) -> Outcome:
+    """Merge crdt write `m` into the working copy of its field and log it (module docstring)."""
+    assert m.update is not None
+    assert not isinstance(current, Mutation)  # only lww writes are, and kinds were checked
+    if current is not None and current.stamp == m.stamp:
+        return Outcome.DUPLICATE
+    state = merge_text_updates(current.state if current else None, m.update)
+    top = m if current is None or m.stamp > current.stamp else current
+    batch.log_crdt(ref, m, StoredField("crdt", top.stamp, top.base, state=state))
+    return Outcome.APPLIED

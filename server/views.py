@@ -115,8 +115,10 @@ async def push(request: web.Request) -> web.Response:
     user = request[USER_KEY]
     body = await json_body(request)
     result = await _on_store_thread(request, request.app[SYNC_KEY].push, user, body)
-    request.app[HUB_KEY].publish(user, result.changes)
-    return web.json_response(result.to_json())
+    hub = request.app[HUB_KEY]
+    if hub.listening(user):  # else numbering 1,000 changes would be for nobody
+        hub.publish(user, result.changes())
+    return web.Response(text=result.to_json_text(), content_type="application/json")
 
 
 async def pull(request: web.Request) -> web.Response:

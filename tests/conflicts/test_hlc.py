@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -33,6 +34,14 @@ def test_string_form_sorts_like_the_stamps(a: HLC, b: HLC) -> None:
 @given(stamps)
 def test_parse_round_trips(stamp: HLC) -> None:
     assert HLC.parse(str(stamp)) == stamp
+
+
+@given(stamps)
+def test_a_parsed_stamp_is_the_same_value_and_text_as_a_built_one(stamp: HLC) -> None:
+    built = HLC(stamp.wall_ms, stamp.counter, stamp.node)  # text not made yet
+    parsed = HLC.parse(str(stamp))  # text kept from parsing
+    assert (parsed, hash(parsed), str(parsed)) == (built, hash(built), str(built))
+    assert str(attrs.evolve(parsed, counter=parsed.counter + 1)) > str(parsed)
 
 
 @pytest.mark.parametrize(
@@ -110,6 +119,17 @@ def test_exactly_at_the_drift_bound_is_accepted() -> None:
     clock = Clock("a", max_drift_ms=100, wall=ManualWall(1_000))
     clock.observe(HLC(1_100, 0, "b"))
     assert clock.now() > HLC(1_100, 0, "b")
+
+
+def test_drift_bound_is_the_last_wall_time_check_drift_accepts() -> None:
+    wall = ManualWall(1_000)
+    clock = Clock("a", max_drift_ms=100, wall=wall)
+    assert clock.drift_bound() == 1_100
+    clock.check_drift(HLC(1_100, 5, "b"))
+    with pytest.raises(ClockDriftError):
+        clock.check_drift(HLC(1_101, 0, "b"))
+    wall.ms = 2_000
+    assert clock.drift_bound() == 2_100
 
 
 def test_clock_refuses_bad_node_ids_and_negative_drift() -> None:

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conflicts import HLC, FieldRef, FieldWrite, Merge, Outcome, Resolvers, merge_field
+from conflicts.lww import overwrites
 
 from .strategies import distinct_writes
 
@@ -206,3 +207,23 @@ def test_first_write_to_a_field_is_applied() -> None:
     write = FieldWrite("v", stamp(1, "a"))
     merge = merge_field(None, write)
     assert merge.outcome is Outcome.APPLIED and merge.changed and merge.state == write
+
+
+# The fast path: `overwrites` is exactly "merge_field returns the incoming write, applied".
+@given(distinct_writes(min_size=1, max_size=2), st.booleans(), st.booleans())
+def test_overwrites_holds_exactly_when_merge_field_plainly_applies(
+    writes: list[FieldWrite], resolve: bool, suppress: bool
+) -> None:
+    *before, incoming = writes
+    current = before[0] if before else None
+    merge = merge_field(
+        current,
+        incoming,
+        ref=REF,
+        resolver=(lambda older, newer: [older, newer]) if resolve else None,
+        suppress_identical=suppress,
+        detected_by="server",
+    )
+    plain = merge == Merge(incoming, Outcome.APPLIED)
+    current_stamp = None if current is None else current.stamp
+    assert overwrites(current_stamp, incoming.stamp, incoming.base) == plain

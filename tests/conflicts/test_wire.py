@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conflicts import HLC, Change, Conflict, Mutation, Side, WireError
+from conflicts import HLC, Change, Conflict, Mutation, Side, WireError, canonical_json
 
 from .strategies import json_values, stamps
 
@@ -89,3 +89,26 @@ def test_conflict_json_round_trip(winner: Any, loser: Any, ws: HLC, ls: HLC) -> 
     encoded = conflict.to_json()
     assert encoded["winner"]["node"] == ws.node
     assert Conflict.from_json(encoded) == conflict
+
+
+# Values that the decode's shortcut for scalars must answer like canonical_json does.
+awkward_values = st.one_of(
+    json_values,
+    st.integers(),
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 10**5000, -(10**5000)]),
+    st.floats(),
+    st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010), max_size=3),
+    st.lists(st.floats(), max_size=2),
+    st.dictionaries(st.integers(), st.none(), max_size=2),
+)
+
+
+@given(awkward_values)
+def test_a_value_is_accepted_exactly_when_canonical_json_encodes_it(value: Any) -> None:
+    try:
+        canonical_json(value)
+    except (TypeError, ValueError):
+        with pytest.raises(WireError, match="'value' is not storable JSON"):
+            Mutation.from_json(lww(value=value))
+    else:
+        assert Mutation.from_json(lww(value=value)).value is value

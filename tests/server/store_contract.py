@@ -31,11 +31,12 @@ def change(mid: str, value: object, wall: int, seq: int) -> Change:
 
 
 def batch(*changes: Change, conflicts: tuple[Conflict, ...] = ()) -> BatchWrite:
-    fields = {
-        FieldRef(c.collection, c.key, c.field): StoredField("lww", c.stamp, value=c.value)
-        for c in changes
-    }
-    return BatchWrite(fields, list(changes), {c.id: "applied" for c in changes}, list(conflicts))
+    """One write logging `changes` (numbered consecutively, as their seqs say)."""
+    first = changes[0].seq if changes else 1
+    assert first is not None
+    assert [c.seq for c in changes] == list(range(first, first + len(changes)))
+    outcomes = {c.id: "applied" for c in changes}
+    return BatchWrite(first, list(changes), outcomes=outcomes, conflicts=list(conflicts))
 
 
 def conflict(value: str) -> Conflict:
@@ -90,13 +91,19 @@ class StoreContract:
             TEXT: StoredField("crdt", stamp(3), state=update),
         }
         with store.transaction("alice") as tx:
-            tx.write(BatchWrite(fields, [], {"n1:1": "dropped"}, []))
+            tx.write(BatchWrite(1, fields=fields, outcomes={"n1:1": "dropped"}))
         with store.transaction("alice") as tx:
             assert tx.fields([REF, TEXT, FieldRef("notes", "b", "x")]) == fields
             assert tx.outcomes(["n1:1", "n1:2"]) == {"n1:1": "dropped"}
         with store.transaction("bob") as tx:
             assert tx.fields([REF, TEXT]) == {}
             assert tx.outcomes(["n1:1"]) == {}
+
+    def test_an_lww_write_logged_is_its_fields_state(self, store: Store) -> None:
+        with store.transaction("alice") as tx:
+            tx.write(batch(change("n1:1", "x", 1, 1), change("n1:2", {"y": [1]}, 2, 2)))
+        with store.transaction("alice") as tx:
+            assert tx.fields([REF]) == {REF: StoredField("lww", stamp(2), value={"y": [1]})}
 
     def test_an_error_inside_a_transaction_writes_nothing(self, store: Store) -> None:
         with pytest.raises(RuntimeError), store.transaction("alice") as tx:

@@ -132,6 +132,11 @@ def _bad_mutations(w: Writer) -> dict[str, tuple[dict[str, Any], str, str]]:
             "not valid base64",
         ),
         "clock drift": (_future_writer().lww("k2", "f", 1), "clock_drift", "ms ahead"),
+        "clock drift (base)": (
+            w.lww("k2", "f", 1, base=_future_writer().clock.now()),
+            "clock_drift",
+            "ms ahead",
+        ),
         "garbage crdt": (
             w.crdt("k2", "body", b"garbage!"),
             "bad_crdt_update",

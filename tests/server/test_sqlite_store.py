@@ -6,9 +6,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from server.errors import StoreError
-from server.sqlite_store import SQLiteStore
+from server.sqlite_store import SQLiteStore, _dumps, _value_text
 from server.store import Store
 from tests.server.store_contract import PersistentStoreContract, StoreContract
 
@@ -56,3 +58,11 @@ def test_the_database_is_durable_by_configuration(tmp_path: Path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
     store.close()
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(st.none() | st.booleans() | st.integers() | finite | st.text())
+def test_scalar_values_are_stored_as_the_json_encoder_writes_them(value: object) -> None:
+    assert _value_text(value) == _dumps(value)

@@ -11,11 +11,14 @@
    NON-causal log with `CrdtText.apply` can lose text: pycrdt's
    ``Doc.apply_update`` drops content when several updates of one client
    arrive out of order, while ``merge_updates`` does not.)
+4. The answer to a push (written by hand, for speed) is the JSON of its
+   parts, whatever the mutation ids hold.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,10 +27,11 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conflicts import HLC, Clock, CrdtText, FieldRef, Mutation, Resolvers
+from conflicts import HLC, Clock, Conflict, CrdtText, FieldRef, Mutation, Outcome, Resolvers, Side
 from server.errors import RequestError
 from server.sqlite_store import SQLiteStore
-from server.sync import SyncService
+from server.store import BatchWrite
+from server.sync import PushResult, SyncService
 
 NODES = ("n1", "n2", "n3")
 FIELDS = [("a", "f"), ("a", "g"), ("b", "f")]
@@ -182,3 +186,26 @@ def test_crdt_writes_converge_whatever_the_order_and_batching(
         for change in sync.pull("u", 0, 10_000).changes:
             replayed.apply(change.update or b"")
         assert replayed.text == expected.text
+
+
+@given(
+    st.lists(st.tuples(st.text(min_size=1), st.sampled_from([o.value for o in Outcome]))),
+    st.lists(JSON, max_size=2),
+    st.integers(0, 10**6),
+    st.integers(0, 10**12),
+)
+def test_the_answer_to_a_push_is_the_json_of_its_parts(
+    results: list[tuple[str, str]], values: list[Any], suppressed: int, cursor: int
+) -> None:
+    stamp = HLC(1, 0, "n1")
+    conflicts = [
+        Conflict("c", 'k"é', "f", Side(v, stamp), Side("lost", stamp), "s") for v in values
+    ]
+    text = PushResult(results, conflicts, suppressed, cursor, BatchWrite(cursor + 1)).to_json_text()
+    assert text.isascii()
+    assert json.loads(text) == {
+        "results": [{"id": mid, "outcome": outcome} for mid, outcome in results],
+        "conflicts": [c.to_json() for c in conflicts],
+        "suppressed": suppressed,
+        "cursor": cursor,
+    }
