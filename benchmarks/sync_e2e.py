@@ -4,8 +4,10 @@
 
 quietsync: A's writes are already in its outbox; the clock runs from A's
 `SyncClient.push()` (batches of 1, 100 or 1,000) until B's live loop has applied
-the last change into B's replica file (B follows the WebSocket). The skeleton:
-an aiohttp handler parses the POSTed JSON, inserts the rows into SQLite in one
+the last change into B's replica file (B follows the WebSocket). The skeleton's
+A has its mutations built beforehand too, and like quietsync's A it encodes
+each request body inside the timing; its server is
+an aiohttp handler that parses the POSTed JSON, inserts the rows into SQLite in one
 transaction (the log row, the field row, the mutation id: what any sync server
 stores) and sends them to every WebSocket; its B upserts each message's fields
 and its cursor into its own SQLite file. Both use WAL with
@@ -168,10 +170,10 @@ class SkeletonPair:
                 muts.append({"id": f"s:{self._n}", "collection": "notes", "key": f"k{self._n}",
                              "field": "v", "kind": "lww", "value": self._n,
                              "stamp": str(self._clock.now())})  # fmt: skip
-            bodies.append(json.dumps({"mutations": muts}).encode())
+            bodies.append({"mutations": muts})
         start = time.perf_counter()
-        for body in bodies:
-            async with self.http.post("/push", data=body) as resp:
+        for body in bodies:  # encoded in the timing, as quietsync's A encodes its outbox
+            async with self.http.post("/push", data=json.dumps(body).encode()) as resp:
                 await resp.read()
         await self._done.wait()
         return time.perf_counter() - start

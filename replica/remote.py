@@ -44,13 +44,12 @@ Fields = dict[str, StoredField]
 class _Record:
     """The working copy of one record: its fields before, now, and what changed."""
 
-    __slots__ = ("before", "fields", "visible", "written")
+    __slots__ = ("before", "changed", "fields")
 
     def __init__(self, before: Fields) -> None:
         self.before = before
         self.fields = dict(before)
-        self.written: set[str] = set()
-        self.visible: set[str] = set()
+        self.changed: dict[str, bool] = {}  # field written -> its visible content changed
 
 
 def _current(store: Store, changes: Sequence[Change]) -> dict[RecordKey, _Record]:
@@ -72,10 +71,8 @@ def _merge_lww(record: _Record, change: Change) -> None:
     text = encode_json(f"field {change.field!r} of change {change.id!r}", change.value)
     base = None if change.base is None else str(change.base)
     record.fields[change.field] = StoredField("lww", text, stamp, base)
-    record.written.add(change.field)
     old = record.before.get(change.field)
-    if old is None or old.value != text:
-        record.visible.add(change.field)
+    record.changed[change.field] = old is None or old.value != text
 
 
 def _restamp_crdt(record: _Record, change: Change) -> None:
@@ -87,7 +84,7 @@ def _restamp_crdt(record: _Record, change: Change) -> None:
     base = None if change.base is None else str(change.base)
     value = '""' if current is None else current.value
     record.fields[change.field] = StoredField("crdt", value, stamp, base)
-    record.written.add(change.field)
+    record.changed.setdefault(change.field, False)  # visible once its text is known
 
 
 def merge_changes(store: Store, changes: Sequence[Change]) -> list[ChangeEvent]:
@@ -112,10 +109,11 @@ def merge_changes(store: Store, changes: Sequence[Change]) -> list[ChangeEvent]:
     rows: dict[str, list[RecordRow]] = {}
     events = []
     for (collection, key), record in records.items():
-        if record.written:
+        if record.changed:
             rows.setdefault(collection, []).append(RecordRow(key, *dump_record(record.fields)))
-        if record.visible:
-            events.append(ChangeEvent(collection, key, frozenset(record.visible), "remote"))
+            visible = frozenset(f for f, seen in record.changed.items() if seen)
+            if visible:
+                events.append(ChangeEvent(collection, key, visible, "remote"))
     for collection, group in rows.items():
         store.write_records(collection, group)
     return events
@@ -137,7 +135,5 @@ def _merge_texts(
             continue
         text = value_text(text_of(state))
         record.fields[field] = record.fields[field]._replace(value=text)
-        record.written.add(field)
-        if not existed or record.before[field].value != text:
-            record.visible.add(field)
+        record.changed[field] = not existed or record.before[field].value != text
         store.write_text_states(collection, [(key, field, state)])
