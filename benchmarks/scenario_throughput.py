@@ -45,7 +45,7 @@ async def throughput(tmp: Path, *, quick: bool) -> list[ScenarioResult]:
         q, s = await batch_rates(ours, base, BATCH, changes)
     return [
         _row("put vs raw sqlite3", puts, our_put * puts, raw_put * puts, "raw sqlite3"),
-        _row(f"put_many x{BATCH:,} vs raw", BATCH, our_many, raw_many, "raw executemany"),
+        _row(f"put_many x{BATCH:,} vs raw", BATCH, our_many, raw_many, "raw dumps+executemany"),
         _row(
             f"sync e2e batch {BATCH:,} vs skeleton",
             changes,
