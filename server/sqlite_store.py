@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from conflicts import HLC, Change, Conflict, FieldRef
 from server.errors import StoreError
 from server.job_store import JobRow
-from server.store import BatchWrite, ChangePage, ConflictPage, StoredField
+from server.store import BatchWrite, ChangePage, ConflictPage, FieldId, FieldKey, StoredField
 
 __all__ = ["SQLiteStore"]
 
@@ -84,6 +84,10 @@ def _value_text(value: object) -> str:
     return _SCALAR_TEXT.get(type(value), _dumps)(value)
 
 
+def _key_of(ref: FieldRef | FieldKey) -> FieldKey:
+    return ref if isinstance(ref, tuple) else (ref.collection, ref.key, ref.field)
+
+
 def _stamp_or_none(text: str | None) -> HLC | None:
     return None if text is None else HLC.parse(text)
 
@@ -121,9 +125,10 @@ class _SQLiteTransaction:
             found.update(rows)
         return found
 
-    def fields(self, refs: Collection[FieldRef]) -> dict[FieldRef, StoredField]:
-        found: dict[FieldRef, StoredField] = {}
-        for chunk in _chunks(list(refs)):
+    def fields(self, refs: Collection[FieldId]) -> dict[FieldId, StoredField]:
+        asked = {_key_of(ref): ref for ref in refs}
+        found: dict[FieldId, StoredField] = {}
+        for chunk in _chunks(list(asked)):
             # a VALUES table joined on the primary key: one indexed lookup per ref
             wanted = ",".join(["(?, ?, ?)"] * len(chunk))
             rows = self._db.execute(
@@ -131,10 +136,10 @@ class _SQLiteTransaction:
                 " SELECT collection, key, field, kind, value, state, stamp, base"
                 " FROM w CROSS JOIN fields ON fields.user = ? AND fields.collection = w.c"
                 " AND fields.key = w.k AND fields.field = w.f",
-                [*(x for ref in chunk for x in (ref.collection, ref.key, ref.field)), self._user],
+                [*chain.from_iterable(chunk), self._user],
             )
             for collection, key, field, kind, value, state, stamp, base in rows:
-                found[FieldRef(collection, key, field)] = StoredField(
+                found[asked[collection, key, field]] = StoredField(
                     kind=kind,
                     stamp=HLC.parse(stamp),
                     base=_stamp_or_none(base),

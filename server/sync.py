@@ -62,7 +62,7 @@ from conflicts import (
 )
 from conflicts.lww import overwrites
 from server.errors import BadRequestError, BatchTooLargeError, MutationsRefusedError, Refusal
-from server.store import BatchWrite, ChangePage, ConflictPage, Store, StoredField
+from server.store import BatchWrite, ChangePage, ConflictPage, FieldKey, Store, StoredField
 
 __all__ = ["PushResult", "SyncService"]
 
@@ -108,7 +108,7 @@ class _Batch:
     """The working state of one push while it is being decided."""
 
     seen: dict[str, str]
-    fields: dict[FieldRef, StoredField | Mutation]
+    fields: dict[FieldKey, StoredField | Mutation]
     """Each field's state so far: as stored, or the lww write of this push that set it."""
     write: BatchWrite
     drift_bound: int
@@ -117,14 +117,14 @@ class _Batch:
     results: list[tuple[str, str]] = attrs.Factory(list)
     suppressed: int = 0
 
-    def log_lww(self, ref: FieldRef, write: Mutation) -> None:
-        """Log lww `write`, which is field `ref`'s new state (for the store too)."""
-        self.fields[ref] = write
+    def log_lww(self, key: FieldKey, write: Mutation) -> None:
+        """Log lww `write`, which is field `key`'s new state (for the store too)."""
+        self.fields[key] = write
         self.write.log.append(write)
 
-    def log_crdt(self, ref: FieldRef, m: Mutation, state: StoredField) -> None:
-        """Log crdt write `m` (its own update and stamps); field `ref` is now `state`."""
-        self.fields[ref] = self.write.fields[ref] = state
+    def log_crdt(self, key: FieldKey, m: Mutation, state: StoredField) -> None:
+        """Log crdt write `m` (its own update and stamps); field `key` is now `state`."""
+        self.fields[key] = self.write.fields[FieldRef(*key)] = state
         self.write.log.append(m)
 
 
@@ -159,17 +159,17 @@ class SyncService:
                 mid = obj.get("id") if isinstance(obj, dict) else None
                 mid = mid if isinstance(mid, str) else None
                 refused.append(Refusal(index, mid, "invalid_mutation", str(exc)))
-        valid = [(i, m, FieldRef(m.collection, m.key, m.field)) for i, m in enumerate(decoded) if m]
+        valid = [(i, m, (m.collection, m.key, m.field)) for i, m in enumerate(decoded) if m]
         with self._store.transaction(user) as tx:
             batch = _Batch(
                 seen=tx.outcomes({m.id for _, m, _ in valid}),
-                fields=dict(tx.fields({ref for _, _, ref in valid})),
+                fields=dict(tx.fields({key for _, _, key in valid})),
                 write=BatchWrite(first_seq=tx.head() + 1),
                 drift_bound=self._clock.drift_bound(),
                 refused=refused,
             )
-            for index, m, ref in valid:
-                self._decide(batch, index, m, ref)
+            for index, m, key in valid:
+                self._decide(batch, index, m, key)
             if batch.refused:
                 batch.refused.sort(key=lambda r: r.index)
                 raise MutationsRefusedError(batch.refused, len(raw))
@@ -203,15 +203,15 @@ class SyncService:
             )
         return raw
 
-    def _decide(self, batch: _Batch, index: int, m: Mutation, ref: FieldRef) -> None:
+    def _decide(self, batch: _Batch, index: int, m: Mutation, key: FieldKey) -> None:
         recorded = batch.seen.get(m.id) or batch.write.outcomes.get(m.id)
         if recorded is not None:
             batch.results.append((m.id, recorded))
             return
-        current = batch.fields.get(ref)
+        current = batch.fields.get(key)
         try:
             self._check(batch, m, current)
-            outcome = self._merge(batch, m, ref, current)
+            outcome = self._merge(batch, m, key, current)
         except ClockDriftError as exc:
             batch.refused.append(Refusal(index, m.id, "clock_drift", str(exc)))
         except KindMismatchError as exc:
@@ -239,19 +239,19 @@ class SyncService:
             raise KindMismatchError(m.field, current.kind, m.kind)
 
     def _merge(
-        self, batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | Mutation | None
+        self, batch: _Batch, m: Mutation, key: FieldKey, current: StoredField | Mutation | None
     ) -> Outcome:
         """Merge `m` into the working copy of its field; log the change it makes, if any."""
         if m.kind == "crdt":
-            return _merge_crdt(batch, m, ref, current)
+            return _merge_crdt(batch, m, key, current)
         if overwrites(None if current is None else current.stamp, m.stamp, m.base):
-            batch.log_lww(ref, m)
+            batch.log_lww(key, m)
             return Outcome.APPLIED
         assert current is not None  # `overwrites` holds for every first write
         merge = merge_field(
             FieldWrite(current.value, current.stamp, current.base),
             FieldWrite(m.value, m.stamp, m.base),
-            ref=ref,
+            ref=FieldRef(*key),
             resolver=self._resolvers.get(m.collection, m.field),
             suppress_identical=self._suppress_identical,
             detected_by=self._clock.node,
@@ -262,13 +262,13 @@ class SyncService:
         if merge.changed:
             state = merge.state  # `m` as logged: the field's new state
             batch.log_lww(
-                ref, attrs.evolve(m, value=state.value, stamp=state.stamp, base=state.base)
+                key, attrs.evolve(m, value=state.value, stamp=state.stamp, base=state.base)
             )
         return merge.outcome
 
 
 def _merge_crdt(
-    batch: _Batch, m: Mutation, ref: FieldRef, current: StoredField | Mutation | None
+    batch: _Batch, m: Mutation, key: FieldKey, current: StoredField | Mutation | None
 ) -> Outcome:
     """Merge crdt write `m` into the working copy of its field and log it (module docstring)."""
     assert m.update is not None
@@ -277,5 +277,5 @@ def _merge_crdt(
         return Outcome.DUPLICATE
     state = merge_text_updates(current.state if current else None, m.update)
     top = m if current is None or m.stamp > current.stamp else current
-    batch.log_crdt(ref, m, StoredField("crdt", top.stamp, top.base, state=state))
+    batch.log_crdt(key, m, StoredField("crdt", top.stamp, top.base, state=state))
     return Outcome.APPLIED

@@ -105,6 +105,15 @@ class StoreContract:
         with store.transaction("alice") as tx:
             assert tx.fields([REF]) == {REF: StoredField("lww", stamp(2), value={"y": [1]})}
 
+    def test_fields_are_answered_keyed_as_asked(self, store: Store) -> None:
+        with store.transaction("alice") as tx:
+            tx.write(batch(change("n1:1", "x", 1, 1)))
+        state = StoredField("lww", stamp(1), value="x")
+        key = (REF.collection, REF.key, REF.field)
+        with store.transaction("alice") as tx:
+            assert tx.fields([key, ("notes", "b", "x")]) == {key: state}
+            assert tx.fields([REF]) == {REF: state}
+
     def test_an_error_inside_a_transaction_writes_nothing(self, store: Store) -> None:
         with pytest.raises(RuntimeError), store.transaction("alice") as tx:
             tx.write(batch(change("n1:1", "x", 1, 1), conflicts=(conflict("x"),)))
