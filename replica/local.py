@@ -10,7 +10,8 @@ invariants it serves):
 * any write to a deleted record also writes the tombstone back to ``False``;
 * the first insert into a new text field is `initial_text_update`, so equal
   initial texts written by two replicas are one and the same update;
-* what one call writes is one outbox row per kind, under the call's stamp.
+* what one call writes goes into few outbox rows (whole records, at most
+  `ROW_MUTATIONS` mutations each), all under the call's stamp.
 
 A record written for the first time takes a fast path: its canonical JSON
 text, computed once when the call checked its values, is both the stored
@@ -119,11 +120,29 @@ class _CallStamp:
         return self._text
 
 
+ROW_MUTATIONS = 256
+"""Whole records go into one outbox row until it holds this many mutations.
+
+A push batch reads (and parses) every row it takes mutations from, so a
+row's size bounds the work of a small batch: one row for a 100k-record
+`put_many` would make each batch of a slow push parse all of it.
+"""
+
+
+class _LwwRow:
+    """One outbox row being filled: the ``"key":{...}`` members of its fields text."""
+
+    def __init__(self) -> None:
+        self.members: list[str] = []
+        self.bases: dict[str, dict[str, str]] = {}
+        self.count = 0
+
+
 class _Batch:
     """Record rows, text states, outbox rows and events staged by one call.
 
-    The call's LWW writes collect into one outbox row (`lww_fields`: the
-    ``"key":{...}`` members of its fields text), numbered when it is stored.
+    The call's LWW writes collect into outbox rows of at most `ROW_MUTATIONS`
+    mutations (whole records), numbered when they are stored.
     """
 
     def __init__(self, clock: Clock) -> None:
@@ -132,15 +151,16 @@ class _Batch:
         self.texts: list[tuple[str, str, bytes]] = []
         self.entries: list[OutboxRow] = []
         self.events: list[ChangeEvent] = []
-        self.lww_fields: list[str] = []
-        self.lww_bases: dict[str, dict[str, str]] = {}
-        self.lww_count = 0
+        self.lww_rows: list[_LwwRow] = []
 
     def add_lww(self, key: str, fields_text: str, count: int, bases: dict[str, str]) -> None:
-        self.lww_fields.append(f"{_name(key)}:{fields_text}")
-        self.lww_count += count
+        if not self.lww_rows or self.lww_rows[-1].count >= ROW_MUTATIONS:
+            self.lww_rows.append(_LwwRow())
+        row = self.lww_rows[-1]
+        row.members.append(f"{_name(key)}:{fields_text}")
+        row.count += count
         if bases:
-            self.lww_bases[key] = bases
+            row.bases[key] = bases
 
 
 class LocalWriter:
@@ -221,15 +241,14 @@ class LocalWriter:
             return
         stamp = batch.stamp.text
         shapes: dict[tuple[str, ...], str] = {}
-        rows, parts, events = batch.rows, batch.lww_fields, batch.events
+        rows, events = batch.rows, batch.events
         for record in records:
             names = record.names
             stamps = shapes.get(names)
             if stamps is None:
                 stamps = shapes[names] = new_row_stamps(names, stamp)
             rows.append(RecordRow(record.key, record.text, stamps))
-            parts.append(f"{_name(record.key)}:{record.text}")
-            batch.lww_count += len(names)
+            batch.add_lww(record.key, record.text, len(names), {})
             events.append(ChangeEvent(collection, record.key, frozenset(names), "local"))
 
     def _stage_lww(
@@ -268,11 +287,10 @@ class LocalWriter:
         batch.rows.append(RecordRow(key, *dump_record(fields)))
 
     def _store_batch(self, collection: str, batch: _Batch) -> list[ChangeEvent]:
-        if batch.lww_count:
-            fields = "{" + ",".join(batch.lww_fields) + "}"
-            bases = json.dumps(batch.lww_bases) if batch.lww_bases else None
-            stamp = batch.stamp.text
-            row = self._outbox.row(collection, "lww", stamp, fields, batch.lww_count, bases)
+        for lww in batch.lww_rows:
+            fields = "{" + ",".join(lww.members) + "}"
+            bases = json.dumps(lww.bases) if lww.bases else None
+            row = self._outbox.row(collection, "lww", batch.stamp.text, fields, lww.count, bases)
             batch.entries.append(row)
         self._store.write_records(collection, batch.rows)
         self._store.write_text_states(collection, batch.texts)

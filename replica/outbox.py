@@ -1,7 +1,7 @@
 """The outbox: local writes waiting for the server, in write order.
 
-Every local write call adds one row (all it changed in one collection, under
-its one stamp) in the same transaction as the records, so an acknowledged
+Every local write call adds its mutations (all under its one stamp) as a few
+rows of whole records, in the same transaction as the records, so an acknowledged
 write is always either in the outbox or already acknowledged by the server.
 Each changed field is one mutation; mutation ids are ``f"{node_id}:{n}"``
 with `n` strictly increasing for the life of the file (the last `n` is

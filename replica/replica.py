@@ -6,8 +6,8 @@ the merge of remote changes in `replica.remote`, rows in `replica.store`.
 The invariants they keep together:
 
 1. **Acknowledged means durable.** Every local write is one transaction: the
-   new field values with their stamps, and one outbox row per changed record
-   (one mutation per changed field).
+   new field values with their stamps, and outbox rows holding one mutation
+   per changed field.
    When `put()` returns, the write survives a killed process.
 2. **Stamps only grow.** Local writes are stamped by the replica's `Clock`; the
    clock's high-water mark and the last mutation number are persisted in the

@@ -22,8 +22,9 @@ Tables:
 * ``texts(collection, key, field, state)``: the merged Yjs state of each CRDT
   text field (read only to edit or merge it).
 * ``outbox(n, collection, kind, stamp, fields, bases, update, count, done)``:
-  local writes not yet acknowledged by the server, one row per write call
-  (all its fields share the call's stamp), in write order. ``fields`` is
+  local writes not yet acknowledged by the server, in write order: each
+  write call's mutations (all under its one stamp) in rows of whole records,
+  at most `replica.local.ROW_MUTATIONS` mutations a row. ``fields`` is
   ``{key: {field: value}}``; its ``count`` fields are mutations ``n .. n +
   count - 1`` in text order (mutation id ``f"{node_id}:{n + i}"``); ``done``
   lists the positions the server already answered (see `replica.outbox`).
@@ -33,9 +34,9 @@ Tables:
   JSON of `Conflict.to_json()`, unique so the same report is stored once.
 
 Version history: 1 = per-field rows (``fields``) and a per-field outbox; 2 =
-index ``fields_by_value``; 3 = one row per record and one outbox row per
-write call (a batch of 1,000 records wrote 6,000 rows in version 2 and
-writes 1,001 now), data carried over.
+index ``fields_by_value``; 3 = one row per record and outbox rows of many
+mutations (a batch of 1,000 records of 3 fields wrote 6,000 rows in version
+2 and writes 1,012 now), data carried over.
 
 Must not import `server`.
 """

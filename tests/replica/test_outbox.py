@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from conflicts import HLC, Conflict, Side
 from replica import Replica, UnknownMutationError
+from replica.local import ROW_MUTATIONS
 
 
 def test_batches_come_in_write_order_with_increasing_ids(replica: Replica) -> None:
@@ -103,7 +106,7 @@ def test_a_failed_step_inside_a_transaction_is_undone_alone(replica: Replica) ->
     assert [m.key for m in replica.outbox_batch()] == ["a"]
 
 
-def test_one_put_many_is_one_row_that_can_be_answered_in_parts(replica: Replica) -> None:
+def test_a_put_many_row_can_be_answered_in_parts(replica: Replica) -> None:
     replica.put_many("items", {f"k{i}": {"a": i, "b": -i} for i in range(3)})
     batch = replica.outbox_batch(4)  # the row holds 6 mutations: a batch may split it
     assert [(m.key, m.field) for m in batch] == [("k0", "a"), ("k0", "b"), ("k1", "a"), ("k1", "b")]
@@ -130,3 +133,16 @@ def test_an_id_of_an_answered_position_is_unknown_to_mark_refused(replica: Repli
     with pytest.raises(UnknownMutationError):
         replica.mark_refused("local:99", "never queued")
     assert replica.outbox_batch() == [second]
+
+
+def test_a_large_put_many_is_split_into_rows_of_whole_records(replica: Replica) -> None:
+    records = {f"k{i:04}": {"a": i, "b": i, "c": i} for i in range(1_000)}
+    replica.put_many("items", records)
+    with sqlite3.connect(replica.path) as conn:
+        counts = [n for (n,) in conn.execute("SELECT count FROM outbox ORDER BY n")]
+    assert sum(counts) == 3_000 and max(counts) <= ROW_MUTATIONS + 2  # whole records
+    assert all(c % 3 == 0 for c in counts)
+    pending = replica.outbox_batch(5_000)
+    assert [(m.key, m.field) for m in pending] == [(k, f) for k in records for f in "abc"]
+    assert [m.id for m in pending] == [f"local:{n}" for n in range(1, 3_001)]
+    assert len({m.stamp for m in pending}) == 1
