@@ -31,7 +31,7 @@ from conflicts.jobs import (
     JobStatus,
     notification_for,
 )
-from conflicts.lww import FieldWrite, Merge, Outcome, merge_field
+from conflicts.lww import FieldWrite, Merge, Outcome, merge_field, overwrites
 from conflicts.resolvers import Resolver, Resolvers, derived_stamp
 from conflicts.wire import DELETED_FIELD, KINDS, Change, Kind, Mutation, check_name
 
@@ -74,6 +74,7 @@ __all__ = [
     "merge_field",
     "merge_text_updates",
     "notification_for",
+    "overwrites",
     "text_of",
     "validate_node_id",
     "wall_clock_ms",

@@ -59,8 +59,8 @@ from conflicts import (
     WireError,
     merge_field,
     merge_text_updates,
+    overwrites,
 )
-from conflicts.lww import overwrites
 from server.errors import BadRequestError, BatchTooLargeError, MutationsRefusedError, Refusal
 from server.store import BatchWrite, ChangePage, ConflictPage, FieldKey, Store, StoredField
 
