@@ -95,14 +95,14 @@ class Outbox:
         Ignoring them makes a repeated acknowledgement (a retried push)
         harmless. Returns how many were pending.
         """
-        numbers = sorted({self._number(i) for i in ids})
+        numbers = sorted({self.number(i) for i in ids})
         if not numbers:
             return 0
         return self._answer(numbers)
 
     def mark_refused(self, mutation_id: str, reason: str) -> None:
         """Set a pending mutation aside with the server's reason."""
-        number = self._number(mutation_id)
+        number = self.number(mutation_id)
         for row in self._store.outbox_between(number, number):
             for position, m in self._mutations(row):
                 if row.n + position == number:
@@ -139,7 +139,8 @@ class Outbox:
         self._store.set_outbox_done(updated)
         return answered
 
-    def _number(self, mutation_id: str) -> int:
+    def number(self, mutation_id: str) -> int:
+        """The `n` of one of this replica's mutation ids (`UnknownMutationError` if it is not)."""
         number = mutation_id.removeprefix(self._prefix) if isinstance(mutation_id, str) else ""
         if number == mutation_id or not (number.isascii() and number.isdigit()):
             raise UnknownMutationError(mutation_id)

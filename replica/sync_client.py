@@ -207,13 +207,12 @@ class SyncClient:
     def _skip_held(self, batch: list[Mutation]) -> list[Mutation]:
         """Rule 4: drop entries whose value the server already holds under a newer stamp."""
         held, by_id = [], {m.id: m for m in batch}
-        for mid, state in self.replica.superseded(batch).items():
+        for mid, state in self.replica.held_by_others(batch).items():
             m = by_id[mid]
             if (
                 m.kind == "lww"
                 and state.kind == "lww"
                 and state.write.stamp > m.stamp
-                and state.write.stamp.node != self.replica.node_id
                 and canonical_equal(state.write.value, m.value)
             ):
                 held.append(mid)

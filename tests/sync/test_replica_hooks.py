@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conflicts import HLC, Change
@@ -41,16 +43,39 @@ def test_forget_field_drops_local_state_only(replica: Replica):
     assert replica.forget_field("notes", "a", "body") is False
 
 
-def test_superseded_names_the_writes_that_replaced_queued_ones(replica: Replica):
+def test_held_by_others_names_other_nodes_writes_that_replaced_queued_ones(replica: Replica):
     replica.put("notes", "a", {"title": "first"})
     replica.put("other", "b", {"n": 1})
-    replica.put("notes", "a", {"title": "second"})  # replaces the first locally
+    replica.put("notes", "a", {"title": "second"})  # replaces the first, but it is ours
     queued = replica.outbox_batch(10)
     assert [m.id for m in queued] == ["local:1", "local:2", "local:3"]
     newer = HLC(queued[-1].stamp.wall_ms + 1, 0, "server")
     remote = Change("server:1", "other", "b", "n", "lww", newer, None, 1, None, 1)
     replica.apply_remote([remote], 1)
-    found = replica.superseded(queued)
-    assert set(found) == {"local:1", "local:2"}
-    assert found["local:1"].write.value == "second"
+    found = replica.held_by_others(queued)
+    assert set(found) == {"local:2"}
     assert found["local:2"].write.stamp == newer and found["local:2"].write.value == 1
+
+
+def test_writes_queued_before_the_last_remote_change_are_still_checked(replica: Replica):
+    """Held-value checks skip only writes queued after the latest remote change."""
+    replica.put("other", "b", {"n": 1})
+    newer = HLC(replica.outbox_batch()[0].stamp.wall_ms + 1, 0, "server")
+    replica.apply_remote([Change("server:1", "other", "b", "n", "lww", newer, None, 2, None, 1)])
+    replica.put("other", "c", {"n": 3})  # queued after the remote change
+    first, second = replica.outbox_batch()
+    assert set(replica.held_by_others([first, second])) == {first.id}
+    with Replica.open(replica.path.with_name("other.db")) as fresh:
+        fresh.put("other", "b", {"n": 1})
+        assert fresh.held_by_others(fresh.outbox_batch()) == {}
+
+
+def test_after_reopening_every_pending_write_is_checked(tmp_path: Path):
+    with Replica.open(tmp_path / "r.db") as replica:
+        replica.put("other", "b", {"n": 1})
+        newer = HLC(replica.outbox_batch()[0].stamp.wall_ms + 1, 0, "server")
+        change = Change("server:1", "other", "b", "n", "lww", newer, None, 2, None, 1)
+        replica.apply_remote([change])
+    with Replica.open(tmp_path / "r.db") as reopened:
+        [queued] = reopened.outbox_batch()
+        assert reopened.held_by_others([queued])[queued.id].write.stamp == newer
