@@ -47,13 +47,6 @@ class StoredField(NamedTuple):
 _name = json.encoder.encode_basestring  # a str as JSON text, like json.dumps(ensure_ascii=False)
 
 
-def _stamp_entry(field: StoredField) -> str:
-    # HLC strings are ASCII letters, digits and ``_.-*``: nothing to escape.
-    base = "null" if field.base is None else f'"{field.base}"'
-    crdt = ',"crdt"' if field.kind == "crdt" else ""
-    return f'["{field.stamp}",{base}{crdt}]'
-
-
 def load_record(vals: str, stamps: str) -> dict[str, StoredField]:
     """The fields of a stored row."""
     values = json.loads(vals)
@@ -66,10 +59,16 @@ def load_record(vals: str, stamps: str) -> dict[str, StoredField]:
 
 
 def dump_record(fields: Mapping[str, StoredField]) -> tuple[str, str]:
-    """The ``(vals, stamps)`` texts of a record's fields."""
-    vals = ",".join(f"{_name(name)}:{f.value}" for name, f in fields.items())
-    stamps = ",".join(f"{_name(name)}:{_stamp_entry(f)}" for name, f in fields.items())
-    return f"{{{vals}}}", f"{{{stamps}}}"
+    """The ``(vals, stamps)`` texts of a record's fields (one pass: every pull runs it)."""
+    vals, stamps = [], []
+    for name, field in fields.items():
+        key = _name(name)
+        vals.append(f"{key}:{field.value}")
+        # HLC strings are ASCII letters, digits and ``_.-*``: nothing to escape.
+        base = "null" if field.base is None else f'"{field.base}"'
+        crdt = ',"crdt"' if field.kind == "crdt" else ""
+        stamps.append(f'{key}:["{field.stamp}",{base}{crdt}]')
+    return "{" + ",".join(vals) + "}", "{" + ",".join(stamps) + "}"
 
 
 def new_row_stamps(names: Iterable[str], stamp: str) -> str:

@@ -111,7 +111,7 @@ def merge_changes(store: Store, changes: Sequence[Change]) -> list[ChangeEvent]:
     for (collection, key), record in records.items():
         if record.changed:
             rows.setdefault(collection, []).append(RecordRow(key, *dump_record(record.fields)))
-            visible = frozenset(f for f, seen in record.changed.items() if seen)
+            visible = frozenset([f for f, seen in record.changed.items() if seen])
             if visible:
                 events.append(ChangeEvent(collection, key, visible, "remote"))
     for collection, group in rows.items():
