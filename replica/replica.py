@@ -245,7 +245,8 @@ class Replica:
         its current text. The first query on a `where` field builds an index
         on it (kept in the file), so later ones are one index range scan: a
         thread's 1,000 messages out of 100k records in a few milliseconds.
-        Field names holding a double quote cannot be queried (`ValueError`).
+        Field names holding ``"``, ``\\`` or a control character cannot be queried
+        (`ValueError`).
         """
         rows = self._select(collection, where, order_by, limit)
         decoded = decode_records([vals for _, vals in rows])

@@ -135,11 +135,16 @@ def _path(field: str) -> str:
     """The SQL literal of the JSON path to `field`; the same text in every index and query.
 
     SQLite matches an expression index only against the identical
-    expression, so every use is built here. A JSON path cannot quote a double
-    quote, so such field names cannot be queried or sorted on (`ValueError`).
+    expression, so every use is built here. A JSON path label cannot quote a
+    double quote, and SQLite compares labels with the key's escaped text, so
+    names holding a character JSON escapes (``"``, ``\\``, control characters)
+    cannot be queried or sorted on (`ValueError`).
     """
-    if '"' in field:
-        raise ValueError(f"cannot query or sort on field {field!r}: its name contains '\"'")
+    if any(c in '"\\' or c < " " for c in field):
+        raise ValueError(
+            f"cannot query or sort on field {field!r}: its name holds a character JSON escapes "
+            '(", \\ or a control character)'
+        )
     return "'$.\"" + field.replace("'", "''") + "\"'"
 
 
