@@ -29,7 +29,15 @@ from typing import NamedTuple
 
 from conflicts import Kind, encode_normalized
 
-__all__ = ["StoredField", "dump_record", "load_record", "new_row_stamps", "value_text"]
+__all__ = [
+    "StoredField",
+    "dump_record",
+    "json_string",
+    "load_record",
+    "new_row_stamps",
+    "object_text",
+    "value_text",
+]
 
 value_text = encode_normalized
 """The canonical text of a value decoded from canonical text (already normalized)."""
@@ -44,7 +52,14 @@ class StoredField(NamedTuple):
     base: str | None
 
 
-_name = json.encoder.encode_basestring  # a str as JSON text, like json.dumps(ensure_ascii=False)
+json_string = json.encoder.encode_basestring
+"""A str as JSON text, like ``json.dumps(text, ensure_ascii=False)`` without its overhead."""
+
+
+def object_text(members: Mapping[str, str | None]) -> str:
+    """A JSON object from already-encoded member values (None is null)."""
+    parts = [f"{json_string(k)}:{'null' if v is None else v}" for k, v in members.items()]
+    return "{" + ",".join(parts) + "}"
 
 
 def load_record(vals: str, stamps: str) -> dict[str, StoredField]:
@@ -62,7 +77,7 @@ def dump_record(fields: Mapping[str, StoredField]) -> tuple[str, str]:
     """The ``(vals, stamps)`` texts of a record's fields (one pass: every pull runs it)."""
     vals, stamps = [], []
     for name, field in fields.items():
-        key = _name(name)
+        key = json_string(name)
         vals.append(f"{key}:{field.value}")
         # HLC strings are ASCII letters, digits and ``_.-*``: nothing to escape.
         base = "null" if field.base is None else f'"{field.base}"'
@@ -74,4 +89,4 @@ def dump_record(fields: Mapping[str, StoredField]) -> tuple[str, str]:
 def new_row_stamps(names: Iterable[str], stamp: str) -> str:
     """The ``stamps`` text of a new record whose LWW fields `names` were all written at `stamp`."""
     entry = f'["{stamp}",null]'
-    return "{" + ",".join(f"{_name(name)}:{entry}" for name in names) + "}"
+    return "{" + ",".join(f"{json_string(name)}:{entry}" for name in names) + "}"

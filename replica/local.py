@@ -27,7 +27,6 @@ Must not import `server`.
 from __future__ import annotations
 
 import json
-import json.encoder
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -42,7 +41,15 @@ from conflicts import (
     initial_text_update,
     text_of,
 )
-from replica.layout import StoredField, dump_record, load_record, new_row_stamps, value_text
+from replica.layout import (
+    StoredField,
+    dump_record,
+    json_string,
+    load_record,
+    new_row_stamps,
+    object_text,
+    value_text,
+)
 from replica.outbox import Outbox
 from replica.records import FALSE, TRUE, encode_json, yjs_client_id
 from replica.store import OutboxRow, RecordRow, Store
@@ -97,15 +104,6 @@ def _record_text(key: str, fields: Mapping[str, Any]) -> str:
         raise
 
 
-_name = json.encoder.encode_basestring  # a str as JSON text, like json.dumps(ensure_ascii=False)
-
-
-def _object_text(texts: Mapping[str, str | None]) -> str:
-    """A JSON object from already-encoded member values (None is null)."""
-    members = [f"{_name(k)}:{'null' if v is None else v}" for k, v in texts.items()]
-    return "{" + ",".join(members) + "}"
-
-
 class _CallStamp:
     """The one stamp of one write call, issued when the call first writes a field."""
 
@@ -157,7 +155,7 @@ class _Batch:
         if not self.lww_rows or self.lww_rows[-1].count >= ROW_MUTATIONS:
             self.lww_rows.append(_LwwRow())
         row = self.lww_rows[-1]
-        row.members.append(f"{_name(key)}:{fields_text}")
+        row.members.append(f"{json_string(key)}:{fields_text}")
         row.count += count
         if bases:
             row.bases[key] = bases
@@ -219,7 +217,7 @@ class LocalWriter:
         fields[field] = StoredField("crdt", value_text(text_of(state)), stamp, base)
         batch.texts.append((key, field, state))
         bases = None if base is None else json.dumps({key: {field: base}})
-        fields_text = _object_text({key: _object_text({field: None})})
+        fields_text = object_text({key: object_text({field: None})})
         batch.entries.append(
             self._outbox.row(collection, "crdt", stamp, fields_text, 1, bases, update)
         )
@@ -282,7 +280,7 @@ class LocalWriter:
             bases = {name: current[name].stamp for name in changed if name in current}
             for name, text in changed.items():
                 fields[name] = StoredField("lww", text, stamp, bases.get(name))
-            batch.add_lww(key, _object_text(changed), len(changed), bases)
+            batch.add_lww(key, object_text(changed), len(changed), bases)
             batch.events.append(ChangeEvent(collection, key, frozenset(changed), "local"))
         batch.rows.append(RecordRow(key, *dump_record(fields)))
 
