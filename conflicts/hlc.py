@@ -19,6 +19,7 @@ clock, and every clock this one talks to, into the future.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -96,24 +97,16 @@ class HLC:
 
     @classmethod
     def parse(cls, text: str) -> HLC:
-        """Parse the form produced by ``str(stamp)``; `ValueError` names bad input."""
-        if not isinstance(text, str):
-            raise ValueError(f"an HLC stamp must be a string, got {type(text).__name__}: {text!r}")
-        match = _STAMP_RE.fullmatch(text)
-        if match is None:
-            raise ValueError(
-                f"not an HLC stamp: {text!r} (expected "
-                f"'<{_WALL_DIGITS} digits>-<{_COUNTER_DIGITS} hex digits>-<node>')"
-            )
-        # The pattern fixes every width and bounds every part: slice the parts out, skip
-        # the validators (they doubled the cost of a parse, which every stamp of every
-        # push and pull goes through), and keep `text`, exactly what ``str()`` would make.
-        stamp = object.__new__(cls)
-        _set_wall_ms(stamp, int(text[:_WALL_DIGITS]))
-        _set_counter(stamp, int(text[_WALL_DIGITS + 1 : _NODE_START - 1], 16))
-        _set_node(stamp, text[_NODE_START:])
-        _set_text(stamp, text)
-        return stamp
+        """Parse the form produced by ``str(stamp)``; `ValueError` names bad input.
+
+        The same text often comes many times in a row (every write of one
+        `put_many` shares its stamp, so a push or a pull of 1,000 changes may
+        carry one stamp 1,000 times): recent stamps are kept, parsed. They are
+        immutable, so sharing one is safe.
+        """
+        if type(text) is str:
+            return _parse_recent(text)
+        return _parse(text)
 
     # Ordering by hand: attrs' generated comparisons build tuples through generator
     # expressions and made merge_field ~2.5x slower (benchmarks/merge_core.py).
@@ -146,6 +139,30 @@ _set_wall_ms = HLC.__dict__["wall_ms"].__set__
 _set_counter = HLC.__dict__["counter"].__set__
 _set_node = HLC.__dict__["node"].__set__
 _set_text = HLC.__dict__["_text"].__set__
+
+
+def _parse(text: str) -> HLC:
+    if not isinstance(text, str):
+        raise ValueError(f"an HLC stamp must be a string, got {type(text).__name__}: {text!r}")
+    match = _STAMP_RE.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"not an HLC stamp: {text!r} (expected "
+            f"'<{_WALL_DIGITS} digits>-<{_COUNTER_DIGITS} hex digits>-<node>')"
+        )
+    # The pattern fixes every width and bounds every part: slice the parts out, skip
+    # the validators (they doubled the cost of a parse, which every stamp of every
+    # push and pull goes through), and keep `text`, exactly what ``str()`` would make.
+    stamp = object.__new__(HLC)
+    _set_wall_ms(stamp, int(text[:_WALL_DIGITS]))
+    _set_counter(stamp, int(text[_WALL_DIGITS + 1 : _NODE_START - 1], 16))
+    _set_node(stamp, text[_NODE_START:])
+    _set_text(stamp, text)
+    return stamp
+
+
+_parse_recent = functools.lru_cache(maxsize=1024)(_parse)
+"""`_parse` of a str, remembering the last 1,024 stamps (a hit costs a twentieth of a parse)."""
 
 
 class Clock:
