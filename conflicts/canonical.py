@@ -48,6 +48,8 @@ def _make_encoder() -> Callable[[Any], str]:
     return lambda value: "".join(encoder(value, 0))
 
 
+_quote = json.encoder.encode_basestring
+
 encode_normalized = _make_encoder()
 """The canonical text of a value that is already `normalize`d (e.g. decoded from canonical text)."""
 
@@ -81,7 +83,10 @@ def normalize(value: Any) -> Any:
 
 def canonical_json(value: Any) -> str:
     """The canonical JSON text of `value` (see the module docstring)."""
-    text = encode_normalized(normalize(value))
+    kind = type(value)
+    if kind is int:  # the common scalars are written exactly as the encoder writes them
+        return int.__repr__(value)
+    text = _quote(value) if kind is str else encode_normalized(normalize(value))
     if text.isascii():
         return text
     try:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from conflicts import canonical_equal, canonical_json
 
@@ -70,3 +71,9 @@ def test_lone_surrogates_are_refused(bad: Any) -> None:
     # Legal as a JSON escape and as a Python str, but no UTF-8 store can hold it.
     with pytest.raises(ValueError, match="lone surrogate"):
         canonical_json(bad)
+
+
+@given(st.integers() | st.text() | st.booleans())
+def test_scalars_are_written_as_the_encoder_writes_them_inside_a_list(value: Any) -> None:
+    # ints and strs take a shortcut at the top level; inside a list the encoder writes them
+    assert canonical_json([value]) == f"[{canonical_json(value)}]"
