@@ -63,30 +63,6 @@ def _current(store: Store, changes: Sequence[Change]) -> dict[RecordKey, _Record
     }
 
 
-def _merge_lww(record: _Record, change: Change) -> None:
-    stamp = str(change.stamp)
-    current = record.fields.get(change.field)
-    if current is not None and stamp <= current.stamp:
-        return  # a duplicate (equal stamp) or a loser: nothing changes
-    text = encode_json(f"field {change.field!r} of change {change.id!r}", change.value)
-    base = None if change.base is None else str(change.base)
-    record.fields[change.field] = StoredField("lww", text, stamp, base)
-    old = record.before.get(change.field)
-    record.changed[change.field] = old is None or old.value != text
-
-
-def _restamp_crdt(record: _Record, change: Change) -> None:
-    """Keep the higher of the two stamps (the text is set once the state is merged)."""
-    stamp = str(change.stamp)
-    current = record.fields.get(change.field)
-    if current is not None and stamp <= current.stamp:
-        return
-    base = None if change.base is None else str(change.base)
-    value = '""' if current is None else current.value
-    record.fields[change.field] = StoredField("crdt", value, stamp, base)
-    record.changed.setdefault(change.field, False)  # visible once its text is known
-
-
 def merge_changes(store: Store, changes: Sequence[Change]) -> list[ChangeEvent]:
     """Merge `changes` in order; return one event per record whose visible content changed."""
     records = _current(store, changes)
@@ -96,14 +72,25 @@ def merge_changes(store: Store, changes: Sequence[Change]) -> list[ChangeEvent]:
         record = records.get(rkey)
         if record is None:
             record = records[rkey] = _Record({})
-        current = record.fields.get(change.field)
-        if current is not None and current.kind != change.kind:
-            raise KindMismatchError(change.field, current.kind, change.kind)
-        if change.kind == "crdt":
-            updates.setdefault((*rkey, change.field), []).append(change.update or b"")
-            _restamp_crdt(record, change)
-        else:
-            _merge_lww(record, change)
+        name, kind = change.field, change.kind
+        current = record.fields.get(name)
+        if current is not None and current.kind != kind:
+            raise KindMismatchError(name, current.kind, kind)
+        if kind == "crdt":  # merged whatever its stamp: applying a Yjs update is idempotent
+            updates.setdefault((*rkey, name), []).append(change.update or b"")
+        stamp = str(change.stamp)
+        if current is not None and stamp <= current.stamp:
+            continue  # a duplicate (equal stamp) or a loser: the field keeps its write
+        base = None if change.base is None else str(change.base)
+        if kind == "crdt":  # the text is set once the state is merged (`_merge_texts`)
+            value = '""' if current is None else current.value
+            record.fields[name] = StoredField("crdt", value, stamp, base)
+            record.changed.setdefault(name, False)
+            continue
+        text = encode_json(f"field {name!r} of change {change.id!r}", change.value)
+        record.fields[name] = StoredField("lww", text, stamp, base)
+        old = record.before.get(name)
+        record.changed[name] = old is None or old.value != text
     _merge_texts(store, records, updates)
 
     rows: dict[str, list[RecordRow]] = {}
