@@ -1,6 +1,7 @@
 """End to end, replica A -> server -> replica B, against a bare skeleton doing the same trip.
 
     python -m benchmarks.sync_e2e [--changes N] [--latency-samples N] [--pull-changes N]
+                                  [--same-process]
 
 quietsync: A's writes are already in its outbox; the clock runs from A's
 `SyncClient.push()` (batches of 1, 100 or 1,000) until B's live loop has applied
@@ -12,8 +13,15 @@ transaction (the log row, the field row, the mutation id: what any sync server
 stores) and sends them to every WebSocket; its B upserts each message's fields
 and its cursor into its own SQLite file. Both use WAL with
 ``synchronous=FULL``; the skeleton has no auth, no validation, no stamps to
-compare, no merge, no outbox. Everything runs in this process. Live latency is
-one change, from the push call until B has it stored.
+compare, no merge, no outbox. Live latency is one change, from the push call
+until B has it stored.
+
+Processes: both servers run in one child process, A and B in this one: one
+core for the server side and one for the replicas, on this 2-core machine. In
+deployment no server shares an interpreter with a replica; in one process,
+quietsync's store thread and the replicas' event loop take turns at one GIL
+(the skeleton's server has no thread). ``--same-process`` puts everything in
+this process, to compare.
 
 Memory: a fresh replica, in a child process, pulls `--pull-changes` changes
 (100k by default) in pages; the table prints its peak RSS minus its RSS just
@@ -274,12 +282,52 @@ async def _seed_server(url: str, tmp: Path, changes: int) -> None:
 
 
 @asynccontextmanager
-async def pairs(tmpdir: Path) -> AsyncIterator[tuple[QuietsyncPair, SkeletonPair]]:
-    """Both sides ready in `tmpdir`: a real server with A and B, the skeleton with its A and B."""
+async def both_servers(tmpdir: Path) -> AsyncIterator[tuple[str, str]]:
+    """quietsync's server and the skeleton's, in this process; yields their URLs."""
     async with (
         running_server(tmpdir / "server.db", users={"bench": TOKEN}) as qs,
         skeleton_server(tmpdir / "skeleton.db") as bare,
-        QuietsyncPair(qs.url, tmpdir) as ours,
+    ):
+        yield qs.url, bare
+
+
+@asynccontextmanager
+async def both_servers_in_child(tmpdir: Path) -> AsyncIterator[tuple[str, str]]:
+    """`both_servers` in a child process, which stops when its stdin closes."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.sync_e2e", "--serve-child", str(tmpdir),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+        if not line:
+            raise RuntimeError("the benchmark's server process exited before serving")
+        qs, bare = json.loads(line)
+        yield qs, bare
+    finally:
+        proc.stdin.close()
+        await asyncio.wait_for(proc.wait(), timeout=30)
+
+
+async def _serve_child(tmpdir: str) -> None:
+    async with both_servers(Path(tmpdir)) as urls:
+        print(json.dumps(urls), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
+
+
+@asynccontextmanager
+async def pairs(
+    tmpdir: Path, *, same_process: bool = False
+) -> AsyncIterator[tuple[QuietsyncPair, SkeletonPair]]:
+    """Both sides ready in `tmpdir`: a real server with A and B, the skeleton with its A and B.
+
+    The servers run in a child process unless `same_process` (module docstring).
+    """
+    servers = both_servers(tmpdir) if same_process else both_servers_in_child(tmpdir)
+    async with (
+        servers as (qs, bare),
+        QuietsyncPair(qs, tmpdir) as ours,
         SkeletonPair(bare, tmpdir / "skeleton-b.db") as base,
     ):
         yield ours, base
@@ -302,7 +350,7 @@ async def run(args: argparse.Namespace) -> list[list[object]]:
     rows: list[list[object]] = []
     with tempfile.TemporaryDirectory(prefix="quietsync-e2e-") as tmp:
         tmpdir = Path(tmp)
-        async with pairs(tmpdir) as (ours, base):
+        async with pairs(tmpdir, same_process=args.same_process) as (ours, base):
             for batch in BATCHES:
                 count = max(args.changes // 20, batch) if batch == 1 else args.changes
                 q, s = await batch_rates(ours, base, batch, count)
@@ -326,14 +374,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changes", type=int, default=20_000, help="per batch size (1/20 at 1)")
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--pull-changes", type=int, default=100_000)
+    parser.add_argument(
+        "--same-process", action="store_true", help="run the servers in this process too"
+    )
     parser.add_argument("--pull-child", nargs=2, metavar=("URL", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-child", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve_child:
+        asyncio.run(_serve_child(args.serve_child))
+        return 0
     if args.pull_child:
         asyncio.run(_pull_child(*args.pull_child))
         return 0
     rows = asyncio.run(run(args))
     print_table(
-        "sync end to end: replica A -> server -> replica B (quietsync vs bare skeleton)",
+        "sync end to end: replica A -> server -> replica B (quietsync vs bare skeleton; "
+        + ("all in one process)" if args.same_process else "servers in a child process)"),
         ["measure", "quietsync", "skeleton", "ratio", "target"],
         rows,
     )
