@@ -47,11 +47,11 @@ from pathlib import Path
 
 import attrs
 
-from conflicts import DELETED_FIELD, HLC, FieldRef, Mutation, canonical_equal, text_of
-from replica import HttpTransport, LiveMessage, PullPage, PushAnswer, Replica, SyncClient
-from replica.errors import TransportError
-from server.sqlite_store import SQLiteStore
-from server.store import StoredField
+from quietsync.conflicts import DELETED_FIELD, HLC, FieldRef, Mutation, canonical_equal, text_of
+from quietsync.replica import HttpTransport, LiveMessage, PullPage, PushAnswer, Replica, SyncClient
+from quietsync.replica.errors import TransportError
+from quietsync.server.sqlite_store import SQLiteStore
+from quietsync.server.store import StoredField
 
 __all__ = ["HarnessConfig", "HarnessFailure", "HarnessStats", "replay_command", "run"]
 
@@ -126,7 +126,7 @@ class ServerProcess:
 
     async def start(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server.cli", "serve", "--db", str(self.db),
+            sys.executable, "-m", "quietsync", "serve", "--db", str(self.db),
             "--port", str(self.port), "--tokens", str(self._tokens),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         )  # fmt: skip

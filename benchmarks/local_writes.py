@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from replica import Replica
+from quietsync.replica import Replica
 
 __all__ = ["bench_put", "bench_put_many", "main", "run"]
 

@@ -16,7 +16,7 @@ import random
 from pycrdt import Doc, Text
 
 from benchmarks._table import best_of, load_trace, print_table
-from conflicts import HLC, CrdtText, FieldRef, FieldWrite, merge_field
+from quietsync.conflicts import HLC, CrdtText, FieldRef, FieldWrite, merge_field
 
 __all__ = ["main"]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from pycrdt import Doc, Text
 
 from benchmarks.results import ScenarioResult
-from conflicts import HLC, Change
-from replica import Replica
-from replica.sync_client import SyncClient
-from server.testing import running_server
+from quietsync.conflicts import HLC, Change
+from quietsync.replica import Replica
+from quietsync.replica.sync_client import SyncClient
+from quietsync.testing import running_server
 
 __all__ = ["crdt_text"]
 

@@ -33,12 +33,12 @@ from pathlib import Path
 import attrs
 
 from benchmarks.results import ScenarioResult
-from conflicts.jobs import MESSAGES
-from replica import Replica, StreamTracker, Subscriber, SyncClient
-from replica.job_mirror import JobState
-from replica.jobs_client import JobsClient
-from server.providers import scripted_reply
-from server.testing import RunningServer, running_server
+from quietsync.conflicts.jobs import MESSAGES
+from quietsync.replica import Replica, StreamTracker, Subscriber, SyncClient
+from quietsync.replica.job_mirror import JobState
+from quietsync.replica.jobs_client import JobsClient
+from quietsync.server.providers import scripted_reply
+from quietsync.testing import RunningServer, running_server
 
 __all__ = ["LockstepProvider", "double_writer"]
 

@@ -18,10 +18,10 @@ from typing import Any
 import attrs
 
 from benchmarks.results import ScenarioResult
-from conflicts import HLC, canonical_equal
-from replica import Replica
-from replica.sync_client import SyncClient
-from server.testing import running_server
+from quietsync.conflicts import HLC, canonical_equal
+from quietsync.replica import Replica
+from quietsync.replica.sync_client import SyncClient
+from quietsync.testing import running_server
 
 __all__ = ["divergent_writes", "identical_writes", "offline_storm"]
 

@@ -29,9 +29,9 @@ import aiohttp
 from aiohttp import web
 
 from benchmarks._loopback import serve_on_loopback
-from conflicts import Clock, Mutation
-from server.sqlite_store import SQLiteStore
-from server.testing import running_server
+from quietsync.conflicts import Clock, Mutation
+from quietsync.server.sqlite_store import SQLiteStore
+from quietsync.testing import running_server
 
 __all__ = ["main"]
 

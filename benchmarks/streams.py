@@ -38,11 +38,11 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks._table import print_table
-from conflicts import HLC, wall_clock_ms
-from conflicts.jobs import MESSAGES
-from replica import ChangeEvent, ChatPane, Replica, StreamTracker
-from server.providers import scripted_reply
-from server.testing import running_server
+from quietsync.conflicts import HLC, wall_clock_ms
+from quietsync.conflicts.jobs import MESSAGES
+from quietsync.replica import ChangeEvent, ChatPane, Replica, StreamTracker
+from quietsync.server.providers import scripted_reply
+from quietsync.testing import running_server
 
 __all__ = ["main", "measure_raw", "measure_tracked", "serve_in_child", "sizes"]
 

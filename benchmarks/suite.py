@@ -1,8 +1,13 @@
-"""`quietsync bench`: the conflict-scenario suite, one table for the whole run.
+"""``python -m benchmarks``: the conflict-scenario suite, one table for the whole run.
 
 Every scenario runs against a real server on loopback and real replica files in
 a fresh temporary directory, and returns `ScenarioResult` rows. ``--quick``
 shrinks every scenario so the whole suite finishes in under a minute.
+
+The benchmarks live in the repository, not in the wheel: they compare quietsync
+with raw baselines and a bare skeleton server, which are tools for the people
+who change quietsync, not for the apps that embed it. Run them from a checkout
+(``pip install -e '.[dev]'``, then ``python -m benchmarks``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from benchmarks.scenario_streams import stream_switch
 from benchmarks.scenario_throughput import throughput
 from benchmarks.scenarios_writes import divergent_writes, identical_writes, offline_storm
 
-__all__ = ["SCENARIOS", "add_bench_arguments", "bench", "run_scenarios"]
+__all__ = ["SCENARIOS", "bench", "build_parser", "main", "run_scenarios"]
 
 Scenario = Callable[..., Awaitable[list[ScenarioResult]]]
 """scenario(tmp_dir, *, quick) -> rows."""
@@ -53,7 +58,12 @@ async def run_scenarios(
     return results
 
 
-def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Run benchmark scenarios against a real server and real replica files, "
+        "and print one table.",
+    )
     parser.add_argument(
         "scenarios",
         nargs="*",
@@ -62,6 +72,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: under a minute")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON")
+    return parser
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -73,7 +84,7 @@ def bench(args: argparse.Namespace) -> int:
     names = args.scenarios or list(SCENARIOS)
     # The scenarios run servers in this process: their per-request access log and
     # lifecycle lines would bury the progress bar and the table.
-    for noisy in ("aiohttp.access", "server"):
+    for noisy in ("aiohttp.access", "quietsync"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     progress = Progress(len(names))
     try:
@@ -88,3 +99,10 @@ def bench(args: argparse.Namespace) -> int:
         print(f"\nDATA LOST: {lost} acknowledged writes are unaccounted for")
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return bench(build_parser().parse_args(argv))

@@ -51,9 +51,9 @@ from aiohttp import web
 
 from benchmarks._loopback import serve_on_loopback
 from benchmarks._table import print_table
-from conflicts import Clock
-from replica import Replica, SyncClient
-from server.testing import running_server
+from quietsync.conflicts import Clock
+from quietsync.replica import Replica, SyncClient
+from quietsync.testing import running_server
 
 __all__ = ["batch_rates", "main", "pairs"]
 

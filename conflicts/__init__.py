@@ -9,18 +9,18 @@ both sides share about server jobs (`JobEvent`, `notification_for`).
 This package must not import `replica`, `server`, asyncio, sqlite or aiohttp.
 """
 
-from conflicts.canonical import canonical_equal, canonical_json, encode_normalized
-from conflicts.conflict import Conflict, FieldRef, Side
-from conflicts.crdt import CrdtText, initial_text_update, merge_text_updates, text_of
-from conflicts.errors import (
+from quietsync.conflicts.canonical import canonical_equal, canonical_json, encode_normalized
+from quietsync.conflicts.conflict import Conflict, FieldRef, Side
+from quietsync.conflicts.crdt import CrdtText, initial_text_update, merge_text_updates, text_of
+from quietsync.conflicts.errors import (
     ClockDriftError,
     CrdtUpdateError,
     KindMismatchError,
     QuietsyncError,
     WireError,
 )
-from conflicts.hlc import HLC, Clock, validate_node_id, wall_clock_ms
-from conflicts.jobs import (
+from quietsync.conflicts.hlc import HLC, Clock, validate_node_id, wall_clock_ms
+from quietsync.conflicts.jobs import (
     FINAL_STATUSES,
     JOB_FIELDS,
     JOB_STATUSES,
@@ -31,9 +31,9 @@ from conflicts.jobs import (
     JobStatus,
     notification_for,
 )
-from conflicts.lww import FieldWrite, Merge, Outcome, merge_field, overwrites
-from conflicts.resolvers import Resolver, Resolvers, derived_stamp
-from conflicts.wire import DELETED_FIELD, KINDS, Change, Kind, Mutation, check_name
+from quietsync.conflicts.lww import FieldWrite, Merge, Outcome, merge_field, overwrites
+from quietsync.conflicts.resolvers import Resolver, Resolvers, derived_stamp
+from quietsync.conflicts.wire import DELETED_FIELD, KINDS, Change, Kind, Mutation, check_name
 
 __all__ = [
     "DELETED_FIELD",

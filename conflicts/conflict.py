@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from conflicts.hlc import HLC
+from quietsync.conflicts.hlc import HLC
 
 __all__ = ["Conflict", "FieldRef", "Side"]
 

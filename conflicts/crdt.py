@@ -35,8 +35,8 @@ import hashlib
 
 from pycrdt import Doc, Text, get_state, get_update, merge_updates
 
-from conflicts.conflict import FieldRef
-from conflicts.errors import CrdtUpdateError
+from quietsync.conflicts.conflict import FieldRef
+from quietsync.conflicts.errors import CrdtUpdateError
 
 __all__ = ["ROOT", "CrdtText", "initial_text_update", "merge_text_updates", "text_of"]
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import attrs
 
-from conflicts.errors import ClockDriftError
+from quietsync.conflicts.errors import ClockDriftError
 
 __all__ = ["HLC", "Clock", "validate_node_id", "wall_clock_ms"]
 

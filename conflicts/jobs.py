@@ -27,8 +27,8 @@ from typing import Any, Final, Literal, Self
 
 import attrs
 
-from conflicts.errors import WireError
-from conflicts.hlc import HLC
+from quietsync.conflicts.errors import WireError
+from quietsync.conflicts.hlc import HLC
 
 __all__ = [
     "FINAL_STATUSES",

@@ -37,10 +37,10 @@ from typing import Any
 
 import attrs
 
-from conflicts.canonical import canonical_equal
-from conflicts.conflict import Conflict, FieldRef, Side
-from conflicts.hlc import HLC
-from conflicts.resolvers import derived_stamp
+from quietsync.conflicts.canonical import canonical_equal
+from quietsync.conflicts.conflict import Conflict, FieldRef, Side
+from quietsync.conflicts.hlc import HLC
+from quietsync.conflicts.resolvers import derived_stamp
 
 __all__ = ["FieldWrite", "Merge", "Outcome", "merge_field", "overwrites"]
 

@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from conflicts.hlc import HLC
+from quietsync.conflicts.hlc import HLC
 
 __all__ = ["Resolver", "Resolvers", "derived_stamp"]
 

@@ -26,9 +26,9 @@ from typing import Any, Final, Literal, Self
 
 import attrs
 
-from conflicts.canonical import canonical_json
-from conflicts.errors import WireError
-from conflicts.hlc import HLC
+from quietsync.conflicts.canonical import canonical_json
+from quietsync.conflicts.errors import WireError
+from quietsync.conflicts.hlc import HLC
 
 __all__ = ["DELETED_FIELD", "KINDS", "Change", "Kind", "Mutation", "check_name"]
 

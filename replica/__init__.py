@@ -10,7 +10,7 @@ both, `Notifications` the notification centre; see ``docs/streaming.md``.
 Must not import `server` (only the CLI/demo/testing layer wires both).
 """
 
-from replica.errors import (
+from quietsync.replica.errors import (
     JobGapError,
     JobRefusedError,
     JobsError,
@@ -30,18 +30,18 @@ from replica.errors import (
     UnknownJobError,
     UnknownMutationError,
 )
-from replica.notifications import Notifications
-from replica.outbox import RefusedMutation
-from replica.records import FieldState
-from replica.replica import Replica
-from replica.schema import SCHEMA_VERSION
-from replica.session import ChatPane, ThreadSession
-from replica.subscriptions import ChangeEvent, Origin, Unsubscribe
-from replica.sync_backoff import Backoff
-from replica.sync_client import SyncClient, SyncStatus, SyncSummary
-from replica.tracker import Attachment, StreamTracker, Subscriber
-from replica.transport import LiveMessage, PullPage, PushAnswer, Transport
-from replica.transport_http import HttpTransport
+from quietsync.replica.notifications import Notifications
+from quietsync.replica.outbox import RefusedMutation
+from quietsync.replica.records import FieldState
+from quietsync.replica.replica import Replica
+from quietsync.replica.schema import SCHEMA_VERSION
+from quietsync.replica.session import ChatPane, ThreadSession
+from quietsync.replica.subscriptions import ChangeEvent, Origin, Unsubscribe
+from quietsync.replica.sync_backoff import Backoff
+from quietsync.replica.sync_client import SyncClient, SyncStatus, SyncSummary
+from quietsync.replica.tracker import Attachment, StreamTracker, Subscriber
+from quietsync.replica.transport import LiveMessage, PullPage, PushAnswer, Transport
+from quietsync.replica.transport_http import HttpTransport
 
 __all__ = [
     "SCHEMA_VERSION",

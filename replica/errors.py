@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from conflicts import QuietsyncError
+from quietsync.conflicts import QuietsyncError
 
 __all__ = [
     "JobGapError",

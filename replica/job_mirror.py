@@ -32,10 +32,10 @@ from typing import Any
 
 import attrs
 
-from conflicts import HLC, Change, QuietsyncError
-from conflicts.jobs import JOB_FIELDS, MESSAGES, JobEvent, JobStatus
-from replica.errors import JobGapError
-from replica.replica import Replica
+from quietsync.conflicts import HLC, Change, QuietsyncError
+from quietsync.conflicts.jobs import JOB_FIELDS, MESSAGES, JobEvent, JobStatus
+from quietsync.replica.errors import JobGapError
+from quietsync.replica.replica import Replica
 
 __all__ = ["JobMirror", "JobState"]
 

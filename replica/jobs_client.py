@@ -24,9 +24,9 @@ from typing import Any, Literal
 import aiohttp
 import attrs
 
-from conflicts import HLC, WireError
-from conflicts.jobs import JobEvent, JobStatus
-from replica.errors import JobRefusedError, JobsUnavailableError, UnknownJobError
+from quietsync.conflicts import HLC, WireError
+from quietsync.conflicts.jobs import JobEvent, JobStatus
+from quietsync.replica.errors import JobRefusedError, JobsUnavailableError, UnknownJobError
 
 __all__ = ["JOB_ID_HEADER", "JobPoll", "JobsClient", "StartMode"]
 

@@ -27,7 +27,7 @@ import json.encoder
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from conflicts import Kind, encode_normalized
+from quietsync.conflicts import Kind, encode_normalized
 
 __all__ = [
     "StoredField",

@@ -30,7 +30,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from conflicts import (
+from quietsync.conflicts import (
     DELETED_FIELD,
     Clock,
     CrdtText,
@@ -41,7 +41,7 @@ from conflicts import (
     initial_text_update,
     text_of,
 )
-from replica.layout import (
+from quietsync.replica.layout import (
     StoredField,
     dump_record,
     json_string,
@@ -50,10 +50,10 @@ from replica.layout import (
     object_text,
     value_text,
 )
-from replica.outbox import Outbox
-from replica.records import FALSE, TRUE, encode_json, yjs_client_id
-from replica.store import OutboxRow, RecordRow, Store
-from replica.subscriptions import ChangeEvent
+from quietsync.replica.outbox import Outbox
+from quietsync.replica.records import FALSE, TRUE, encode_json, yjs_client_id
+from quietsync.replica.store import OutboxRow, RecordRow, Store
+from quietsync.replica.subscriptions import ChangeEvent
 
 __all__ = ["EncodedRecord", "LocalWriter", "TextEdit", "encode_records"]
 

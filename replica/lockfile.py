@@ -20,7 +20,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from replica.errors import ReplicaLockedError, StorageError
+from quietsync.replica.errors import ReplicaLockedError, StorageError
 
 __all__ = ["LockFile"]
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from conflicts import check_name, wall_clock_ms
-from conflicts.jobs import MUTED_THREADS, NOTIFICATIONS, JobEvent, notification_for
-from replica.replica import Replica
+from quietsync.conflicts import check_name, wall_clock_ms
+from quietsync.conflicts.jobs import MUTED_THREADS, NOTIFICATIONS, JobEvent, notification_for
+from quietsync.replica.replica import Replica
 
 __all__ = ["Notifications"]
 

@@ -28,10 +28,10 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
-from conflicts import HLC, Kind, Mutation
-from replica.errors import UnknownMutationError
-from replica.layout import value_text
-from replica.store import OutboxRow, RefusedRow, Store
+from quietsync.conflicts import HLC, Kind, Mutation
+from quietsync.replica.errors import UnknownMutationError
+from quietsync.replica.layout import value_text
+from quietsync.replica.store import OutboxRow, RefusedRow, Store
 
 __all__ = ["Outbox", "RefusedMutation"]
 

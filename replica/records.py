@@ -15,8 +15,8 @@ from typing import Any
 
 import attrs
 
-from conflicts import DELETED_FIELD, HLC, FieldWrite, Kind, canonical_json
-from replica.layout import StoredField
+from quietsync.conflicts import DELETED_FIELD, HLC, FieldWrite, Kind, canonical_json
+from quietsync.replica.layout import StoredField
 
 __all__ = [
     "FALSE",

@@ -29,11 +29,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from conflicts import Change, KindMismatchError, merge_text_updates, text_of
-from replica.layout import StoredField, dump_record, load_record, value_text
-from replica.records import encode_json
-from replica.store import RecordRow, Store
-from replica.subscriptions import ChangeEvent
+from quietsync.conflicts import Change, KindMismatchError, merge_text_updates, text_of
+from quietsync.replica.layout import StoredField, dump_record, load_record, value_text
+from quietsync.replica.records import encode_json
+from quietsync.replica.store import RecordRow, Store
+from quietsync.replica.subscriptions import ChangeEvent
 
 __all__ = ["merge_changes"]
 

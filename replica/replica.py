@@ -45,7 +45,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from conflicts import (
+from quietsync.conflicts import (
     DELETED_FIELD,
     HLC,
     KINDS,
@@ -59,15 +59,15 @@ from conflicts import (
     validate_node_id,
     wall_clock_ms,
 )
-from replica.errors import NodeIdMismatchError, ReplicaClosedError
-from replica.layout import StoredField, dump_record, load_record
-from replica.local import LocalWriter, TextEdit, encode_records
-from replica.lockfile import LockFile
-from replica.outbox import Outbox, RefusedMutation
-from replica.records import FieldState, decode_records, encode_json, field_state
-from replica.remote import merge_changes
-from replica.store import RecordRow, SqliteStore, Store
-from replica.subscriptions import Callback, ChangeEvent, Subscriptions, Unsubscribe
+from quietsync.replica.errors import NodeIdMismatchError, ReplicaClosedError
+from quietsync.replica.layout import StoredField, dump_record, load_record
+from quietsync.replica.local import LocalWriter, TextEdit, encode_records
+from quietsync.replica.lockfile import LockFile
+from quietsync.replica.outbox import Outbox, RefusedMutation
+from quietsync.replica.records import FieldState, decode_records, encode_json, field_state
+from quietsync.replica.remote import merge_changes
+from quietsync.replica.store import RecordRow, SqliteStore, Store
+from quietsync.replica.subscriptions import Callback, ChangeEvent, Subscriptions, Unsubscribe
 
 __all__ = ["Replica"]
 

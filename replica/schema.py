@@ -48,8 +48,8 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from conflicts import text_of
-from replica.layout import StoredField, dump_record, value_text
+from quietsync.conflicts import text_of
+from quietsync.replica.layout import StoredField, dump_record, value_text
 
 __all__ = ["SCHEMA_VERSION", "migrate", "stored_version"]
 

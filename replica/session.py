@@ -27,10 +27,10 @@ import secrets
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from conflicts import wall_clock_ms
-from conflicts.jobs import MESSAGES
-from replica.replica import Replica
-from replica.tracker import Attachment, StreamTracker, Subscriber
+from quietsync.conflicts import wall_clock_ms
+from quietsync.conflicts.jobs import MESSAGES
+from quietsync.replica.replica import Replica
+from quietsync.replica.tracker import Attachment, StreamTracker, Subscriber
 
 __all__ = ["BackgroundJobMode", "ChatPane", "ThreadSession"]
 

@@ -30,8 +30,8 @@ from typing import NamedTuple, Protocol
 
 import sqlite_utils
 
-from replica import schema
-from replica.errors import NotAReplicaError, SchemaVersionError, StorageError
+from quietsync.replica import schema
+from quietsync.replica.errors import NotAReplicaError, SchemaVersionError, StorageError
 
 __all__ = ["OutboxRow", "RecordRow", "RefusedRow", "SqliteStore", "Store"]
 

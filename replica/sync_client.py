@@ -42,7 +42,7 @@ from types import TracebackType
 
 import attrs
 
-from conflicts import (
+from quietsync.conflicts import (
     ClockDriftError,
     CrdtUpdateError,
     KindMismatchError,
@@ -50,12 +50,17 @@ from conflicts import (
     QuietsyncError,
     canonical_equal,
 )
-from replica.errors import PushRefusedError, RequestRefusedError, SyncError, TransportError
-from replica.replica import Replica
-from replica.sync_backoff import Backoff
-from replica.sync_notify import notify_conflict, notify_refused
-from replica.transport import LiveMessage, PushAnswer, Transport
-from replica.transport_http import HttpTransport
+from quietsync.replica.errors import (
+    PushRefusedError,
+    RequestRefusedError,
+    SyncError,
+    TransportError,
+)
+from quietsync.replica.replica import Replica
+from quietsync.replica.sync_backoff import Backoff
+from quietsync.replica.sync_notify import notify_conflict, notify_refused
+from quietsync.replica.transport import LiveMessage, PushAnswer, Transport
+from quietsync.replica.transport_http import HttpTransport
 
 __all__ = ["SyncClient", "SyncStatus", "SyncSummary"]
 

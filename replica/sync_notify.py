@@ -16,8 +16,8 @@ import json
 import time
 from typing import Any
 
-from conflicts import NOTIFICATIONS, Conflict
-from replica.replica import Replica
+from quietsync.conflicts import NOTIFICATIONS, Conflict
+from quietsync.replica.replica import Replica
 
 __all__ = ["conflict_key", "notify_conflict", "notify_refused", "refused_key"]
 

@@ -34,13 +34,13 @@ from typing import Any
 
 import attrs
 
-from conflicts import wall_clock_ms
-from conflicts.jobs import MESSAGES, JobEvent, JobStatus
-from replica.errors import JobGapError, JobsError, JobsUnavailableError, UnknownJobError
-from replica.job_mirror import JobMirror, JobState
-from replica.jobs_client import JobPoll, JobsClient, StartMode
-from replica.notifications import Notifications
-from replica.replica import Replica
+from quietsync.conflicts import wall_clock_ms
+from quietsync.conflicts.jobs import MESSAGES, JobEvent, JobStatus
+from quietsync.replica.errors import JobGapError, JobsError, JobsUnavailableError, UnknownJobError
+from quietsync.replica.job_mirror import JobMirror, JobState
+from quietsync.replica.jobs_client import JobPoll, JobsClient, StartMode
+from quietsync.replica.notifications import Notifications
+from quietsync.replica.replica import Replica
 
 __all__ = ["Attachment", "StreamTracker", "Subscriber"]
 

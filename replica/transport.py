@@ -21,8 +21,8 @@ from typing import Any, Literal, Protocol
 
 import attrs
 
-from conflicts import Change, Conflict, Mutation, WireError
-from replica.errors import ProtocolError, PushRefusedError, RequestRefusedError
+from quietsync.conflicts import Change, Conflict, Mutation, WireError
+from quietsync.replica.errors import ProtocolError, PushRefusedError, RequestRefusedError
 
 __all__ = [
     "LiveMessage",

@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from conflicts import Mutation
-from replica.errors import ProtocolError, TransportError
-from replica.transport import (
+from quietsync.conflicts import Mutation
+from quietsync.replica.errors import ProtocolError, TransportError
+from quietsync.replica.transport import (
     LiveMessage,
     PullPage,
     PushAnswer,

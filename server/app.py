@@ -28,17 +28,17 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from conflicts import Clock
-from server.auth import auth_middleware
-from server.config import ServerConfig
-from server.job_writer import JobWriter
-from server.jobs import JobRunner
-from server.keys import CONFIG_KEY, EXECUTOR_KEY, HUB_KEY, JOBS_KEY, SYNC_KEY
-from server.live import LiveHub
-from server.routes import add_routes
-from server.sqlite_store import SQLiteStore
-from server.sync import SyncService
-from server.views import error_middleware
+from quietsync.conflicts import Clock
+from quietsync.server.auth import auth_middleware
+from quietsync.server.config import ServerConfig
+from quietsync.server.job_writer import JobWriter
+from quietsync.server.jobs import JobRunner
+from quietsync.server.keys import CONFIG_KEY, EXECUTOR_KEY, HUB_KEY, JOBS_KEY, SYNC_KEY
+from quietsync.server.live import LiveHub
+from quietsync.server.routes import add_routes
+from quietsync.server.sqlite_store import SQLiteStore
+from quietsync.server.sync import SyncService
+from quietsync.server.views import error_middleware
 
 __all__ = ["create_app"]
 

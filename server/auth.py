@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from server.errors import UnauthorizedError
-from server.keys import CONFIG_KEY, USER_KEY
+from quietsync.server.errors import UnauthorizedError
+from quietsync.server.keys import CONFIG_KEY, USER_KEY
 
 __all__ = ["LIVE_PATH", "PUBLIC_PATHS", "auth_middleware", "find_user"]
 

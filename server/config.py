@@ -16,9 +16,9 @@ from typing import Any
 
 import attrs
 
-from conflicts import Resolvers, validate_node_id
-from server.errors import ConfigError
-from server.providers import Provider, ScriptedProvider
+from quietsync.conflicts import Resolvers, validate_node_id
+from quietsync.server.errors import ConfigError
+from quietsync.server.providers import Provider, ScriptedProvider
 
 __all__ = ["TOKENS_ENV", "ServerConfig", "load_tokens_file", "parse_tokens", "tokens_from_env"]
 

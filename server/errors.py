@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from conflicts.errors import QuietsyncError
+from quietsync.conflicts.errors import QuietsyncError
 
 __all__ = [
     "BadRequestError",

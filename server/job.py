@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 import attrs
 
-from conflicts import FINAL_STATUSES, JobEvent, JobStatus
-from server.job_store import JobRow
+from quietsync.conflicts import FINAL_STATUSES, JobEvent, JobStatus
+from quietsync.server.job_store import JobRow
 
 __all__ = ["Job", "Watch"]
 

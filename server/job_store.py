@@ -25,8 +25,8 @@ from typing import Protocol
 
 import attrs
 
-from conflicts import HLC, JobStatus
-from server.store import Transaction
+from quietsync.conflicts import HLC, JobStatus
+from quietsync.server.store import Transaction
 
 __all__ = ["JobRow", "JobStore", "JobsTransaction"]
 

@@ -18,12 +18,12 @@ from typing import Any
 
 from aiohttp import web
 
-from conflicts import JobEvent, WireError, check_name
-from server.errors import InvalidJobRequestError
-from server.job import Job, Watch
-from server.jobs import JobSpec
-from server.keys import CONFIG_KEY, JOBS_KEY, USER_KEY
-from server.views import json_body
+from quietsync.conflicts import JobEvent, WireError, check_name
+from quietsync.server.errors import InvalidJobRequestError
+from quietsync.server.job import Job, Watch
+from quietsync.server.jobs import JobSpec
+from quietsync.server.keys import CONFIG_KEY, JOBS_KEY, USER_KEY
+from quietsync.server.views import json_body
 
 __all__ = ["JOB_ID_HEADER", "abort_job", "job_events", "poll_job", "start_job"]
 

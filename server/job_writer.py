@@ -33,7 +33,7 @@ from typing import Any
 
 import attrs
 
-from conflicts import (
+from quietsync.conflicts import (
     DELETED_FIELD,
     HLC,
     JOB_FIELDS,
@@ -49,8 +49,8 @@ from conflicts import (
     Mutation,
     notification_for,
 )
-from server.job_store import JobRow, JobStore
-from server.store import BatchWrite, StoredField
+from quietsync.server.job_store import JobRow, JobStore
+from quietsync.server.store import BatchWrite, StoredField
 
 __all__ = ["FlushItem", "FlushResult", "JobWriter"]
 

@@ -37,19 +37,19 @@ from typing import Any, TypeVar
 
 import attrs
 
-from conflicts import HLC, Change, JobEvent, JobStatus, KindMismatchError
-from server.config import ServerConfig
-from server.errors import (
+from quietsync.conflicts import HLC, Change, JobEvent, JobStatus, KindMismatchError
+from quietsync.server.config import ServerConfig
+from quietsync.server.errors import (
     InvalidJobRequestError,
     JobRunningError,
     StoreError,
     TooManyJobsError,
     UnknownJobError,
 )
-from server.job import Job
-from server.job_store import JobRow
-from server.job_writer import FlushItem, JobWriter
-from server.providers import ProviderError
+from quietsync.server.job import Job
+from quietsync.server.job_store import JobRow
+from quietsync.server.job_writer import FlushItem, JobWriter
+from quietsync.server.providers import ProviderError
 
 __all__ = ["JobRunner", "JobSpec"]
 

@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from server.config import ServerConfig
-from server.jobs import JobRunner
-from server.live import LiveHub
-from server.sync import SyncService
+from quietsync.server.config import ServerConfig
+from quietsync.server.jobs import JobRunner
+from quietsync.server.live import LiveHub
+from quietsync.server.sync import SyncService
 
 __all__ = ["CONFIG_KEY", "EXECUTOR_KEY", "HUB_KEY", "JOBS_KEY", "SYNC_KEY", "USER_KEY"]
 

@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import WSCloseCode, web
 
-from conflicts import Change
-from server.store import ChangePage
+from quietsync.conflicts import Change
+from quietsync.server.store import ChangePage
 
 __all__ = ["MUST_PULL_CLOSE_CODE", "LiveHub", "LiveSession", "Subscription"]
 

@@ -22,7 +22,7 @@ from typing import Protocol
 import aiohttp
 import attrs
 
-from conflicts import QuietsyncError
+from quietsync.conflicts import QuietsyncError
 
 __all__ = [
     "OpenAIProvider",

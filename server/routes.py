@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server import job_views, views
+from quietsync.server import job_views, views
 
 __all__ = ["add_routes"]
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.app import create_app
-from server.config import TOKENS_ENV, ServerConfig, load_tokens_file, tokens_from_env
-from server.errors import ConfigError
-from server.providers import Provider, ProviderError, provider_from_env
+from quietsync.server.app import create_app
+from quietsync.server.config import TOKENS_ENV, ServerConfig, load_tokens_file, tokens_from_env
+from quietsync.server.errors import ConfigError
+from quietsync.server.providers import Provider, ProviderError, provider_from_env
 
 __all__ = ["DEV_USER", "add_serve_arguments", "serve"]
 

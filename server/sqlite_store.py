@@ -28,10 +28,17 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
-from conflicts import HLC, Change, Conflict, FieldRef
-from server.errors import StoreError
-from server.job_store import JobRow
-from server.store import BatchWrite, ChangePage, ConflictPage, FieldId, FieldKey, StoredField
+from quietsync.conflicts import HLC, Change, Conflict, FieldRef
+from quietsync.server.errors import StoreError
+from quietsync.server.job_store import JobRow
+from quietsync.server.store import (
+    BatchWrite,
+    ChangePage,
+    ConflictPage,
+    FieldId,
+    FieldKey,
+    StoredField,
+)
 
 __all__ = ["SQLiteStore"]
 

@@ -22,7 +22,7 @@ from typing import Protocol, TypeVar
 
 import attrs
 
-from conflicts import HLC, Change, Conflict, FieldRef, Kind, Mutation
+from quietsync.conflicts import HLC, Change, Conflict, FieldRef, Kind, Mutation
 
 __all__ = [
     "BatchWrite",

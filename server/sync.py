@@ -43,7 +43,7 @@ from typing import Any
 
 import attrs
 
-from conflicts import (
+from quietsync.conflicts import (
     DELETED_FIELD,
     Change,
     Clock,
@@ -61,8 +61,20 @@ from conflicts import (
     merge_text_updates,
     overwrites,
 )
-from server.errors import BadRequestError, BatchTooLargeError, MutationsRefusedError, Refusal
-from server.store import BatchWrite, ChangePage, ConflictPage, FieldKey, Store, StoredField
+from quietsync.server.errors import (
+    BadRequestError,
+    BatchTooLargeError,
+    MutationsRefusedError,
+    Refusal,
+)
+from quietsync.server.store import (
+    BatchWrite,
+    ChangePage,
+    ConflictPage,
+    FieldKey,
+    Store,
+    StoredField,
+)
 
 __all__ = ["PushResult", "SyncService"]
 

@@ -16,16 +16,16 @@ from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 
-from server.errors import (
+from quietsync.server.errors import (
     BadRequestError,
     BodyTooLargeError,
     MalformedJsonError,
     ServerError,
     error_body,
 )
-from server.keys import CONFIG_KEY, EXECUTOR_KEY, HUB_KEY, SYNC_KEY, USER_KEY
-from server.live import LiveSession
-from server.store import ChangePage
+from quietsync.server.keys import CONFIG_KEY, EXECUTOR_KEY, HUB_KEY, SYNC_KEY, USER_KEY
+from quietsync.server.live import LiveSession
+from quietsync.server.store import ChangePage
 
 __all__ = ["conflicts", "error_middleware", "health", "json_body", "live", "pull", "push"]
 

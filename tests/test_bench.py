@@ -1,4 +1,4 @@
-"""`quietsync bench --quick` end to end: a subprocess, as a user runs it.
+"""`python -m benchmarks --quick` end to end: a subprocess, as a developer runs it.
 
 One run of the whole quick suite serves every test here (module fixture): the
 exit status, the table's key lines, every scenario in the JSON, no data lost,
@@ -44,7 +44,7 @@ class BenchRun:
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", "bench", *args],
+        [sys.executable, "-m", "benchmarks", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from server.demo import run_demo
+from quietsync.demo import run_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def demo_command() -> tuple[list[str], Path | None]:
-    """The `quietsync` console script beside this interpreter, else ``python -m server.cli``."""
+    """The `quietsync` console script beside this interpreter, else ``python -m quietsync``."""
     script = Path(sys.executable).with_name("quietsync")
     if script.exists():
         return [str(script), "demo"], None
-    return [sys.executable, "-m", "server.cli", "demo"], ROOT
+    return [sys.executable, "-m", "quietsync", "demo"], ROOT
 
 
 def test_demo_command_narrates_the_story_and_exits_0(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from conflicts import HLC, FieldWrite
+from quietsync.conflicts import HLC, FieldWrite
 
 NODES = ("a", "b", "c", "server")
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conflicts import (
+from quietsync.conflicts import (
     CrdtText,
     CrdtUpdateError,
     FieldRef,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conflicts import HLC, Clock, ClockDriftError
-from conflicts.hlc import MAX_COUNTER
+from quietsync.conflicts import HLC, Clock, ClockDriftError
+from quietsync.conflicts.hlc import MAX_COUNTER
 
 from .strategies import stamps
 

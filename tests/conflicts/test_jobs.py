@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conflicts import HLC, JobEvent, WireError, notification_for
+from quietsync.conflicts import HLC, JobEvent, WireError, notification_for
 
 from .strategies import stamps
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conflicts import HLC, FieldRef, FieldWrite, Merge, Outcome, Resolvers, merge_field
-from conflicts.lww import overwrites
+from quietsync.conflicts import HLC, FieldRef, FieldWrite, Merge, Outcome, Resolvers, merge_field
+from quietsync.conflicts.lww import overwrites
 
 from .strategies import distinct_writes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import conflicts
+from quietsync import conflicts
 
 
 def test_public_names_are_importable_from_the_package() -> None:
@@ -16,7 +16,7 @@ def test_public_names_are_importable_from_the_package() -> None:
 
 def test_importing_conflicts_pulls_in_no_io_or_asyncio() -> None:
     code = (
-        "import sys, conflicts; "
+        "import sys, quietsync.conflicts; "
         "bad = [m for m in ('asyncio', 'sqlite3', 'aiohttp', 'sqlite_utils', 'replica', 'server') "
         "if m in sys.modules]; print(bad)"
     )

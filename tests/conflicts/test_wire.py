@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conflicts import HLC, Change, Conflict, Mutation, Side, WireError, canonical_json
+from quietsync.conflicts import HLC, Change, Conflict, Mutation, Side, WireError, canonical_json
 
 from .strategies import json_values, stamps
 

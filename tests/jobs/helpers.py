@@ -16,9 +16,9 @@ from typing import Any
 
 import aiohttp
 
-from conflicts import Change, Conflict
-from replica import Replica, StreamTracker
-from server.testing import RunningServer, running_server
+from quietsync.conflicts import Change, Conflict
+from quietsync.replica import Replica, StreamTracker
+from quietsync.testing import RunningServer, running_server
 
 __all__ = ["client", "jobs_server", "pull", "push", "server_copy", "tracker_tasks", "until"]
 

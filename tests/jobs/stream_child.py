@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from conflicts.jobs import MESSAGES
-from replica import Replica, StreamTracker, ThreadSession
+from quietsync.conflicts.jobs import MESSAGES
+from quietsync.replica import Replica, StreamTracker, ThreadSession
 
 
 async def main() -> None:

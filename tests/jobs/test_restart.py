@@ -6,9 +6,9 @@ import asyncio
 import sys
 from pathlib import Path
 
-from conflicts.jobs import MESSAGES
-from replica import ThreadSession
-from server.providers import scripted_reply
+from quietsync.conflicts.jobs import MESSAGES
+from quietsync.replica import ThreadSession
+from quietsync.server.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server
 
 PROMPT = "survive a crash"

@@ -10,10 +10,10 @@ import asyncio
 import itertools
 from pathlib import Path
 
-from conflicts import wall_clock_ms
-from conflicts.jobs import MESSAGES, NOTIFICATIONS
-from replica import ChatPane, Notifications, Replica, StreamTracker
-from server.providers import scripted_reply
+from quietsync.conflicts import wall_clock_ms
+from quietsync.conflicts.jobs import MESSAGES, NOTIFICATIONS
+from quietsync.replica import ChatPane, Notifications, Replica, StreamTracker
+from quietsync.server.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server, pull, push, server_copy, tracker_tasks, until
 
 PROMPT = "why do replies get lost"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conflicts.jobs import MESSAGES, NOTIFICATIONS
-from replica import (
+from quietsync.conflicts.jobs import MESSAGES, NOTIFICATIONS
+from quietsync.replica import (
     JobRefusedError,
     JobsUnavailableError,
     Notifications,
@@ -17,7 +17,7 @@ from replica import (
     Subscriber,
     UnknownJobError,
 )
-from server.providers import scripted_reply
+from quietsync.server.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server, pull, push, server_copy, tracker_tasks, until
 
 PROMPT = "tell me a story"

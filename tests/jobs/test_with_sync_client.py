@@ -11,10 +11,10 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from conflicts import wall_clock_ms
-from conflicts.jobs import MESSAGES, NOTIFICATIONS
-from replica import Notifications, Replica, StreamTracker, SyncClient
-from server.providers import scripted_reply
+from quietsync.conflicts import wall_clock_ms
+from quietsync.conflicts.jobs import MESSAGES, NOTIFICATIONS
+from quietsync.replica import Notifications, Replica, StreamTracker, SyncClient
+from quietsync.server.providers import scripted_reply
 from tests.jobs.helpers import jobs_server, server_copy
 
 PROMPT = "sync and stream at once"

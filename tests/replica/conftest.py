@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from conflicts import HLC, Change, Clock, CrdtText
-from replica import Replica
+from quietsync.conflicts import HLC, Change, Clock, CrdtText
+from quietsync.replica import Replica
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from replica import Replica
+from quietsync.replica import Replica
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conflicts import (
+from quietsync.conflicts import (
     HLC,
     Change,
     ClockDriftError,
@@ -17,7 +17,7 @@ from conflicts import (
     WireError,
     wall_clock_ms,
 )
-from replica import (
+from quietsync.replica import (
     SCHEMA_VERSION,
     NodeIdMismatchError,
     NotAReplicaError,

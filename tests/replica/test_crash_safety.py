@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from replica import Replica
+from quietsync.replica import Replica
 
 CHILD = Path(__file__).with_name("crash_child.py")
 KILLS = 24

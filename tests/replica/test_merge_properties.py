@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conflicts import (
+from quietsync.conflicts import (
     DELETED_FIELD,
     HLC,
     Change,
@@ -26,7 +26,7 @@ from conflicts import (
     merge_field,
     wall_clock_ms,
 )
-from replica import Replica
+from quietsync.replica import Replica
 
 KEYS = ("a", "b")
 FIELDS = ("x", "y")

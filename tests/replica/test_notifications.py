@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from conflicts import Clock
-from conflicts.jobs import MUTED_THREADS, NOTIFICATIONS, JobEvent
-from replica import Notifications, Replica
+from quietsync.conflicts import Clock
+from quietsync.conflicts.jobs import MUTED_THREADS, NOTIFICATIONS, JobEvent
+from quietsync.replica import Notifications, Replica
 
 
 def final(job_id: str, status: str = "complete", error: str | None = None) -> JobEvent:

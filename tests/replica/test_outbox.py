@@ -6,9 +6,9 @@ import sqlite3
 
 import pytest
 
-from conflicts import HLC, Conflict, Side
-from replica import Replica, UnknownMutationError
-from replica.local import ROW_MUTATIONS
+from quietsync.conflicts import HLC, Conflict, Side
+from quietsync.replica import Replica, UnknownMutationError
+from quietsync.replica.local import ROW_MUTATIONS
 
 
 def test_batches_come_in_write_order_with_increasing_ids(replica: Replica) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-import replica
+from quietsync import replica
 
 
 def test_the_package_exports_exactly_the_public_names() -> None:
@@ -64,7 +64,7 @@ def test_every_module_declares_all_and_none_imports_the_server() -> None:
 
 
 def test_every_error_is_a_quietsync_error() -> None:
-    from conflicts import QuietsyncError
+    from quietsync.conflicts import QuietsyncError
 
     for name in replica.__all__:
         obj = getattr(replica, name)

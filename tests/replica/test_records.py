@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conflicts import DELETED_FIELD, canonical_equal, canonical_json
-from replica import Replica
+from quietsync.conflicts import DELETED_FIELD, canonical_equal, canonical_json
+from quietsync.replica import Replica
 from tests.conflicts.strategies import json_values
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conflicts import DELETED_FIELD, HLC, wall_clock_ms
-from replica import ChangeEvent, Replica
+from quietsync.conflicts import DELETED_FIELD, HLC, wall_clock_ms
+from quietsync.replica import ChangeEvent, Replica
 from tests.replica.conftest import Server
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from conflicts import HLC, Conflict, FieldRef, Side, initial_text_update, wall_clock_ms
-from replica import SCHEMA_VERSION, Replica, ReplicaLockedError, schema
+from quietsync.conflicts import HLC, Conflict, FieldRef, Side, initial_text_update, wall_clock_ms
+from quietsync.replica import SCHEMA_VERSION, Replica, ReplicaLockedError, schema
 from tests.replica.conftest import Server
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from conflicts.jobs import MESSAGES
-from replica import ChatPane, JobRefusedError, Replica, StreamTracker, ThreadSession
-from server.providers import scripted_reply
+from quietsync.conflicts.jobs import MESSAGES
+from quietsync.replica import ChatPane, JobRefusedError, Replica, StreamTracker, ThreadSession
+from quietsync.server.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server
 
 PROMPT = "order matters"

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from conflicts.jobs import MESSAGES, NOTIFICATIONS
-from replica import Notifications, Replica, StreamTracker, ThreadSession
-from server.providers import scripted_reply
-from server.testing import RunningServer
+from quietsync.conflicts.jobs import MESSAGES, NOTIFICATIONS
+from quietsync.replica import Notifications, Replica, StreamTracker, ThreadSession
+from quietsync.server.providers import scripted_reply
+from quietsync.testing import RunningServer
 from tests.jobs.helpers import client, jobs_server
 
 PROMPT = "what is a hybrid logical clock"

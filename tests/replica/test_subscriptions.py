@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from replica import ChangeEvent, Replica
+from quietsync.replica import ChangeEvent, Replica
 from tests.replica.conftest import Server
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conflicts import Change
-from replica import Replica
+from quietsync.conflicts import Change
+from quietsync.replica import Replica
 
 EDIT = st.tuples(
     st.sampled_from(("a", "b")),

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conflicts import HLC, Change, Clock, wall_clock_ms
-from conflicts.jobs import JOB_FIELDS, MESSAGES, JobEvent
-from replica import JobGapError, Replica
-from replica.job_mirror import JobMirror, JobState
+from quietsync.conflicts import HLC, Change, Clock, wall_clock_ms
+from quietsync.conflicts.jobs import JOB_FIELDS, MESSAGES, JobEvent
+from quietsync.replica import JobGapError, Replica
+from quietsync.replica.job_mirror import JobMirror, JobState
 
 
 class JobServer:

@@ -1,4 +1,4 @@
-"""Fixtures of the server tests: the plugin's `quietsync_server`, with two users."""
+"""Fixtures of the server tests: the plugin's `quietsync_server` (an entry point), two users."""
 
 from __future__ import annotations
 
@@ -7,11 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 import pytest
 
-from server.pytest_plugin import (  # noqa: F401  (fixtures, used by name)
-    quietsync_server,
-    quietsync_server_options,
-)
-from server.testing import RunningServer
+from quietsync.testing import RunningServer
 from tests.server.helpers import Writer
 
 USERS = {"alice": "token-a", "bob": "token-b"}
@@ -24,7 +20,7 @@ def quietsync_users() -> Mapping[str, str]:
 
 
 @pytest.fixture
-def server(quietsync_server: RunningServer) -> RunningServer:  # noqa: F811
+def server(quietsync_server: RunningServer) -> RunningServer:
     return quietsync_server
 
 

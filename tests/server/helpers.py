@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from conflicts import HLC, Clock, FieldRef, Kind, Mutation, initial_text_update
+from quietsync.conflicts import HLC, Clock, FieldRef, Kind, Mutation, initial_text_update
 
 __all__ = ["Writer", "conflicts_of", "pull_all", "push"]
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import aiohttp
 
-from conflicts import JobEvent
-from server.providers import scripted_reply
-from server.testing import RunningServer, running_server
+from quietsync.conflicts import JobEvent
+from quietsync.server.providers import scripted_reply
+from quietsync.testing import RunningServer, running_server
 
 __all__ = [
     "USERS",

@@ -54,12 +54,12 @@ async def _read_until_running(proc: asyncio.subprocess.Process, log: list[str]) 
 async def serve_process(
     db: Path, *args: str, env: dict[str, str] | None = None
 ) -> AsyncIterator[ServeProcess]:
-    """Start ``python -m server.cli serve --db DB --port <free> ARGS`` and wait until it listens.
+    """Start ``python -m quietsync serve --db DB --port <free> ARGS`` and wait until it listens.
 
     The process is killed on exit if the test has not stopped it.
     """
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "serve", "--db", str(db),
+        sys.executable, "-m", "quietsync", "serve", "--db", str(db),
         "--port", str(free_port()), *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
-from conflicts import HLC, Change, Conflict, FieldRef, Side, initial_text_update
-from server.errors import StoreError
-from server.store import BatchWrite, Store, StoredField
+from quietsync.conflicts import HLC, Change, Conflict, FieldRef, Side, initial_text_update
+from quietsync.server.errors import StoreError
+from quietsync.server.store import BatchWrite, Store, StoredField
 
 __all__ = ["PersistentStoreContract", "StoreContract"]
 

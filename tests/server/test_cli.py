@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from server.cli import main
+from quietsync.cli import main
 from tests.server.helpers import Writer, pull_all, push
 from tests.server.processes import serve_process
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ServerConfig, load_tokens_file, tokens_from_env
-from server.errors import ConfigError
+from quietsync.server.config import ServerConfig, load_tokens_file, tokens_from_env
+from quietsync.server.errors import ConfigError
 
 
 def test_tokens_from_the_environment() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from conflicts import JOB_FIELDS, MESSAGES
-from server.job_views import JOB_ID_HEADER
+from quietsync.conflicts import JOB_FIELDS, MESSAGES
+from quietsync.server.job_views import JOB_ID_HEADER
 from tests.server.helpers import Writer
 from tests.server.job_helpers import (
     events_of,

@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from conflicts import MESSAGES, NOTIFICATIONS, JobEvent, notification_for
-from server.providers import OpenAIProvider
-from server.testing import running_server
+from quietsync.conflicts import MESSAGES, NOTIFICATIONS, JobEvent, notification_for
+from quietsync.server.providers import OpenAIProvider
+from quietsync.testing import running_server
 from tests.server.helpers import Writer
 from tests.server.job_helpers import (
     USERS,

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from server.cli import main
+from quietsync.cli import main
 from tests.server.job_helpers import events_of, reply, rest_of, start, wait_unwatched
 from tests.server.processes import serve_process
 

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conflicts import (
+from quietsync.conflicts import (
     HLC,
     JOB_FIELDS,
     MESSAGES,
@@ -36,11 +36,11 @@ from conflicts import (
     merge_field,
     wall_clock_ms,
 )
-from server.job_store import JobRow
-from server.job_writer import FlushItem, JobWriter
-from server.sqlite_store import SQLiteStore
-from server.store import StoredField
-from server.sync import SyncService
+from quietsync.server.job_store import JobRow
+from quietsync.server.job_writer import FlushItem, JobWriter
+from quietsync.server.sqlite_store import SQLiteStore
+from quietsync.server.store import StoredField
+from quietsync.server.sync import SyncService
 from tests.server.helpers import Writer
 
 MESSAGE_IDS = ("m1", "m2", "m3")

@@ -8,9 +8,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.keys import EXECUTOR_KEY, SYNC_KEY
-from server.live import MUST_PULL_CLOSE_CODE
-from server.testing import RunningServer, running_server
+from quietsync.server.keys import EXECUTOR_KEY, SYNC_KEY
+from quietsync.server.live import MUST_PULL_CLOSE_CODE
+from quietsync.testing import RunningServer, running_server
 from tests.server.helpers import Writer, push
 
 TIMEOUT = 10.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from conflicts import DELETED_FIELD, Change, CrdtText, Mutation, Resolvers
-from server.testing import RunningServer
+from quietsync.conflicts import DELETED_FIELD, Change, CrdtText, Mutation, Resolvers
+from quietsync.testing import RunningServer
 from tests.server.helpers import Writer, conflicts_of, pull_all, push
 
 

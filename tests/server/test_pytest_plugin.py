@@ -14,7 +14,7 @@ from pathlib import Path
 CONFTEST = """
 import pytest
 
-pytest_plugins = ["server.pytest_plugin"]
+pytest_plugins = ["quietsync.pytest_plugin"]
 
 @pytest.fixture
 def quietsync_users():

@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from conflicts import HLC, Clock
-from server.testing import RunningServer
+from quietsync.conflicts import HLC, Clock
+from quietsync.testing import RunningServer
 from tests.server.helpers import Writer, conflicts_of, pull_all, push
 
 SMALL = {"max_body_bytes": 4096, "max_batch": 5}

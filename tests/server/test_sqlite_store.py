@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.errors import StoreError
-from server.sqlite_store import SQLiteStore, _dumps, _value_text
-from server.store import Store
+from quietsync.server.errors import StoreError
+from quietsync.server.sqlite_store import SQLiteStore, _dumps, _value_text
+from quietsync.server.store import Store
 from tests.server.store_contract import PersistentStoreContract, StoreContract
 
 

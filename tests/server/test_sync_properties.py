@@ -27,11 +27,21 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conflicts import HLC, Clock, Conflict, CrdtText, FieldRef, Mutation, Outcome, Resolvers, Side
-from server.errors import RequestError
-from server.sqlite_store import SQLiteStore
-from server.store import BatchWrite
-from server.sync import PushResult, SyncService
+from quietsync.conflicts import (
+    HLC,
+    Clock,
+    Conflict,
+    CrdtText,
+    FieldRef,
+    Mutation,
+    Outcome,
+    Resolvers,
+    Side,
+)
+from quietsync.server.errors import RequestError
+from quietsync.server.sqlite_store import SQLiteStore
+from quietsync.server.store import BatchWrite
+from quietsync.server.sync import PushResult, SyncService
 
 NODES = ("n1", "n2", "n3")
 FIELDS = [("a", "f"), ("a", "g"), ("b", "f")]

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from conflicts import Change, Mutation
-from replica import (
+from quietsync.conflicts import Change, Mutation
+from quietsync.replica import (
     HttpTransport,
     LiveMessage,
     PullPage,
@@ -21,7 +21,7 @@ from replica import (
     SyncStatus,
     TransportError,
 )
-from server.testing import RunningServer, running_server
+from quietsync.testing import RunningServer, running_server
 
 TOKEN = "token-a"
 WAIT = 10.0  # seconds any wait for a condition may take before the test fails

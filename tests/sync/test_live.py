@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.harness import ServerProcess
-from replica import Backoff, Replica, SyncClient
-from server.testing import RunningServer, running_server
+from quietsync.replica import Backoff, Replica, SyncClient
+from quietsync.testing import RunningServer, running_server
 from tests.sync.conftest import TOKEN, WAIT, FlakyTransport, server_log, wait_record, wait_status
 
 Open = Callable[[str], Replica]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conflicts import HLC, Change
-from replica import Replica
+from quietsync.conflicts import HLC, Change
+from quietsync.replica import Replica
 
 
 def test_on_outbox_fires_once_per_commit_that_queued_writes(replica: Replica):

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from conflicts import NOTIFICATIONS
-from replica import Replica, RequestRefusedError, SyncClient, TransportError
-from server.testing import RunningServer, running_server
+from quietsync.conflicts import NOTIFICATIONS
+from quietsync.replica import Replica, RequestRefusedError, SyncClient, TransportError
+from quietsync.testing import RunningServer, running_server
 from tests.sync.conftest import TOKEN, FlakyTransport, server_log
 
 Open = Callable[[str], Replica]

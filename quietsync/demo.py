@@ -35,8 +35,8 @@ from typing import Any
 
 import attrs
 
-from conflicts.jobs import MESSAGES, NOTIFICATIONS
-from replica import (
+from quietsync.conflicts.jobs import MESSAGES, NOTIFICATIONS
+from quietsync.replica import (
     ChangeEvent,
     ChatPane,
     Notifications,
@@ -45,8 +45,8 @@ from replica import (
     SyncClient,
     ThreadSession,
 )
-from server.providers import scripted_reply
-from server.testing import RunningServer, running_server
+from quietsync.server.providers import scripted_reply
+from quietsync.testing import RunningServer, running_server
 
 __all__ = ["Demo", "Device", "demo", "run_demo"]
 

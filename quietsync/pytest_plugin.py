@@ -1,11 +1,9 @@
 """pytest fixtures that give a test a real quietsync server.
 
-Register the plugin in your suite's top-level ``conftest.py``::
-
-    pytest_plugins = ["server.pytest_plugin"]
-
-then ask for ``quietsync_server`` (a `server.testing.RunningServer`: ``.url``,
-``.token(user)``, ``.client(user)``, ``.config``)::
+Installing quietsync registers this plugin with pytest (a ``pytest11`` entry
+point): an app's suite just asks for ``quietsync_server`` (a
+`quietsync.testing.RunningServer`: ``.url``, ``.token(user)``, ``.client(user)``,
+``.config``)::
 
     async def test_sync(quietsync_server):
         async with quietsync_server.client("alice") as http:
@@ -14,9 +12,13 @@ then ask for ``quietsync_server`` (a `server.testing.RunningServer`: ``.url``,
 
 Each test gets its own server and its own SQLite file under ``tmp_path``.
 Override ``quietsync_users`` (user id -> token) or ``quietsync_server_options``
-(`ServerConfig` fields such as ``max_batch``) in a conftest or a test module
-to change them. The fixtures are async: run them with pytest-asyncio (either
-mode).
+(`running_server` keywords such as ``max_batch``) in a conftest or a test module
+to change them.
+
+The fixture is async, so the app's tests run under pytest-asyncio (installed by
+``quietsync[test]``): either ``asyncio_mode = "auto"`` in the app's pytest
+configuration, or ``@pytest.mark.asyncio`` on each test (strict mode, the
+default). Nothing else is needed: no ``pytest_plugins`` line.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from server.testing import DEFAULT_USERS, RunningServer, running_server
+from quietsync.testing import DEFAULT_USERS, RunningServer, running_server
 
 __all__ = ["quietsync_server", "quietsync_server_options", "quietsync_users"]
 

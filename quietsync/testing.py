@@ -7,9 +7,9 @@
 The server listens on a free port of 127.0.0.1 and stores into a real SQLite
 file (a temporary directory unless `db_path` is given). It is the same app
 `quietsync serve` runs; only the port and the file are chosen for you. The
-pytest fixtures wrapping it are in `server.pytest_plugin`.
+pytest fixtures wrapping it are in `quietsync.pytest_plugin`.
 
-This module is allowed to know about both sides, but needs only the server.
+Part of the wiring layer (it may know both sides), though it needs only the server.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import aiohttp
 import attrs
 from aiohttp import web
 
-from server.app import create_app
-from server.config import ServerConfig
+from quietsync.server.app import create_app
+from quietsync.server.config import ServerConfig
 
 __all__ = ["DEFAULT_USERS", "RunningServer", "running_server"]
 

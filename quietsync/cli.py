@@ -1,7 +1,9 @@
-"""The `quietsync` command line: one subcommand per module, wired here.
+"""The `quietsync` command line: one subcommand per job, wired here.
 
-This is the top layer that may wire `server`, `replica` and `benchmarks`
-together (the demo and the benchmarks need both sides); nothing below it may.
+This is the wiring layer: it may import both `quietsync.server` and
+`quietsync.replica` (the demo needs both sides); nothing below it may. The
+benchmarks are not a subcommand: they live in the repository, not in the
+wheel (``python -m benchmarks`` from a checkout).
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks.suite import add_bench_arguments, bench
-from server.demo import demo
-from server.serve import add_serve_arguments, serve
+from quietsync import __version__
+from quietsync.demo import demo
+from quietsync.server.serve import add_serve_arguments, serve
 
 __all__ = ["build_parser", "main"]
 
@@ -26,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Offline-first replication for Python apps: local SQLite replicas, "
         "a sync server, and streamed server jobs mirrored into the replica.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
     parser.set_defaults(command=None)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -34,14 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_serve_arguments(serve_parser)
     serve_parser.set_defaults(command=serve)
-    bench_parser = commands.add_parser(
-        "bench",
-        help="run the conflict-scenario benchmarks",
-        description="Run benchmark scenarios against a real server and real replica files, "
-        "and print one table.",
-    )
-    add_bench_arguments(bench_parser)
-    bench_parser.set_defaults(command=bench)
     demo_parser = commands.add_parser(
         "demo",
         help="narrate the whole system in one process (under 10 s)",
