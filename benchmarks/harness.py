@@ -47,7 +47,8 @@ from pathlib import Path
 
 import attrs
 
-from quietsync.conflicts import DELETED_FIELD, HLC, FieldRef, Mutation, canonical_equal, text_of
+from quietsync.conflicts import HLC, FieldRef, canonical_equal, text_of
+from quietsync.protocol import DELETED_FIELD, Mutation
 from quietsync.replica import HttpTransport, LiveMessage, PullPage, PushAnswer, Replica, SyncClient
 from quietsync.replica.errors import TransportError
 from quietsync.server.sqlite_store import SQLiteStore

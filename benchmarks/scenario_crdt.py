@@ -17,7 +17,8 @@ from pathlib import Path
 from pycrdt import Doc, Text
 
 from benchmarks.results import ScenarioResult
-from quietsync.conflicts import HLC, Change
+from quietsync.conflicts import HLC
+from quietsync.protocol import Change
 from quietsync.replica import Replica
 from quietsync.replica.sync_client import SyncClient
 from quietsync.testing import running_server

@@ -33,7 +33,7 @@ from pathlib import Path
 import attrs
 
 from benchmarks.results import ScenarioResult
-from quietsync.conflicts.jobs import MESSAGES
+from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica import Replica, StreamTracker, Subscriber, SyncClient
 from quietsync.replica.job_mirror import JobState
 from quietsync.replica.jobs_client import JobsClient

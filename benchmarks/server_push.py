@@ -29,7 +29,8 @@ import aiohttp
 from aiohttp import web
 
 from benchmarks._loopback import serve_on_loopback
-from quietsync.conflicts import Clock, Mutation
+from quietsync.conflicts import Clock
+from quietsync.protocol import Mutation
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.testing import running_server
 

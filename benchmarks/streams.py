@@ -39,7 +39,7 @@ import aiohttp
 
 from benchmarks._table import print_table
 from quietsync.conflicts import HLC, wall_clock_ms
-from quietsync.conflicts.jobs import MESSAGES
+from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica import ChangeEvent, ChatPane, Replica, StreamTracker
 from quietsync.server.providers import scripted_reply
 from quietsync.testing import running_server

@@ -3,11 +3,11 @@
     QuietsyncError
     ├── ClockDriftError      a remote stamp is too far ahead of the local wall clock
     ├── KindMismatchError    an LWW write to a CRDT field, or the reverse
-    ├── CrdtUpdateError      bytes that are not a valid Yjs update (also a ValueError)
-    └── WireError            a wire message that does not decode (also a ValueError)
+    └── CrdtUpdateError      bytes that are not a valid Yjs update (also a ValueError)
 
-`replica` and `server` derive their own errors from `QuietsyncError`, so an app
-can catch everything this library raises with one clause.
+`quietsync.protocol`, `quietsync.replica` and `quietsync.server` derive their
+own errors from `QuietsyncError`, so an app can catch everything this library
+raises with one clause.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ __all__ = [
     "CrdtUpdateError",
     "KindMismatchError",
     "QuietsyncError",
-    "WireError",
 ]
 
 
@@ -54,7 +53,3 @@ class KindMismatchError(QuietsyncError):
 
 class CrdtUpdateError(QuietsyncError, ValueError):
     """Bytes that are not a valid Yjs update; the document was left unchanged."""
-
-
-class WireError(QuietsyncError, ValueError):
-    """A wire message that does not decode; the message names the bad part."""

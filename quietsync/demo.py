@@ -35,7 +35,7 @@ from typing import Any
 
 import attrs
 
-from quietsync.conflicts.jobs import MESSAGES, NOTIFICATIONS
+from quietsync.protocol.jobs import MESSAGES, NOTIFICATIONS
 from quietsync.replica import (
     ChangeEvent,
     ChatPane,

@@ -32,8 +32,9 @@ from typing import Any
 
 import attrs
 
-from quietsync.conflicts import HLC, Change, QuietsyncError
-from quietsync.conflicts.jobs import JOB_FIELDS, MESSAGES, JobEvent, JobStatus
+from quietsync.conflicts import HLC, QuietsyncError
+from quietsync.protocol import Change
+from quietsync.protocol.jobs import JOB_FIELDS, MESSAGES, JobEvent, JobStatus
 from quietsync.replica.errors import JobGapError
 from quietsync.replica.replica import Replica
 
@@ -71,11 +72,10 @@ class JobState:
 
     def final_event(self) -> JobEvent:
         """The job's final state as a `status` event (what `notification_for` needs)."""
-        return JobEvent(
-            "status",
+        assert self.stamp is not None  # a job ends with an event, or a local error's stamp
+        return JobEvent.ending(
             self.job_id,
             self.status,
-            offset=len(self.content),
             content_length=len(self.content),
             error=self.error,
             stamp=self.stamp,

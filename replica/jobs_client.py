@@ -24,13 +24,13 @@ from typing import Any, Literal
 import aiohttp
 import attrs
 
-from quietsync.conflicts import HLC, WireError
-from quietsync.conflicts.jobs import JobEvent, JobStatus
+from quietsync.conflicts import HLC
+from quietsync.protocol import JOB_ID_HEADER, WireError
+from quietsync.protocol.jobs import JobEvent, JobStatus
 from quietsync.replica.errors import JobRefusedError, JobsUnavailableError, UnknownJobError
 
-__all__ = ["JOB_ID_HEADER", "JobPoll", "JobsClient", "StartMode"]
+__all__ = ["JobPoll", "JobsClient", "StartMode"]
 
-JOB_ID_HEADER = "X-Quietsync-Job-Id"
 StartMode = Literal["background", "hybrid"]
 
 

@@ -27,7 +27,8 @@ import json.encoder
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from quietsync.conflicts import Kind, encode_normalized
+from quietsync.conflicts import encode_normalized
+from quietsync.protocol import Kind
 
 __all__ = [
     "StoredField",

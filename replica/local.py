@@ -31,16 +31,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from quietsync.conflicts import (
-    DELETED_FIELD,
     Clock,
     CrdtText,
     FieldRef,
     KindMismatchError,
     canonical_json,
-    check_name,
     initial_text_update,
     text_of,
 )
+from quietsync.protocol import DELETED_FIELD, check_name
 from quietsync.replica.layout import (
     StoredField,
     dump_record,

@@ -22,8 +22,9 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from quietsync.conflicts import check_name, wall_clock_ms
-from quietsync.conflicts.jobs import MUTED_THREADS, NOTIFICATIONS, JobEvent, notification_for
+from quietsync.conflicts import wall_clock_ms
+from quietsync.protocol import check_name
+from quietsync.protocol.jobs import MUTED_THREADS, NOTIFICATIONS, JobEvent, notification_for
 from quietsync.replica.replica import Replica
 
 __all__ = ["Notifications"]

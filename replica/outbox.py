@@ -28,7 +28,8 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
-from quietsync.conflicts import HLC, Kind, Mutation
+from quietsync.conflicts import HLC
+from quietsync.protocol import Kind, Mutation
 from quietsync.replica.errors import UnknownMutationError
 from quietsync.replica.layout import value_text
 from quietsync.replica.store import OutboxRow, RefusedRow, Store

@@ -15,7 +15,8 @@ from typing import Any
 
 import attrs
 
-from quietsync.conflicts import DELETED_FIELD, HLC, FieldWrite, Kind, canonical_json
+from quietsync.conflicts import HLC, FieldWrite, canonical_json
+from quietsync.protocol import DELETED_FIELD, Kind
 from quietsync.replica.layout import StoredField
 
 __all__ = [

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from quietsync.conflicts import Change, KindMismatchError, merge_text_updates, text_of
+from quietsync.conflicts import KindMismatchError, merge_text_updates, text_of
+from quietsync.protocol import Change
 from quietsync.replica.layout import StoredField, dump_record, load_record, value_text
 from quietsync.replica.records import encode_json
 from quietsync.replica.store import RecordRow, Store

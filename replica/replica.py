@@ -46,19 +46,15 @@ from pathlib import Path
 from typing import Any
 
 from quietsync.conflicts import (
-    DELETED_FIELD,
     HLC,
-    KINDS,
-    Change,
     Clock,
     Conflict,
     KindMismatchError,
-    Mutation,
     canonical_json,
-    check_name,
     validate_node_id,
     wall_clock_ms,
 )
+from quietsync.protocol import DELETED_FIELD, KINDS, Change, Mutation, check_name
 from quietsync.replica.errors import NodeIdMismatchError, ReplicaClosedError
 from quietsync.replica.layout import StoredField, dump_record, load_record
 from quietsync.replica.local import LocalWriter, TextEdit, encode_records

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from quietsync.conflicts import wall_clock_ms
-from quietsync.conflicts.jobs import MESSAGES
+from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica.replica import Replica
 from quietsync.replica.tracker import Attachment, StreamTracker, Subscriber
 

@@ -46,10 +46,10 @@ from quietsync.conflicts import (
     ClockDriftError,
     CrdtUpdateError,
     KindMismatchError,
-    Mutation,
     QuietsyncError,
     canonical_equal,
 )
+from quietsync.protocol import Mutation
 from quietsync.replica.errors import (
     PushRefusedError,
     RequestRefusedError,

@@ -16,7 +16,8 @@ import json
 import time
 from typing import Any
 
-from quietsync.conflicts import NOTIFICATIONS, Conflict
+from quietsync.conflicts import Conflict
+from quietsync.protocol import NOTIFICATIONS
 from quietsync.replica.replica import Replica
 
 __all__ = ["conflict_key", "notify_conflict", "notify_refused", "refused_key"]

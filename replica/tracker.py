@@ -35,7 +35,7 @@ from typing import Any
 import attrs
 
 from quietsync.conflicts import wall_clock_ms
-from quietsync.conflicts.jobs import MESSAGES, JobEvent, JobStatus
+from quietsync.protocol.jobs import MESSAGES, JobEvent, JobStatus
 from quietsync.replica.errors import JobGapError, JobsError, JobsUnavailableError, UnknownJobError
 from quietsync.replica.job_mirror import JobMirror, JobState
 from quietsync.replica.jobs_client import JobPoll, JobsClient, StartMode

@@ -21,7 +21,8 @@ from typing import Any, Literal, Protocol
 
 import attrs
 
-from quietsync.conflicts import Change, Conflict, Mutation, WireError
+from quietsync.conflicts import Conflict
+from quietsync.protocol import Change, Mutation, WireError
 from quietsync.replica.errors import ProtocolError, PushRefusedError, RequestRefusedError
 
 __all__ = [

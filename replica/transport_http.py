@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from quietsync.conflicts import Mutation
+from quietsync.protocol import Mutation
 from quietsync.replica.errors import ProtocolError, TransportError
 from quietsync.replica.transport import (
     LiveMessage,

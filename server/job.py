@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import attrs
 
-from quietsync.conflicts import FINAL_STATUSES, JobEvent, JobStatus
+from quietsync.protocol import FINAL_STATUSES, JobEvent, JobStatus
 from quietsync.server.job_store import JobRow
 
 __all__ = ["Job", "Watch"]
@@ -81,13 +81,10 @@ class Job:
         )
 
     def final_event(self) -> JobEvent:
-        size = len(self.content)
-        return JobEvent(
-            "status",
+        return JobEvent.ending(
             self.id,
             self.row.status,
-            offset=size,
-            content_length=size,
+            content_length=len(self.content),
             error=self.row.error,
             stamp=self.row.stamp,
         )

@@ -25,7 +25,8 @@ from typing import Protocol
 
 import attrs
 
-from quietsync.conflicts import HLC, JobStatus
+from quietsync.conflicts import HLC
+from quietsync.protocol import JobStatus
 from quietsync.server.store import Transaction
 
 __all__ = ["JobRow", "JobStore", "JobsTransaction"]

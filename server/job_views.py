@@ -18,16 +18,15 @@ from typing import Any
 
 from aiohttp import web
 
-from quietsync.conflicts import JobEvent, WireError, check_name
+from quietsync.protocol import JOB_ID_HEADER, JobEvent, WireError, check_name
 from quietsync.server.errors import InvalidJobRequestError
 from quietsync.server.job import Job, Watch
 from quietsync.server.jobs import JobSpec
 from quietsync.server.keys import CONFIG_KEY, JOBS_KEY, USER_KEY
 from quietsync.server.views import json_body
 
-__all__ = ["JOB_ID_HEADER", "abort_job", "job_events", "poll_job", "start_job"]
+__all__ = ["abort_job", "job_events", "poll_job", "start_job"]
 
-JOB_ID_HEADER = "X-Quietsync-Job-Id"
 _MODES = ("background", "hybrid")
 _MEMBERS = frozenset({"thread_id", "message_id", "input", "mode"})
 

@@ -33,19 +33,15 @@ from typing import Any
 
 import attrs
 
-from quietsync.conflicts import (
+from quietsync.conflicts import HLC, Clock, FieldRef, KindMismatchError
+from quietsync.protocol import (
     DELETED_FIELD,
-    HLC,
     JOB_FIELDS,
     MESSAGES,
     MUTED_THREADS,
     NOTIFICATIONS,
     Change,
-    Clock,
-    FieldRef,
     JobEvent,
-    JobStatus,
-    KindMismatchError,
     Mutation,
     notification_for,
 )
@@ -175,14 +171,10 @@ def _notification_key(item: FlushItem) -> str:
 
 def _final_event(item: FlushItem, stamp: HLC) -> JobEvent:
     """The `status` event this end is announced with (what `notification_for` derives from)."""
-    size = len(item.content)
-    status: JobStatus = item.row.status
-    return JobEvent(
-        "status",
+    return JobEvent.ending(
         item.row.job_id,
-        status,
-        offset=size,
-        content_length=size,
+        item.row.status,
+        content_length=len(item.content),
         error=item.row.error,
         stamp=stamp,
     )

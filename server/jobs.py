@@ -37,7 +37,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from quietsync.conflicts import HLC, Change, JobEvent, JobStatus, KindMismatchError
+from quietsync.conflicts import HLC, KindMismatchError
+from quietsync.protocol import Change, JobEvent, JobStatus
 from quietsync.server.config import ServerConfig
 from quietsync.server.errors import (
     InvalidJobRequestError,

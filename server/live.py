@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import WSCloseCode, web
 
-from quietsync.conflicts import Change
+from quietsync.protocol import Change
 from quietsync.server.store import ChangePage
 
 __all__ = ["MUST_PULL_CLOSE_CODE", "LiveHub", "LiveSession", "Subscription"]

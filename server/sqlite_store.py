@@ -28,7 +28,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
-from quietsync.conflicts import HLC, Change, Conflict, FieldRef
+from quietsync.conflicts import HLC, Conflict, FieldRef
+from quietsync.protocol import Change
 from quietsync.server.errors import StoreError
 from quietsync.server.job_store import JobRow
 from quietsync.server.store import (

@@ -22,7 +22,8 @@ from typing import Protocol, TypeVar
 
 import attrs
 
-from quietsync.conflicts import HLC, Change, Conflict, FieldRef, Kind, Mutation
+from quietsync.conflicts import HLC, Conflict, FieldRef
+from quietsync.protocol import Change, Kind, Mutation
 
 __all__ = [
     "BatchWrite",

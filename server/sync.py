@@ -44,8 +44,6 @@ from typing import Any
 import attrs
 
 from quietsync.conflicts import (
-    DELETED_FIELD,
-    Change,
     Clock,
     ClockDriftError,
     Conflict,
@@ -53,14 +51,13 @@ from quietsync.conflicts import (
     FieldRef,
     FieldWrite,
     KindMismatchError,
-    Mutation,
     Outcome,
     Resolvers,
-    WireError,
     merge_field,
     merge_text_updates,
     overwrites,
 )
+from quietsync.protocol import DELETED_FIELD, Change, Mutation, WireError
 from quietsync.server.errors import (
     BadRequestError,
     BatchTooLargeError,

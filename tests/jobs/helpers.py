@@ -16,7 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from quietsync.conflicts import Change, Conflict
+from quietsync.conflicts import Conflict
+from quietsync.protocol import Change
 from quietsync.replica import Replica, StreamTracker
 from quietsync.testing import RunningServer, running_server
 

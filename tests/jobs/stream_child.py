@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from quietsync.conflicts.jobs import MESSAGES
+from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica import Replica, StreamTracker, ThreadSession
 
 

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from quietsync.conflicts.jobs import MESSAGES
+from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica import ThreadSession
 from quietsync.server.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server

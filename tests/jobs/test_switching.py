@@ -11,7 +11,7 @@ import itertools
 from pathlib import Path
 
 from quietsync.conflicts import wall_clock_ms
-from quietsync.conflicts.jobs import MESSAGES, NOTIFICATIONS
+from quietsync.protocol.jobs import MESSAGES, NOTIFICATIONS
 from quietsync.replica import ChatPane, Notifications, Replica, StreamTracker
 from quietsync.server.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server, pull, push, server_copy, tracker_tasks, until

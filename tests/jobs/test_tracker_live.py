@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from quietsync.conflicts.jobs import MESSAGES, NOTIFICATIONS
+from quietsync.protocol.jobs import MESSAGES, NOTIFICATIONS
 from quietsync.replica import (
     JobRefusedError,
     JobsUnavailableError,

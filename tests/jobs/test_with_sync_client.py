@@ -12,7 +12,7 @@ import itertools
 from pathlib import Path
 
 from quietsync.conflicts import wall_clock_ms
-from quietsync.conflicts.jobs import MESSAGES, NOTIFICATIONS
+from quietsync.protocol.jobs import MESSAGES, NOTIFICATIONS
 from quietsync.replica import Notifications, Replica, StreamTracker, SyncClient
 from quietsync.server.providers import scripted_reply
 from tests.jobs.helpers import jobs_server, server_copy

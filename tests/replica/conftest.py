@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from quietsync.conflicts import HLC, Change, Clock, CrdtText
+from quietsync.conflicts import HLC, Clock, CrdtText
+from quietsync.protocol import Change
 from quietsync.replica import Replica
 
 

@@ -10,13 +10,12 @@ import pytest
 
 from quietsync.conflicts import (
     HLC,
-    Change,
     ClockDriftError,
     CrdtUpdateError,
     KindMismatchError,
-    WireError,
     wall_clock_ms,
 )
+from quietsync.protocol import Change, WireError
 from quietsync.replica import (
     SCHEMA_VERSION,
     NodeIdMismatchError,

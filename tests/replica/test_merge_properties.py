@@ -17,15 +17,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quietsync.conflicts import (
-    DELETED_FIELD,
-    HLC,
-    Change,
-    FieldWrite,
-    canonical_equal,
-    merge_field,
-    wall_clock_ms,
-)
+from quietsync.conflicts import HLC, FieldWrite, canonical_equal, merge_field, wall_clock_ms
+from quietsync.protocol import DELETED_FIELD, Change
 from quietsync.replica import Replica
 
 KEYS = ("a", "b")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quietsync.conflicts import Clock
-from quietsync.conflicts.jobs import MUTED_THREADS, NOTIFICATIONS, JobEvent
+from quietsync.protocol.jobs import MUTED_THREADS, NOTIFICATIONS, JobEvent
 from quietsync.replica import Notifications, Replica
 
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quietsync.conflicts import DELETED_FIELD, canonical_equal, canonical_json
+from quietsync.conflicts import canonical_equal, canonical_json
+from quietsync.protocol import DELETED_FIELD
 from quietsync.replica import Replica
 from tests.conflicts.strategies import json_values
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from quietsync.conflicts import DELETED_FIELD, HLC, wall_clock_ms
+from quietsync.conflicts import HLC, wall_clock_ms
+from quietsync.protocol import DELETED_FIELD
 from quietsync.replica import ChangeEvent, Replica
 from tests.replica.conftest import Server
 

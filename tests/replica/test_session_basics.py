@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from quietsync.conflicts.jobs import MESSAGES
+from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica import ChatPane, JobRefusedError, Replica, StreamTracker, ThreadSession
 from quietsync.server.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from quietsync.conflicts.jobs import MESSAGES, NOTIFICATIONS
+from quietsync.protocol.jobs import MESSAGES, NOTIFICATIONS
 from quietsync.replica import Notifications, Replica, StreamTracker, ThreadSession
 from quietsync.server.providers import scripted_reply
 from quietsync.testing import RunningServer

@@ -15,7 +15,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quietsync.conflicts import Change
+from quietsync.protocol import Change
 from quietsync.replica import Replica
 
 EDIT = st.tuples(

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quietsync.conflicts import HLC, Change, Clock, wall_clock_ms
-from quietsync.conflicts.jobs import JOB_FIELDS, MESSAGES, JobEvent
+from quietsync.conflicts import HLC, Clock, wall_clock_ms
+from quietsync.protocol import Change
+from quietsync.protocol.jobs import JOB_FIELDS, MESSAGES, JobEvent
 from quietsync.replica import JobGapError, Replica
 from quietsync.replica.job_mirror import JobMirror, JobState
 

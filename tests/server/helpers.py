@@ -7,7 +7,8 @@ from typing import Any
 
 import aiohttp
 
-from quietsync.conflicts import HLC, Clock, FieldRef, Kind, Mutation, initial_text_update
+from quietsync.conflicts import HLC, Clock, FieldRef, initial_text_update
+from quietsync.protocol import Kind, Mutation
 
 __all__ = ["Writer", "conflicts_of", "pull_all", "push"]
 

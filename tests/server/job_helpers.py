@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from quietsync.conflicts import JobEvent
+from quietsync.protocol import JobEvent
 from quietsync.server.providers import scripted_reply
 from quietsync.testing import RunningServer, running_server
 

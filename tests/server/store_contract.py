@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from quietsync.conflicts import HLC, Change, Conflict, FieldRef, Side, initial_text_update
+from quietsync.conflicts import HLC, Conflict, FieldRef, Side, initial_text_update
+from quietsync.protocol import Change
 from quietsync.server.errors import StoreError
 from quietsync.server.store import BatchWrite, Store, StoredField
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from quietsync.conflicts import JOB_FIELDS, MESSAGES
-from quietsync.server.job_views import JOB_ID_HEADER
+from quietsync.protocol import JOB_FIELDS, JOB_ID_HEADER, MESSAGES
 from tests.server.helpers import Writer
 from tests.server.job_helpers import (
     events_of,

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from quietsync.conflicts import MESSAGES, NOTIFICATIONS, JobEvent, notification_for
+from quietsync.protocol import MESSAGES, NOTIFICATIONS, JobEvent, notification_for
 from quietsync.server.providers import OpenAIProvider
 from quietsync.testing import running_server
 from tests.server.helpers import Writer

@@ -24,18 +24,16 @@ from hypothesis import strategies as st
 
 from quietsync.conflicts import (
     HLC,
-    JOB_FIELDS,
-    MESSAGES,
     Clock,
     FieldRef,
     FieldWrite,
     KindMismatchError,
-    Mutation,
     Outcome,
     Resolvers,
     merge_field,
     wall_clock_ms,
 )
+from quietsync.protocol import JOB_FIELDS, MESSAGES, Mutation
 from quietsync.server.job_store import JobRow
 from quietsync.server.job_writer import FlushItem, JobWriter
 from quietsync.server.sqlite_store import SQLiteStore

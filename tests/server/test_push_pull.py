@@ -5,7 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from quietsync.conflicts import DELETED_FIELD, Change, CrdtText, Mutation, Resolvers
+from quietsync.conflicts import CrdtText, Resolvers
+from quietsync.protocol import DELETED_FIELD, Change, Mutation
 from quietsync.testing import RunningServer
 from tests.server.helpers import Writer, conflicts_of, pull_all, push
 

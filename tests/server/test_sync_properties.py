@@ -27,17 +27,8 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quietsync.conflicts import (
-    HLC,
-    Clock,
-    Conflict,
-    CrdtText,
-    FieldRef,
-    Mutation,
-    Outcome,
-    Resolvers,
-    Side,
-)
+from quietsync.conflicts import HLC, Clock, Conflict, CrdtText, FieldRef, Outcome, Resolvers, Side
+from quietsync.protocol import Mutation
 from quietsync.server.errors import RequestError
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import BatchWrite

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from quietsync.conflicts import Change, Mutation
+from quietsync.protocol import Change, Mutation
 from quietsync.replica import (
     HttpTransport,
     LiveMessage,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from quietsync.conflicts import HLC, Change
+from quietsync.conflicts import HLC
+from quietsync.protocol import Change
 from quietsync.replica import Replica
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from quietsync.conflicts import NOTIFICATIONS
+from quietsync.protocol import NOTIFICATIONS
 from quietsync.replica import Replica, RequestRefusedError, SyncClient, TransportError
 from quietsync.testing import RunningServer, running_server
 from tests.sync.conftest import TOKEN, FlakyTransport, server_log

@@ -1,7 +1,8 @@
-"""Server jobs as both sides see them: record shapes, job events, notifications.
+"""The jobs protocol, as both sides see it: record shapes, events, the header, notifications.
 
-Pure data shared by the server's job runner and the client's stream tracker
-(which must not import each other).
+Pure data shared by the server's jobs feature (`quietsync.server.jobs`) and the
+client's stream tracker (`quietsync.replica.jobs`), which must not import each
+other. The HTTP side is documented in ``docs/protocol.md`` ("Jobs").
 
 **Field ownership.** An assistant message's `JOB_FIELDS` (content, pending,
 job_id, job_status, error) belong to the job: only the server writes them, with
@@ -27,12 +28,13 @@ from typing import Any, Final, Literal, Self
 
 import attrs
 
-from quietsync.conflicts.errors import WireError
 from quietsync.conflicts.hlc import HLC
+from quietsync.protocol.errors import WireError
 
 __all__ = [
     "FINAL_STATUSES",
     "JOB_FIELDS",
+    "JOB_ID_HEADER",
     "JOB_STATUSES",
     "MESSAGES",
     "MUTED_THREADS",
@@ -42,6 +44,9 @@ __all__ = [
     "JobStatus",
     "notification_for",
 ]
+
+JOB_ID_HEADER: Final = "X-Quietsync-Job-Id"
+"""The header of a hybrid start's answer that carries the job id, before the first token."""
 
 MESSAGES: Final = "messages"
 NOTIFICATIONS: Final = "notifications"
@@ -82,6 +87,25 @@ class JobEvent:
     @property
     def final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @classmethod
+    def ending(
+        cls, job_id: str, status: JobStatus, *, content_length: int, error: str | None, stamp: HLC
+    ) -> Self:
+        """The ``status`` event that ends a job's stream, the one `notification_for` reads.
+
+        Its offset is the content's length and its text empty: everything was
+        sent before it, as deltas.
+        """
+        return cls(
+            "status",
+            job_id,
+            status,
+            offset=content_length,
+            content_length=content_length,
+            error=error,
+            stamp=stamp,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quietsync.conflicts import HLC, Change, Conflict, Mutation, Side, WireError, canonical_json
-
-from .strategies import json_values, stamps
+from quietsync.conflicts import HLC, Conflict, Side, canonical_json
+from quietsync.protocol import Change, Mutation, WireError
+from tests.conflicts.strategies import json_values, stamps
 
 STAMP = HLC(1_700_000_000_000, 3, "node-a")
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quietsync.conflicts import HLC, JobEvent, WireError, notification_for
-
-from .strategies import stamps
+from quietsync.conflicts import HLC
+from quietsync.protocol import JobEvent, WireError, notification_for
+from tests.conflicts.strategies import stamps
 
 STAMP = HLC(1_700_000_000_000, 0, "server")
 

@@ -1,7 +1,7 @@
 """The messages replicas and the server exchange, with one validating decode each.
 
-Both sides import these from the pure core, because `replica` and `server`
-never import each other. A `Mutation` is one field write a replica pushes; a
+Both sides import these from `quietsync.protocol`, because the replica and the
+server never import each other. A `Mutation` is one field write a replica pushes; a
 `Change` is one entry of the server's change log that replicas pull (or a
 mirror write the stream tracker applies with the server's stamps before the log
 delivers it: then `seq` is None).
@@ -27,8 +27,8 @@ from typing import Any, Final, Literal, Self
 import attrs
 
 from quietsync.conflicts.canonical import canonical_json
-from quietsync.conflicts.errors import WireError
 from quietsync.conflicts.hlc import HLC
+from quietsync.protocol.errors import WireError
 
 __all__ = ["DELETED_FIELD", "KINDS", "Change", "Kind", "Mutation", "check_name"]
 
