@@ -37,7 +37,7 @@ from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica import Replica, StreamTracker, Subscriber, SyncClient
 from quietsync.replica.job_mirror import JobState
 from quietsync.replica.jobs_client import JobsClient
-from quietsync.server.providers import scripted_reply
+from quietsync.server.jobs import JobsConfig, scripted_reply
 from quietsync.testing import RunningServer, running_server
 
 __all__ = ["LockstepProvider", "double_writer"]
@@ -147,8 +147,7 @@ async def _row(
         tmp / f"{name}-server.db",
         users={USER: TOKEN},
         suppress_identical=suppress,
-        provider=provider,
-        job_flush_interval=0.005,
+        jobs=JobsConfig(provider=provider, flush_interval=0.005),
     ) as server:
         with Replica.open(tmp / f"{name}-replica.db", node_id="app") as replica:
             follow = _mirrored if mirror else _naive

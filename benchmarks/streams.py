@@ -41,7 +41,7 @@ from benchmarks._table import print_table
 from quietsync.conflicts import HLC, wall_clock_ms
 from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica import ChangeEvent, ChatPane, Replica, StreamTracker
-from quietsync.server.providers import scripted_reply
+from quietsync.server.jobs import JobsConfig, ScriptedProvider, scripted_reply
 from quietsync.testing import running_server
 
 __all__ = ["main", "measure_raw", "measure_tracked", "serve_in_child", "sizes"]
@@ -178,9 +178,9 @@ async def _serve(tokens: int) -> None:
     """The child: a real server, printing its URL, until killed."""
     async with running_server(
         users={USER: TOKEN},
-        max_jobs_per_user=500,
-        job_tokens=tokens,
-        job_token_delay=TOKEN_DELAY,
+        jobs=JobsConfig(
+            max_per_user=500, provider=ScriptedProvider(tokens=tokens, token_delay=TOKEN_DELAY)
+        ),
     ) as server:
         print(server.url, flush=True)
         await asyncio.Event().wait()

@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 import attrs
 
@@ -45,7 +44,7 @@ from quietsync.replica import (
     SyncClient,
     ThreadSession,
 )
-from quietsync.server.providers import scripted_reply
+from quietsync.server.jobs import JobsConfig, ScriptedProvider, scripted_reply
 from quietsync.testing import RunningServer, running_server
 
 __all__ = ["Demo", "Device", "demo", "run_demo"]
@@ -295,18 +294,21 @@ def _tokens_in(text: str) -> int:
     return count
 
 
-async def run_demo(**server_options: Any) -> int:
+async def run_demo(*, fail_after: int | None = None) -> int:
     """Run the story against an embedded server and print it; the exit status (0 or 1).
 
-    `server_options` are `running_server` overrides (the tests break the
-    provider with ``job_fail_after`` to see the demo fail loudly).
+    `fail_after` breaks the scripted reply after that many tokens (the tests
+    do, to see the demo fail loudly).
     """
     started = time.monotonic()
-    options = {"job_tokens": TOKENS, "job_token_delay": TOKEN_DELAY, **server_options}
+    provider = ScriptedProvider(TOKENS, TOKEN_DELAY, fail_after)
     wake = asyncio.Event()
     try:
         with tempfile.TemporaryDirectory(prefix="quietsync-demo-") as folder:
-            async with running_server(**options) as server, AsyncExitStack() as stack:
+            async with (
+                running_server(jobs=JobsConfig(provider=provider)) as server,
+                AsyncExitStack() as stack,
+            ):
                 laptop = await Device.open(stack, server, Path(folder) / "laptop.db", wake)
                 phone = await Device.open(stack, server, Path(folder) / "phone.db", wake)
                 print(f"server on {server.url}, SQLite files in {folder}", flush=True)

@@ -25,13 +25,14 @@ import aiohttp
 import attrs
 from aiohttp import web
 
-from quietsync.server.app import create_app
-from quietsync.server.config import ServerConfig
+from quietsync.server import JobsConfig, ServerConfig, create_app, jobs_feature
 
-__all__ = ["DEFAULT_USERS", "RunningServer", "running_server"]
+__all__ = ["DEFAULT_JOBS", "DEFAULT_USERS", "RunningServer", "running_server"]
 
 DEFAULT_USERS: Mapping[str, str] = MappingProxyType({"alice": "token-a"})
 """user id -> bearer token."""
+DEFAULT_JOBS = JobsConfig()
+"""The jobs feature's defaults: the scripted provider, 40 tokens, 20 ms apart."""
 
 
 @attrs.frozen
@@ -62,16 +63,16 @@ async def running_server(
     db_path: Path | str | None = None,
     *,
     users: Mapping[str, str] = DEFAULT_USERS,
+    jobs: JobsConfig | None = DEFAULT_JOBS,
     **overrides: Any,
 ) -> AsyncIterator[RunningServer]:
     """Start a real server on a free loopback port; stop it (gracefully) on exit.
 
     `users` maps user ids to tokens; `overrides` are `ServerConfig` fields
-    (``max_batch=10``, ``max_drift_ms=...``, ``resolvers=...``), the job
-    settings included: ``job_token_delay=0.2`` slows the scripted provider down
-    enough to switch threads mid-stream; ``job_tokens``, ``job_fail_after``,
-    ``provider=OpenAIProvider(...)``, ``max_jobs_per_user``, ``job_timeout``,
-    ``job_retention``, ``job_keepalive``, ``job_flush_interval``.
+    (``max_batch=10``, ``max_drift_ms=...``, ``resolvers=...``). `jobs`
+    configures the jobs feature (None: a server without it), for example
+    ``jobs=JobsConfig(provider=ScriptedProvider(token_delay=0.2))`` slows the
+    scripted reply down enough to switch threads mid-stream.
     """
     with tempfile.TemporaryDirectory(prefix="quietsync-") as tmp:
         config = ServerConfig(
@@ -79,7 +80,7 @@ async def running_server(
             tokens={token: user for user, token in users.items()},
             **overrides,
         )
-        app = create_app(config)
+        app = create_app(config, [] if jobs is None else [jobs_feature(jobs)])
         runner = web.AppRunner(app)
         await runner.setup()
         try:

@@ -18,9 +18,17 @@ import attrs
 
 from quietsync.conflicts import Resolvers, validate_node_id
 from quietsync.server.errors import ConfigError
-from quietsync.server.providers import Provider, ScriptedProvider
 
-__all__ = ["TOKENS_ENV", "ServerConfig", "load_tokens_file", "parse_tokens", "tokens_from_env"]
+__all__ = [
+    "TOKENS_ENV",
+    "ServerConfig",
+    "load_tokens_file",
+    "parse_tokens",
+    "positive_int",
+    "positive_seconds",
+    "seconds_or_zero",
+    "tokens_from_env",
+]
 
 TOKENS_ENV = "QUIETSYNC_TOKENS"
 _MAX_USER_ID = 128
@@ -59,24 +67,22 @@ def tokens_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, str] |
     return parse_tokens(obj, source=TOKENS_ENV)
 
 
-def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+def positive_int(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    """An attrs validator: a positive int (`ConfigError` naming the field otherwise)."""
     if type(value) is not int or value <= 0:
         raise ConfigError(f"{attribute.name} must be a positive int, got {value!r}")
 
 
-def _positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+def positive_seconds(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    """An attrs validator: a positive number of seconds."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ConfigError(f"{attribute.name} must be a positive number of seconds, got {value!r}")
 
 
-def _seconds_or_zero(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+def seconds_or_zero(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    """An attrs validator: a number of seconds, zero allowed."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ConfigError(f"{attribute.name} must be a number of seconds >= 0, got {value!r}")
-
-
-def _fail_after(_: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
-    if value is not None and (type(value) is not int or value < 0):
-        raise ConfigError(f"{attribute.name} must be None or an int >= 0, got {value!r}")
 
 
 def _check_tokens(_: object, __: attrs.Attribute[Any], value: Mapping[str, str]) -> None:
@@ -92,39 +98,38 @@ def _check_node(_: object, __: attrs.Attribute[str], value: str) -> None:
 
 @attrs.frozen(kw_only=True)
 class ServerConfig:
-    """How one server runs. ``db_path=":memory:"`` keeps everything in memory (tests)."""
+    """How one server runs. ``db_path=":memory:"`` keeps everything in memory (tests).
+
+    The limits carry a ``help`` text in their metadata: ``quietsync serve``
+    builds one command-line option per limit from them.
+    """
 
     db_path: Path | str = attrs.field(converter=lambda p: p if p == ":memory:" else Path(p))
     tokens: Mapping[str, str] = attrs.field(validator=_check_tokens)
     node_id: str = attrs.field(default="server", validator=_check_node)
-    max_body_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
-    max_batch: int = attrs.field(default=1000, validator=_positive)
-    max_drift_ms: int = attrs.field(default=60_000, validator=_positive)
-    pull_limit_default: int = attrs.field(default=500, validator=_positive)
-    pull_limit_max: int = attrs.field(default=5000, validator=_positive)
-    live_queue_limit: int = attrs.field(default=5000, validator=_positive)
-    """Changes buffered per WebSocket before its client is told to pull instead."""
+    max_body_bytes: int = attrs.field(
+        default=1024 * 1024, validator=positive_int, metadata={"help": "request body limit"}
+    )
+    max_batch: int = attrs.field(
+        default=1000, validator=positive_int, metadata={"help": "mutations per push"}
+    )
+    max_drift_ms: int = attrs.field(
+        default=60_000,
+        validator=positive_int,
+        metadata={"help": "how far ahead of the server clock a stamp may be"},
+    )
+    pull_limit_default: int = attrs.field(
+        default=500, validator=positive_int, metadata={"help": "changes per pull page by default"}
+    )
+    pull_limit_max: int = attrs.field(
+        default=5000, validator=positive_int, metadata={"help": "changes per pull page at most"}
+    )
+    live_queue_limit: int = attrs.field(
+        default=5000,
+        validator=positive_int,
+        metadata={"help": "changes buffered per live socket before its client must pull"},
+    )
     resolvers: Resolvers = attrs.field(factory=Resolvers)
     suppress_identical: bool = True
     """Count concurrent writes of identical content instead of reporting them as
     conflicts. Only benchmarks turn this off, to show the noise it removes."""
-    max_jobs_per_user: int = attrs.field(default=4, validator=_positive)
-    """Jobs one user may have streaming at once (the next start answers 429)."""
-    job_timeout: float = attrs.field(default=300.0, validator=_positive_seconds)
-    """Seconds a job may stream before it ends as error "timeout"."""
-    job_retention: float = attrs.field(default=3600.0, validator=_seconds_or_zero)
-    """Seconds a finished job stays readable (GET, events) before answering 404."""
-    job_keepalive: float = attrs.field(default=15.0, validator=_positive_seconds)
-    job_flush_interval: float = attrs.field(default=0.05, validator=_positive_seconds)
-    """Seconds between two flushes of job output (one transaction per flush)."""
-    job_tokens: int = attrs.field(default=40, validator=_positive)
-    job_token_delay: float = attrs.field(default=0.02, validator=_seconds_or_zero)
-    job_fail_after: int | None = attrs.field(default=None, validator=_fail_after)
-    provider: Provider | None = None
-    """Where job output comes from; None: a `ScriptedProvider` from the ``job_*`` settings."""
-
-    def job_provider(self) -> Provider:
-        """The provider jobs stream from (`provider`, else the scripted one configured here)."""
-        if self.provider is not None:
-            return self.provider
-        return ScriptedProvider(self.job_tokens, self.job_token_delay, self.job_fail_after)

@@ -2,14 +2,19 @@
 
 Tokens come from ``--tokens FILE``, else ``--dev`` (one generated token for
 user ``dev``, printed on stdout), else the ``QUIETSYNC_TOKENS`` environment
-variable. Shutdown is aiohttp's graceful one: live sockets are closed (1001),
-job event streams end, requests in flight finish (a push being committed is
-committed and answered), then the store closes.
+variable. Every limit of `ServerConfig` and of the jobs feature's `JobsConfig`
+is an option, generated from the field's ``help`` metadata (``--max-batch``,
+``--job-timeout``, ...), so the command line always offers what the configs
+hold. ``--access-log`` logs one line per request.
 
 Jobs stream from ``--provider`` (default ``$QUIETSYNC_PROVIDER``, else
 ``scripted``): the scripted provider takes ``--job-tokens``,
 ``--job-token-delay`` and ``--job-fail-after``; ``openai`` reads its endpoint
-from the environment (`server.providers.provider_from_env`).
+from the environment (`quietsync.server.jobs.providers.provider_from_env`).
+
+Shutdown is aiohttp's graceful one: live sockets are closed (1001), job event
+streams end, requests in flight finish (a push being committed is committed
+and answered), then the store closes.
 """
 
 from __future__ import annotations
@@ -20,18 +25,52 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
+import attrs
 from aiohttp import web
 
 from quietsync.server.app import create_app
 from quietsync.server.config import TOKENS_ENV, ServerConfig, load_tokens_file, tokens_from_env
 from quietsync.server.errors import ConfigError
-from quietsync.server.providers import Provider, ProviderError, provider_from_env
+from quietsync.server.jobs import (
+    JobsConfig,
+    Provider,
+    ProviderError,
+    ScriptedProvider,
+    jobs_feature,
+    provider_from_env,
+)
 
-__all__ = ["DEV_USER", "add_serve_arguments", "serve"]
+__all__ = ["DEV_USER", "PROVIDERS", "add_serve_arguments", "serve"]
 
 DEV_USER = "dev"
+PROVIDERS = ("scripted", "openai")
 log = logging.getLogger("quietsync.serve")
+
+
+def _add_config_options(group: Any, cls: type, prefix: str) -> None:
+    """One option per field of `cls` that has a ``help`` (``--<prefix><name>``), default None."""
+    for field in attrs.fields(cls):
+        if "help" in field.metadata:
+            whole = str(field.type).startswith("int")  # the fields are ints or float seconds
+            group.add_argument(
+                f"--{prefix}{field.name.replace('_', '-')}",
+                dest=f"{prefix}{field.name}".replace("-", "_"),
+                type=int if whole else float,
+                metavar="N" if whole else "SECONDS",
+                help=f"{field.metadata['help']} (default: {field.default})",
+            )
+
+
+def _config_values(args: argparse.Namespace, cls: type, prefix: str) -> dict[str, Any]:
+    """The fields of `cls` the command line set (the others keep their defaults)."""
+    values = {}
+    for field in attrs.fields(cls):
+        value = getattr(args, f"{prefix}{field.name}".replace("-", "_"), None)
+        if "help" in field.metadata and value is not None:
+            values[field.name] = value
+    return values
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +82,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     parser.add_argument("--port", type=int, default=8787, help="port to listen on (%(default)s)")
+    parser.add_argument(
+        "--access-log", action="store_true", help="log one line per request (aiohttp.access)"
+    )
     tokens = parser.add_mutually_exclusive_group()
     tokens.add_argument(
         "--tokens",
@@ -55,13 +97,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"development mode: one generated token for user {DEV_USER!r}, printed",
     )
-    _add_job_arguments(parser)
-
-
-PROVIDERS = ("scripted", "openai")
-
-
-def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_config_options(parser.add_argument_group("limits"), ServerConfig, "")
     jobs = parser.add_argument_group("jobs")
     jobs.add_argument(
         "--provider",
@@ -69,39 +105,23 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("QUIETSYNC_PROVIDER", "scripted"),
         help="where job output comes from (default: $QUIETSYNC_PROVIDER or scripted)",
     )
-    jobs.add_argument("--job-tokens", type=int, default=40, help="scripted reply length")
-    jobs.add_argument(
-        "--job-token-delay", type=float, default=0.02, help="seconds before each scripted token"
-    )
-    jobs.add_argument(
-        "--job-fail-after", type=int, default=None, help="scripted failure after N tokens"
-    )
-    jobs.add_argument("--max-jobs-per-user", type=int, default=4, help="concurrent jobs per user")
-    jobs.add_argument("--job-timeout", type=float, default=300.0, help="seconds per job")
-    jobs.add_argument(
-        "--job-retention", type=float, default=3600.0, help="seconds a finished job is kept"
-    )
+    _add_config_options(jobs, JobsConfig, "job-")
+    _add_config_options(jobs, ScriptedProvider, "job-")
 
 
-def _job_settings(args: argparse.Namespace) -> dict[str, object]:
-    """The `ServerConfig` job fields the command line asks for."""
-    provider: Provider | None = None
+def _jobs_config(args: argparse.Namespace) -> JobsConfig:
+    """The jobs feature's settings the command line asks for."""
     if args.provider not in PROVIDERS:  # argparse does not check a default from the environment
         raise ConfigError(f"unknown provider {args.provider!r}: use one of {', '.join(PROVIDERS)}")
+    provider: Provider
     if args.provider == "openai":
         try:
             provider = provider_from_env({**os.environ, "QUIETSYNC_PROVIDER": "openai"})
         except ProviderError as exc:
             raise ConfigError(str(exc)) from exc
-    return {
-        "provider": provider,
-        "job_tokens": args.job_tokens,
-        "job_token_delay": args.job_token_delay,
-        "job_fail_after": args.job_fail_after,
-        "max_jobs_per_user": args.max_jobs_per_user,
-        "job_timeout": args.job_timeout,
-        "job_retention": args.job_retention,
-    }
+    else:
+        provider = ScriptedProvider(**_config_values(args, ScriptedProvider, "job-"))
+    return JobsConfig(provider=provider, **_config_values(args, JobsConfig, "job-"))
 
 
 def _tokens(args: argparse.Namespace) -> dict[str, str]:
@@ -120,17 +140,20 @@ def _tokens(args: argparse.Namespace) -> dict[str, str]:
 def serve(args: argparse.Namespace) -> int:
     """Run the server (blocking); 0 after a graceful shutdown, 2 on a configuration error."""
     try:
-        config = ServerConfig(db_path=args.db, tokens=_tokens(args), **_job_settings(args))
+        config = ServerConfig(
+            db_path=args.db, tokens=_tokens(args), **_config_values(args, ServerConfig, "")
+        )
+        jobs = _jobs_config(args)
     except ConfigError as exc:
         print(f"quietsync serve: {exc}", file=sys.stderr)
         return 2
     log.info("%d user(s), database %s", len(set(config.tokens.values())), config.db_path)
     web.run_app(
-        create_app(config),
+        create_app(config, [jobs_feature(jobs)]),
         host=args.host,
         port=args.port,
         print=lambda text: log.info("%s", text.strip()),
-        access_log=None,
+        access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
     )
     log.info("stopped")
     return 0

@@ -12,10 +12,13 @@ Tables (every row keyed by ``user`` first, so one user's space is a key range):
 * ``changes(user, seq, ...)``: the change log;
 * ``fields(user, collection, key, field, ...)``: the state of every field;
 * ``mutations(user, id, outcome)``: every mutation id seen, with its outcome;
-* ``conflicts(pos, user, body)``: conflicts detected, as `Conflict` JSON;
-* ``jobs(user, job_id, ...)``: the server jobs (`server.job_store.JobStore`).
+* ``conflicts(pos, user, body)``: conflicts detected, as `Conflict` JSON.
 
-sqlite3 errors are translated into `StoreError` here and go no further.
+Companion stores of the same database (the jobs feature's
+`quietsync.server.jobs.sqlite_store.SQLiteJobStore`) use `connection` and
+write inside the transactions opened here; they translate errors with
+`translated_errors`. sqlite3 errors are translated into `StoreError` and go
+no further.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from typing import Any, TypeVar
 from quietsync.conflicts import HLC, Conflict, FieldRef
 from quietsync.protocol import Change
 from quietsync.server.errors import StoreError
-from quietsync.server.job_store import JobRow
 from quietsync.server.store import (
     BatchWrite,
     ChangePage,
@@ -41,7 +43,7 @@ from quietsync.server.store import (
     StoredField,
 )
 
-__all__ = ["SQLiteStore"]
+__all__ = ["SQLiteStore", "translated_errors"]
 
 T = TypeVar("T")
 
@@ -68,12 +70,6 @@ CREATE TABLE IF NOT EXISTS conflicts (
     pos INTEGER PRIMARY KEY, user TEXT NOT NULL, body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS conflicts_by_user ON conflicts (user, pos);
-CREATE TABLE IF NOT EXISTS jobs (
-    user TEXT NOT NULL, job_id TEXT NOT NULL, thread_id TEXT NOT NULL, message_id TEXT NOT NULL,
-    status TEXT NOT NULL, stamp TEXT NOT NULL, started_ms INTEGER NOT NULL, error TEXT,
-    content TEXT NOT NULL, ended_ms INTEGER,
-    PRIMARY KEY (user, job_id)
-) WITHOUT ROWID;
 """
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
@@ -105,7 +101,8 @@ def _str_or_none(stamp: HLC | None) -> str | None:
 
 
 @contextmanager
-def _translated(what: str) -> Iterator[None]:
+def translated_errors(what: str) -> Iterator[None]:
+    """Turn a sqlite3 error raised inside into `StoreError` ("SQLite failed to <what>")."""
     try:
         yield
     except sqlite3.Error as exc:
@@ -237,34 +234,17 @@ class _SQLiteTransaction:
             db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?)", (user, batch.last_seq))
 
 
-class _SQLiteJobsTransaction:
-    """`server.job_store.JobsTransaction` on an open ``BEGIN IMMEDIATE``."""
+class SQLiteWriteTransaction:
+    """`server.store.WriteTransaction` on an open ``BEGIN IMMEDIATE``.
+
+    `connection` is for companion stores writing their own rows inside it.
+    """
 
     def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+        self.connection = db
 
     def space(self, user: str) -> _SQLiteTransaction:
-        return _SQLiteTransaction(self._db, user)
-
-    def save_jobs(self, rows: Collection[JobRow]) -> None:
-        self._db.executemany(
-            "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.user,
-                    r.job_id,
-                    r.thread_id,
-                    r.message_id,
-                    r.status,
-                    str(r.stamp),
-                    r.started_ms,
-                    r.error,
-                    r.content,
-                    r.ended_ms,
-                )
-                for r in rows
-            ],
-        )
+        return _SQLiteTransaction(self.connection, user)
 
 
 def _chunks(items: list[T], size: int = 500) -> Iterator[list[T]]:
@@ -288,11 +268,6 @@ def _change_from_row(row: tuple[Any, ...]) -> Change:
     )
 
 
-def _job_from_row(row: tuple[Any, ...]) -> JobRow:
-    *names, stamp, started_ms, error, content, ended_ms = row
-    return JobRow(*names, HLC.parse(stamp), started_ms, error, content, ended_ms)
-
-
 class SQLiteStore:
     """The SQLite `server.store.Store` (see the module docstring).
 
@@ -300,7 +275,7 @@ class SQLiteStore:
     """
 
     def __init__(self, path: Path | str) -> None:
-        with _translated(f"open {path}"):
+        with translated_errors(f"open {path}"):
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
@@ -310,16 +285,21 @@ class SQLiteStore:
     def transaction(self, user: str) -> AbstractContextManager[_SQLiteTransaction]:
         return self._begin(lambda: _SQLiteTransaction(self._db, user))
 
-    def jobs_transaction(self) -> AbstractContextManager[_SQLiteJobsTransaction]:
-        return self._begin(lambda: _SQLiteJobsTransaction(self._db))
+    def write_transaction(self) -> AbstractContextManager[SQLiteWriteTransaction]:
+        return self._begin(lambda: SQLiteWriteTransaction(self._db))
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The one connection, for companion stores of this database (store thread only)."""
+        return self._db
 
     @contextmanager
     def _begin(self, make: Callable[[], T]) -> Iterator[T]:
         """``BEGIN IMMEDIATE``; yield ``make()``; commit, or roll back on any error."""
-        with _translated("write"):
+        with translated_errors("write"):
             self._db.execute("BEGIN IMMEDIATE")
         try:
-            with _translated("write"):
+            with translated_errors("write"):
                 yield make()
                 self._db.execute("COMMIT")
         except BaseException:
@@ -327,23 +307,8 @@ class SQLiteStore:
                 self._db.execute("ROLLBACK")
             raise
 
-    def load_jobs(self) -> list[JobRow]:
-        with _translated("read jobs"):
-            rows = self._db.execute(
-                "SELECT user, job_id, thread_id, message_id, status, stamp, started_ms, error,"
-                " content, ended_ms FROM jobs ORDER BY started_ms"
-            ).fetchall()
-        return [_job_from_row(row) for row in rows]
-
-    def purge_jobs(self, ended_before_ms: int) -> int:
-        with _translated("purge jobs"):
-            cursor = self._db.execute(
-                "DELETE FROM jobs WHERE ended_ms IS NOT NULL AND ended_ms < ?", (ended_before_ms,)
-            )
-        return cursor.rowcount
-
     def changes(self, user: str, since: int, limit: int) -> ChangePage:
-        with _translated("read changes"):
+        with translated_errors("read changes"):
             rows = self._db.execute(
                 "SELECT seq, id, collection, key, field, kind, value, crdt_update, stamp, base"
                 " FROM changes WHERE user = ? AND seq > ? ORDER BY seq LIMIT ?",
@@ -357,12 +322,12 @@ class SQLiteStore:
         )
 
     def cursor(self, user: str) -> int:
-        with _translated("read the cursor"):
+        with translated_errors("read the cursor"):
             row = self._db.execute("SELECT seq FROM heads WHERE user = ?", (user,)).fetchone()
         return row[0] if row else 0
 
     def conflicts(self, user: str, since: int, limit: int) -> ConflictPage:
-        with _translated("read conflicts"):
+        with translated_errors("read conflicts"):
             rows = self._db.execute(
                 "SELECT pos, body FROM conflicts WHERE user = ? AND pos > ? ORDER BY pos LIMIT ?",
                 (user, since, limit + 1),
@@ -375,10 +340,10 @@ class SQLiteStore:
         )
 
     def last_stamp(self) -> HLC | None:
-        with _translated("read the last stamp"):
+        with translated_errors("read the last stamp"):
             row = self._db.execute("SELECT max(stamp) FROM changes").fetchone()
         return _stamp_or_none(row[0])
 
     def close(self) -> None:
-        with _translated("close"):
+        with translated_errors("close"):
             self._db.close()

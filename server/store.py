@@ -34,6 +34,7 @@ __all__ = [
     "Store",
     "StoredField",
     "Transaction",
+    "WriteTransaction",
 ]
 
 FieldKey = tuple[str, str, str]
@@ -139,11 +140,28 @@ class Transaction(Protocol):
         ...
 
 
+class WriteTransaction(Protocol):
+    """One open write transaction over any number of users' spaces.
+
+    Features that write into several users' records at once (the jobs
+    flusher: every job with news, of every user, in one fsync) use it; a
+    backend's companion stores (the jobs table) write their own rows inside it.
+    """
+
+    def space(self, user: str) -> Transaction:
+        """`user`'s space inside this transaction (write it at most once per transaction)."""
+        ...
+
+
 class Store(Protocol):
     """A server storage backend (see the module docstring)."""
 
     def transaction(self, user: str) -> AbstractContextManager[Transaction]:
         """Open a write transaction on `user`'s space: commit on exit, roll back on error."""
+        ...
+
+    def write_transaction(self) -> AbstractContextManager[WriteTransaction]:
+        """One write transaction over every user's space: commit on exit, roll back on error."""
         ...
 
     def changes(self, user: str, since: int, limit: int) -> ChangePage:

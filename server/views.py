@@ -23,7 +23,7 @@ from quietsync.server.errors import (
     ServerError,
     error_body,
 )
-from quietsync.server.keys import CONFIG_KEY, EXECUTOR_KEY, HUB_KEY, SYNC_KEY, USER_KEY
+from quietsync.server.keys import CONFIG_KEY, CORE_KEY, HUB_KEY, SYNC_KEY, USER_KEY
 from quietsync.server.live import LiveSession
 from quietsync.server.store import ChangePage
 
@@ -68,8 +68,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def _on_store_thread(
     request: web.Request, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
 ) -> T:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(request.app[EXECUTOR_KEY], lambda: fn(*args, **kwargs))
+    return await request.app[CORE_KEY].run(lambda: fn(*args, **kwargs))
 
 
 def _reject_constant(name: str) -> Any:

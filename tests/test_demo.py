@@ -66,7 +66,7 @@ async def test_a_reply_that_fails_midway_makes_the_demo_exit_1(
     # The provider dies after 45 of 60 tokens: long after the demo came back to
     # A (~20 tokens in), before the reply could complete. The demo must say so
     # and print no summary.
-    assert await run_demo(job_fail_after=45) == 1
+    assert await run_demo(fail_after=45) == 1
     captured = capsys.readouterr()
     assert "demo FAILED: reply lost: job error" in captured.err
     assert "summary" not in captured.out

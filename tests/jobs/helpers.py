@@ -20,6 +20,7 @@ from quietsync.conflicts import Conflict
 from quietsync.protocol import Change
 from quietsync.replica import Replica, StreamTracker
 from quietsync.testing import RunningServer, running_server
+from tests.server.job_helpers import scripted
 
 __all__ = ["client", "jobs_server", "pull", "push", "server_copy", "tracker_tasks", "until"]
 
@@ -82,7 +83,7 @@ def tracker_tasks() -> list[asyncio.Task[Any]]:
 @asynccontextmanager
 async def jobs_server(**options: Any) -> AsyncIterator[RunningServer]:
     """A real server with fast scripted jobs unless `options` say otherwise."""
-    settings = {"job_tokens": 20, "job_token_delay": 0.002, **options}
+    settings = {"jobs": scripted(tokens=20, token_delay=0.002), **options}
     async with running_server(**settings) as server:
         yield server
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica import ThreadSession
-from quietsync.server.providers import scripted_reply
+from quietsync.server.jobs.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server
+from tests.server.job_helpers import scripted
 
 PROMPT = "survive a crash"
 TOKENS = 40
@@ -18,7 +19,7 @@ CHILD = Path(__file__).with_name("stream_child.py")
 
 async def test_killed_mid_stream_then_resumed_completes_the_message(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
-    async with jobs_server(job_tokens=TOKENS, job_token_delay=0.05) as server:
+    async with jobs_server(jobs=scripted(tokens=TOKENS, token_delay=0.05)) as server:
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             str(CHILD),

@@ -13,13 +13,14 @@ from pathlib import Path
 from quietsync.conflicts import wall_clock_ms
 from quietsync.protocol.jobs import MESSAGES, NOTIFICATIONS
 from quietsync.replica import ChatPane, Notifications, Replica, StreamTracker
-from quietsync.server.providers import scripted_reply
+from quietsync.server.jobs.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server, pull, push, server_copy, tracker_tasks, until
+from tests.server.job_helpers import scripted
 
 PROMPT = "why do replies get lost"
 TOKENS = 40
 REPLY = "".join(scripted_reply(PROMPT, TOKENS))
-SLOW = {"job_tokens": TOKENS, "job_token_delay": 0.03}
+SLOW = {"jobs": scripted(tokens=TOKENS, token_delay=0.03)}
 
 
 def stored(replica: Replica, key: str) -> str:

@@ -17,8 +17,9 @@ from quietsync.replica import (
     Subscriber,
     UnknownJobError,
 )
-from quietsync.server.providers import scripted_reply
+from quietsync.server.jobs.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server, pull, push, server_copy, tracker_tasks, until
+from tests.server.job_helpers import scripted
 
 PROMPT = "tell me a story"
 REPLY = "".join(scripted_reply(PROMPT, 20))
@@ -69,7 +70,7 @@ async def test_subscribers_get_every_delta_once_and_suppress_the_notification(
 
 async def test_a_failed_job_ends_in_error_with_a_warning(tmp_path: Path) -> None:
     async with (
-        jobs_server(job_fail_after=5) as server,
+        jobs_server(jobs=scripted(tokens=20, token_delay=0.002, fail_after=5)) as server,
         client(server, tmp_path / "c.db") as (replica, tracker),
     ):
         job_id = await tracker.start("t1", "m1", PROMPT)
@@ -94,7 +95,7 @@ async def test_a_job_the_server_does_not_know_ends_in_error(tmp_path: Path) -> N
 
 async def test_a_refused_start_ends_the_message_and_says_why(tmp_path: Path) -> None:
     async with (
-        jobs_server(max_jobs_per_user=1, job_token_delay=0.05) as server,
+        jobs_server(jobs=scripted(tokens=20, token_delay=0.05, max_per_user=1)) as server,
         client(server, tmp_path / "c.db") as (replica, tracker),
     ):
         first = await tracker.start("t1", "m1", PROMPT)
@@ -139,7 +140,7 @@ async def test_the_servers_notification_and_ours_are_one_record(tmp_path: Path) 
 
 
 async def test_close_leaves_no_task_and_the_job_goes_on(tmp_path: Path) -> None:
-    async with jobs_server(job_token_delay=0.02) as server:
+    async with jobs_server(jobs=scripted(tokens=20, token_delay=0.02)) as server:
         async with client(server, tmp_path / "c.db") as (replica, tracker):
             job_id = await tracker.start("t1", "m1", PROMPT)
             await until(lambda: (replica.get(MESSAGES, "m1") or {}).get("content"))
@@ -154,7 +155,7 @@ async def test_close_leaves_no_task_and_the_job_goes_on(tmp_path: Path) -> None:
 async def test_a_long_reply_arrives_whole_in_one_snapshot_line(tmp_path: Path) -> None:
     """A finished job's snapshot is one SSE line far longer than aiohttp's line limit."""
     tokens = 30_000
-    async with jobs_server(job_tokens=tokens, job_token_delay=0) as server:
+    async with jobs_server(jobs=scripted(tokens=tokens, token_delay=0)) as server:
         async with client(server, tmp_path / "a.db") as (_, tracker):
             job_id = await tracker.start("t1", "m1", PROMPT, mode="background")
             assert await tracker.wait(job_id, timeout=20) == "complete"

@@ -14,8 +14,9 @@ from pathlib import Path
 from quietsync.conflicts import wall_clock_ms
 from quietsync.protocol.jobs import MESSAGES, NOTIFICATIONS
 from quietsync.replica import Notifications, Replica, StreamTracker, SyncClient
-from quietsync.server.providers import scripted_reply
+from quietsync.server.jobs.providers import scripted_reply
 from tests.jobs.helpers import jobs_server, server_copy
+from tests.server.job_helpers import scripted
 
 PROMPT = "sync and stream at once"
 TOKENS = 40
@@ -27,7 +28,7 @@ def content(replica: Replica, key: str) -> str:
 
 
 async def test_sync_beside_the_tracker_sees_duplicates_not_conflicts(tmp_path: Path) -> None:
-    async with jobs_server(job_tokens=TOKENS, job_token_delay=0.01) as server:
+    async with jobs_server(jobs=scripted(tokens=TOKENS, token_delay=0.01)) as server:
         # The client's clock runs 30 s ahead of the server's: it must not matter.
         skewed = Replica.open(tmp_path / "c.db", wall=lambda: wall_clock_ms() + 30_000)
         with skewed as replica:
@@ -62,7 +63,7 @@ async def test_a_notification_written_by_both_sides_is_suppressed_or_skipped(
     tmp_path: Path,
 ) -> None:
     """Polling only: the server sees no watcher and notifies too; sync recognises the twin."""
-    async with jobs_server(job_tokens=TOKENS, job_token_delay=0.002) as server:
+    async with jobs_server(jobs=scripted(tokens=TOKENS, token_delay=0.002)) as server:
         with Replica.open(tmp_path / "c.db", node_id="client") as replica:
             tracker = StreamTracker(
                 replica, server.url, token=server.token("alice"), live=False, poll_interval=0.02

@@ -10,8 +10,9 @@ import pytest
 
 from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica import ChatPane, JobRefusedError, Replica, StreamTracker, ThreadSession
-from quietsync.server.providers import scripted_reply
+from quietsync.server.jobs.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server
+from tests.server.job_helpers import scripted
 
 PROMPT = "order matters"
 
@@ -77,7 +78,7 @@ async def test_bad_sends_are_refused_and_write_nothing(jobs: Any) -> None:
 
 async def test_a_failed_start_leaves_the_session_usable(tmp_path: Path) -> None:
     async with (
-        jobs_server(max_jobs_per_user=1, job_token_delay=0.05) as server,
+        jobs_server(jobs=scripted(tokens=20, token_delay=0.05, max_per_user=1)) as server,
         client(server, tmp_path / "c.db") as (replica, tracker),
     ):
         busy = await tracker.start("t0", "m0", PROMPT)

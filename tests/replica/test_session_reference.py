@@ -16,12 +16,13 @@ import pytest
 
 from quietsync.protocol.jobs import MESSAGES, NOTIFICATIONS
 from quietsync.replica import Notifications, Replica, StreamTracker, ThreadSession
-from quietsync.server.providers import scripted_reply
+from quietsync.server.jobs.providers import scripted_reply
 from quietsync.testing import RunningServer
 from tests.jobs.helpers import client, jobs_server
+from tests.server.job_helpers import scripted
 
 PROMPT = "what is a hybrid logical clock"
-SLOW = {"job_tokens": 20, "job_token_delay": 0.02}
+SLOW = {"jobs": scripted(tokens=20, token_delay=0.02)}
 
 
 @pytest.fixture

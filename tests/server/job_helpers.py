@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from quietsync.protocol import JobEvent
-from quietsync.server.providers import scripted_reply
+from quietsync.server.jobs import JobsConfig, ScriptedProvider, scripted_reply
 from quietsync.testing import RunningServer, running_server
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "records",
     "reply",
     "rest_of",
+    "scripted",
     "serve",
     "start",
     "wait_status",
@@ -34,10 +35,21 @@ WAIT = 10.0
 USERS = {"alice": "token-a", "bob": "token-b"}
 
 
+def scripted(
+    tokens: int = 40, token_delay: float = 0.0, fail_after: int | None = None, **fields: Any
+) -> JobsConfig:
+    """Jobs streaming from the scripted provider (no token delay unless asked); `fields` of
+    `JobsConfig` beside it."""
+    return JobsConfig(provider=ScriptedProvider(tokens, token_delay, fail_after), **fields)
+
+
 @asynccontextmanager
 async def serve(tmp_path: Path, **options: Any) -> AsyncIterator[RunningServer]:
-    """A server on a file in `tmp_path` with these `ServerConfig` overrides (no token delay)."""
-    options.setdefault("job_token_delay", 0)
+    """A server on a file in `tmp_path` with these `running_server` overrides.
+
+    Jobs default to `scripted()`: 40 tokens, no token delay.
+    """
+    options.setdefault("jobs", scripted())
     async with running_server(tmp_path / "server.db", users=USERS, **options) as server:
         yield server
 

@@ -9,6 +9,7 @@ import pytest
 
 from quietsync.server.config import ServerConfig, load_tokens_file, tokens_from_env
 from quietsync.server.errors import ConfigError
+from quietsync.server.jobs import JobsConfig, ScriptedProvider
 
 
 def test_tokens_from_the_environment() -> None:
@@ -53,3 +54,24 @@ def test_defaults_are_the_documented_limits() -> None:
     assert (config.max_body_bytes, config.max_batch, config.max_drift_ms) == (2**20, 1000, 60_000)
     assert (config.pull_limit_default, config.pull_limit_max) == (500, 5000)
     assert config.db_path == Path("x.db")
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ({"max_per_user": 0}, "max_per_user must be a positive int"),
+        ({"timeout": 0}, "timeout must be a positive number of seconds"),
+        ({"retention": -1}, "retention must be a number of seconds >= 0"),
+        ({"flush_interval": True}, "flush_interval must be a positive number of seconds"),
+    ],
+)
+def test_bad_job_settings(override: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        JobsConfig(**override)  # type: ignore[arg-type]
+
+
+def test_job_defaults_are_the_documented_ones() -> None:
+    config = JobsConfig()
+    assert (config.max_per_user, config.timeout, config.retention) == (4, 300.0, 3600.0)
+    assert (config.keepalive, config.flush_interval) == (15.0, 0.05)
+    assert config.provider == ScriptedProvider(tokens=40, token_delay=0.02, fail_after=None)

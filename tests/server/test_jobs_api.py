@@ -17,6 +17,7 @@ from tests.server.job_helpers import (
     records,
     reply,
     rest_of,
+    scripted,
     serve,
     start,
     wait_status,
@@ -24,7 +25,7 @@ from tests.server.job_helpers import (
 
 
 async def test_a_background_job_writes_its_reply_into_the_message(tmp_path: Path) -> None:
-    async with serve(tmp_path, job_tokens=12) as server, server.client("alice") as http:
+    async with serve(tmp_path, jobs=scripted(tokens=12)) as server, server.client("alice") as http:
         started = await start(http, "m1")
         assert started["status"] == "streaming"
         final = await wait_status(http, started["job_id"])
@@ -45,7 +46,7 @@ async def test_a_background_job_writes_its_reply_into_the_message(tmp_path: Path
 
 
 async def test_poll_returns_the_content_from_an_offset(tmp_path: Path) -> None:
-    async with serve(tmp_path, job_tokens=6) as server, server.client("alice") as http:
+    async with serve(tmp_path, jobs=scripted(tokens=6)) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         await wait_status(http, job_id)
         answer = await poll(http, job_id, 5)
@@ -57,7 +58,7 @@ async def test_poll_returns_the_content_from_an_offset(tmp_path: Path) -> None:
 
 async def test_hybrid_sends_the_job_id_header_before_the_first_token(tmp_path: Path) -> None:
     async with (
-        serve(tmp_path, job_tokens=3, job_token_delay=0.3) as server,
+        serve(tmp_path, jobs=scripted(tokens=3, token_delay=0.3)) as server,
         server.client("alice") as http,
     ):
         body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
@@ -78,7 +79,7 @@ async def test_hybrid_sends_the_job_id_header_before_the_first_token(tmp_path: P
 async def test_every_flush_is_in_pull_with_the_stamp_of_its_event(tmp_path: Path) -> None:
     """The property the client's mirror writes rely on: event == committed write."""
     async with (
-        serve(tmp_path, job_tokens=30, job_token_delay=0.005) as server,
+        serve(tmp_path, jobs=scripted(tokens=30, token_delay=0.005)) as server,
         server.client("alice") as h,
     ):
         body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
@@ -116,7 +117,7 @@ async def test_every_flush_is_in_pull_with_the_stamp_of_its_event(tmp_path: Path
 
 
 async def test_events_of_a_finished_job_are_a_snapshot_and_its_status(tmp_path: Path) -> None:
-    async with serve(tmp_path, job_tokens=5) as server, server.client("alice") as http:
+    async with serve(tmp_path, jobs=scripted(tokens=5)) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         final = await wait_status(http, job_id)
         async with http.get(f"/v1/jobs/{job_id}/events", params={"offset": "4"}) as resp:
@@ -127,7 +128,7 @@ async def test_events_of_a_finished_job_are_a_snapshot_and_its_status(tmp_path: 
 
 
 async def test_events_keep_the_connection_alive(tmp_path: Path) -> None:
-    options = {"job_tokens": 2, "job_token_delay": 0.4, "job_keepalive": 0.05}
+    options = {"jobs": scripted(tokens=2, token_delay=0.4, keepalive=0.05)}
     async with serve(tmp_path, **options) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         async with http.get(f"/v1/jobs/{job_id}/events") as resp:
@@ -139,7 +140,7 @@ async def test_events_keep_the_connection_alive(tmp_path: Path) -> None:
 
 async def test_abort_ends_the_job_as_aborted_in_the_message(tmp_path: Path) -> None:
     async with (
-        serve(tmp_path, job_tokens=50, job_token_delay=0.05) as server,
+        serve(tmp_path, jobs=scripted(tokens=50, token_delay=0.05)) as server,
         server.client("alice") as h,
     ):
         job_id = (await start(h))["job_id"]
@@ -162,7 +163,7 @@ async def test_abort_ends_the_job_as_aborted_in_the_message(tmp_path: Path) -> N
 
 
 async def test_aborting_a_finished_job_keeps_its_status(tmp_path: Path) -> None:
-    async with serve(tmp_path, job_tokens=3) as server, server.client("alice") as http:
+    async with serve(tmp_path, jobs=scripted(tokens=3)) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         await wait_status(http, job_id)
         async with http.post(f"/v1/jobs/{job_id}/abort") as resp:
@@ -172,7 +173,7 @@ async def test_aborting_a_finished_job_keeps_its_status(tmp_path: Path) -> None:
 
 async def test_a_provider_failure_ends_the_job_in_error(tmp_path: Path) -> None:
     async with (
-        serve(tmp_path, job_tokens=10, job_fail_after=3) as server,
+        serve(tmp_path, jobs=scripted(tokens=10, fail_after=3)) as server,
         server.client("alice") as http,
     ):
         job_id = (await start(http))["job_id"]
@@ -188,7 +189,7 @@ async def test_a_provider_failure_ends_the_job_in_error(tmp_path: Path) -> None:
 async def test_leaving_a_hybrid_stream_does_not_stop_the_job(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with serve(tmp_path, job_tokens=20, job_token_delay=0.01) as server:
+    async with serve(tmp_path, jobs=scripted(tokens=20, token_delay=0.01)) as server:
         async with server.client("alice") as first:
             body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
             async with first.post("/v1/jobs", json=body) as resp:
@@ -203,7 +204,7 @@ async def test_leaving_a_hybrid_stream_does_not_stop_the_job(
 
 
 async def test_job_writes_reach_live_sockets(tmp_path: Path) -> None:
-    async with serve(tmp_path, job_tokens=4) as server, server.client("alice") as http:
+    async with serve(tmp_path, jobs=scripted(tokens=4)) as server, server.client("alice") as http:
         ws = await http.ws_connect("/v1/live")
         assert (await ws.receive_json(timeout=10))["type"] == "hello"
         final = await wait_status(http, (await start(http))["job_id"])
@@ -232,7 +233,7 @@ async def test_a_message_whose_content_is_crdt_refuses_a_job(tmp_path: Path) -> 
 
 
 async def test_aborting_a_hybrid_job_ends_its_stream_as_aborted(tmp_path: Path) -> None:
-    options = {"job_tokens": 50, "job_token_delay": 0.05}
+    options = {"jobs": scripted(tokens=50, token_delay=0.05)}
     async with serve(tmp_path, **options) as server, server.client("alice") as http:
         body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
         async with http.post("/v1/jobs", json=body) as resp:

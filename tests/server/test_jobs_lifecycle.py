@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from quietsync.protocol import MESSAGES, NOTIFICATIONS, JobEvent, notification_for
-from quietsync.server.providers import OpenAIProvider
+from quietsync.server.jobs import JobsConfig, OpenAIProvider
 from quietsync.testing import running_server
 from tests.server.helpers import Writer
 from tests.server.job_helpers import (
@@ -23,6 +23,7 @@ from tests.server.job_helpers import (
     read_events,
     records,
     reply,
+    scripted,
     serve,
     start,
     wait_status,
@@ -60,7 +61,7 @@ def final_event(answer: dict[str, Any]) -> JobEvent:
 async def test_an_unwatched_job_notifies_with_the_clients_deterministic_record(
     tmp_path: Path,
 ) -> None:
-    async with serve(tmp_path, job_tokens=8) as server, server.client("alice") as http:
+    async with serve(tmp_path, jobs=scripted(tokens=8)) as server, server.client("alice") as http:
         job_id = (await start(http, thread_id="t9"))["job_id"]
         answer = await wait_unwatched(http, job_id)
         folded, _ = await records(http)
@@ -71,7 +72,7 @@ async def test_an_unwatched_job_notifies_with_the_clients_deterministic_record(
 
 async def test_a_failed_unwatched_job_notifies_a_warning(tmp_path: Path) -> None:
     async with (
-        serve(tmp_path, job_tokens=8, job_fail_after=2) as server,
+        serve(tmp_path, jobs=scripted(tokens=8, fail_after=2)) as server,
         server.client("alice") as http,
     ):
         job_id = (await start(http))["job_id"]
@@ -83,7 +84,7 @@ async def test_a_failed_unwatched_job_notifies_a_warning(tmp_path: Path) -> None
 
 
 async def test_a_job_watched_to_its_end_does_not_notify(tmp_path: Path) -> None:
-    async with serve(tmp_path, job_tokens=8) as server, server.client("alice") as http:
+    async with serve(tmp_path, jobs=scripted(tokens=8)) as server, server.client("alice") as http:
         body = {"thread_id": "t1", "message_id": "m1", "input": "x", "mode": "hybrid"}
         async with http.post("/v1/jobs", json=body) as resp:
             events = await read_events(resp)
@@ -93,7 +94,7 @@ async def test_a_job_watched_to_its_end_does_not_notify(tmp_path: Path) -> None:
 
 
 async def test_a_job_read_on_its_events_endpoint_does_not_notify(tmp_path: Path) -> None:
-    options = {"job_tokens": 10, "job_token_delay": 0.05}
+    options = {"jobs": scripted(tokens=10, token_delay=0.05)}
     async with serve(tmp_path, **options) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         async with http.get(f"/v1/jobs/{job_id}/events") as resp:
@@ -106,7 +107,7 @@ async def test_a_job_read_on_its_events_endpoint_does_not_notify(tmp_path: Path)
 
 async def test_a_job_of_a_muted_thread_does_not_notify(tmp_path: Path) -> None:
     writer = Writer("n1")
-    async with serve(tmp_path, job_tokens=4) as server, server.client("alice") as http:
+    async with serve(tmp_path, jobs=scripted(tokens=4)) as server, server.client("alice") as http:
         mute = writer.lww("t1", "muted", True, collection="muted_threads")
         async with http.post("/v1/push", json={"mutations": [mute]}) as resp:
             assert resp.status == 200
@@ -120,7 +121,7 @@ async def test_a_job_of_a_muted_thread_does_not_notify(tmp_path: Path) -> None:
 
 async def test_an_aborted_job_never_notifies(tmp_path: Path) -> None:
     async with (
-        serve(tmp_path, job_tokens=50, job_token_delay=0.05) as server,
+        serve(tmp_path, jobs=scripted(tokens=50, token_delay=0.05)) as server,
         server.client("alice") as h,
     ):
         job_id = (await start(h))["job_id"]
@@ -133,7 +134,7 @@ async def test_an_aborted_job_never_notifies(tmp_path: Path) -> None:
 async def test_the_client_writing_the_same_notification_leaves_one_record(tmp_path: Path) -> None:
     """Both sides write it: the client's identical write is suppressed, not a conflict."""
     client = Writer("phone")
-    async with serve(tmp_path, job_tokens=5) as server, server.client("alice") as http:
+    async with serve(tmp_path, jobs=scripted(tokens=5)) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         answer = await wait_unwatched(http, job_id)
         before, _ = await records(http)
@@ -155,7 +156,7 @@ async def test_the_client_writing_the_same_notification_leaves_one_record(tmp_pa
 
 async def test_a_restart_ends_streaming_jobs_as_interrupted(tmp_path: Path) -> None:
     db = tmp_path / "server.db"
-    options = {"users": USERS, "job_tokens": 100, "job_token_delay": 0.02}
+    options = {"users": USERS, "jobs": scripted(tokens=100, token_delay=0.02)}
     async with running_server(db, **options) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         async with http.get(f"/v1/jobs/{job_id}/events") as resp:
@@ -182,7 +183,7 @@ async def test_a_restart_ends_streaming_jobs_as_interrupted(tmp_path: Path) -> N
 
 async def test_finished_jobs_answer_after_a_restart(tmp_path: Path) -> None:
     db = tmp_path / "server.db"
-    options = {"users": USERS, "job_tokens": 4, "job_token_delay": 0}
+    options = {"users": USERS, "jobs": scripted(tokens=4, token_delay=0)}
     async with running_server(db, **options) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         before = await wait_status(http, job_id)
@@ -198,7 +199,7 @@ async def error_of(resp: Any) -> tuple[int, str]:
 
 
 async def test_too_many_jobs_is_429_and_a_busy_message_409(tmp_path: Path) -> None:
-    options = {"max_jobs_per_user": 2, "job_tokens": 100, "job_token_delay": 0.05}
+    options = {"jobs": scripted(max_per_user=2, tokens=100, token_delay=0.05)}
     async with serve(tmp_path, **options) as server, server.client("alice") as http:
         await start(http, "m1")
         body = {"thread_id": "t1", "message_id": "m1", "input": "x", "mode": "background"}
@@ -215,7 +216,7 @@ async def test_too_many_jobs_is_429_and_a_busy_message_409(tmp_path: Path) -> No
 
 
 async def test_another_users_job_is_unknown(tmp_path: Path) -> None:
-    async with serve(tmp_path, job_tokens=2) as server, server.client("alice") as alice:
+    async with serve(tmp_path, jobs=scripted(tokens=2)) as server, server.client("alice") as alice:
         job_id = (await start(alice))["job_id"]
         async with server.client("bob") as bob:
             for method, path in [
@@ -252,7 +253,7 @@ async def test_a_bad_start_body_is_422_and_starts_nothing(tmp_path: Path, body: 
 
 @pytest.mark.parametrize("offset", ["-1", "x", "999"])
 async def test_a_bad_offset_is_422(tmp_path: Path, offset: str) -> None:
-    async with serve(tmp_path, job_tokens=2) as server, server.client("alice") as http:
+    async with serve(tmp_path, jobs=scripted(tokens=2)) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         await wait_status(http, job_id)
         for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/events"):
@@ -261,7 +262,7 @@ async def test_a_bad_offset_is_422(tmp_path: Path, offset: str) -> None:
 
 
 async def test_a_job_past_its_timeout_ends_in_error(tmp_path: Path) -> None:
-    options = {"job_tokens": 50, "job_token_delay": 0.05, "job_timeout": 0.2}
+    options = {"jobs": scripted(tokens=50, token_delay=0.05, timeout=0.2)}
     async with serve(tmp_path, **options) as server, server.client("alice") as http:
         final = await wait_status(http, (await start(http))["job_id"])
     assert (final["status"], final["error"]) == ("error", "timeout")
@@ -269,7 +270,7 @@ async def test_a_job_past_its_timeout_ends_in_error(tmp_path: Path) -> None:
 
 async def test_a_finished_job_is_forgotten_after_its_retention(tmp_path: Path) -> None:
     async with (
-        serve(tmp_path, job_tokens=2, job_retention=0.05) as server,
+        serve(tmp_path, jobs=scripted(tokens=2, retention=0.05)) as server,
         server.client("alice") as http,
     ):
         job_id = (await start(http))["job_id"]
@@ -312,6 +313,9 @@ async def test_a_job_streams_from_an_openai_compatible_endpoint(
     tmp_path: Path, completions: str
 ) -> None:
     provider = OpenAIProvider(base_url=completions, model="tiny")
-    async with serve(tmp_path, provider=provider) as server, server.client("alice") as http:
+    async with (
+        serve(tmp_path, jobs=JobsConfig(provider=provider)) as server,
+        server.client("alice") as http,
+    ):
         final = await wait_status(http, (await start(http))["job_id"])
     assert (final["status"], final["content_delta"]) == ("complete", "Hello!")

@@ -34,8 +34,9 @@ from quietsync.conflicts import (
     wall_clock_ms,
 )
 from quietsync.protocol import JOB_FIELDS, MESSAGES, Mutation
-from quietsync.server.job_store import JobRow
-from quietsync.server.job_writer import FlushItem, JobWriter
+from quietsync.server.jobs.sqlite_store import SQLiteJobStore
+from quietsync.server.jobs.store import JobRow
+from quietsync.server.jobs.writer import FlushItem, JobWriter
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import StoredField
 from quietsync.server.sync import SyncService
@@ -82,7 +83,7 @@ def test_job_writes_never_conflict_and_always_win(plan: list[Any]) -> None:
     store = SQLiteStore(":memory:")
     clock = Clock("server")
     sync = SyncService(store, clock, resolvers=Resolvers(), max_batch=100)
-    writer = JobWriter(store, clock)
+    writer = JobWriter(store, SQLiteJobStore(store), clock)
     client = Clock("phone", wall=lambda: wall_clock_ms() + SKEW_MS)
     jobs = {
         m: _State(JobRow("alice", f"job-{m}", "t1", m, "streaming", HLC.minimal("server"), 0))
@@ -158,7 +159,8 @@ def test_one_write_is_one_transaction_across_users() -> None:
     store = SQLiteStore(":memory:")
     clock = Clock("server")
     sync = SyncService(store, clock, resolvers=Resolvers(), max_batch=100)
-    writer = JobWriter(store, clock)
+    jobs = SQLiteJobStore(store)
+    writer = JobWriter(store, jobs, clock)
     crdt = Writer("phone").text("m2", "content", "draft", collection=MESSAGES)
     sync.push("bob", {"mutations": [crdt]})
     rows = [
@@ -169,9 +171,9 @@ def test_one_write_is_one_transaction_across_users() -> None:
         with pytest.raises(KindMismatchError):
             writer.write([FlushItem(row, "", start=True) for row in rows])
         assert sync.pull("alice", 0, 100).changes == []
-        assert store.load_jobs() == []
+        assert jobs.load() == []
         result = writer.write([FlushItem(rows[0], "", start=True)])
         assert {c.field for c in result.changes["alice"]} == JOB_FIELDS
-        assert [r.job_id for r in store.load_jobs()] == ["job-alice"]
+        assert [r.job_id for r in jobs.load()] == ["job-alice"]
     finally:
         store.close()

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from quietsync.server.keys import EXECUTOR_KEY, SYNC_KEY
+from quietsync.server.keys import CORE_KEY, SYNC_KEY
 from quietsync.server.live import MUST_PULL_CLOSE_CODE
 from quietsync.testing import RunningServer, running_server
 from tests.server.helpers import Writer, push
@@ -121,10 +121,9 @@ async def test_a_batch_that_overtakes_another_is_preceded_by_the_gap(
         await push(alice, [w1.lww("a", "f", 1)])
         assert [c["seq"] for c in await receive_changes(ws, 1)] == [1]
         # seq 2 commits without being published (as if its publish were still on its way)
-        loop = asyncio.get_running_loop()
-        sync, executor = server.app[SYNC_KEY], server.app[EXECUTOR_KEY]
+        sync, core = server.app[SYNC_KEY], server.app[CORE_KEY]
         body = {"mutations": [w1.lww("b", "f", 2)]}
-        await loop.run_in_executor(executor, sync.push, "alice", body)
+        await core.run(lambda: sync.push("alice", body))
         await push(alice, [w1.lww("c", "f", 3)])  # seq 3 is published first
         changes = await receive_changes(ws, 2)
         assert [(c["seq"], c["value"]) for c in changes] == [(2, 2), (3, 3)]

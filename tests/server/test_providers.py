@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from quietsync.server.providers import (
+from quietsync.server.jobs.providers import (
     OpenAIProvider,
     ProviderError,
     ScriptedProvider,

@@ -20,12 +20,13 @@ from aiohttp import web
 
 from quietsync.protocol import JOB_ID_HEADER, JobEvent, WireError, check_name
 from quietsync.server.errors import InvalidJobRequestError
-from quietsync.server.job import Job, Watch
-from quietsync.server.jobs import JobSpec
-from quietsync.server.keys import CONFIG_KEY, JOBS_KEY, USER_KEY
+from quietsync.server.jobs.job import Job, Watch
+from quietsync.server.jobs.keys import JOBS_KEY
+from quietsync.server.jobs.runner import JobSpec
+from quietsync.server.keys import USER_KEY
 from quietsync.server.views import json_body
 
-__all__ = ["abort_job", "job_events", "poll_job", "start_job"]
+__all__ = ["abort_job", "add_routes", "job_events", "poll_job", "start_job"]
 
 _MODES = ("background", "hybrid")
 _MEMBERS = frozenset({"thread_id", "message_id", "input", "mode"})
@@ -146,7 +147,7 @@ async def _stream(
     A reader may leave at any time (a view closed, an app killed): that ends
     this stream quietly and never the job, which goes on writing its message.
     """
-    keepalive = request.app[CONFIG_KEY].job_keepalive
+    keepalive = request.app[JOBS_KEY].config.keepalive
     event: JobEvent | None = first
     try:
         while event is not None:
@@ -161,3 +162,11 @@ async def _stream(
     except ConnectionResetError:
         log.debug("reader of job %s left mid-stream", first.job_id)
     return response
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    """The jobs endpoints (``docs/protocol.md``, "Jobs")."""
+    router.add_post("/v1/jobs", start_job)
+    router.add_get("/v1/jobs/{job_id}", poll_job)
+    router.add_get("/v1/jobs/{job_id}/events", job_events)
+    router.add_post("/v1/jobs/{job_id}/abort", abort_job)

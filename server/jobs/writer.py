@@ -1,8 +1,8 @@
 """`JobWriter`: how a job's state becomes record writes, on the store's worker thread.
 
-The runner (`server.jobs.JobRunner`) decides *when* to write; this module
-decides *what*, and issues the stamps (the server `Clock` lives on the store
-thread, see `server.app`). Rules, each the contract the client's mirror writes
+The runner (`quietsync.server.jobs.runner.JobRunner`) decides *when* to write;
+this module decides *what*, and issues the stamps (the server `Clock` lives on
+the store thread, see `quietsync.server.core`). Rules, each the contract the client's mirror writes
 rely on (``docs/protocol.md``, "Jobs"):
 
 1. One call to `JobWriter.write` is ONE store transaction, whatever the number
@@ -45,8 +45,8 @@ from quietsync.protocol import (
     Mutation,
     notification_for,
 )
-from quietsync.server.job_store import JobRow, JobStore
-from quietsync.server.store import BatchWrite, StoredField
+from quietsync.server.jobs.store import JobRow, JobStore
+from quietsync.server.store import BatchWrite, Store, StoredField
 
 __all__ = ["FlushItem", "FlushResult", "JobWriter"]
 
@@ -76,9 +76,15 @@ class FlushResult:
 class JobWriter:
     """Writes job state into records (see the module docstring). Store thread only."""
 
-    def __init__(self, store: JobStore, clock: Clock) -> None:
+    def __init__(self, store: Store, jobs: JobStore, clock: Clock) -> None:
         self._store = store
+        self._jobs = jobs
         self._clock = clock
+
+    @property
+    def node(self) -> str:
+        """The node id this writer stamps with (the server's)."""
+        return self._clock.node
 
     def write(self, items: list[FlushItem]) -> FlushResult:
         """Write `items` in one transaction (rolled back whole if anything fails)."""
@@ -88,7 +94,7 @@ class JobWriter:
         by_user: dict[str, list[tuple[int, FlushItem]]] = defaultdict(list)
         for index, item in enumerate(items):
             by_user[item.row.user].append((index, item))
-        with self._store.jobs_transaction() as tx:
+        with self._store.write_transaction() as tx:
             rows = []
             for user, entries in by_user.items():
                 space = tx.space(user)
@@ -112,17 +118,17 @@ class JobWriter:
                     rows.append(attrs.evolve(item.row, stamp=stamp))
                 space.write(batch)
                 changes[user] = batch.changes()
-            tx.save_jobs(rows)
+            self._jobs.save(tx, rows)
         return FlushResult([stamps[i] for i in range(len(items))], changes, notified)
 
     def recover(self) -> list[JobRow]:
         """Every stored job; a job left streaming gets its content from its message record."""
-        rows = self._store.load_jobs()
+        rows = self._jobs.load()
         streaming = [r for r in rows if r.status == "streaming"]
         if not streaming:
             return rows
         contents: dict[tuple[str, str], str] = {}
-        with self._store.jobs_transaction() as tx:
+        with self._store.write_transaction() as tx:
             for row in streaming:
                 ref = FieldRef(MESSAGES, row.message_id, "content")
                 field = tx.space(row.user).fields({ref}).get(ref)
@@ -136,7 +142,7 @@ class JobWriter:
         ]
 
     def purge(self, ended_before_ms: int) -> int:
-        return self._store.purge_jobs(ended_before_ms)
+        return self._jobs.purge(ended_before_ms)
 
     def _should_notify(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> bool:
         if not _may_notify(item):

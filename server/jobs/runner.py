@@ -1,16 +1,17 @@
 """`JobRunner`: the server's job policy — start, stream, flush, end, limits, recovery.
 
-One runner per app. Its rules (the contract is ``docs/protocol.md``, "Jobs"):
+One runner per app (the jobs feature, `quietsync.server.jobs`, creates it).
+Its rules (the contract is ``docs/protocol.md``, "Jobs"):
 
-1. **Start** (`create`): refuse over `max_jobs_per_user` streaming jobs (429)
+1. **Start** (`create`): refuse over `JobsConfig.max_per_user` streaming jobs (429)
    or when the message already has a streaming job (409); write the start
    state (one transaction, stamp S0); only then `run` the provider, so nothing
    is streamed before the start is durable.
 2. **Stream**: the provider task appends tokens to the job's unwritten half.
    It never writes: ONE flusher task per app writes every dirty job of every
-   user in one transaction per tick (`job_flush_interval`), then publishes the
+   user in one transaction per tick (`JobsConfig.flush_interval`), then publishes the
    committed changes to the live hub and one event per job to its watchers.
-3. **End**: the provider finishing, failing, timing out (`job_timeout`), an
+3. **End**: the provider finishing, failing, timing out (`JobsConfig.timeout`), an
    abort, or a restart only *asks* for an end; the flusher writes it (all five
    job fields, the notification if nobody watches) and then announces it. So
    the end is always after the last flush, and an abort answers once written.
@@ -18,11 +19,11 @@ One runner per app. Its rules (the contract is ``docs/protocol.md``, "Jobs"):
    error "interrupted", through the same path. Stopping the app (`close`)
    flushes what was received, ends the watchers' streams, and leaves
    streaming jobs to the next start — exactly like a crash.
-5. **Retention**: a finished job answers for `job_retention` seconds after
+5. **Retention**: a finished job answers for `JobsConfig.retention` seconds after
    its end, then 404 (`get` checks; a purge task drops rows and memory).
 
 Everything here runs on the event loop; store work is handed to the store's
-worker thread through `run_on_store`, where `server.job_writer.JobWriter`
+worker thread through `run_on_store`, where `quietsync.server.jobs.writer.JobWriter`
 issues the stamps.
 """
 
@@ -39,7 +40,6 @@ import attrs
 
 from quietsync.conflicts import HLC, KindMismatchError
 from quietsync.protocol import Change, JobEvent, JobStatus
-from quietsync.server.config import ServerConfig
 from quietsync.server.errors import (
     InvalidJobRequestError,
     JobRunningError,
@@ -47,10 +47,11 @@ from quietsync.server.errors import (
     TooManyJobsError,
     UnknownJobError,
 )
-from quietsync.server.job import Job
-from quietsync.server.job_store import JobRow
-from quietsync.server.job_writer import FlushItem, JobWriter
-from quietsync.server.providers import ProviderError
+from quietsync.server.jobs.config import JobsConfig
+from quietsync.server.jobs.job import Job
+from quietsync.server.jobs.providers import ProviderError
+from quietsync.server.jobs.store import JobRow
+from quietsync.server.jobs.writer import FlushItem, JobWriter
 
 __all__ = ["JobRunner", "JobSpec"]
 
@@ -83,13 +84,13 @@ class JobRunner:
 
     def __init__(
         self,
-        config: ServerConfig,
+        config: JobsConfig,
         writer: JobWriter,
         run_on_store: RunOnStore[Any],
         publish: Publish,
     ) -> None:
         self._config = config
-        self._provider = config.job_provider()
+        self._provider = config.provider
         self._writer = writer
         self._run_on_store = run_on_store
         self._publish = publish
@@ -100,11 +101,15 @@ class JobRunner:
         self._purger: asyncio.Task[None] | None = None
         self._closed = False
 
+    @property
+    def config(self) -> JobsConfig:
+        return self._config
+
     # -- lifecycle ---------------------------------------------------------
 
     async def recover(self) -> None:
         """Load the stored jobs; end the ones left streaming as "interrupted"; start ticking."""
-        horizon = _now_ms() - int(self._config.job_retention * 1000)
+        horizon = _now_ms() - int(self._config.retention * 1000)
         await self._run_on_store(lambda: self._writer.purge(horizon))
         for row in await self._run_on_store(self._writer.recover):
             job = Job(row, content=row.content)
@@ -147,9 +152,9 @@ class JobRunner:
     async def create(self, user: str, spec: JobSpec) -> Job:
         """Register and durably start a job (rule 1); `run` it next."""
         mine = [j for j in self._jobs.values() if j.row.user == user and not j.finished]
-        if len(mine) >= self._config.max_jobs_per_user:
+        if len(mine) >= self._config.max_per_user:
             raise TooManyJobsError(
-                f"{len(mine)} jobs streaming; at most {self._config.max_jobs_per_user} per user"
+                f"{len(mine)} jobs streaming; at most {self._config.max_per_user} per user"
             )
         if any(j.row.message_id == spec.message_id for j in mine):
             raise JobRunningError(f"message {spec.message_id!r} already has a streaming job")
@@ -159,7 +164,7 @@ class JobRunner:
             thread_id=spec.thread_id,
             message_id=spec.message_id,
             status="streaming",
-            stamp=HLC.minimal(self._config.node_id),  # replaced by the start's stamp
+            stamp=HLC.minimal(self._writer.node),  # replaced by the start's stamp
             started_ms=_now_ms(),
         )
         job = Job(row, prompt=spec.input)
@@ -193,7 +198,7 @@ class JobRunner:
             raise UnknownJobError(f"no job {job_id!r}")
         if self._expired(job, _now_ms()):
             del self._jobs[job_id]
-            retention = self._config.job_retention
+            retention = self._config.retention
             raise UnknownJobError(f"job {job_id!r} ended more than {retention}s ago")
         return job
 
@@ -210,7 +215,7 @@ class JobRunner:
 
     async def _produce(self, job: Job) -> None:
         try:
-            async with asyncio.timeout(self._config.job_timeout) as deadline:
+            async with asyncio.timeout(self._config.timeout) as deadline:
                 async for token in self._provider.stream(job.prompt):
                     if job.ending is not None:
                         return
@@ -253,7 +258,7 @@ class JobRunner:
                 log.exception("flushing job output failed; retrying next tick")
                 self._wake.set()
             if not self._closed:
-                await asyncio.sleep(self._config.job_flush_interval)
+                await asyncio.sleep(self._config.flush_interval)
 
     async def _flush_once(self) -> None:
         jobs = [job for job in self._dirty.values() if job.dirty]
@@ -309,16 +314,16 @@ class JobRunner:
 
     def _expired(self, job: Job, now_ms: int) -> bool:
         ended = job.row.ended_ms
-        return ended is not None and now_ms - ended > self._config.job_retention * 1000
+        return ended is not None and now_ms - ended > self._config.retention * 1000
 
     async def _purge_loop(self) -> None:
-        every = min(max(self._config.job_retention, 1.0), _PURGE_EVERY)
+        every = min(max(self._config.retention, 1.0), _PURGE_EVERY)
         while True:
             await asyncio.sleep(every)
             now = _now_ms()
             for job_id in [j.id for j in self._jobs.values() if self._expired(j, now)]:
                 del self._jobs[job_id]
-            horizon = now - int(self._config.job_retention * 1000)
+            horizon = now - int(self._config.retention * 1000)
             try:
                 await self._run_on_store(lambda h=horizon: self._writer.purge(h))
             except StoreError:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import attrs
 
 from quietsync.protocol import FINAL_STATUSES, JobEvent, JobStatus
-from quietsync.server.job_store import JobRow
+from quietsync.server.jobs.store import JobRow
 
 __all__ = ["Job", "Watch"]
 

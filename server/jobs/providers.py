@@ -68,9 +68,13 @@ class ScriptedProvider:
     that many tokens.
     """
 
-    tokens: int = 40
-    token_delay: float = 0.02
-    fail_after: int | None = None
+    tokens: int = attrs.field(default=40, metadata={"help": "scripted reply length in tokens"})
+    token_delay: float = attrs.field(
+        default=0.02, metadata={"help": "seconds before each scripted token"}
+    )
+    fail_after: int | None = attrs.field(
+        default=None, metadata={"help": "scripted failure after this many tokens"}
+    )
 
     async def stream(self, prompt: str) -> AsyncIterator[str]:
         for i, token in enumerate(scripted_reply(prompt, self.tokens)):

@@ -1,0 +1,36 @@
+"""The jobs feature of the server: streamed replies written into the user's records.
+
+A job streams an assistant reply from a provider into a message record, with
+the server's own stamps, flushed in small batches, so sync and the client's
+stream tracker agree on every write (``docs/protocol.md``, "Jobs"). The
+feature registers itself on an app::
+
+    create_app(config, [jobs_feature(JobsConfig(max_per_user=8))])
+
+Inside: `config` (settings), `providers` (where output comes from), `runner`
+(the policy: start, stream, flush, end, limits, recovery), `job` (one job's
+live state), `writer` (what each write contains), `store` and `sqlite_store`
+(the job rows beside the sync store), `views` (HTTP), `feature` (wiring).
+"""
+
+from quietsync.server.jobs.config import JobsConfig
+from quietsync.server.jobs.feature import jobs_feature
+from quietsync.server.jobs.providers import (
+    OpenAIProvider,
+    Provider,
+    ProviderError,
+    ScriptedProvider,
+    provider_from_env,
+    scripted_reply,
+)
+
+__all__ = [
+    "JobsConfig",
+    "OpenAIProvider",
+    "Provider",
+    "ProviderError",
+    "ScriptedProvider",
+    "jobs_feature",
+    "provider_from_env",
+    "scripted_reply",
+]

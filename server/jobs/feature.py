@@ -1,0 +1,64 @@
+"""`jobs_feature(config)`: the jobs API, registered on a server app as one feature.
+
+It adds the ``/v1/jobs`` routes, and a cleanup context entered after the
+core's (the store is open): it opens the job store beside the sync store,
+builds the writer (on the core's clock and store thread) and the runner,
+recovers the jobs a previous process left streaming, and keeps the runner
+under `JOBS_KEY`. On shutdown the runner stops producing and flushes what it
+received before aiohttp waits for in-flight requests (so open event streams
+end), and before the core closes the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from quietsync.server.app import Feature
+from quietsync.server.errors import ConfigError
+from quietsync.server.jobs.config import JobsConfig
+from quietsync.server.jobs.keys import JOBS_KEY
+from quietsync.server.jobs.runner import JobRunner
+from quietsync.server.jobs.sqlite_store import SQLiteJobStore
+from quietsync.server.jobs.store import JobStore
+from quietsync.server.jobs.views import add_routes
+from quietsync.server.jobs.writer import JobWriter
+from quietsync.server.keys import CORE_KEY
+from quietsync.server.sqlite_store import SQLiteStore
+from quietsync.server.store import Store
+
+__all__ = ["jobs_feature", "open_job_store"]
+
+
+def open_job_store(store: Store) -> JobStore:
+    """The job store that lives beside `store`, in the same database (created if new)."""
+    if isinstance(store, SQLiteStore):
+        return SQLiteJobStore(store)
+    raise ConfigError(f"the jobs feature has no job store for a {type(store).__name__}")
+
+
+def jobs_feature(config: JobsConfig | None = None) -> Feature:
+    """The jobs API with `config` (the defaults if None), for `create_app`'s features."""
+    settings = JobsConfig() if config is None else config
+
+    async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
+        core = app[CORE_KEY]
+        jobs = await core.run(lambda: open_job_store(core.store))
+        writer = JobWriter(core.store, jobs, core.clock)
+        runner = JobRunner(settings, writer, core.run, core.hub.publish)
+        await runner.recover()
+        app[JOBS_KEY] = runner
+        yield  # the runner closes on shutdown (`_stop`), before the store does
+
+    def setup(app: web.Application) -> None:
+        app.cleanup_ctx.append(runner_ctx)
+        app.on_shutdown.append(_stop)
+        add_routes(app.router)
+
+    return setup
+
+
+async def _stop(app: web.Application) -> None:
+    if JOBS_KEY in app:
+        await app[JOBS_KEY].close()

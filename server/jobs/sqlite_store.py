@@ -1,0 +1,78 @@
+"""`SQLiteJobStore`: the job rows in a ``jobs`` table of the sync store's SQLite database.
+
+It shares the `SQLiteStore`'s one connection, so a job row is committed in the
+same transaction as the record writes it goes with (`save`), and it is only
+touched from the store's worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from quietsync.conflicts import HLC
+from quietsync.server.jobs.store import JobRow
+from quietsync.server.sqlite_store import SQLiteStore, SQLiteWriteTransaction, translated_errors
+from quietsync.server.store import WriteTransaction
+
+__all__ = ["SQLiteJobStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    user TEXT NOT NULL, job_id TEXT NOT NULL, thread_id TEXT NOT NULL, message_id TEXT NOT NULL,
+    status TEXT NOT NULL, stamp TEXT NOT NULL, started_ms INTEGER NOT NULL, error TEXT,
+    content TEXT NOT NULL, ended_ms INTEGER,
+    PRIMARY KEY (user, job_id)
+) WITHOUT ROWID;
+"""
+_COLUMNS = (
+    "user, job_id, thread_id, message_id, status, stamp, started_ms, error, content, ended_ms"
+)
+
+
+def _row(job: JobRow) -> tuple[Any, ...]:
+    return (
+        job.user,
+        job.job_id,
+        job.thread_id,
+        job.message_id,
+        job.status,
+        str(job.stamp),
+        job.started_ms,
+        job.error,
+        job.content,
+        job.ended_ms,
+    )
+
+
+def _job(row: tuple[Any, ...]) -> JobRow:
+    *names, stamp, started_ms, error, content, ended_ms = row
+    return JobRow(*names, HLC.parse(stamp), started_ms, error, content, ended_ms)
+
+
+class SQLiteJobStore:
+    """`quietsync.server.jobs.store.JobStore` beside a `SQLiteStore` (module docstring)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._db = store.connection
+        with translated_errors("create the jobs table"):
+            self._db.executescript(_SCHEMA)
+
+    def save(self, tx: WriteTransaction, rows: Collection[JobRow]) -> None:
+        assert isinstance(tx, SQLiteWriteTransaction)  # opened by the store beside this one
+        tx.connection.executemany(
+            f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_row(job) for job in rows],
+        )
+
+    def load(self) -> list[JobRow]:
+        with translated_errors("read jobs"):
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY started_ms").fetchall()
+        return [_job(row) for row in rows]
+
+    def purge(self, ended_before_ms: int) -> int:
+        with translated_errors("purge jobs"):
+            cursor = self._db.execute(
+                "DELETE FROM jobs WHERE ended_ms IS NOT NULL AND ended_ms < ?", (ended_before_ms,)
+            )
+        return cursor.rowcount

@@ -1,0 +1,64 @@
+"""What the jobs feature stores beside the sync store: a small `JobStore` Protocol.
+
+Jobs write their output into ordinary records (the message, the notification)
+through the sync store's `WriteTransaction`, so the change log, the field
+states and the live hub see job writes exactly like pushed ones. What the
+feature keeps on its own is one `JobRow` per job, written at its start and at
+its end *inside that same transaction*, so a restarted server knows which
+jobs were left streaming and can still answer for finished jobs during their
+retention.
+
+Backends hold no job policy: what to write, when, with which stamps, is
+decided by `quietsync.server.jobs.writer.JobWriter` and
+`quietsync.server.jobs.runner.JobRunner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Protocol
+
+import attrs
+
+from quietsync.conflicts import HLC
+from quietsync.protocol import JobStatus
+from quietsync.server.store import WriteTransaction
+
+__all__ = ["JobRow", "JobStore"]
+
+
+@attrs.frozen
+class JobRow:
+    """A job as stored: who owns it, where it writes, how it ended.
+
+    `content` is stored at the end only (while streaming it lives in the
+    message's ``content`` field); `stamp` is the job's last write's stamp;
+    `ended_ms` (wall clock) starts the retention period.
+    """
+
+    user: str
+    job_id: str
+    thread_id: str
+    message_id: str
+    status: JobStatus
+    stamp: HLC
+    started_ms: int
+    error: str | None = None
+    content: str = ""
+    ended_ms: int | None = None
+
+
+class JobStore(Protocol):
+    """The job rows of one server (see the module docstring). Store thread only."""
+
+    def save(self, tx: WriteTransaction, rows: Collection[JobRow]) -> None:
+        """Insert or replace these rows inside the open transaction `tx`."""
+        ...
+
+    def load(self) -> list[JobRow]:
+        """Every stored job row, oldest first."""
+        ...
+
+    def purge(self, ended_before_ms: int) -> int:
+        """Delete the rows of jobs that ended before `ended_before_ms`; how many went."""
+        ...
