@@ -49,7 +49,15 @@ import attrs
 
 from quietsync.conflicts import HLC, FieldRef, canonical_equal, text_of
 from quietsync.protocol import DELETED_FIELD, Mutation
-from quietsync.replica import HttpTransport, LiveMessage, PullPage, PushAnswer, Replica, SyncClient
+from quietsync.replica import (
+    HttpTransport,
+    LiveMessage,
+    Notifications,
+    PullPage,
+    PushAnswer,
+    Replica,
+    SyncClient,
+)
 from quietsync.replica.errors import TransportError
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import StoredField
@@ -223,7 +231,8 @@ class Harness:
             self.server.url, self.fault_rng, self.config.p_lose_answer, self.stats
         )
         transport.online = online
-        client = SyncClient(replica, transport=transport, batch_size=50, notify_conflicts=i == 0)
+        on_conflicts = Notifications(replica).write_conflicts if i == 0 else None
+        client = SyncClient(replica, transport=transport, batch_size=50, on_conflicts=on_conflicts)
         if self.config.live:
             await client.start()
         return _Node(path, replica, transport, client)

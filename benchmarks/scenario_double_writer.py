@@ -35,8 +35,8 @@ import attrs
 from benchmarks.results import ScenarioResult
 from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica import Replica, StreamTracker, Subscriber, SyncClient
-from quietsync.replica.job_mirror import JobState
-from quietsync.replica.jobs_client import JobsClient
+from quietsync.replica.jobs.client import JobsClient
+from quietsync.replica.jobs.mirror import JobState
 from quietsync.server.jobs import JobsConfig, scripted_reply
 from quietsync.testing import RunningServer, running_server
 

@@ -3,18 +3,17 @@
 `Replica.open(path)` gives a durable local copy of a user's records: field-level
 stamps, an outbox of unpushed writes, the conflict log, CRDT text fields and
 change subscriptions. See ``docs/replica.md``. `SyncClient(replica, url, token=...)`
-keeps it in sync with a server; see ``docs/sync.md``. `StreamTracker` follows
-server jobs into the replica, `ThreadSession`/`ChatPane` are the chat views over
-both, `Notifications` the notification centre; see ``docs/streaming.md``.
+keeps it in sync with a server; see ``docs/sync.md``. The jobs feature
+(`quietsync.replica.jobs`): `StreamTracker` follows server jobs into the
+replica, `ThreadSession`/`ChatPane` are the chat views over both,
+`Notifications` the notification centre; see ``docs/streaming.md``.
 
-Must not import `server` (only the CLI/demo/testing layer wires both).
+Must not import `quietsync.server` (only the wiring package `quietsync` may
+import both sides).
 """
 
 from quietsync.replica.errors import (
     JobGapError,
-    JobRefusedError,
-    JobsError,
-    JobsUnavailableError,
     NodeIdMismatchError,
     NotAReplicaError,
     ProtocolError,
@@ -30,16 +29,21 @@ from quietsync.replica.errors import (
     UnknownJobError,
     UnknownMutationError,
 )
-from quietsync.replica.notifications import Notifications
+from quietsync.replica.jobs import (
+    Attachment,
+    ChatPane,
+    Notifications,
+    StreamTracker,
+    Subscriber,
+    ThreadSession,
+)
 from quietsync.replica.outbox import RefusedMutation
 from quietsync.replica.records import FieldState
 from quietsync.replica.replica import Replica
 from quietsync.replica.schema import SCHEMA_VERSION
-from quietsync.replica.session import ChatPane, ThreadSession
 from quietsync.replica.subscriptions import ChangeEvent, Origin, Unsubscribe
 from quietsync.replica.sync_backoff import Backoff
 from quietsync.replica.sync_client import SyncClient, SyncStatus, SyncSummary
-from quietsync.replica.tracker import Attachment, StreamTracker, Subscriber
 from quietsync.replica.transport import LiveMessage, PullPage, PushAnswer, Transport
 from quietsync.replica.transport_http import HttpTransport
 
@@ -52,9 +56,6 @@ __all__ = [
     "FieldState",
     "HttpTransport",
     "JobGapError",
-    "JobRefusedError",
-    "JobsError",
-    "JobsUnavailableError",
     "LiveMessage",
     "NodeIdMismatchError",
     "NotAReplicaError",

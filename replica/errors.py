@@ -9,14 +9,11 @@
         ├── ReplicaClosedError          the replica was used after `close()`
         ├── UnknownMutationError        an outbox id that is not pending (also a KeyError)
         ├── StorageError                SQLite failed underneath (disk full, I/O error, ...)
-        ├── SyncError                   the sync client could not complete an exchange
-        │   ├── TransportError          server unreachable, timed out, 5xx: retry later, same ids
+        ├── SyncError                   a request to the server failed (sync or jobs API)
+        │   ├── TransportError          unreachable, timed out, 5xx, a broken stream: retry later
         │   ├── ProtocolError           the server's answer is not what the protocol says
-        │   └── RequestRefusedError     a 4xx answer: retrying the same request cannot help
-        │       └── PushRefusedError    a 422 naming the mutations the server refused
-        ├── JobsError                   a jobs API call failed
-        │   ├── JobsUnavailableError    server unreachable, 5xx, or a broken stream: retry later
-        │   └── JobRefusedError         a 4xx answer, with the server's `code`
+        │   └── RequestRefusedError     a 4xx answer (`status`, `code`): retrying cannot help
+        │       ├── PushRefusedError    a 422 naming the mutations the server refused
         │       └── UnknownJobError     no such job for this user (never, expired, or not yours)
         └── JobGapError                 a job event starts past the content held: resume
 
@@ -24,8 +21,8 @@ The merge core's own errors pass through unchanged, because they mean the same
 thing here: `KindMismatchError` (an LWW write to a CRDT field or the reverse),
 `ClockDriftError` (a pulled stamp too far ahead), `CrdtUpdateError`.
 sqlite3 errors never escape: they are translated at the store boundary and
-re-raised ``from`` the original; aiohttp errors likewise at the transport
-boundary (`replica.transport_http`).
+re-raised ``from`` the original; aiohttp errors likewise, in the one HTTP
+layer both the sync client and the stream tracker use (`quietsync.replica.http`).
 """
 
 from __future__ import annotations
@@ -37,9 +34,6 @@ from quietsync.conflicts import QuietsyncError
 
 __all__ = [
     "JobGapError",
-    "JobRefusedError",
-    "JobsError",
-    "JobsUnavailableError",
     "NodeIdMismatchError",
     "NotAReplicaError",
     "ProtocolError",
@@ -133,7 +127,7 @@ class StorageError(ReplicaError):
 
 
 class SyncError(ReplicaError):
-    """The sync client could not complete an exchange with the server."""
+    """A request to the server failed: an exchange of the sync client, or a jobs API call."""
 
 
 class TransportError(SyncError):
@@ -173,23 +167,7 @@ class PushRefusedError(RequestRefusedError):
         """``(mutation id, reason)`` per refused mutation."""
 
 
-class JobsError(ReplicaError):
-    """A jobs API call failed."""
-
-
-class JobsUnavailableError(JobsError):
-    """The server could not be reached or answered 5xx, or a stream broke: retry later."""
-
-
-class JobRefusedError(JobsError):
-    """The server refused the request (4xx); `code` is its machine-readable reason."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code = status, code
-
-
-class UnknownJobError(JobRefusedError):
+class UnknownJobError(RequestRefusedError):
     """The server does not know the job (never existed, expired, or another user's)."""
 
 

@@ -8,15 +8,19 @@ All sync policy lives here; the transport only moves bytes. Rules:
    was, so the retry sends the very same mutation ids and the server's dedupe
    answers them with their first outcome.
 2. **A refusal never wedges the queue.** A 422 names every refused mutation:
-   each is set aside (`Replica.mark_refused`) with a `system.warning`
-   notification, in one transaction, and the rest is pushed again. A lone
-   mutation too large for the server's body or batch limit is set aside the
-   same way; a larger batch is halved first.
-3. **Server reports land once.** Conflicts from push answers go to
-   `Replica.record_conflicts` (deduplicated there), suppressed counts to
-   `add_suppressed`, together with the acknowledgement, in one transaction.
-   Pulls never report anything (`Replica.apply_remote`), so the client's own
-   changes coming back are duplicates, never conflicts.
+   each is set aside (`Replica.refused()` lists them) in one transaction, and
+   the rest is pushed again. A lone mutation too large for the server's body
+   or batch limit is set aside the same way; a larger batch is halved first.
+3. **Server reports land once.** Conflicts from push answers go to the
+   replica's conflict log (deduplicated there), suppressed counts to its
+   counter, together with the acknowledgement, in one transaction. Pulls never
+   report anything, so the client's own changes coming back are duplicates,
+   never conflicts.
+7. **The app hears about refusals and conflicts, after the commit.**
+   `on_refused` gets the mutations just set aside, `on_conflicts` the
+   conflicts just recorded; an app turns them into whatever it shows (the
+   chat layer's `Notifications.write_refused` / `write_conflicts` write
+   notification records). A callback that raises is logged; sync goes on.
 4. **What the server already holds is not pushed.** An lww entry whose field
    now holds, from another node (so from the server), a newer write with a
    canonical-equal value is dropped from the outbox unsent: the server would
@@ -39,11 +43,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
+from typing import TypeVar
 
 import attrs
 
 from quietsync.conflicts import (
     ClockDriftError,
+    Conflict,
     CrdtUpdateError,
     KindMismatchError,
     QuietsyncError,
@@ -56,15 +62,16 @@ from quietsync.replica.errors import (
     SyncError,
     TransportError,
 )
+from quietsync.replica.outbox import RefusedMutation
 from quietsync.replica.replica import Replica
 from quietsync.replica.sync_backoff import Backoff
-from quietsync.replica.sync_notify import notify_conflict, notify_refused
 from quietsync.replica.transport import LiveMessage, PushAnswer, Transport
 from quietsync.replica.transport_http import HttpTransport
 
 __all__ = ["SyncClient", "SyncStatus", "SyncSummary"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _TOO_BIG = frozenset({"body_too_large", "batch_too_large"})
 
@@ -97,8 +104,8 @@ class SyncClient:
     """Syncs `replica` with the server at `url` as the user of `token` (module docstring).
 
     Pass `transport=` instead of `url`/`token` to talk through another
-    `Transport`. `notify_conflicts=True` writes one `sync.conflict`
-    notification per conflicting field. `on_status` is called with every new
+    `Transport`. `on_refused` and `on_conflicts` hear about refused writes and
+    conflicts (rule 7). `on_status` is called with every new
     `SyncStatus`; `statuses()` iterates them too.
     """
 
@@ -111,7 +118,8 @@ class SyncClient:
         transport: Transport | None = None,
         batch_size: int = 500,
         pull_limit: int = 1000,
-        notify_conflicts: bool = False,
+        on_refused: Callable[[list[RefusedMutation]], object] | None = None,
+        on_conflicts: Callable[[list[Conflict]], object] | None = None,
         on_status: Callable[[SyncStatus], object] | None = None,
         coalesce: float = 0.005,
         backoff: Backoff | None = None,
@@ -128,7 +136,8 @@ class SyncClient:
         self._transport = transport
         self._batch_size = batch_size
         self._pull_limit = pull_limit
-        self._notify_conflicts = notify_conflicts
+        self._on_refused = on_refused
+        self._on_conflicts = on_conflicts
         self._on_status = on_status
         self._coalesce = coalesce
         self._backoff = backoff or Backoff()
@@ -253,10 +262,10 @@ class SyncClient:
         with self.replica.transaction():
             for mid, reason in refused:
                 self.replica.mark_refused(mid, reason)
-                notify_refused(self.replica, mid, reason)
                 if reason.startswith("kind_mismatch"):  # the server's field will come in
                     m = by_id[mid]
                     self.replica.forget_field(m.collection, m.key, m.field)
+        self._tell(self._on_refused, [RefusedMutation(by_id[mid], why) for mid, why in refused])
         return len(refused)
 
     def _accept(self, batch: list[Mutation], answer: PushAnswer) -> None:
@@ -267,9 +276,17 @@ class SyncClient:
             self.replica.mark_pushed([m.id for m in batch])
             self.replica.record_conflicts(answer.conflicts)
             self.replica.add_suppressed(answer.suppressed)
-            if self._notify_conflicts:
-                for conflict in answer.conflicts:
-                    notify_conflict(self.replica, conflict)
+        if answer.conflicts:
+            self._tell(self._on_conflicts, answer.conflicts)
+
+    @staticmethod
+    def _tell(callback: Callable[[list[T]], object] | None, items: list[T]) -> None:
+        """Rule 7: call the app's callback with what was just committed; never raise."""
+        if callback is not None:
+            try:
+                callback(items)
+            except Exception:
+                log.exception("%r failed; sync goes on", callback)
 
     async def pull(self) -> int:
         """Pull and apply pages until the log is exhausted; returns how many changes came.

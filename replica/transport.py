@@ -5,10 +5,10 @@ retries, no batching, no backoff: `replica.sync_client` does all of that). So
 the real aiohttp transport (`replica.transport_http`) stays small and tests can
 put a fault-injecting or in-memory transport in its place.
 
-The decoders here turn the server's JSON (``docs/protocol.md``) into attrs
-values and raise `ProtocolError` for anything the protocol does not allow, or
-`RequestRefusedError` / `PushRefusedError` for the documented 4xx bodies. Every
-transport uses them, so the wire is decoded exactly one way.
+The decoders here turn the server's 2xx JSON (``docs/protocol.md``) into
+attrs values and raise `ProtocolError` for anything the protocol does not
+allow (the 4xx bodies are decoded by `quietsync.replica.http.decode_error`).
+Every transport uses them, so the wire is decoded exactly one way.
 
 Must not import `server`.
 """
@@ -23,14 +23,13 @@ import attrs
 
 from quietsync.conflicts import Conflict
 from quietsync.protocol import Change, Mutation, WireError
-from quietsync.replica.errors import ProtocolError, PushRefusedError, RequestRefusedError
+from quietsync.replica.errors import ProtocolError
 
 __all__ = [
     "LiveMessage",
     "PullPage",
     "PushAnswer",
     "Transport",
-    "decode_error",
     "decode_live",
     "decode_pull",
     "decode_push",
@@ -149,21 +148,3 @@ def decode_live(body: Any) -> LiveMessage:
     if kind in ("hello", "pull"):
         return LiveMessage(kind, _int(obj, "cursor"))
     raise ProtocolError(f"unknown live message type {kind!r:.80}")
-
-
-def decode_error(status: int, body: Any) -> RequestRefusedError:
-    """The error a 4xx answer stands for (`PushRefusedError` when it names mutations)."""
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return RequestRefusedError(status, "http_error", f"{body!r:.200}")
-    code, message = str(error.get("code", "http_error")), str(error.get("message", ""))
-    refused = body.get("refused")
-    if not isinstance(refused, list):
-        return RequestRefusedError(status, code, message)
-    items = []
-    for item in refused:
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            raise ProtocolError(f"a refused mutation needs a string 'id', got {item!r:.80}")
-        reason = f"{item.get('code', code)}: {item.get('reason', message)}"
-        items.append((item["id"], reason))
-    return PushRefusedError(status, code, message, items)

@@ -9,12 +9,12 @@ import pytest
 
 from quietsync.protocol.jobs import MESSAGES, NOTIFICATIONS
 from quietsync.replica import (
-    JobRefusedError,
-    JobsUnavailableError,
     Notifications,
     Replica,
+    RequestRefusedError,
     StreamTracker,
     Subscriber,
+    TransportError,
     UnknownJobError,
 )
 from quietsync.server.jobs.providers import scripted_reply
@@ -99,7 +99,7 @@ async def test_a_refused_start_ends_the_message_and_says_why(tmp_path: Path) -> 
         client(server, tmp_path / "c.db") as (replica, tracker),
     ):
         first = await tracker.start("t1", "m1", PROMPT)
-        with pytest.raises(JobRefusedError) as refused:
+        with pytest.raises(RequestRefusedError) as refused:
             await tracker.start("t1", "m2", PROMPT)
         assert refused.value.status == 429 and refused.value.code == "too_many_jobs"
         message = replica.get(MESSAGES, "m2")
@@ -173,7 +173,7 @@ async def test_an_unreachable_server_fails_the_start_and_ends_the_message(tmp_pa
     with Replica.open(tmp_path / "c.db") as replica:
         tracker = StreamTracker(replica, url, token="token-a")
         try:
-            with pytest.raises(JobsUnavailableError):
+            with pytest.raises(TransportError):
                 await tracker.start("t1", "m1", PROMPT)
         finally:
             await tracker.close()
@@ -193,7 +193,7 @@ async def test_unknown_jobs_and_bad_tokens_are_clear_errors(tmp_path: Path) -> N
             await tracker.abort("nope")
         stranger = StreamTracker(replica, server.url, token="wrong")
         try:
-            with pytest.raises(JobRefusedError) as refused:
+            with pytest.raises(RequestRefusedError) as refused:
                 await stranger.start("t1", "m9", PROMPT)
             assert refused.value.status == 401
         finally:

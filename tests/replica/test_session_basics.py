@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from quietsync.protocol.jobs import MESSAGES
-from quietsync.replica import ChatPane, JobRefusedError, Replica, StreamTracker, ThreadSession
+from quietsync.replica import ChatPane, Replica, RequestRefusedError, StreamTracker, ThreadSession
 from quietsync.server.jobs.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server
 from tests.server.job_helpers import scripted
@@ -83,7 +83,7 @@ async def test_a_failed_start_leaves_the_session_usable(tmp_path: Path) -> None:
     ):
         busy = await tracker.start("t0", "m0", PROMPT)
         session = ThreadSession(replica, tracker, "t1")
-        with pytest.raises(JobRefusedError, match="too_many_jobs"):
+        with pytest.raises(RequestRefusedError, match="too_many_jobs"):
             await session.send(PROMPT)
         assert not session.loading and session.background_job_mode == "none"
         assert session.messages[-1]["job_status"] == "error"

@@ -16,7 +16,7 @@ from quietsync.conflicts import HLC, Clock, wall_clock_ms
 from quietsync.protocol import Change
 from quietsync.protocol.jobs import JOB_FIELDS, MESSAGES, JobEvent
 from quietsync.replica import JobGapError, Replica
-from quietsync.replica.job_mirror import JobMirror, JobState
+from quietsync.replica.jobs.mirror import JobMirror, JobState
 
 
 class JobServer:

@@ -6,8 +6,16 @@ from collections.abc import Callable
 
 import pytest
 
+from quietsync.conflicts import Conflict
 from quietsync.protocol import NOTIFICATIONS
-from quietsync.replica import Replica, RequestRefusedError, SyncClient, TransportError
+from quietsync.replica import (
+    Notifications,
+    RefusedMutation,
+    Replica,
+    RequestRefusedError,
+    SyncClient,
+    TransportError,
+)
 from quietsync.testing import RunningServer, running_server
 from tests.sync.conftest import TOKEN, FlakyTransport, server_log
 
@@ -61,12 +69,20 @@ async def test_a_refused_mutation_is_set_aside_and_the_rest_goes_on(
     await first.stop()
     b.text_insert("notes", "n1", "body", 0, "text")  # crdt: the server refuses the kind
     b.put("notes", "n2", {"title": "fine"})
-    client = SyncClient(b, server.url, token=TOKEN)
+    heard: list[RefusedMutation] = []
+    notes = Notifications(b)
+
+    def on_refused(refused: list[RefusedMutation]) -> None:
+        heard.extend(refused)
+        notes.write_refused(refused)
+
+    client = SyncClient(b, server.url, token=TOKEN, on_refused=on_refused)
     summary = await client.sync_once()
     await client.stop()
     assert summary.refused == 1 and summary.pushed >= 1
     [refused] = b.refused()
     assert refused.mutation.id == "b:1" and "kind_mismatch" in refused.reason
+    assert heard == [refused]  # told once, after the commit
     warning = b.get(NOTIFICATIONS, "sync.refused:b:1")
     assert warning is not None and warning["type"] == "system.warning"
     assert set(warning) == {"thread_id", "type", "title", "body", "read_at", "created_at"}
@@ -84,7 +100,7 @@ async def test_a_batch_too_large_is_halved_and_a_lone_oversized_write_set_aside(
             client = SyncClient(a, server.url, token=TOKEN, batch_size=50)
             summary = await client.sync_once()
             await client.stop()
-            assert summary.pushed == 10 + 6  # the ten, then the six fields of the notification
+            assert summary.pushed == 10  # the big one is set aside, never pushed
             assert summary.refused == 1
             assert [r.mutation.key for r in a.refused()] == ["big"]
             assert "body_too_large" in a.refused()[0].reason
@@ -113,7 +129,7 @@ async def test_conflicts_land_once_and_notify_once_per_field(
     server: RunningServer, open_replica: Open
 ):
     a, b = open_replica("a"), open_replica("b")
-    ca = SyncClient(a, server.url, token=TOKEN, notify_conflicts=True)
+    ca = SyncClient(a, server.url, token=TOKEN, on_conflicts=Notifications(a).write_conflicts)
     cb = SyncClient(b, server.url, token=TOKEN)
     b.put("notes", "n1", {"title": "from b"})
     await cb.sync_once()
@@ -138,7 +154,7 @@ async def test_identical_concurrent_writes_are_counted_not_reported(
     server: RunningServer, open_replica: Open
 ):
     a, b = open_replica("a"), open_replica("b")
-    ca = SyncClient(a, server.url, token=TOKEN, notify_conflicts=True)
+    ca = SyncClient(a, server.url, token=TOKEN, on_conflicts=Notifications(a).write_conflicts)
     cb = SyncClient(b, server.url, token=TOKEN)
     a.put("notes", "n1", {"tags": {"x": 1, "y": 2}})
     b.put("notes", "n1", {"tags": {"y": 2, "x": 1}})  # same content, other key order
@@ -201,3 +217,24 @@ def test_bad_constructor_arguments_are_refused(open_replica: Open):
         SyncClient(a, "http://127.0.0.1:1")
     with pytest.raises(ValueError, match="batch_size"):
         SyncClient(a, "http://127.0.0.1:1", token="t", batch_size=0)
+
+
+async def test_a_callback_that_raises_is_logged_and_sync_goes_on(
+    server: RunningServer, open_replica: Open, caplog: pytest.LogCaptureFixture
+):
+    a, b = open_replica("a"), open_replica("b")
+    b.put("notes", "n1", {"title": "from b"})
+    first = SyncClient(b, server.url, token=TOKEN)
+    await first.sync_once()
+    await first.stop()
+    a.put("notes", "n1", {"title": "from a"})  # concurrent with b's: one conflict
+
+    def broken(conflicts: list[Conflict]) -> None:
+        raise RuntimeError("the app's handler is broken")
+
+    client = SyncClient(a, server.url, token=TOKEN, on_conflicts=broken)
+    summary = await client.sync_once()
+    await client.stop()
+    assert summary.conflicts == 1 and a.pending_count() == 0
+    assert [c.field for c in a.conflicts()] == ["title"]  # recorded before the callback ran
+    assert "failed; sync goes on" in caplog.text

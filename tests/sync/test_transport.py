@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from quietsync.replica import Backoff, ProtocolError, PushRefusedError, RequestRefusedError
-from quietsync.replica.transport import decode_error, decode_live, decode_pull, decode_push
+from quietsync.replica.http import decode_error
+from quietsync.replica.transport import decode_live, decode_pull, decode_push
 
 STAMP = "001763946000000-00000000-n1"
 CHANGE = {

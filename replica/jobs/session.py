@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 from quietsync.conflicts import wall_clock_ms
 from quietsync.protocol.jobs import MESSAGES
+from quietsync.replica.jobs.tracker import Attachment, StreamTracker, Subscriber
 from quietsync.replica.replica import Replica
-from quietsync.replica.tracker import Attachment, StreamTracker, Subscriber
 
 __all__ = ["BackgroundJobMode", "ChatPane", "ThreadSession"]
 

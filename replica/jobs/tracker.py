@@ -36,10 +36,16 @@ import attrs
 
 from quietsync.conflicts import wall_clock_ms
 from quietsync.protocol.jobs import MESSAGES, JobEvent, JobStatus
-from quietsync.replica.errors import JobGapError, JobsError, JobsUnavailableError, UnknownJobError
-from quietsync.replica.job_mirror import JobMirror, JobState
-from quietsync.replica.jobs_client import JobPoll, JobsClient, StartMode
-from quietsync.replica.notifications import Notifications
+from quietsync.replica.errors import (
+    JobGapError,
+    ProtocolError,
+    SyncError,
+    TransportError,
+    UnknownJobError,
+)
+from quietsync.replica.jobs.client import JobPoll, JobsClient, StartMode
+from quietsync.replica.jobs.mirror import JobMirror, JobState
+from quietsync.replica.jobs.notifications import Notifications
 from quietsync.replica.replica import Replica
 
 __all__ = ["Attachment", "StreamTracker", "Subscriber"]
@@ -47,6 +53,8 @@ __all__ = ["Attachment", "StreamTracker", "Subscriber"]
 log = logging.getLogger(__name__)
 
 TASK_PREFIX = "quietsync-tracker"
+_RETRY = (TransportError, ProtocolError, JobGapError)
+"""What a job's stream may fail with and still be followed: poll, then reconnect."""
 
 
 def _ignore(*_args: object) -> None:
@@ -132,7 +140,7 @@ class StreamTracker:
         self._mirror.placeholder(message_id)
         try:
             job_id, stream = await self._client.start(thread_id, message_id, text, mode=mode)
-        except JobsError as exc:
+        except SyncError as exc:
             state = JobState(f"unstarted:{message_id}", thread_id, message_id)
             self._mirror.write_local_error(state, f"the job could not start: {exc}")
             raise
@@ -227,7 +235,7 @@ class StreamTracker:
     async def _abort_quietly(self, job_id: str) -> None:
         try:
             await self._client.abort(job_id)
-        except JobsError:
+        except SyncError:
             log.exception("could not abort job %s", job_id)
 
     # -- the per-job task ------------------------------------------------------------
@@ -251,7 +259,7 @@ class StreamTracker:
             except UnknownJobError:
                 self._lost(job)
                 return
-            except (JobsUnavailableError, JobGapError) as exc:
+            except _RETRY as exc:
                 log.warning("job %s: %s; polling, then retrying", job.state.job_id, exc)
                 if not await self._fallback_poll(job):
                     self._lost(job)
@@ -276,7 +284,7 @@ class StreamTracker:
             self._on_event(job, (await self._poll(job)).as_event())
         except UnknownJobError:
             return False
-        except (JobsUnavailableError, JobGapError) as exc:
+        except _RETRY as exc:
             log.warning("job %s: poll failed too: %s", job.state.job_id, exc)
         return True
 
