@@ -59,6 +59,7 @@ from quietsync.replica import (
     SyncClient,
 )
 from quietsync.replica.errors import TransportError
+from quietsync.replica.replica import sync_port
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import StoredField
 
@@ -296,7 +297,7 @@ class Harness:
         elif roll < 0.78:
             r.delete(COLLECTION, key)
         else:
-            state = r.field_state(COLLECTION, key, TEXT_FIELD)
+            state = sync_port(r).field_state(COLLECTION, key, TEXT_FIELD)
             text = "" if state is None else str(state.write.value)
             if text and self.rng.random() < 0.3:
                 at = self.rng.randrange(len(text))
@@ -305,7 +306,7 @@ class Harness:
                 at = self.rng.randint(0, len(text))
                 r.text_insert(COLLECTION, key, TEXT_FIELD, at, self.rng.choice("abc") * 2)
         for field in (*LWW_FIELDS, TEXT_FIELD, DELETED_FIELD):
-            state = r.field_state(COLLECTION, key, field)
+            state = sync_port(r).field_state(COLLECTION, key, field)
             if state is not None and state.write.stamp.node == r.node_id:
                 node.acked.add((FieldRef(COLLECTION, key, field), state.write.stamp, state.kind))
 
@@ -389,7 +390,7 @@ def check(
 
 
 def _compare(i: int, r: Replica, ref: FieldRef, server: StoredField | None) -> list[str]:
-    mine = r.field_state(ref.collection, ref.key, ref.field)
+    mine = sync_port(r).field_state(ref.collection, ref.key, ref.field)
     if server is None or mine is None:
         return [] if server is mine else [f"replica {i}: {ref} is {mine} but server has {server}"]
     if mine.write.stamp != server.stamp or mine.kind != server.kind:

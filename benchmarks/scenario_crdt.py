@@ -20,6 +20,7 @@ from benchmarks.results import ScenarioResult
 from quietsync.conflicts import HLC
 from quietsync.protocol import Change
 from quietsync.replica import Replica
+from quietsync.replica.replica import sync_port
 from quietsync.replica.sync_client import SyncClient
 from quietsync.testing import running_server
 
@@ -79,7 +80,7 @@ def _apply_costs(updates: list[bytes], tmp: Path) -> tuple[float, float]:
     with Replica.open(tmp / "apply.db") as target:
         started = time.perf_counter()
         for start in range(0, len(changes), PAGE):
-            target.apply_remote(changes[start : start + PAGE])
+            sync_port(target).apply_remote(changes[start : start + PAGE])
         ours = time.perf_counter() - started
     return raw, ours
 
@@ -97,7 +98,10 @@ async def crdt_text(tmp: Path, *, quick: bool) -> list[ScenarioResult]:
                 m for i, node in enumerate(nodes) for m in _edit_offline(node, i, edits, rng)
             ]
             updates = [
-                m.update for node in nodes for m in node.outbox_batch(10**6) if m.update is not None
+                m.update
+                for node in nodes
+                for m in sync_port(node).outbox_batch(10**6)
+                if m.update is not None
             ]
             clients = [SyncClient(n, server.url, token=server.token(USER)) for n in nodes]
             try:

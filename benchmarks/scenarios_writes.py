@@ -20,6 +20,7 @@ import attrs
 from benchmarks.results import ScenarioResult
 from quietsync.conflicts import HLC, canonical_equal
 from quietsync.replica import Replica
+from quietsync.replica.replica import sync_port
 from quietsync.replica.sync_client import SyncClient
 from quietsync.testing import running_server
 
@@ -83,7 +84,7 @@ def _write_offline(nodes: list[Replica], records: int, value_for: ValueFor) -> l
         node.put_many(COLLECTION, batch)
         for key in batch:
             for field in FIELDS:
-                state = node.field_state(COLLECTION, key, field)
+                state = sync_port(node).field_state(COLLECTION, key, field)
                 assert state is not None
                 writes.append(_Write(key, field, state.write.value, state.write.stamp))
     return writes
@@ -104,7 +105,7 @@ def _account(
     suppressed = sum(node.suppressed_count() for node in nodes)
     lost = 0
     for w in writes:
-        final = reference.field_state(COLLECTION, w.key, w.field)
+        final = sync_port(reference).field_state(COLLECTION, w.key, w.field)
         assert final is not None
         kept = final.write.stamp == w.stamp or canonical_equal(final.write.value, w.value)
         if not kept and (w.key, w.field, w.stamp) not in losers:

@@ -41,6 +41,7 @@ from benchmarks._table import print_table
 from quietsync.conflicts import HLC, wall_clock_ms
 from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica import ChangeEvent, ChatPane, Replica, StreamTracker
+from quietsync.replica.replica import sync_port
 from quietsync.server.jobs import JobsConfig, ScriptedProvider, scripted_reply
 from quietsync.testing import running_server
 
@@ -114,7 +115,7 @@ async def measure_tracked(url: str, n: int, tokens: int, path: Path) -> dict[str
 
         def on_change(event: ChangeEvent) -> None:
             if "content" in event.fields:
-                held = replica.field_state(MESSAGES, event.key, "content")
+                held = sync_port(replica).field_state(MESSAGES, event.key, "content")
                 if held is not None and held.write.stamp.node == "server":
                     lags.append(wall_clock_ms() - held.write.stamp.wall_ms)
 

@@ -63,7 +63,7 @@ from quietsync.replica.errors import (
     TransportError,
 )
 from quietsync.replica.outbox import RefusedMutation
-from quietsync.replica.replica import Replica
+from quietsync.replica.replica import Replica, sync_port
 from quietsync.replica.sync_backoff import Backoff
 from quietsync.replica.transport import LiveMessage, PushAnswer, Transport
 from quietsync.replica.transport_http import HttpTransport
@@ -133,6 +133,7 @@ class SyncClient:
         if batch_size < 1 or pull_limit < 1:
             raise ValueError("batch_size and pull_limit must be >= 1")
         self.replica = replica
+        self._port = sync_port(replica)
         self._transport = transport
         self._batch_size = batch_size
         self._pull_limit = pull_limit
@@ -142,12 +143,12 @@ class SyncClient:
         self._coalesce = coalesce
         self._backoff = backoff or Backoff()
         self._lock = asyncio.Lock()
-        self._status = SyncStatus(pending=replica.pending_count())
+        self._status = SyncStatus(pending=self._port.pending_count())
         self._watchers: set[asyncio.Queue[SyncStatus]] = set()
         self._wrote = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        replica.on_outbox(self._local_write)  # for the client's lifetime: pending count, wakeups
+        self._port.on_outbox(self._local_write)  # for the client's lifetime: pending count, wakeups
 
     # -- status ------------------------------------------------------------------
 
@@ -181,8 +182,8 @@ class SyncClient:
 
     def _local_write(self) -> None:
         self._wrote.set()
-        if not self.replica.closed:
-            self._set_status(pending=self.replica.pending_count())
+        if not self._port.closed:
+            self._set_status(pending=self._port.pending_count())
 
     # -- one exchange ----------------------------------------------------------
 
@@ -204,13 +205,13 @@ class SyncClient:
         return attrs.evolve(summary, pulled=pulled)
 
     def _pending(self) -> int:
-        return self.replica.pending_count()
+        return self._port.pending_count()
 
     async def push(self) -> SyncSummary:
         """Push the whole outbox in batches (rules 1-4); `sync_once` is this, then `pull`."""
         total = SyncSummary()
         async with self._lock:
-            while batch := self.replica.outbox_batch(self._batch_size):
+            while batch := self._port.outbox_batch(self._batch_size):
                 send = self._skip_held(batch)
                 total = attrs.evolve(total, skipped=total.skipped + len(batch) - len(send))
                 if send:
@@ -221,7 +222,7 @@ class SyncClient:
     def _skip_held(self, batch: list[Mutation]) -> list[Mutation]:
         """Rule 4: drop entries whose value the server already holds under a newer stamp."""
         held, by_id = [], {m.id: m for m in batch}
-        for mid, state in self.replica.held_by_others(batch).items():
+        for mid, state in self._port.held_by_others(batch).items():
             m = by_id[mid]
             if (
                 m.kind == "lww"
@@ -231,7 +232,7 @@ class SyncClient:
             ):
                 held.append(mid)
         if held:
-            self.replica.mark_pushed(held)
+            self._port.mark_pushed(held)
         return [m for m in batch if m.id not in held]
 
     async def _push_batch(self, batch: list[Mutation], total: SyncSummary) -> SyncSummary:
@@ -259,12 +260,12 @@ class SyncClient:
         if not refused or any(mid not in {m.id for m in batch} for mid, _ in refused):
             raise SyncError(f"the server refused mutations not in the batch: {refused!r:.200}")
         by_id = {m.id: m for m in batch}
-        with self.replica.transaction():
+        with self._port.transaction():
             for mid, reason in refused:
-                self.replica.mark_refused(mid, reason)
+                self._port.mark_refused(mid, reason)
                 if reason.startswith("kind_mismatch"):  # the server's field will come in
                     m = by_id[mid]
-                    self.replica.forget_field(m.collection, m.key, m.field)
+                    self._port.forget_field(m.collection, m.key, m.field)
         self._tell(self._on_refused, [RefusedMutation(by_id[mid], why) for mid, why in refused])
         return len(refused)
 
@@ -272,10 +273,10 @@ class SyncClient:
         missing = [m.id for m in batch if m.id not in answer.outcomes]
         if missing:
             raise SyncError(f"the push answer has no outcome for {missing[:5]}")
-        with self.replica.transaction():
-            self.replica.mark_pushed([m.id for m in batch])
-            self.replica.record_conflicts(answer.conflicts)
-            self.replica.add_suppressed(answer.suppressed)
+        with self._port.transaction():
+            self._port.mark_pushed([m.id for m in batch])
+            self._port.record_conflicts(answer.conflicts)
+            self._port.add_suppressed(answer.suppressed)
         if answer.conflicts:
             self._tell(self._on_conflicts, answer.conflicts)
 
@@ -308,8 +309,8 @@ class SyncClient:
         pulled = 0
         async with self._lock:
             while True:
-                page = await self._transport.pull(self.replica.cursor, self._pull_limit)
-                self.replica.apply_remote(page.changes, page.cursor)
+                page = await self._transport.pull(self._port.cursor, self._pull_limit)
+                self._port.apply_remote(page.changes, page.cursor)
                 pulled += len(page.changes)
                 if not page.has_more:
                     return pulled
@@ -362,7 +363,7 @@ class SyncClient:
 
     async def _follow_live(self) -> None:
         """Follow the socket until the server asks for a pull (return) or it drops (raise)."""
-        async with self._transport.live(self.replica.cursor) as messages:
+        async with self._transport.live(self._port.cursor) as messages:
             reader = asyncio.create_task(self._read_live(messages))
             pusher = asyncio.create_task(self._push_on_writes())
             try:
@@ -387,14 +388,14 @@ class SyncClient:
 
     def _apply_live(self, msg: LiveMessage) -> bool:
         """Apply a live batch that continues the cursor; False if a pull must fill in."""
-        cursor = self.replica.cursor
+        cursor = self._port.cursor
         fresh = [c for c in msg.changes if (c.seq or 0) > cursor]
         if not fresh:
             return True
         if self._lock.locked() or fresh[0].seq != cursor + 1:
             return False  # a gap (or a pull in flight): the log fills it in order
         try:
-            self.replica.apply_remote(fresh, msg.cursor)
+            self._port.apply_remote(fresh, msg.cursor)
         except (KindMismatchError, ClockDriftError, CrdtUpdateError):
             return False  # `pull` knows how to get past these, or reports them
         return True

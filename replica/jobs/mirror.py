@@ -6,7 +6,7 @@ can be tested without a server. The rules (field ownership, ``conflicts.jobs``):
 1. **Only the server's writes, never our own.** A `delta` mirrors field
    ``content`` (the whole content so far) with the event's stamp; a `snapshot`
    or `status` mirrors all five `JOB_FIELDS` with the event's stamp. Both go
-   through `Replica.apply_remote` as changes with ``seq=None``: merged, never
+   through `SyncPort.apply_remote` as changes with ``seq=None``: merged, never
    queued for push. When sync later delivers the same write it carries the same
    stamp (a duplicate) or a newer one; never a conflict.
 2. **A placeholder any server stamp beats.** Before the first event the message
@@ -36,7 +36,7 @@ from quietsync.conflicts import HLC, QuietsyncError
 from quietsync.protocol import Change
 from quietsync.protocol.jobs import JOB_FIELDS, MESSAGES, JobEvent, JobStatus
 from quietsync.replica.errors import JobGapError
-from quietsync.replica.replica import Replica
+from quietsync.replica.replica import Replica, sync_port
 
 __all__ = ["JobMirror", "JobState"]
 
@@ -121,7 +121,7 @@ class JobMirror:
     """Writes job states into a replica, coalesced; see the module docstring."""
 
     def __init__(self, replica: Replica) -> None:
-        self._replica = replica
+        self._port = sync_port(replica)
         self._news: dict[str, JobState] = {}
 
     @property
@@ -130,17 +130,17 @@ class JobMirror:
 
     def placeholder(self, message_id: str) -> None:
         """Show "streaming, nothing yet" before the job exists; any server write beats it."""
-        stamp = HLC.minimal(self._replica.node_id)
+        stamp = HLC.minimal(self._port.node_id)
         changes = [
             Change(f"placeholder:{message_id}:{f}", MESSAGES, message_id, f, "lww", stamp, None, v)
             for f, v in _PLACEHOLDER.items()
         ]
-        self._replica.apply_remote(changes)
+        self._port.apply_remote(changes)
 
     def load_bases(self, state: JobState) -> None:
         """Read the stamps the replica holds for the message (when tracking starts)."""
         for field, attr in (("content", "content_base"), ("job_status", "meta_base")):
-            held = self._replica.field_state(MESSAGES, state.message_id, field)
+            held = self._port.field_state(MESSAGES, state.message_id, field)
             setattr(state, attr, None if held is None else held.write.stamp)
 
     def mark(self, state: JobState) -> None:
@@ -158,13 +158,13 @@ class JobMirror:
             return
         states, self._news = list(self._news.values()), {}
         try:
-            self._replica.apply_remote([c for s in states for c in self._changes(s)])
+            self._port.apply_remote([c for s in states for c in self._changes(s)])
         except (QuietsyncError, ValueError):
             # Isolate the job whose write is refused (a stamp too far ahead): the
             # others are persisted; its next event or sync brings it up to date.
             for state in states:
                 try:
-                    self._replica.apply_remote(self._changes(state))
+                    self._port.apply_remote(self._changes(state))
                 except (QuietsyncError, ValueError):
                     log.exception("could not persist job %s", state.job_id)
                     continue
@@ -180,7 +180,7 @@ class JobMirror:
         nothing of the server's will come, so the message must not stay pending.
         """
         state.status, state.error = "error", error
-        state.stamp = self._replica.clock.now()
+        state.stamp = self._port.clock.now()
         state.dirty.update(JOB_FIELDS)
         self._news[state.job_id] = state
         self.flush()

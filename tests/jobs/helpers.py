@@ -19,6 +19,7 @@ import aiohttp
 from quietsync.conflicts import Conflict
 from quietsync.protocol import Change
 from quietsync.replica import Replica, StreamTracker
+from quietsync.replica.replica import sync_port
 from quietsync.testing import RunningServer, running_server
 from tests.server.job_helpers import scripted
 
@@ -37,13 +38,13 @@ async def until(condition: Callable[[], object], *, within: float = 10.0, what: 
 async def push(http: aiohttp.ClientSession, replica: Replica) -> dict[str, Any]:
     """Push the whole outbox; record the server's conflicts and suppressed count."""
     answer: dict[str, Any] = {"results": [], "conflicts": [], "suppressed": 0}
-    while batch := replica.outbox_batch(200):
+    while batch := sync_port(replica).outbox_batch(200):
         resp = await http.post("/v1/push", json={"mutations": [m.to_json() for m in batch]})
         body = await resp.json()
         assert resp.status == 200, body
-        replica.mark_pushed(m.id for m in batch)
-        replica.record_conflicts(Conflict.from_json(c) for c in body["conflicts"])
-        replica.add_suppressed(body["suppressed"])
+        sync_port(replica).mark_pushed(m.id for m in batch)
+        sync_port(replica).record_conflicts(Conflict.from_json(c) for c in body["conflicts"])
+        sync_port(replica).add_suppressed(body["suppressed"])
         answer["results"] += body["results"]
         answer["conflicts"] += body["conflicts"]
         answer["suppressed"] += body["suppressed"]
@@ -54,11 +55,11 @@ async def pull(http: aiohttp.ClientSession, replica: Replica) -> list[Change]:
     """Pull every change since the replica's cursor into it; the changes pulled."""
     pulled: list[Change] = []
     while True:
-        resp = await http.get("/v1/pull", params={"since": replica.cursor, "limit": 500})
+        resp = await http.get("/v1/pull", params={"since": sync_port(replica).cursor, "limit": 500})
         body = await resp.json()
         assert resp.status == 200, body
         changes = [Change.from_json(c) for c in body["changes"]]
-        replica.apply_remote(changes, body["cursor"])
+        sync_port(replica).apply_remote(changes, body["cursor"])
         pulled += changes
         if not body["has_more"]:
             return pulled

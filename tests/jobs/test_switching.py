@@ -13,6 +13,7 @@ from pathlib import Path
 from quietsync.conflicts import wall_clock_ms
 from quietsync.protocol.jobs import MESSAGES, NOTIFICATIONS
 from quietsync.replica import ChatPane, Notifications, Replica, StreamTracker
+from quietsync.replica.replica import sync_port
 from quietsync.server.jobs.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server, pull, push, server_copy, tracker_tasks, until
 from tests.server.job_helpers import scripted
@@ -113,7 +114,7 @@ async def test_client_clock_30s_ahead_gives_no_conflict_and_content_never_goes_b
             seen: list[str] = []
             replica.subscribe(MESSAGES, lambda e: seen.append(stored(replica, e.key)), key="m1")
             job_id = await tracker.start("t1", "m1", PROMPT)
-            owned = replica.field_state(MESSAGES, "m1", "created_at")
+            owned = sync_port(replica).field_state(MESSAGES, "m1", "created_at")
             assert owned is not None and owned.write.stamp.wall_ms > wall_clock_ms() + skew // 2
             conflicts, waiting = [], asyncio.ensure_future(tracker.wait(job_id, timeout=10))
             while not waiting.done():  # sync both ways, as often as we can, while it streams

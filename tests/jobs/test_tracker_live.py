@@ -17,6 +17,7 @@ from quietsync.replica import (
     TransportError,
     UnknownJobError,
 )
+from quietsync.replica.replica import sync_port
 from quietsync.server.jobs.providers import scripted_reply
 from tests.jobs.helpers import client, jobs_server, pull, push, server_copy, tracker_tasks, until
 from tests.server.job_helpers import scripted
@@ -36,7 +37,7 @@ async def test_a_job_nobody_watches_is_persisted_in_full(tmp_path: Path, mode: s
         assert message["job_status"] == "complete" and message["job_id"] == job_id
         assert message["role"] == "assistant" and message["thread_id"] == "t1"
         # only the client-owned fields wait in the outbox, plus the notification
-        pushed = {(m.collection, m.field) for m in replica.outbox_batch(100)}
+        pushed = {(m.collection, m.field) for m in sync_port(replica).outbox_batch(100)}
         assert {f for c, f in pushed if c == MESSAGES} == {"thread_id", "role", "created_at"}
         assert Notifications(replica).list("t1")[0]["id"] == f"job:{job_id}:complete"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from quietsync.conflicts import wall_clock_ms
 from quietsync.protocol.jobs import MESSAGES, NOTIFICATIONS
 from quietsync.replica import Notifications, Replica, StreamTracker, SyncClient
+from quietsync.replica.replica import sync_port
 from quietsync.server.jobs.providers import scripted_reply
 from tests.jobs.helpers import jobs_server, server_copy
 from tests.server.job_helpers import scripted
@@ -43,7 +44,7 @@ async def test_sync_beside_the_tracker_sees_duplicates_not_conflicts(tmp_path: P
                 # The log's copies of the job's writes change nothing here any more.
                 changed: list[frozenset[str]] = []
                 replica.subscribe(MESSAGES, lambda e: changed.append(e.fields))
-                replica.apply_remote([])  # (no-op transaction: the subscription is live)
+                sync_port(replica).apply_remote([])  # (no-op transaction: the subscription is live)
                 again = await sync.sync_once()
             assert settled.conflicts == again.conflicts == 0
             assert replica.conflicts() == [] and changed == []
@@ -53,8 +54,8 @@ async def test_sync_beside_the_tracker_sees_duplicates_not_conflicts(tmp_path: P
                 with await server_copy(http, tmp_path / "observer.db") as copy:
                     assert copy.get(MESSAGES, "m1") == replica.get(MESSAGES, "m1")
                     for field in ("content", "job_status", "pending"):
-                        ours = replica.field_state(MESSAGES, "m1", field)
-                        theirs = copy.field_state(MESSAGES, "m1", field)
+                        ours = sync_port(replica).field_state(MESSAGES, "m1", field)
+                        theirs = sync_port(copy).field_state(MESSAGES, "m1", field)
                         assert ours is not None and theirs is not None
                         assert ours.write.stamp == theirs.write.stamp  # the same write
 

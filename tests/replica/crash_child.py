@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 
 from quietsync.replica import Replica
+from quietsync.replica.replica import sync_port
 
 
 def main() -> None:
@@ -29,10 +30,10 @@ def main() -> None:
         print(f"W {' '.join(keys)}", flush=True)
         i, calls = i + len(keys), calls + 1
         if calls % 5 == 0:
-            batch = replica.outbox_batch(3)
+            batch = sync_port(replica).outbox_batch(3)
             pushed = " ".join(f"{m.key}/{m.field}" for m in batch)
             print(f"p {pushed}", flush=True)
-            replica.mark_pushed(m.id for m in batch)
+            sync_port(replica).mark_pushed(m.id for m in batch)
             print(f"P {pushed}", flush=True)
 
 

@@ -26,15 +26,16 @@ from quietsync.replica import (
     StorageError,
     UnknownMutationError,
 )
+from quietsync.replica.replica import sync_port
 from tests.replica.conftest import Server
 
 
 def _snapshot(replica: Replica) -> tuple[object, ...]:
     return (
         replica.query("items"),
-        replica.outbox_batch(1000),
-        replica.cursor,
-        replica.clock.last,
+        sync_port(replica).outbox_batch(1000),
+        sync_port(replica).cursor,
+        sync_port(replica).clock.last,
     )
 
 
@@ -110,7 +111,7 @@ def test_remote_changes_of_unknown_or_wrong_kind_change_nothing(
     replica: Replica, server: Server
 ) -> None:
     replica.put("items", "a", {"title": "t"})
-    replica.apply_remote([server.change("b", "x", 1)], cursor=1)
+    sync_port(replica).apply_remote([server.change("b", "x", 1)], cursor=1)
     before = _snapshot(replica)
     good = server.change("c", "x", 1)
     unknown = Change(
@@ -122,26 +123,28 @@ def test_remote_changes_of_unknown_or_wrong_kind_change_nothing(
         stamp=server.clock.now(),  # type: ignore[arg-type]
     )
     with pytest.raises(ValueError, match="unknown kind 'blob'"):
-        replica.apply_remote([good, unknown], cursor=2)
+        sync_port(replica).apply_remote([good, unknown], cursor=2)
     with pytest.raises(KindMismatchError):
-        replica.apply_remote([good, server.text("a", "title", "x")], cursor=2)
+        sync_port(replica).apply_remote([good, server.text("a", "title", "x")], cursor=2)
     with pytest.raises(KindMismatchError):
-        replica.apply_remote([good, server.text("a", "_deleted", "x")], cursor=2)
+        sync_port(replica).apply_remote([good, server.text("a", "_deleted", "x")], cursor=2)
     with pytest.raises(CrdtUpdateError):
-        replica.apply_remote([good, server.change("c", "body", update=b"\xff\x00garbage")], 2)
+        sync_port(replica).apply_remote(
+            [good, server.change("c", "body", update=b"\xff\x00garbage")], 2
+        )
     with pytest.raises(TypeError):
-        replica.apply_remote([good, {"not": "a change"}], cursor=2)  # type: ignore[list-item]
+        sync_port(replica).apply_remote([good, {"not": "a change"}], cursor=2)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="cursor"):
-        replica.apply_remote([good], cursor=-1)
+        sync_port(replica).apply_remote([good], cursor=-1)
     assert _snapshot(replica) == before
 
 
 def test_a_drifting_remote_stamp_refuses_the_whole_call(replica: Replica, server: Server) -> None:
-    replica.apply_remote([server.change("a", "x", 1)], cursor=1)
+    sync_port(replica).apply_remote([server.change("a", "x", 1)], cursor=1)
     before = _snapshot(replica)
     future = HLC(wall_clock_ms() + 10 * 60_000, 0, "server")
     with pytest.raises(ClockDriftError):
-        replica.apply_remote(
+        sync_port(replica).apply_remote(
             [server.change("b", "x", 2), server.change("c", "x", 3, stamp=future)], 2
         )
     assert _snapshot(replica) == before
@@ -211,13 +214,13 @@ def test_a_closed_replica_refuses_to_work(replica: Replica) -> None:
 def test_outbox_calls_with_unknown_ids_are_refused(replica: Replica) -> None:
     replica.put("items", "a", {"x": 1})
     with pytest.raises(UnknownMutationError):
-        replica.mark_refused("local:99", "nope")
+        sync_port(replica).mark_refused("local:99", "nope")
     with pytest.raises(UnknownMutationError):
-        replica.mark_pushed(["someone-else:1"])
+        sync_port(replica).mark_pushed(["someone-else:1"])
     with pytest.raises(ValueError):
-        replica.outbox_batch(0)
+        sync_port(replica).outbox_batch(0)
     with pytest.raises(ValueError):
-        replica.add_suppressed(-1)
+        sync_port(replica).add_suppressed(-1)
     assert replica.pending_count() == 1
 
 

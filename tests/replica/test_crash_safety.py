@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from quietsync.replica import Replica
+from quietsync.replica.replica import sync_port
 
 CHILD = Path(__file__).with_name("crash_child.py")
 KILLS = 24
@@ -80,7 +81,7 @@ def _check(path: Path, ledger: Ledger) -> int:
         assert len(stored - ledger.acked) <= 2
         for key in ledger.acked:
             assert replica.get("items", key)["i"] == int(key[1:])
-        outbox = replica.outbox_batch(1_000_000)
+        outbox = sync_port(replica).outbox_batch(1_000_000)
         in_outbox = {f"{m.key}/{m.field}" for m in outbox}
         written = {f"{k}/{f}" for k in stored for f in FIELDS}
         assert len(in_outbox) == len(outbox), "one entry per field write"
@@ -88,7 +89,7 @@ def _check(path: Path, ledger: Ledger) -> int:
         assert in_outbox <= written, "an outbox entry without its write"
         assert written - in_outbox <= ledger.pushed | ledger.maybe_pushed, "a write not queued"
         for m in outbox:
-            assert replica.field_state("items", m.key, m.field).write.stamp == m.stamp
+            assert sync_port(replica).field_state("items", m.key, m.field).write.stamp == m.stamp
         # The push in flight at the kill either happened entirely or not at all.
         landed = ledger.maybe_pushed - in_outbox
         assert landed in (set(), ledger.maybe_pushed)

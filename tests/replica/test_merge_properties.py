@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from quietsync.conflicts import HLC, FieldWrite, canonical_equal, merge_field, wall_clock_ms
 from quietsync.protocol import DELETED_FIELD, Change
 from quietsync.replica import Replica
+from quietsync.replica.replica import sync_port
 
 KEYS = ("a", "b")
 FIELDS = ("x", "y")
@@ -92,10 +93,10 @@ def test_any_interleaving_matches_the_merge_core(ops: list[tuple[Any, ...]]) -> 
                         )
                     )
                     sent.append(batch[-1])
-                replica.apply_remote(batch, cursor=len(sent))
+                sync_port(replica).apply_remote(batch, cursor=len(sent))
             elif sent:
-                replica.apply_remote([sent[op[1] % len(sent)]])  # a duplicate delivery
-        local = replica.outbox_batch(10_000)
+                sync_port(replica).apply_remote([sent[op[1] % len(sent)]])  # a duplicate delivery
+        local = sync_port(replica).outbox_batch(10_000)
         writes = [(m.key, m.field, FieldWrite(m.value, m.stamp, m.base)) for m in local]
         writes += [(c.key, c.field, FieldWrite(c.value, c.stamp, c.base)) for c in sent]
         expected = _expected(writes)
@@ -105,6 +106,6 @@ def test_any_interleaving_matches_the_merge_core(ops: list[tuple[Any, ...]]) -> 
             if actual is not None:
                 assert canonical_equal(actual, expected[key]), (key, actual, expected[key])
             for field in (*FIELDS, DELETED_FIELD):
-                state = replica.field_state("items", key, field)
+                state = sync_port(replica).field_state("items", key, field)
                 stamps = [w.stamp for k, f, w in writes if (k, f) == (key, field)]
                 assert (state.write.stamp if state else None) == max(stamps, default=None)

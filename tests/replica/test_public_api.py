@@ -65,3 +65,30 @@ def test_every_error_is_a_quietsync_error() -> None:
         obj = getattr(replica, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, replica.ReplicaError) and issubclass(obj, QuietsyncError)
+
+
+def test_a_replica_shows_the_app_its_api_and_nothing_of_sync() -> None:
+    """Outbox, cursors and remote changes are the sync side's (`sync_port`), not the app's."""
+    public = {name for name in dir(replica.Replica) if not name.startswith("_")}
+    assert public == {
+        "open",
+        "close",
+        "closed",
+        "path",
+        "node_id",
+        "transaction",
+        "put",
+        "put_many",
+        "delete",
+        "get",
+        "keys",
+        "query",
+        "text_insert",
+        "text_delete",
+        "subscribe",
+        "conflicts",
+        "suppressed_count",
+        "refused",
+        "pending_count",
+    }
+    assert "sync_port" not in replica.__all__

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from quietsync.conflicts import canonical_equal, canonical_json
 from quietsync.protocol import DELETED_FIELD
 from quietsync.replica import Replica
+from quietsync.replica.replica import sync_port
 from tests.conflicts.strategies import json_values
 
 
@@ -26,15 +27,15 @@ def test_each_changed_field_gets_a_fresh_stamp_and_its_previous_stamp_as_base(
     replica: Replica,
 ) -> None:
     replica.put("items", "a", {"title": "t"})
-    first = replica.field_state("items", "a", "title")
+    first = sync_port(replica).field_state("items", "a", "title")
     replica.put("items", "a", {"title": "u"})
-    second = replica.field_state("items", "a", "title")
+    second = sync_port(replica).field_state("items", "a", "title")
     assert first is not None and second is not None
     assert first.kind == "lww" and first.write.base is None
     assert second.write.stamp > first.write.stamp
     assert second.write.base == first.write.stamp
     assert second.write.stamp.node == "local"
-    assert [(m.value, m.base) for m in replica.outbox_batch()] == [
+    assert [(m.value, m.base) for m in sync_port(replica).outbox_batch()] == [
         ("t", None),
         ("u", first.write.stamp),
     ]
@@ -42,16 +43,16 @@ def test_each_changed_field_gets_a_fresh_stamp_and_its_previous_stamp_as_base(
 
 def test_a_canonical_equal_put_is_a_no_op(replica: Replica) -> None:
     replica.put("items", "a", {"n": 1, "doc": {"x": 1, "y": [1.5]}})
-    before = replica.field_state("items", "a", "doc")
+    before = sync_port(replica).field_state("items", "a", "doc")
     replica.put("items", "a", {"n": 1.0, "doc": {"y": [1.5], "x": 1.0}})
-    assert replica.field_state("items", "a", "doc") == before
+    assert sync_port(replica).field_state("items", "a", "doc") == before
     assert replica.pending_count() == 2
 
 
 def test_put_many_writes_all_records_in_one_transaction(replica: Replica) -> None:
     replica.put_many("items", {f"k{i}": {"i": i} for i in range(50)})
     assert [replica.get("items", f"k{i}") for i in range(50)] == [{"i": i} for i in range(50)]
-    ids = [m.id for m in replica.outbox_batch(1000)]
+    ids = [m.id for m in sync_port(replica).outbox_batch(1000)]
     assert ids == [f"local:{n}" for n in range(1, 51)]
 
 
@@ -59,19 +60,19 @@ def test_delete_is_a_tombstone_and_a_later_put_revives_the_record(replica: Repli
     replica.put("items", "a", {"title": "t"})
     replica.delete("items", "a")
     assert replica.get("items", "a") is None
-    tomb = replica.field_state("items", "a", DELETED_FIELD)
+    tomb = sync_port(replica).field_state("items", "a", DELETED_FIELD)
     assert tomb is not None and tomb.write.value is True
     replica.delete("items", "a")  # already deleted: no new write
     assert replica.pending_count() == 2
     replica.put("items", "a", {"n": 1})
     assert replica.get("items", "a") == {"title": "t", "n": 1}
-    last = replica.outbox_batch(10)[-2:]
+    last = sync_port(replica).outbox_batch(10)[-2:]
     assert {(m.field, m.value) for m in last} == {("n", 1), (DELETED_FIELD, False)}
 
 
 def test_delete_of_an_unseen_record_still_syncs(replica: Replica) -> None:
     replica.delete("items", "never-seen-here")
-    [mutation] = replica.outbox_batch()
+    [mutation] = sync_port(replica).outbox_batch()
     assert (mutation.key, mutation.field, mutation.value) == (
         "never-seen-here",
         DELETED_FIELD,

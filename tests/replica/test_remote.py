@@ -5,16 +5,17 @@ from __future__ import annotations
 from quietsync.conflicts import HLC, wall_clock_ms
 from quietsync.protocol import DELETED_FIELD
 from quietsync.replica import ChangeEvent, Replica
+from quietsync.replica.replica import sync_port
 from tests.replica.conftest import Server
 
 
 def test_pulled_changes_are_merged_and_the_cursor_stored(replica: Replica, server: Server) -> None:
-    events = replica.apply_remote(
+    events = sync_port(replica).apply_remote(
         [server.change("a", "title", "t"), server.change("a", "n", 1), server.change("b", "x", 2)],
         cursor=3,
     )
     assert replica.get("items", "a") == {"title": "t", "n": 1}
-    assert replica.cursor == 3
+    assert sync_port(replica).cursor == 3
     assert events == [
         ChangeEvent("items", "a", frozenset({"title", "n"}), "remote"),
         ChangeEvent("items", "b", frozenset({"x"}), "remote"),
@@ -24,19 +25,21 @@ def test_pulled_changes_are_merged_and_the_cursor_stored(replica: Replica, serve
 
 def test_a_duplicate_delivery_is_a_no_op(replica: Replica, server: Server) -> None:
     change = server.change("a", "title", "t")
-    replica.apply_remote([change], cursor=1)
-    state = replica.field_state("items", "a", "title")
-    assert replica.apply_remote([change, change], cursor=2) == []
-    assert replica.field_state("items", "a", "title") == state
-    assert replica.cursor == 2
+    sync_port(replica).apply_remote([change], cursor=1)
+    state = sync_port(replica).field_state("items", "a", "title")
+    assert sync_port(replica).apply_remote([change, change], cursor=2) == []
+    assert sync_port(replica).field_state("items", "a", "title") == state
+    assert sync_port(replica).cursor == 2
 
 
 def test_a_remote_change_beating_a_pending_local_write_wins_locally(
     replica: Replica, server: Server
 ) -> None:
     replica.put("items", "a", {"title": "mine"})
-    later = HLC(replica.clock.last.wall_ms + 1_000, 0, "server")
-    events = replica.apply_remote([server.change("a", "title", "theirs", stamp=later)], 1)
+    later = HLC(sync_port(replica).clock.last.wall_ms + 1_000, 0, "server")
+    events = sync_port(replica).apply_remote(
+        [server.change("a", "title", "theirs", stamp=later)], 1
+    )
     assert replica.get("items", "a") == {"title": "theirs"}
     assert events[0].fields == {"title"}
     assert replica.conflicts() == []  # the server reports conflicts, not the replica
@@ -48,15 +51,15 @@ def test_a_remote_change_older_than_the_local_value_is_dropped(
 ) -> None:
     old = HLC(wall_clock_ms() - 10_000, 0, "server")
     replica.put("items", "a", {"title": "mine"})
-    assert replica.apply_remote([server.change("a", "title", "old", stamp=old)], 1) == []
+    assert sync_port(replica).apply_remote([server.change("a", "title", "old", stamp=old)], 1) == []
     assert replica.get("items", "a") == {"title": "mine"}
 
 
 def test_remote_stamps_advance_the_local_clock(replica: Replica, server: Server) -> None:
     ahead = HLC(wall_clock_ms() + 30_000, 5, "server")
-    replica.apply_remote([server.change("a", "title", "t", stamp=ahead)])
+    sync_port(replica).apply_remote([server.change("a", "title", "t", stamp=ahead)])
     replica.put("items", "a", {"title": "after"})
-    state = replica.field_state("items", "a", "title")
+    state = sync_port(replica).field_state("items", "a", "title")
     assert state is not None and state.write.stamp > ahead and state.write.base == ahead
 
 
@@ -65,22 +68,22 @@ def test_a_mirror_write_makes_the_later_log_delivery_a_duplicate(
 ) -> None:
     mirror = server.change("m1", "content", "streamed text", mirror=True)
     assert mirror.seq is None
-    events = replica.apply_remote([mirror])
+    events = sync_port(replica).apply_remote([mirror])
     assert events == [ChangeEvent("items", "m1", frozenset({"content"}), "remote")]
-    assert replica.cursor == 0  # a mirror write carries no cursor
+    assert sync_port(replica).cursor == 0  # a mirror write carries no cursor
     logged = server.change("m1", "content", "streamed text", stamp=mirror.stamp)
-    assert replica.apply_remote([logged], cursor=9) == []
+    assert sync_port(replica).apply_remote([logged], cursor=9) == []
     assert replica.get("items", "m1") == {"content": "streamed text"}
-    assert replica.cursor == 9
+    assert sync_port(replica).cursor == 9
 
 
 def test_a_remote_tombstone_deletes_and_a_remote_revival_restores(
     replica: Replica, server: Server
 ) -> None:
-    replica.apply_remote([server.change("a", "title", "t")])
-    replica.apply_remote([server.change("a", DELETED_FIELD, True)])
+    sync_port(replica).apply_remote([server.change("a", "title", "t")])
+    sync_port(replica).apply_remote([server.change("a", DELETED_FIELD, True)])
     assert replica.get("items", "a") is None
-    replica.apply_remote([server.change("a", DELETED_FIELD, False)])
+    sync_port(replica).apply_remote([server.change("a", DELETED_FIELD, False)])
     assert replica.get("items", "a") == {"title": "t"}
 
 
@@ -88,14 +91,14 @@ def test_remote_text_updates_merge_idempotently_with_local_edits(
     replica: Replica, server: Server
 ) -> None:
     replica.text_insert("items", "d", "body", 0, "hello")
-    [local] = replica.outbox_batch()
+    [local] = sync_port(replica).outbox_batch()
     theirs = server.text("d", "body", "world ")
-    events = replica.apply_remote([theirs])
+    events = sync_port(replica).apply_remote([theirs])
     text = replica.get("items", "d")["body"]
     assert sorted([text.replace("world ", ""), text.replace("hello", "")]) == ["hello", "world "]
     assert events == [ChangeEvent("items", "d", frozenset({"body"}), "remote")]
-    assert replica.apply_remote([theirs]) == []  # the same update twice: no change
-    state = replica.field_state("items", "d", "body")
+    assert sync_port(replica).apply_remote([theirs]) == []  # the same update twice: no change
+    state = sync_port(replica).field_state("items", "d", "body")
     assert state is not None and state.kind == "crdt"
     assert state.write.stamp == max(theirs.stamp, local.stamp)
 
@@ -105,8 +108,8 @@ def test_identical_initial_text_from_two_replicas_is_one_copy(
 ) -> None:
     with Replica.open(path.with_name("other.db"), node_id="other") as other:
         other.text_insert("items", "d", "body", 0, "same start")
-        [theirs] = other.outbox_batch()
+        [theirs] = sync_port(other).outbox_batch()
     replica.text_insert("items", "d", "body", 0, "same start")
     change = server.change("d", "body", update=theirs.update, stamp=theirs.stamp)
-    replica.apply_remote([change])
+    sync_port(replica).apply_remote([change])
     assert replica.get("items", "d") == {"body": "same start"}

@@ -12,6 +12,7 @@ import sqlite_utils
 
 from quietsync.conflicts import HLC, Conflict, FieldRef, Side, initial_text_update, wall_clock_ms
 from quietsync.replica import SCHEMA_VERSION, Replica, ReplicaLockedError, schema
+from quietsync.replica.replica import sync_port
 from tests.replica.conftest import Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,17 +24,17 @@ def test_reopen_keeps_everything(path: Path, server: Server) -> None:
         node_id = replica.node_id
         replica.put("items", "a", {"t": 1})
         replica.put("items", "b", {"t": 2})
-        replica.mark_refused(replica.outbox_batch(1)[0].id, "too big")
+        sync_port(replica).mark_refused(sync_port(replica).outbox_batch(1)[0].id, "too big")
         replica.text_insert("items", "doc", "body", 0, "hello world")
         replica.text_delete("items", "doc", "body", 5, 6)
-        replica.apply_remote([server.change("c", "t", 3)], cursor=42)
-        replica.record_conflicts([conflict])
-        replica.add_suppressed(4)
-        outbox = replica.outbox_batch()
+        sync_port(replica).apply_remote([server.change("c", "t", 3)], cursor=42)
+        sync_port(replica).record_conflicts([conflict])
+        sync_port(replica).add_suppressed(4)
+        outbox = sync_port(replica).outbox_batch()
     with Replica.open(path) as replica:
         assert replica.node_id == node_id
-        assert replica.cursor == 42
-        assert replica.outbox_batch() == outbox
+        assert sync_port(replica).cursor == 42
+        assert sync_port(replica).outbox_batch() == outbox
         assert [r.reason for r in replica.refused()] == ["too big"]
         assert replica.conflicts() == [conflict]
         assert replica.suppressed_count() == 4
@@ -45,10 +46,10 @@ def test_reopen_keeps_everything(path: Path, server: Server) -> None:
 def test_a_reopened_replica_never_reissues_a_stamp(path: Path, server: Server) -> None:
     ahead = HLC(wall_clock_ms() + 30_000, 0, "server")  # within drift, ahead of the wall clock
     with Replica.open(path) as replica:
-        replica.apply_remote([server.change("a", "t", 1, stamp=ahead)])
+        sync_port(replica).apply_remote([server.change("a", "t", 1, stamp=ahead)])
     with Replica.open(path) as replica:
         replica.put("items", "b", {"t": 2})
-        [mutation] = replica.outbox_batch()
+        [mutation] = sync_port(replica).outbox_batch()
     assert mutation.stamp > ahead
 
 
@@ -89,13 +90,13 @@ def test_an_older_schema_is_migrated_in_place(path: Path) -> None:
         assert replica.get("items", "doc") == {"body": "hello"}
         assert replica.get("items", "gone") is None
         assert replica.keys("items", where={"t": "v1"}) == ["a"]
-        assert [(m.id, m.field, m.value, m.base) for m in replica.outbox_batch()] == [
+        assert [(m.id, m.field, m.value, m.base) for m in sync_port(replica).outbox_batch()] == [
             ("old:1", "t", "v1", None),
             ("old:2", "body", None, HLC(1, 0, "old")),
         ]
         replica.text_insert("items", "doc", "body", 5, "!")  # the CRDT state came along
         assert replica.get("items", "doc") == {"body": "hello!"}
-        assert replica.outbox_batch()[-1].id == "old:3"
+        assert sync_port(replica).outbox_batch()[-1].id == "old:3"
     with sqlite3.connect(path) as conn:
         version = conn.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}

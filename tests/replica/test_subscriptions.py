@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from quietsync.replica import ChangeEvent, Replica
+from quietsync.replica.replica import sync_port
 from tests.replica.conftest import Server
 
 
@@ -18,7 +19,7 @@ def test_subscribers_hear_local_and_remote_changes_of_their_collection(
     replica.subscribe("items", seen.append)
     replica.put("items", "a", {"x": 1, "y": 2})
     replica.put("other", "a", {"x": 1})
-    replica.apply_remote([server.change("b", "z", 3)])
+    sync_port(replica).apply_remote([server.change("b", "z", 3)])
     assert seen == [
         ChangeEvent("items", "a", frozenset({"x", "y"}), "local"),
         ChangeEvent("items", "b", frozenset({"z"}), "remote"),

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from quietsync.protocol import Change
 from quietsync.replica import Replica
+from quietsync.replica.replica import sync_port
 
 EDIT = st.tuples(
     st.sampled_from(("a", "b")),
@@ -40,12 +41,12 @@ def _sync(source: Replica, target: Replica, rng: random.Random) -> None:
     """Deliver all of `source`'s updates to `target`, shuffled, with duplicates."""
     changes = [
         Change.from_json({**m.to_json(), "seq": i})  # through the wire form, as a pull would
-        for i, m in enumerate(source.outbox_batch(1_000))
+        for i, m in enumerate(sync_port(source).outbox_batch(1_000))
     ]
     delivery = changes + rng.sample(changes, k=len(changes) // 2)
     rng.shuffle(delivery)
     for i in range(0, len(delivery), 3):
-        target.apply_remote(delivery[i : i + 3])
+        sync_port(target).apply_remote(delivery[i : i + 3])
 
 
 @given(st.lists(EDIT, max_size=12), st.randoms(use_true_random=False))

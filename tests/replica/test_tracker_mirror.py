@@ -7,6 +7,7 @@ content flushes carrying the whole content so far.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,6 +18,9 @@ from quietsync.protocol import Change
 from quietsync.protocol.jobs import JOB_FIELDS, MESSAGES, JobEvent
 from quietsync.replica import JobGapError, Replica
 from quietsync.replica.jobs.mirror import JobMirror, JobState
+from quietsync.replica.replica import sync_port
+from quietsync.replica.subscriptions import ChangeEvent
+from quietsync.replica.sync_port import SyncPort
 
 
 class JobServer:
@@ -83,7 +87,7 @@ def test_placeholder_shows_streaming_and_any_server_stamp_beats_it(replica: Repl
         "job_status": "streaming",
         "pending": True,
     }
-    held = replica.field_state(MESSAGES, "m1", "job_status")
+    held = sync_port(replica).field_state(MESSAGES, "m1", "job_status")
     assert held is not None and held.write.stamp.node == "server"
 
 
@@ -94,12 +98,14 @@ def test_flush_writes_only_the_latest_state_with_the_server_stamp(replica: Repli
     assert appended == "Hello"
     assert replica.get(MESSAGES, "m1") is None  # nothing written before the flush
     mirror.flush()
-    held = replica.field_state(MESSAGES, "m1", "content")
+    held = sync_port(replica).field_state(MESSAGES, "m1", "content")
     assert held is not None and held.write.value == "Hello" and held.write.stamp == last
     assert not mirror.has_news and replica.pending_count() == 0
 
 
-def test_one_transaction_for_every_job_with_news(replica: Replica) -> None:
+def test_one_transaction_for_every_job_with_news(
+    replica: Replica, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mirror = JobMirror(replica)
     jobs = [(JobServer(f"j{i}"), JobState(f"j{i}", "t1", f"m{i}")) for i in range(5)]
     for job, state in jobs:
@@ -107,14 +113,14 @@ def test_one_transaction_for_every_job_with_news(replica: Replica) -> None:
     commits: list[str] = []
     replica.subscribe(MESSAGES, lambda event: commits.append(event.key))
     calls = 0
-    original = replica.apply_remote
+    original = SyncPort.apply_remote
 
-    def counting(*args: object, **kwargs: object) -> object:
+    def counting(port: SyncPort, *args: Any, **kwargs: Any) -> list[ChangeEvent]:
         nonlocal calls
         calls += 1
-        return original(*args, **kwargs)  # type: ignore[arg-type]
+        return original(port, *args, **kwargs)
 
-    replica.apply_remote = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(SyncPort, "apply_remote", counting)
     mirror.flush()
     assert calls == 1 and sorted(commits) == [f"m{i}" for i in range(5)]
     assert all(fields(replica, f"m{i}")["content"] == f"reply j{i}" for i in range(5))
@@ -132,7 +138,7 @@ def test_the_later_synced_changes_are_duplicates_or_older(replica: Replica) -> N
         for n, e in enumerate(events[1:3])
         if e.stamp is not None
     ]
-    assert replica.apply_remote(log) == []
+    assert sync_port(replica).apply_remote(log) == []
     assert fields(replica) == before
 
 
@@ -209,7 +215,7 @@ def test_replica_clock_can_be_skewed(tmp_path: Path) -> None:
     skew = 30_000
     with Replica.open(tmp_path / "r.db", wall=lambda: wall_clock_ms() + skew) as replica:
         replica.put("items", "k", {"v": 1})
-        held = replica.field_state("items", "k", "v")
+        held = sync_port(replica).field_state("items", "k", "v")
         assert held is not None and held.write.stamp.wall_ms >= wall_clock_ms() + skew - 1_000
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.harness import Harness, HarnessConfig, HarnessFailure, _Node, run
+from quietsync.replica.replica import sync_port
 
 SEEDS = range(30)
 
@@ -42,7 +43,7 @@ class LosingHarness(Harness):
 
     def _write(self, node: _Node, roll: float) -> None:
         super()._write(node, roll)
-        node.replica.mark_pushed([m.id for m in node.replica.outbox_batch(1)])
+        sync_port(node.replica).mark_pushed([m.id for m in sync_port(node.replica).outbox_batch(1)])
 
 
 async def test_a_lost_write_fails_the_run_with_the_replay_command(tmp_path: Path):

@@ -9,11 +9,12 @@ import pytest
 from quietsync.conflicts import HLC
 from quietsync.protocol import Change
 from quietsync.replica import Replica
+from quietsync.replica.replica import sync_port
 
 
 def test_on_outbox_fires_once_per_commit_that_queued_writes(replica: Replica):
     calls = []
-    unsubscribe = replica.on_outbox(lambda: calls.append(replica.pending_count()))
+    unsubscribe = sync_port(replica).on_outbox(lambda: calls.append(replica.pending_count()))
     with replica.transaction():
         replica.put("notes", "a", {"t": 1})
         replica.put("notes", "b", {"t": 2})
@@ -21,7 +22,7 @@ def test_on_outbox_fires_once_per_commit_that_queued_writes(replica: Replica):
     assert calls == [2]
     replica.put("notes", "a", {"t": 1})  # a no-op write queues nothing
     change = Change("x:1", "notes", "c", "t", "lww", HLC(1, 0, "x"), None, 3, None, 1)
-    replica.apply_remote([change], 1)  # remote changes are not the outbox
+    sync_port(replica).apply_remote([change], 1)  # remote changes are not the outbox
     with pytest.raises(RuntimeError), replica.transaction():
         replica.put("notes", "d", {"t": 4})
         raise RuntimeError("rolled back")
@@ -37,23 +38,23 @@ def test_forget_field_drops_local_state_only(replica: Replica):
     pending = replica.pending_count()
     events = []
     replica.subscribe("notes", events.append)
-    assert replica.forget_field("notes", "a", "body") is True
+    assert sync_port(replica).forget_field("notes", "a", "body") is True
     assert replica.get("notes", "a") == {"title": "kept"}
     assert replica.pending_count() == pending  # no new write, nothing unqueued
     assert [e.fields for e in events] == [frozenset({"body"})]
-    assert replica.forget_field("notes", "a", "body") is False
+    assert sync_port(replica).forget_field("notes", "a", "body") is False
 
 
 def test_held_by_others_names_other_nodes_writes_that_replaced_queued_ones(replica: Replica):
     replica.put("notes", "a", {"title": "first"})
     replica.put("other", "b", {"n": 1})
     replica.put("notes", "a", {"title": "second"})  # replaces the first, but it is ours
-    queued = replica.outbox_batch(10)
+    queued = sync_port(replica).outbox_batch(10)
     assert [m.id for m in queued] == ["local:1", "local:2", "local:3"]
     newer = HLC(queued[-1].stamp.wall_ms + 1, 0, "server")
     remote = Change("server:1", "other", "b", "n", "lww", newer, None, 1, None, 1)
-    replica.apply_remote([remote], 1)
-    found = replica.held_by_others(queued)
+    sync_port(replica).apply_remote([remote], 1)
+    found = sync_port(replica).held_by_others(queued)
     assert set(found) == {"local:2"}
     assert found["local:2"].write.stamp == newer and found["local:2"].write.value == 1
 
@@ -61,22 +62,24 @@ def test_held_by_others_names_other_nodes_writes_that_replaced_queued_ones(repli
 def test_writes_queued_before_the_last_remote_change_are_still_checked(replica: Replica):
     """Held-value checks skip only writes queued after the latest remote change."""
     replica.put("other", "b", {"n": 1})
-    newer = HLC(replica.outbox_batch()[0].stamp.wall_ms + 1, 0, "server")
-    replica.apply_remote([Change("server:1", "other", "b", "n", "lww", newer, None, 2, None, 1)])
+    newer = HLC(sync_port(replica).outbox_batch()[0].stamp.wall_ms + 1, 0, "server")
+    sync_port(replica).apply_remote(
+        [Change("server:1", "other", "b", "n", "lww", newer, None, 2, None, 1)]
+    )
     replica.put("other", "c", {"n": 3})  # queued after the remote change
-    first, second = replica.outbox_batch()
-    assert set(replica.held_by_others([first, second])) == {first.id}
+    first, second = sync_port(replica).outbox_batch()
+    assert set(sync_port(replica).held_by_others([first, second])) == {first.id}
     with Replica.open(replica.path.with_name("other.db")) as fresh:
         fresh.put("other", "b", {"n": 1})
-        assert fresh.held_by_others(fresh.outbox_batch()) == {}
+        assert sync_port(fresh).held_by_others(sync_port(fresh).outbox_batch()) == {}
 
 
 def test_after_reopening_every_pending_write_is_checked(tmp_path: Path):
     with Replica.open(tmp_path / "r.db") as replica:
         replica.put("other", "b", {"n": 1})
-        newer = HLC(replica.outbox_batch()[0].stamp.wall_ms + 1, 0, "server")
+        newer = HLC(sync_port(replica).outbox_batch()[0].stamp.wall_ms + 1, 0, "server")
         change = Change("server:1", "other", "b", "n", "lww", newer, None, 2, None, 1)
-        replica.apply_remote([change])
+        sync_port(replica).apply_remote([change])
     with Replica.open(tmp_path / "r.db") as reopened:
-        [queued] = reopened.outbox_batch()
-        assert reopened.held_by_others([queued])[queued.id].write.stamp == newer
+        [queued] = sync_port(reopened).outbox_batch()
+        assert sync_port(reopened).held_by_others([queued])[queued.id].write.stamp == newer

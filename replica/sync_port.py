@@ -1,0 +1,209 @@
+"""`SyncPort`: what the sync machinery needs from a replica, kept off the app's API.
+
+The sync client and the stream tracker get one with `sync_port(replica)`
+(`quietsync.replica.replica`); an app never needs it. Through it they read
+the outbox, record what the server answered, and merge remote changes:
+
+1. **Remote changes merge by the core's laws.** `apply_remote` keeps each
+   LWW field's highest stamp (laws 1-2 of `quietsync.conflicts.lww`, see
+   `quietsync.replica.remote`) and merges CRDT text with
+   `merge_text_updates`, and stores the pull cursor in the same transaction;
+   it never reports conflicts (the server reports each once, for everybody).
+   A stamp too far ahead refuses the whole call, which then changes nothing.
+2. **Removed only when answered.** `mark_pushed` removes what the server
+   acknowledged; `mark_refused` sets a mutation aside for good, with the
+   server's reason (`Replica.refused()` lists them).
+3. **Server reports land once.** `record_conflicts` stores each conflict
+   once; `add_suppressed` counts identical-content events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+
+from quietsync.conflicts import Clock, Conflict, KindMismatchError, canonical_json
+from quietsync.protocol import DELETED_FIELD, KINDS, Change, Mutation
+from quietsync.replica.core import ReplicaCore
+from quietsync.replica.layout import StoredField, dump_record, load_record
+from quietsync.replica.records import FieldState, field_state
+from quietsync.replica.remote import merge_changes
+from quietsync.replica.store import RecordRow
+from quietsync.replica.subscriptions import ChangeEvent, Unsubscribe
+
+__all__ = ["SyncPort"]
+
+
+class SyncPort:
+    """The sync side of one replica (see the module docstring)."""
+
+    def __init__(self, core: ReplicaCore) -> None:
+        self._core = core
+
+    @property
+    def node_id(self) -> str:
+        return self._core.node_id
+
+    @property
+    def clock(self) -> Clock:
+        return self._core.clock
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    def transaction(self) -> AbstractContextManager[None]:
+        return self._core.transaction()
+
+    def pending_count(self) -> int:
+        self._core.reading()
+        return self._core.outbox.pending_count()
+
+    # -- remote changes ------------------------------------------------------------
+
+    def apply_remote(
+        self, changes: Iterable[Change], cursor: int | None = None
+    ) -> list[ChangeEvent]:
+        """Merge pulled changes (or mirror writes, ``seq=None``) and store `cursor`, atomically.
+
+        Returns one event per record whose content changed (subscribers get the
+        same, after commit). Any refusal (a stamp more than the clock's
+        `max_drift_ms` ahead: `ClockDriftError`; a kind mismatch; bad CRDT
+        bytes) changes nothing, not even the cursor.
+        """
+        core = self._core
+        changes = list(changes)
+        bound = core.clock.drift_bound()  # one wall clock read for the whole call
+        for change in changes:
+            if not isinstance(change, Change):
+                raise TypeError(f"apply_remote takes Change objects, got {type(change).__name__}")
+            if change.kind not in KINDS:
+                raise ValueError(f"change {change.id!r} has unknown kind {change.kind!r}")
+            if change.field == DELETED_FIELD and change.kind != "lww":
+                raise KindMismatchError(DELETED_FIELD, "lww", change.kind)
+            if change.stamp.wall_ms > bound:
+                core.clock.check_drift(change.stamp)  # refuses it (or the clock moved on)
+        if cursor is not None and (type(cursor) is not int or cursor < 0):
+            raise ValueError(f"cursor must be a non-negative int, got {cursor!r}")
+        if changes:
+            core.remote_mark = core.outbox.last_n
+        with core.transaction():
+            events = merge_changes(core.store, changes)
+            if changes:  # observing the highest stamp leaves the clock where all would
+                core.clock.observe(max(change.stamp for change in changes))
+            if cursor is not None:
+                core.store.set_meta({"cursor": str(cursor)})
+            core.events.extend(events)
+        return events
+
+    @property
+    def cursor(self) -> int:
+        """The pull cursor stored by the last `apply_remote` that carried one (0: none yet)."""
+        return int(self._core.reading().meta().get("cursor", "0"))
+
+    def field_state(self, collection: str, key: str, field: str) -> FieldState | None:
+        """The stored winner of one field (the stream tracker compares stamps with it)."""
+        row = self._core.reading().record(collection, key)
+        stored = None if row is None else load_record(row.vals, row.stamps).get(field)
+        return None if stored is None else self._field_state(collection, key, field, stored)
+
+    def _field_state(
+        self, collection: str, key: str, field: str, stored: StoredField
+    ) -> FieldState:
+        crdt = stored.kind == "crdt"
+        state = self._core.store.text_state(collection, key, field) if crdt else None
+        return field_state(stored, state)
+
+    # -- the outbox ------------------------------------------------------------------
+
+    def outbox_batch(self, limit: int = 100) -> list[Mutation]:
+        """The oldest pending mutations, in write order (refused ones never return)."""
+        self._core.reading()
+        return self._core.outbox.batch(limit)
+
+    def mark_pushed(self, ids: Iterable[str]) -> int:
+        """Remove mutations the server acknowledged; returns how many were pending."""
+        with self._core.transaction():
+            return self._core.outbox.mark_pushed(ids)
+
+    def mark_refused(self, mutation_id: str, reason: str) -> None:
+        """Set a mutation aside for good with the server's reason (see `Replica.refused()`)."""
+        with self._core.transaction():
+            self._core.outbox.mark_refused(mutation_id, reason)
+
+    def on_outbox(self, listener: Callable[[], object]) -> Unsubscribe:
+        """Call `listener()` after each commit that added outbox entries (the sync client's cue).
+
+        One listener for every collection, so a live sync client pushes soon
+        after any local write without subscribing to collections it cannot know.
+        """
+        return self._core.on_outbox(listener)
+
+    def held_by_others(self, mutations: Sequence[Mutation]) -> dict[str, FieldState]:
+        """For each mutation whose field now holds another node's write, that write (by id).
+
+        The sync client's check of what the server already holds. Only a
+        remote change applied after a mutation was queued can put another
+        node's write into its field, so mutations queued since the last
+        `apply_remote` are answered without reading anything; the others
+        cost one query per collection.
+        """
+        core = self._core
+        store = core.reading()
+        by_collection: dict[str, list[Mutation]] = {}
+        for m in mutations:
+            if core.outbox.number(m.id) <= core.remote_mark:
+                by_collection.setdefault(m.collection, []).append(m)
+        found: dict[str, FieldState] = {}
+        for collection, group in by_collection.items():
+            rows = {r.key: r for r in store.records(collection, sorted({m.key for m in group}))}
+            stamps = {key: json.loads(row.stamps) for key, row in rows.items()}  # all most need
+            for m in group:
+                entry = stamps.get(m.key, {}).get(m.field)
+                if entry is None or entry[0] == str(m.stamp):
+                    continue
+                stored = load_record(rows[m.key].vals, rows[m.key].stamps)[m.field]
+                state = self._field_state(collection, m.key, m.field, stored)
+                if state.write.stamp.node != core.node_id:
+                    found[m.id] = state
+        return found
+
+    def forget_field(self, collection: str, key: str, field: str) -> bool:
+        """Drop a field's local state without writing anything (no stamp, no outbox entry).
+
+        After the server refused a field's kind, the local field (created
+        locally, so it holds nothing from the server) must give way to the
+        server's version, which the next pull brings. Pending entries of the
+        field stay queued. True if there was such a field.
+        """
+        core = self._core
+        with core.transaction():
+            row = core.store.record(collection, key)
+            fields = {} if row is None else load_record(row.vals, row.stamps)
+            if fields.pop(field, None) is None:
+                return False
+            core.store.drop_text_state(collection, key, field)
+            if fields:
+                core.store.write_records(collection, [RecordRow(key, *dump_record(fields))])
+            else:
+                core.store.drop_record(collection, key)
+            core.events.append(ChangeEvent(collection, key, frozenset({field}), "remote"))
+            return True
+
+    # -- what the server reported ----------------------------------------------------
+
+    def record_conflicts(self, conflicts: Iterable[Conflict]) -> int:
+        """Store conflicts the server reported, each once; returns how many were new."""
+        bodies = [canonical_json(c.to_json()) for c in conflicts]
+        with self._core.transaction():
+            return self._core.store.add_conflicts(bodies)
+
+    def add_suppressed(self, count: int) -> None:
+        """Add identical-content events the server counted (and did not report)."""
+        if type(count) is not int or count < 0:
+            raise ValueError(f"count must be a non-negative int, got {count!r}")
+        core = self._core
+        with core.transaction():
+            total = int(core.store.meta().get("suppressed", "0")) + count
+            core.store.set_meta({"suppressed": str(total)})
