@@ -16,7 +16,7 @@ __all__ = ["ScenarioResult", "print_results", "write_json"]
 
 @attrs.frozen
 class ScenarioResult:
-    """One row of the `quietsync bench` table.
+    """One row of the scenario table (`python -m benchmarks`).
 
     `ops` operations took `seconds` (throughput = ops / seconds); `convergence_s`
     is the time from reconnect until every replica equals the server;

@@ -43,7 +43,7 @@ def quietsync_users() -> Mapping[str, str]:
 
 @pytest.fixture
 def quietsync_server_options() -> dict[str, Any]:
-    """`ServerConfig` overrides for the server (none by default)."""
+    """`running_server` keywords for the server: `ServerConfig` fields, ``jobs=``."""
     return {}
 
 

@@ -43,7 +43,7 @@ class RunningServer:
     config: ServerConfig
     users: Mapping[str, str]
     app: web.Application
-    """The running aiohttp application (its typed keys are in `server.keys`)."""
+    """The running aiohttp application (its typed keys are in `quietsync.server.keys`)."""
 
     def token(self, user: str) -> str:
         """The bearer token of `user` (`KeyError` if the server has no such user)."""

@@ -156,7 +156,7 @@ class PushRefusedError(RequestRefusedError):
     """A push refused because of some of its mutations; `refused` names every one.
 
     Nothing of the batch was applied: the client sets those aside
-    (`Replica.mark_refused`) and pushes the rest again.
+    (`SyncPort.mark_refused`) and pushes the rest again.
     """
 
     def __init__(

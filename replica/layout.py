@@ -17,7 +17,7 @@ In memory a record is a ``dict[str, StoredField]``: only the hot paths that
 merge into existing records pay for splitting the row into fields; a record
 written for the first time is encoded whole (`new_row_stamps`).
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

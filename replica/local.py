@@ -21,7 +21,7 @@ split into fields and compared.
 `LocalWriter` only stages and stores rows; the caller holds the transaction
 (everything a call stages is written in it, or nothing is).
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ database, and closing any other descriptor of that file would silently drop
 them. The lock file is never deleted (deleting it would let two openers lock
 two different inodes).
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

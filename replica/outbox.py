@@ -18,7 +18,7 @@ field is unsafe once the entry may be in flight (the server could have applied
 it under its id while the answer was lost), and the outbox of an app that
 syncs at all stays short.
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Helpers shared by the `Replica` facade and the remote-change merge, so both
 encode values and decode rows exactly one way.
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Merging pulled (or mirrored) changes into the store, by the merge core's laws.
 
-Policy for remote changes, kept apart from the `Replica` facade:
+Policy for remote changes (the sync side's `SyncPort.apply_remote` runs it):
 
 * LWW: the field keeps the write with the highest stamp; an equal stamp is a
   duplicate and changes nothing (laws 1 and 2 of `conflicts.lww`). That is
@@ -22,7 +22,7 @@ query per collection), merges in memory, folds all of a CRDT field's updates
 into one merge, and writes each changed record once. The caller
 holds the transaction and has already refused drifting stamps.
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ index ``fields_by_value``; 3 = one row per record and outbox rows of many
 mutations (a batch of 1,000 records of 3 fields wrote 6,000 rows in version
 2 and writes 1,012 now), data carried over.
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

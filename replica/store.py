@@ -17,7 +17,7 @@ statements by their text). Every `sqlite3.Error` is translated to
 Durability: WAL with ``synchronous=FULL``: a transaction that committed is in
 the fsynced WAL, so it survives SIGKILL and power loss alike.
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

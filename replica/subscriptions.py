@@ -7,7 +7,7 @@ callback that wants to do async work schedules it itself. A callback that
 raises is logged and skipped: a broken view must never break a write that
 is already durable.
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ after the n-th consecutive failure): many replicas that lost the same server
 spread their retries instead of returning in lockstep, and a long outage costs
 one attempt per `cap` seconds at most. A success resets it.
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

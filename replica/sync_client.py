@@ -32,7 +32,7 @@ All sync policy lives here; the transport only moves bytes. Rules:
    `coalesce` delay after local writes. Any failure waits `Backoff` (full
    jitter, capped), then starts over with push + pull: it never busy-loops.
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ attrs values and raise `ProtocolError` for anything the protocol does not
 allow (the 4xx bodies are decoded by `quietsync.replica.http.decode_error`).
 Every transport uses them, so the wire is decoded exactly one way.
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

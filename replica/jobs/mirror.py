@@ -1,7 +1,7 @@
 """`JobMirror`: a server job's state, mirrored into the local replica with the server's stamps.
 
 The stream tracker's persistence, kept apart from its networking so the rules
-can be tested without a server. The rules (field ownership, ``conflicts.jobs``):
+can be tested without a server. The rules (field ownership, ``quietsync.protocol.jobs``):
 
 1. **Only the server's writes, never our own.** A `delta` mirrors field
    ``content`` (the whole content so far) with the event's stamp; a `snapshot`
@@ -22,7 +22,7 @@ can be tested without a server. The rules (field ownership, ``conflicts.jobs``):
    is ignored; one that would leave a hole is a `JobGapError` (reconnect from
    the offset we hold).
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ reference note's bugs, each made impossible here:
 * **One history load at a time**: concurrent `ensure_history_synced` calls
   share one load.
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

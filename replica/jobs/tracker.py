@@ -4,7 +4,7 @@ One per app process, keyed by job id. Views come and go; the tracker does not
 care. Its rules:
 
 1. **Persistence never depends on anyone.** Every event is mirrored into the
-   message record (`replica.job_mirror`) whether or not a view subscribes and
+   message record (`quietsync.replica.jobs.mirror`) whether or not a view subscribes and
    whether or not a SyncClient runs — the reference app lost replies exactly
    by skipping this when server sync was on. Writes are coalesced: one
    replica transaction per tick (`flush_interval`) for every job with news;
@@ -22,7 +22,7 @@ care. Its rules:
    failed notification is logged and never stops anything. Then subscribers
    hear `on_complete` / `on_error` / `on_abort`.
 
-Must not import `server`.
+Must not import `quietsync.server`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """HTTP handlers of the jobs API (``docs/protocol.md``, "Jobs").
 
-Handlers check the request and call `server.jobs.JobRunner`; they raise
+Handlers check the request and call `server.jobs.runner.JobRunner`; they raise
 `server.errors.RequestError`s and the error middleware answers them. Event
 streams (the events endpoint and a hybrid start's body) are one
 ``data: <JobEvent JSON>`` line and a blank line per event: a snapshot first,

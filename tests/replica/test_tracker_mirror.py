@@ -1,4 +1,4 @@
-"""The tracker's persistence rules (`replica.job_mirror`), through a real replica file.
+"""The tracker's persistence rules (`quietsync.replica.jobs.mirror`), through a real replica file.
 
 Events are built the way the server builds them: stamped by a server clock,
 content flushes carrying the whole content so far.

@@ -8,9 +8,11 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import attrs
 import pytest
 
 from quietsync.cli import main
+from quietsync.server import JobsConfig, ServerConfig
 from tests.server.helpers import Writer, pull_all, push
 from tests.server.processes import serve_process
 
@@ -78,3 +80,37 @@ def test_a_bad_tokens_file_is_a_clear_error(
     tokens.write_text(content)
     assert main(["serve", "--db", str(tmp_path / "s.db"), "--tokens", str(tokens)]) == 2
     assert fragment in capsys.readouterr().err
+
+
+async def test_every_limit_is_an_option_and_the_access_log_logs(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"secret-1": "alice"}))
+    w, headers = Writer("n1"), {"Authorization": "Bearer secret-1"}
+    args = ("--tokens", str(tokens), "--max-batch", "2", "--job-max-per-user", "1", "--access-log")
+    async with serve_process(tmp_path / "s.db", *args) as server:
+        async with aiohttp.ClientSession(base_url=server.url, headers=headers) as http:
+            status, body = await push(http, [w.lww(k, "f", 1) for k in ("a", "b", "c")])
+            assert (status, body["error"]["code"]) == (413, "batch_too_large")
+            assert "at most 2 allowed" in body["error"]["message"]
+        server.proc.send_signal(signal.SIGTERM)
+        assert await server.wait() == 0
+    assert any('"POST /v1/push HTTP/1.1" 413' in line for line in server.log), server.log
+
+
+def test_the_version_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert re.fullmatch(r"quietsync \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+
+
+def test_serve_help_lists_every_configurable_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = capsys.readouterr().out
+    for field in attrs.fields(ServerConfig) + attrs.fields(JobsConfig):
+        if "help" in field.metadata:
+            prefix = "job-" if field in attrs.fields(JobsConfig) else ""
+            assert f"--{prefix}{field.name.replace('_', '-')}" in text
+    for option in ("--max-batch", "--max-body-bytes", "--max-drift-ms", "--job-timeout"):
+        assert option in text

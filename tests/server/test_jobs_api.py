@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from quietsync.protocol import JOB_FIELDS, JOB_ID_HEADER, MESSAGES
+from quietsync.testing import running_server
 from tests.server.helpers import Writer
 from tests.server.job_helpers import (
     events_of,
@@ -247,3 +248,16 @@ async def test_aborting_a_hybrid_job_ends_its_stream_as_aborted(tmp_path: Path) 
     assert rest[-1].type == "status" and rest[-1].status == "aborted"
     assert final["status"] == "aborted"
     assert [e.type for e in rest if e.type == "status"] == ["status"]
+
+
+async def test_a_server_without_the_jobs_feature_has_no_jobs_api(tmp_path: Path) -> None:
+    """Jobs are a feature the app composes; without it the sync API is all there is."""
+    async with (
+        running_server(tmp_path / "s.db", jobs=None) as server,
+        server.client("alice") as http,
+    ):
+        body = {"thread_id": "t1", "message_id": "m1", "input": "hi", "mode": "background"}
+        async with http.post("/v1/jobs", json=body) as resp:
+            assert (resp.status, (await resp.json())["error"]["code"]) == (404, "not_found")
+        async with http.get("/v1/pull") as resp:
+            assert resp.status == 200
