@@ -15,9 +15,10 @@ ids. At the end everyone comes online and syncs until nothing moves, then
 
 1. every replica's fields (kind, stamp, content) equal the server's;
 2. no acknowledged write was lost: every write a replica acknowledged reached
-   the server (its stamp is in the server's log, or the field holds a newer
-   stamp), and every mutation the server acknowledged is recorded there;
-3. no mutation was applied twice (each id at most once in the log);
+   the server (the field holds its stamp or a newer one; a text field holds
+   every edit the replica made), and every mutation the server acknowledged
+   is covered by its client's mark there (so a retry is never merged again);
+3. no mutation was applied twice (each id the last write of one field at most);
 4. every reported conflict has a distinct losing write, on the server and in
    each replica's conflict log;
 5. no identical-content event was reported as a conflict.
@@ -46,8 +47,9 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import attrs
+from pycrdt import get_update
 
-from quietsync.conflicts import HLC, FieldRef, canonical_equal, text_of
+from quietsync.conflicts import HLC, CrdtText, FieldRef, canonical_equal, text_of
 from quietsync.protocol import DELETED_FIELD, Mutation
 from quietsync.replica import (
     HttpTransport,
@@ -187,13 +189,15 @@ class FaultyTransport:
         self.acknowledged.update(answer.outcomes)
         return answer
 
-    async def pull(self, since: int, limit: int) -> PullPage:
+    async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
         self._check_online()
-        return await self._inner.pull(since, limit)
+        return await self._inner.pull(since, limit, history)
 
-    def live(self, since: int) -> AbstractAsyncContextManager[AsyncIterator[LiveMessage]]:
+    def live(
+        self, since: int, history: str | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[LiveMessage]]:
         self._check_online()
-        return self._inner.live(since)
+        return self._inner.live(since, history)
 
     async def close(self) -> None:
         await self._inner.close()
@@ -339,25 +343,29 @@ def check(
     try:
         log, since = [], 0
         while True:
-            page = store.changes(USER, since, 5000)
+            page = store.changes(USER, since, 5000, 1 << 30)
             log += page.changes
             since = page.cursor
             if not page.has_more:
                 break
-        conflicts = store.conflicts(USER, 0, 100_000).conflicts
+        conflicts = store.conflicts(USER, 0, 100_000, 1 << 30).conflicts
         refs = {FieldRef(COLLECTION, k, f) for k in KEYS for f in (*LWW_FIELDS, TEXT_FIELD)}
         refs |= {FieldRef(c.collection, c.key, c.field) for c in log}
         refs |= {FieldRef(COLLECTION, k, DELETED_FIELD) for k in KEYS}
+        acked_ids = [mid.rpartition(":") for mid in server_acked]
         with store.transaction(USER) as tx:
             fields = tx.fields(refs)
-            recorded = tx.outcomes(server_acked)
+            marks = tx.marks({client for client, _, _ in acked_ids})
     finally:
         store.close()
     stats.changes, stats.conflicts = len(log), len(conflicts)
     ids = [c.id for c in log]
     problems += [f"mutation {i} applied twice" for i in {i for i in ids if ids.count(i) > 1}]
-    problems += [f"acknowledged {i} not recorded" for i in server_acked if i not in recorded]
-    logged = {(FieldRef(c.collection, c.key, c.field), c.stamp) for c in log}
+    problems += [
+        f"acknowledged {client}:{n} not covered by its client's mark"
+        for client, _, n in acked_ids
+        if client not in marks or marks[client].outcome(int(n)) is None
+    ]
     losers = [(c.ref, c.loser.stamp) for c in conflicts]  # one stamp may cover several fields
     problems += [f"losing write {w} reported twice" for w in set(losers) if losers.count(w) > 1]
     problems += [
@@ -375,18 +383,27 @@ def check(
             mine = [(c.ref, c.loser.stamp) for c in r.conflicts()]
             if len(mine) != len(set(mine)) or not set(mine) <= set(losers):
                 problems.append(f"replica {i}: conflict log has repeats or unknown conflicts")
-        for ref, stamp, kind in acked[i]:
-            server = fields.get(ref)
-            if server is None or server.stamp < stamp:
-                problems.append(f"replica {i}: acknowledged write {ref} @ {stamp} lost")
-            elif kind == "crdt" and (ref, stamp) not in logged:
-                problems.append(f"replica {i}: text edit {ref} @ {stamp} never reached the log")
+            for ref, stamp, kind in acked[i]:
+                server = fields.get(ref)
+                if server is None or server.stamp < stamp:
+                    problems.append(f"replica {i}: acknowledged write {ref} @ {stamp} lost")
+                elif kind == "crdt" and not _holds_every_edit(r, ref, server):
+                    problems.append(f"replica {i}: a text edit of {ref} never reached the server")
     if problems:
         shown = "\n  ".join(problems[:20])
         raise HarnessFailure(
             f"seed {config.seed}: {len(problems)} problem(s):\n  {shown}\n"
             f"replay: {replay_command(config)}"
         )
+
+
+def _holds_every_edit(r: Replica, ref: FieldRef, server: StoredField) -> bool:
+    """True when the server's text state holds every edit the replica's state holds."""
+    mine = sync_port(r).field_state(ref.collection, ref.key, ref.field)
+    if mine is None or mine.state is None or server.state is None:
+        return mine is None
+    missing = get_update(mine.state, CrdtText(server.state).state_vector())
+    return missing[0] == 0  # first varuint: how many clients have structs the server lacks
 
 
 def _compare(i: int, r: Replica, ref: FieldRef, server: StoredField | None) -> list[str]:

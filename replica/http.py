@@ -30,6 +30,7 @@ from quietsync.replica.errors import (
     ProtocolError,
     PushRefusedError,
     RequestRefusedError,
+    ResyncRequiredError,
     TransportError,
     UnknownJobError,
 )
@@ -56,6 +57,13 @@ def decode_error(status: int, body: Any) -> RequestRefusedError:
     code, message = str(error.get("code", "http_error")), str(error.get("message", ""))
     if code == "unknown_job":
         return UnknownJobError(status, code, message)
+    resync = body.get("resync")
+    if code == "resync":
+        if not isinstance(resync, dict) or not all(
+            isinstance(resync.get(k), str) and resync[k] for k in ("reason", "history")
+        ):
+            raise ProtocolError(f"a resync answer needs a reason and a history: {body!r:.200}")
+        return ResyncRequiredError(status, code, message, resync["reason"], resync["history"])
     refused = body.get("refused")
     if not isinstance(refused, list):
         return RequestRefusedError(status, code, message)

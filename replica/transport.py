@@ -46,24 +46,32 @@ class PushAnswer:
     conflicts: list[Conflict]
     suppressed: int
     cursor: int
+    history: str | None = None
 
 
 @attrs.frozen
 class PullPage:
-    """One page of the change log after a cursor."""
+    """One page of the fields changed after a cursor, and the server's history id."""
 
     changes: list[Change]
     cursor: int
     has_more: bool
+    history: str | None = None
 
 
 @attrs.frozen
 class LiveMessage:
-    """One message of the live socket; `changes` is empty except for ``changes``."""
+    """One message of the live socket; `changes` is empty except for ``changes``.
+
+    A ``changes`` message holds every change after `after` up to `cursor`
+    (those overwritten later excepted); a ``hello`` names the `history`.
+    """
 
     type: Literal["hello", "changes", "pull"]
     cursor: int
     changes: list[Change] = attrs.Factory(list)
+    after: int | None = None
+    history: str | None = None
 
 
 class Transport(Protocol):
@@ -73,17 +81,27 @@ class Transport(Protocol):
         """Send one batch; `PushRefusedError` names refused mutations (nothing applied)."""
         ...
 
-    async def pull(self, since: int, limit: int) -> PullPage:
-        """The changes after `since`, at most `limit`."""
+    async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
+        """The changes after `since`, at most `limit`; `ResyncRequiredError` if `since`
+        means nothing in the server's history (`history`: the one the replica knows)."""
         ...
 
-    def live(self, since: int) -> AbstractAsyncContextManager[AsyncIterator[LiveMessage]]:
+    def live(
+        self, since: int, history: str | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[LiveMessage]]:
         """Open the live socket from `since`; iterating ends when the server closes it."""
         ...
 
     async def close(self) -> None:
         """Release connections; the transport is not used afterwards."""
         ...
+
+
+def _history(obj: Mapping[str, Any]) -> str | None:
+    value = obj.get("history")
+    if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 64):
+        raise ProtocolError(f"'history' must be a string of 1-64 characters, got {value!r:.80}")
+    return value
 
 
 def _int(obj: Mapping[str, Any], member: str) -> int:
@@ -127,7 +145,9 @@ def decode_push(body: Any) -> PushAnswer:
         conflicts = [Conflict.from_json(c) for c in _list(obj, "conflicts")]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ProtocolError(f"the server sent a bad conflict: {exc!r}") from exc
-    return PushAnswer(outcomes, conflicts, _int(obj, "suppressed"), _int(obj, "cursor"))
+    return PushAnswer(
+        outcomes, conflicts, _int(obj, "suppressed"), _int(obj, "cursor"), _history(obj)
+    )
 
 
 def decode_pull(body: Any) -> PullPage:
@@ -136,7 +156,8 @@ def decode_pull(body: Any) -> PullPage:
     has_more = obj.get("has_more")
     if not isinstance(has_more, bool):
         raise ProtocolError(f"'has_more' must be a boolean, got {has_more!r:.80}")
-    return PullPage(_changes(_list(obj, "changes")), _int(obj, "cursor"), has_more)
+    changes = _changes(_list(obj, "changes"))
+    return PullPage(changes, _int(obj, "cursor"), has_more, _history(obj))
 
 
 def decode_live(body: Any) -> LiveMessage:
@@ -144,7 +165,14 @@ def decode_live(body: Any) -> LiveMessage:
     obj = _object(body, "a live message")
     kind = obj.get("type")
     if kind == "changes":
-        return LiveMessage("changes", _int(obj, "cursor"), _changes(_list(obj, "changes")))
-    if kind in ("hello", "pull"):
+        changes = _changes(_list(obj, "changes"))
+        if "after" in obj:
+            after: int | None = _int(obj, "after")
+        else:  # a server from before gaps: its batches had consecutive seqs
+            after = None if not changes or changes[0].seq is None else changes[0].seq - 1
+        return LiveMessage("changes", _int(obj, "cursor"), changes, after=after)
+    if kind == "hello":
+        return LiveMessage(kind, _int(obj, "cursor"), history=_history(obj))
+    if kind == "pull":
         return LiveMessage(kind, _int(obj, "cursor"))
     raise ProtocolError(f"unknown live message type {kind!r:.80}")

@@ -44,14 +44,21 @@ class HttpTransport:
         body = {"mutations": [m.to_json() for m in mutations]}
         return decode_push(await self._http.json("POST", "/v1/push", json=body))
 
-    async def pull(self, since: int, limit: int) -> PullPage:
-        params = {"since": str(since), "limit": str(limit)}
+    async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
+        params = _cursor(since, history) | {"limit": str(limit)}
         return decode_pull(await self._http.json("GET", "/v1/pull", params=params))
 
     @asynccontextmanager
-    async def live(self, since: int) -> AsyncIterator[AsyncIterator[LiveMessage]]:
-        async with self._http.websocket("/v1/live", params={"since": str(since)}) as texts:
+    async def live(
+        self, since: int, history: str | None = None
+    ) -> AsyncIterator[AsyncIterator[LiveMessage]]:
+        async with self._http.websocket("/v1/live", params=_cursor(since, history)) as texts:
             yield _messages(texts)
+
+
+def _cursor(since: int, history: str | None) -> dict[str, str]:
+    """The query parameters naming a cursor (and the history it belongs to, once known)."""
+    return {"since": str(since)} if history is None else {"since": str(since), "history": history}
 
 
 async def _messages(texts: AsyncIterator[str]) -> AsyncIterator[LiveMessage]:

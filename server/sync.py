@@ -3,34 +3,43 @@
 A push is handled in one store transaction, in two steps:
 
 1. **Decide, for every mutation, without writing.** Decode it
-   (`Mutation.from_json`), answer ids seen before with their recorded outcome,
-   refuse stamps beyond the clock-drift bound (`Clock.check_drift`), kinds that
-   differ from the field's stored kind or from an earlier write of the batch,
-   garbage CRDT updates, and non-boolean tombstones. Every other mutation is
-   merged into an in-memory working copy of the fields it touches, through
-   `conflicts.merge_field` (lww) or `conflicts.merge_text_updates` (crdt). An
-   lww write that `conflicts.lww.overwrites` its field (a new field, or a newer
-   write that saw the current one: most of them) is applied without building
-   merge_field's inputs and result, which is exactly what merge_field would do.
+   (`Mutation.from_json`; its id must be ``<client>:<n>``), answer ids seen
+   before from the client's mark, refuse stamps beyond the clock-drift bound
+   (`Clock.check_drift`), kinds that differ from the field's stored kind or
+   from an earlier write of the batch, garbage CRDT updates, and non-boolean
+   tombstones. Every other mutation is merged into an in-memory working copy
+   of the fields it touches, through `conflicts.merge_field` (lww) or
+   `conflicts.merge_text_updates` (crdt). An lww write that
+   `conflicts.lww.overwrites` its field (a new field, or a newer write that saw
+   the current one: most of them) is applied without building merge_field's
+   inputs and result, which is exactly what merge_field would do.
 2. **Write everything or nothing.** If any mutation was refused, raise
    `MutationsRefusedError` naming every one of them: the transaction rolls back
    having written nothing. Otherwise hand the store one `BatchWrite`.
 
 Rules:
 
-* Each mutation whose outcome is APPLIED or RESOLVED appends one change to the
-  log: the incoming write for APPLIED, the resolved value under its derived
-  stamp for RESOLVED. DUPLICATE and DROPPED append nothing. An lww change is
-  its field's new state, and the store takes it as such (`BatchWrite`).
-* A crdt write is APPLIED (its update is merged and logged, since applying a
-  Yjs update is idempotent) unless its stamp equals the field's current stamp
-  (DUPLICATE). The field's stamp is the highest stamp merged into it.
-* A mutation id is recorded with its outcome; seen again (a retry, or twice in
-  one batch) it is answered with that outcome and not merged again.
-* Changes are numbered here, consecutively from the user's log head as read
+* Each mutation whose outcome is APPLIED or RESOLVED becomes its field's new
+  state with the next seq: the incoming write for APPLIED, the resolved value
+  under its derived stamp for RESOLVED. DUPLICATE and DROPPED change nothing.
+* A crdt write is APPLIED (its update is merged into the field's state, since
+  applying a Yjs update is idempotent) unless its stamp equals the field's
+  current stamp (DUPLICATE). The field's stamp is the highest stamp merged.
+* **Idempotency per client.** A client's mutation ids grow (``<client>:<n>``,
+  see `server.store.ClientMark`): an id at or below the client's high-water
+  mark, or seen earlier in the same batch, is answered with its recorded
+  outcome (``duplicate`` if it is older than the client's last push) and not
+  merged again. The marks are written with the batch.
+* Changes are numbered here, consecutively from the user's head as read
   inside the same transaction.
 * The server clock observes every accepted stamp after the commit (it keeps
   only the highest, so observing the highest is observing them all).
+
+A pull answers from the store's state, unless the replica must resync
+(`ResyncRequiredError`, ``docs/protocol.md``): it knows another history of
+this server (a restore, a reset), its cursor is past the user's head (the
+server went back), or its cursor is below the tombstone horizon (it may have
+missed a delete that compaction removed).
 
 Runs on the store's worker thread; it does no I/O of its own.
 """
@@ -38,6 +47,8 @@ Runs on the store's worker thread; it does no I/O of its own.
 from __future__ import annotations
 
 import json
+import re
+from collections import defaultdict
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
@@ -63,10 +74,12 @@ from quietsync.server.errors import (
     BatchTooLargeError,
     MutationsRefusedError,
     Refusal,
+    ResyncRequiredError,
 )
 from quietsync.server.store import (
     BatchWrite,
     ChangePage,
+    ClientMark,
     ConflictPage,
     FieldKey,
     Store,
@@ -76,6 +89,15 @@ from quietsync.server.store import (
 __all__ = ["PushResult", "SyncService"]
 
 _compact = json.JSONEncoder(separators=(",", ":")).encode
+_MUTATION_ID = re.compile(r"(.{1,100}):([1-9][0-9]{0,17})")
+"""``<client>:<n>``: a client's own name, then its mutation number (from 1)."""
+
+
+def _client_and_number(mid: str) -> tuple[str, int]:
+    match = _MUTATION_ID.fullmatch(mid)
+    if match is None:
+        raise WireError(f"'id' must be '<client>:<n>' with n a positive integer, got {mid!r:.80}")
+    return match[1], int(match[2])
 
 
 @attrs.frozen
@@ -86,6 +108,7 @@ class PushResult:
     conflicts: list[Conflict]
     suppressed: int
     cursor: int
+    history: str
     written: BatchWrite
     """What the push committed."""
 
@@ -97,7 +120,7 @@ class PushResult:
         """The answer to the push, as JSON text (ASCII, as `json.dumps` writes it).
 
         ``{"results": [{"id": ..., "outcome": ...}, ...], "conflicts": [...],
-        "suppressed": n, "cursor": n}``. The results, one per mutation, are
+        "suppressed": n, "cursor": n, "history": "..."}``. The results, one per mutation, are
         written out here: a dict each through `json.dumps` cost five times as
         much, and left the cyclic GC a thousand more objects per push of 1,000.
         """
@@ -108,6 +131,7 @@ class PushResult:
             "conflicts": [c.to_json() for c in self.conflicts],
             "suppressed": self.suppressed,
             "cursor": self.cursor,
+            "history": self.history,
         }
         return f'{{"results":[{results}],{_compact(rest)[1:]}'
 
@@ -116,7 +140,8 @@ class PushResult:
 class _Batch:
     """The working state of one push while it is being decided."""
 
-    seen: dict[str, str]
+    marks: dict[str, ClientMark]
+    """The stored mark of each client of the batch."""
     fields: dict[FieldKey, StoredField | Mutation]
     """Each field's state so far: as stored, or the lww write of this push that set it."""
     write: BatchWrite
@@ -124,7 +149,20 @@ class _Batch:
     """`Clock.drift_bound` as the push began: stamps at or below it need no `check_drift`."""
     refused: list[Refusal] = attrs.Factory(list)
     results: list[tuple[str, str]] = attrs.Factory(list)
+    answered: dict[str, dict[int, str]] = attrs.Factory(lambda: defaultdict(dict))
+    """Each client's outcomes in this batch, by mutation number."""
     suppressed: int = 0
+
+    def recorded(self, client: str, n: int) -> str | None:
+        """The outcome already given to mutation `n` of `client` (this batch, or before)."""
+        outcome = self.answered[client].get(n)
+        if outcome is None and client in self.marks:
+            outcome = self.marks[client].outcome(n)
+        return outcome
+
+    def answer(self, mid: str, client: str, n: int, outcome: str) -> None:
+        self.answered[client][n] = outcome
+        self.results.append((mid, outcome))
 
     def log_lww(self, key: FieldKey, write: Mutation) -> None:
         """Log lww `write`, which is field `key`'s new state (for the store too)."""
@@ -147,12 +185,14 @@ class SyncService:
         *,
         resolvers: Resolvers,
         max_batch: int,
+        page_max_bytes: int = 4 * 1024 * 1024,
         suppress_identical: bool = True,
     ):
         self._store = store
         self._clock = clock
         self._resolvers = resolvers
         self._max_batch = max_batch
+        self._page_max_bytes = page_max_bytes
         self._suppress_identical = suppress_identical
 
     def push(self, user: str, body: Any) -> PushResult:
@@ -168,36 +208,73 @@ class SyncService:
                 mid = obj.get("id") if isinstance(obj, dict) else None
                 mid = mid if isinstance(mid, str) else None
                 refused.append(Refusal(index, mid, "invalid_mutation", str(exc)))
-        valid = [(i, m, (m.collection, m.key, m.field)) for i, m in enumerate(decoded) if m]
+        valid = []
+        for index, m in enumerate(decoded):
+            if m is not None:
+                try:
+                    client, n = _client_and_number(m.id)
+                except WireError as exc:
+                    refused.append(Refusal(index, m.id, "invalid_mutation", str(exc)))
+                else:
+                    valid.append((index, m, (m.collection, m.key, m.field), client, n))
         with self._store.transaction(user) as tx:
             batch = _Batch(
-                seen=tx.outcomes({m.id for _, m, _ in valid}),
-                fields=dict(tx.fields({key for _, _, key in valid})),
+                marks=tx.marks({client for *_, client, _ in valid}),
+                fields=dict(tx.fields({key for _, _, key, _, _ in valid})),
                 write=BatchWrite(first_seq=tx.head() + 1),
                 drift_bound=self._clock.drift_bound(),
                 refused=refused,
             )
-            for index, m, key in valid:
-                self._decide(batch, index, m, key)
+            for index, m, key, client, n in valid:
+                self._decide(batch, index, m, key, client, n)
             if batch.refused:
                 batch.refused.sort(key=lambda r: r.index)
                 raise MutationsRefusedError(batch.refused, len(raw))
+            batch.write.marks.update(
+                (client, ClientMark.after(batch.marks.get(client), outcomes.items()))
+                for client, outcomes in batch.answered.items()
+            )
             tx.write(batch.write)
         if valid:  # observing the highest stamp is observing them all (module docstring)
-            self._clock.observe(max(m.stamp for _, m, _ in valid))
+            self._clock.observe(max(m.stamp for _, m, *_ in valid))
         written = batch.write
         return PushResult(
-            batch.results, written.conflicts, batch.suppressed, written.last_seq, written
+            batch.results,
+            written.conflicts,
+            batch.suppressed,
+            written.last_seq,
+            self.history,
+            written,
         )
 
-    def pull(self, user: str, since: int, limit: int) -> ChangePage:
-        return self._store.changes(user, since, limit)
+    @property
+    def history(self) -> str:
+        """The id of the server's history (see `server.sqlite_schema`)."""
+        return self._store.history()
+
+    def check_cursor(self, user: str, since: int, history: str | None) -> None:
+        """Raise `ResyncRequiredError` unless a replica at `since` in `history` can go on."""
+        if history is not None and history != self.history:
+            raise ResyncRequiredError("history_changed", self.history)
+        if since > self._store.cursor(user):
+            raise ResyncRequiredError("cursor_ahead", self.history)
+        if 0 < since < self._store.horizon(user):
+            raise ResyncRequiredError("cursor_too_old", self.history)
+
+    def pull(self, user: str, since: int, limit: int, history: str | None = None) -> ChangePage:
+        """The fields changed after `since` (after `check_cursor`), a page bounded in bytes."""
+        self.check_cursor(user, since, history)
+        return self._store.changes(user, since, limit, self._page_max_bytes)
+
+    def page(self, user: str, since: int, limit: int) -> ChangePage:
+        """`pull` without the cursor check (a live socket that already passed it)."""
+        return self._store.changes(user, since, limit, self._page_max_bytes)
 
     def cursor(self, user: str) -> int:
         return self._store.cursor(user)
 
     def conflicts(self, user: str, since: int, limit: int) -> ConflictPage:
-        return self._store.conflicts(user, since, limit)
+        return self._store.conflicts(user, since, limit, self._page_max_bytes)
 
     def close(self) -> None:
         self._store.close()
@@ -212,10 +289,12 @@ class SyncService:
             )
         return raw
 
-    def _decide(self, batch: _Batch, index: int, m: Mutation, key: FieldKey) -> None:
-        recorded = batch.seen.get(m.id) or batch.write.outcomes.get(m.id)
+    def _decide(
+        self, batch: _Batch, index: int, m: Mutation, key: FieldKey, client: str, n: int
+    ) -> None:
+        recorded = batch.recorded(client, n)
         if recorded is not None:
-            batch.results.append((m.id, recorded))
+            batch.answer(m.id, client, n, recorded)
             return
         current = batch.fields.get(key)
         try:
@@ -230,8 +309,7 @@ class SyncService:
         except WireError as exc:
             batch.refused.append(Refusal(index, m.id, "invalid_mutation", str(exc)))
         else:
-            recorded = batch.write.outcomes[m.id] = outcome.value  # an enum lookup: do it once
-            batch.results.append((m.id, recorded))
+            batch.answer(m.id, client, n, outcome.value)
 
     def _check(self, batch: _Batch, m: Mutation, current: StoredField | Mutation | None) -> None:
         """Raise if `m` must be refused (see the module docstring); change nothing."""

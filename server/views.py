@@ -24,7 +24,7 @@ from quietsync.server.errors import (
     error_body,
 )
 from quietsync.server.keys import CONFIG_KEY, CORE_KEY, HUB_KEY, SYNC_KEY, USER_KEY
-from quietsync.server.live import LiveSession
+from quietsync.server.live import LiveSession, Published
 from quietsync.server.store import ChangePage
 
 __all__ = ["conflicts", "error_middleware", "health", "json_body", "live", "pull", "push"]
@@ -110,25 +110,38 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "node": request.app[CONFIG_KEY].node_id})
 
 
+def _history_param(request: web.Request) -> str | None:
+    """The history id the replica knows (None: it knows none yet)."""
+    history = request.query.get("history")
+    if history is not None and not 0 < len(history) <= 64:
+        raise BadRequestError("query parameter 'history' must be 1-64 characters")
+    return history
+
+
 async def push(request: web.Request) -> web.Response:
     user = request[USER_KEY]
     body = await json_body(request)
     result = await _on_store_thread(request, request.app[SYNC_KEY].push, user, body)
     hub = request.app[HUB_KEY]
     if hub.listening(user):  # else numbering 1,000 changes would be for nobody
-        hub.publish(user, result.changes())
+        written = result.written
+        hub.publish(
+            user, Published(written.first_seq - 1, written.changes(), request.content_length or 0)
+        )
     return web.Response(text=result.to_json_text(), content_type="application/json")
 
 
 async def pull(request: web.Request) -> web.Response:
     since, limit = _page_params(request)
+    history = _history_param(request)
     sync = request.app[SYNC_KEY]
-    page = await _on_store_thread(request, sync.pull, request[USER_KEY], since, limit)
+    page = await _on_store_thread(request, sync.pull, request[USER_KEY], since, limit, history)
     return web.json_response(
         {
             "changes": [c.to_json() for c in page.changes],
             "cursor": page.cursor,
             "has_more": page.has_more,
+            "history": sync.history,
         }
     )
 
@@ -149,20 +162,23 @@ async def conflicts(request: web.Request) -> web.Response:
 async def live(request: web.Request) -> web.WebSocketResponse:
     user = request[USER_KEY]
     since = _int_param(request, "since", 0, minimum=0) if "since" in request.query else None
+    history = _history_param(request)
     sync, hub = request.app[SYNC_KEY], request.app[HUB_KEY]
     page_size = request.app[CONFIG_KEY].pull_limit_default
+    # a cursor that cannot go on is answered before the upgrade, as a pull would be
+    await _on_store_thread(request, sync.check_cursor, user, since or 0, history)
 
     async def read_cursor() -> int:
         return await _on_store_thread(request, sync.cursor, user)
 
     async def read_page(after: int) -> ChangePage:
-        return await _on_store_thread(request, sync.pull, user, after, page_size)
+        return await _on_store_thread(request, sync.page, user, after, page_size)
 
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
     sub = hub.subscribe(user, ws)
     try:
-        await LiveSession(sub, read_cursor, read_page).serve(since)
+        await LiveSession(sub, sync.history, read_cursor, read_page).serve(since)
     finally:
         hub.unsubscribe(sub)
     return ws

@@ -122,7 +122,8 @@ def test_job_writes_never_conflict_and_always_win(plan: list[Any]) -> None:
             before = _fields(store, refs)
             result = writer.write(items)
             after = _fields(store, refs)
-            changes = {(c.key, c.field): c for c in result.changes.get("alice", [])}
+            published = result.published.get("alice")
+            changes = {(c.key, c.field): c for c in (published.changes if published else [])}
             for item, stamp in zip(items, result.stamps, strict=True):
                 message = item.row.message_id
                 assert message not in last_stamp or stamp > last_stamp[message]  # law 2
@@ -173,7 +174,7 @@ def test_one_write_is_one_transaction_across_users() -> None:
         assert sync.pull("alice", 0, 100).changes == []
         assert jobs.load() == []
         result = writer.write([FlushItem(rows[0], "", start=True)])
-        assert {c.field for c in result.changes["alice"]} == JOB_FIELDS
+        assert {c.field for c in result.published["alice"].changes} == JOB_FIELDS
         assert [r.job_id for r in jobs.load()] == ["job-alice"]
     finally:
         store.close()
