@@ -14,9 +14,13 @@ Version history of the sync store:
    ``heads``, ``conflicts``.
 2. state, not history (`quietsync.server.sqlite_store`): ``fields`` holds each
    field's current state with the seq of its last change (a pull reads the
-   fields changed after a cursor); ``clients`` keeps one high-water mark per
+   fields changed after a cursor) and its size (read to bound a page in bytes
+   without reading the values: the value columns come last, so the size is
+   read without following a large value's overflow pages); ``clients`` keeps one high-water mark per
    pushing client instead of one row per mutation; ``changes`` and
-   ``mutations`` are gone. Carried over: each field gets the seq of its last
+   ``mutations`` are gone; ``heads`` also keeps each user's tombstone horizon
+   and the highest stamp written (so a restarted clock starts above it without
+   reading every field). Carried over: each field gets the seq of its last
    logged change and the id of the mutation that wrote it; each client the
    highest mutation number it pushed.
 
@@ -92,15 +96,18 @@ def _v2_state_layout(db: sqlite3.Connection) -> None:
         db,
         """
         ALTER TABLE heads ADD COLUMN gc_seq INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE heads ADD COLUMN stamp TEXT;
+        UPDATE heads SET stamp = (SELECT max(stamp) FROM changes WHERE changes.user = heads.user);
         CREATE TABLE fields_v2 (
             user TEXT NOT NULL, collection TEXT NOT NULL, key TEXT NOT NULL, field TEXT NOT NULL,
-            kind TEXT NOT NULL, value TEXT, state BLOB, stamp TEXT NOT NULL, base TEXT,
-            seq INTEGER NOT NULL, mid TEXT NOT NULL,
+            seq INTEGER NOT NULL, size INTEGER NOT NULL, kind TEXT NOT NULL, stamp TEXT NOT NULL,
+            base TEXT, mid TEXT NOT NULL, value TEXT, state BLOB,
             PRIMARY KEY (user, collection, key, field)
         ) WITHOUT ROWID;
         INSERT INTO fields_v2
-            SELECT f.user, f.collection, f.key, f.field, f.kind, f.value, f.state, f.stamp, f.base,
-                   c.seq, c.id
+            SELECT f.user, f.collection, f.key, f.field, c.seq,
+                   ifnull(length(f.value), 0) + ifnull(length(f.state), 0),
+                   f.kind, f.stamp, f.base, c.id, f.value, f.state
             FROM fields AS f JOIN (
                 SELECT user, collection, key, field, max(seq) AS seq FROM changes
                 GROUP BY user, collection, key, field
@@ -108,7 +115,7 @@ def _v2_state_layout(db: sqlite3.Connection) -> None:
             JOIN changes AS c ON c.user = f.user AND c.seq = last.seq;
         DROP TABLE fields;
         ALTER TABLE fields_v2 RENAME TO fields;
-        CREATE UNIQUE INDEX fields_by_seq ON fields (user, seq);
+        CREATE INDEX fields_by_seq ON fields (user, seq, size);
         CREATE INDEX fields_tombstones ON fields (stamp)
             WHERE field = '_deleted' AND value = 'true';
         CREATE TABLE clients (

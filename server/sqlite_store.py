@@ -12,11 +12,14 @@ writes.
 Tables (schema and migrations: `server.sqlite_schema`; every row keyed by
 ``user`` first, so one user's space is a key range):
 
-* ``fields(user, collection, key, field, kind, value, state, stamp, base, seq,
-  mid)``: every field's current state, the seq of its last change and the id
-  of the write that made it; an index on ``(user, seq)`` serves pulls, a
-  partial index the tombstones compaction looks for;
-* ``heads(user, seq, gc_seq)``: each user's head and tombstone horizon;
+* ``fields(user, collection, key, field, seq, size, kind, stamp, base, mid,
+  value, state)``: every field's current state, the seq of its last change,
+  its size and the id of the write that made it; an index on ``(user, seq,
+  size)`` serves pulls (a page is cut by size from the index alone: reading
+  a column of this WITHOUT ROWID table reads the whole row, values and all),
+  a partial index the tombstones compaction looks for;
+* ``heads(user, seq, gc_seq, stamp)``: each user's head, tombstone horizon
+  and the highest stamp written (`last_stamp` reads this small table);
 * ``clients(user, client, hw, last)``: one `ClientMark` per pushing client;
 * ``conflicts(pos, user, body)``: conflicts detected, as `Conflict` JSON;
 * ``meta(name, value)``: the schema versions and the history id.
@@ -69,10 +72,11 @@ _SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
 }
 _TOMBSTONE = _SCALAR_TEXT[bool](True)
 _UPSERT_FIELD = (
-    "INSERT INTO fields (user, collection, key, field, kind, value, state, stamp, base, seq, mid)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user, collection, key, field)"
-    " DO UPDATE SET kind = excluded.kind, value = excluded.value, state = excluded.state,"
-    " stamp = excluded.stamp, base = excluded.base, seq = excluded.seq, mid = excluded.mid"
+    "INSERT INTO fields (user, collection, key, field, seq, size, kind, stamp, base, mid, value,"
+    " state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user, collection, key, field)"
+    " DO UPDATE SET seq = excluded.seq, size = excluded.size, kind = excluded.kind,"
+    " stamp = excluded.stamp, base = excluded.base, mid = excluded.mid, value = excluded.value,"
+    " state = excluded.state"
 )
 _TOMBSTONES = (  # the partial index's own condition, as literals, or SQLite cannot use it
     "SELECT user, collection, key FROM fields INDEXED BY fields_tombstones"
@@ -174,25 +178,33 @@ class _SQLiteTransaction:
     def write(self, batch: BatchWrite) -> None:
         db, user = self._db, self._user
         crdt = batch.fields
+        if batch.log and batch.first_seq <= self.head():
+            raise StoreError(f"seq {batch.first_seq} of {user!r} is already written")
+        highest = ""  # the highest stamp written: the heads row keeps it for the clock
 
         def row(seq: int, m: Any) -> tuple[Any, ...]:
             if m.kind == "crdt":  # the field's merged state, under its highest stamp
                 state = crdt[FieldRef(m.collection, m.key, m.field)]
                 stamp, base, value, blob = state.stamp, state.base, None, state.state
+                size = len(blob or b"")
             else:
                 stamp, base, value, blob = m.stamp, m.base, _value_text(m.value), None
+                size = len(value)
+            nonlocal highest
+            highest = max(highest, str(stamp))
             return (
                 user,
                 m.collection,
                 m.key,
                 m.field,
+                seq,
+                size,
                 m.kind,
-                value,
-                blob,
                 str(stamp),
                 _str_or_none(base),
-                seq,
                 m.id,
+                value,
+                blob,
             )
 
         # Rows are generated, not listed: each is bound and freed before the next is built,
@@ -214,9 +226,9 @@ class _SQLiteTransaction:
         )
         if batch.log:
             db.execute(
-                "INSERT INTO heads (user, seq) VALUES (?, ?)"
-                " ON CONFLICT (user) DO UPDATE SET seq = excluded.seq",
-                (user, batch.last_seq),
+                "INSERT INTO heads (user, seq, stamp) VALUES (?, ?, ?) ON CONFLICT (user)"
+                " DO UPDATE SET seq = excluded.seq, stamp = max(ifnull(stamp, ''), excluded.stamp)",
+                (user, batch.last_seq, highest),
             )
 
 
@@ -318,8 +330,7 @@ class SQLiteStore:
         with translated_errors("read changes"):
             # sizes first (an index walk, no values read), then exactly the rows that fit
             sizes = self._db.execute(
-                "SELECT seq, ifnull(length(value), 0) + ifnull(length(state), 0) FROM fields"
-                " WHERE user = ? AND seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, size FROM fields WHERE user = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (user, since, limit + 1),
             ).fetchall()
             take = _page_end(sizes, limit, max_bytes)
@@ -373,7 +384,7 @@ class SQLiteStore:
 
     def last_stamp(self) -> HLC | None:
         with translated_errors("read the last stamp"):
-            row = self._db.execute("SELECT max(stamp) FROM fields").fetchone()
+            row = self._db.execute("SELECT max(stamp) FROM heads").fetchone()
         return _stamp_or_none(row[0])
 
     def collect_tombstones(self, deleted_before_ms: int) -> int:

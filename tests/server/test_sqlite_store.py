@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from quietsync.conflicts import HLC
 from quietsync.server.errors import ConfigError, StoreError
 from quietsync.server.sqlite_schema import SCHEMA_VERSION, migrate
 from quietsync.server.sqlite_store import SQLiteStore, _dumps, _value_text
@@ -112,6 +113,7 @@ def test_a_database_of_the_append_only_layout_is_migrated(tmp_path: Path) -> Non
             (3, "n2:7", "b", {"x": 1}),
         ]
         assert (page.cursor, store.cursor("alice"), store.cursor("bob")) == (3, 3, 1)
+        assert store.last_stamp() == HLC(4, 0, "n1")  # bob's: a restarted clock starts above
         with store.transaction("alice") as tx:
             assert tx.marks(["n1", "n2"]) == {"n1": ClientMark(2), "n2": ClientMark(7)}
         db = store.connection
