@@ -76,11 +76,11 @@ def decode_error(status: int, body: Any) -> RequestRefusedError:
     return PushRefusedError(status, code, message, items)
 
 
-def _json(text: str, what: str) -> Any:
+def _json(data: bytes, what: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(data)
     except ValueError as exc:
-        raise ProtocolError(f"{what}: the answer is not JSON: {text:.200}") from exc
+        raise ProtocolError(f"{what}: the answer is not JSON: {data[:200]!r}") from exc
 
 
 class EventStream:
@@ -143,19 +143,22 @@ class HttpClient:
             await self._session.close()
             self._session = None
 
-    async def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send one request; the JSON body of its 2xx answer."""
+    async def body(self, method: str, path: str, **kwargs: Any) -> bytes:
+        """Send one request; the bytes of its 2xx answer (a 4xx or 5xx is raised)."""
         what = f"{method} {path}"
         with _network(what):
             async with self._client().request(method, self._url + path, **kwargs) as resp:
-                text = await resp.text()
+                data = await resp.read()
                 status = resp.status
         if status >= 500:
-            raise TransportError(f"{what}: the server answered {status}: {text:.200}")
-        body = _json(text, what)
+            raise TransportError(f"{what}: the server answered {status}: {data[:200]!r}")
         if status >= 400:
-            raise decode_error(status, body)
-        return body
+            raise decode_error(status, _json(data, what))
+        return data
+
+    async def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send one request; the JSON of its 2xx answer."""
+        return _json(await self.body(method, path, **kwargs), f"{method} {path}")
 
     async def stream(self, method: str, path: str, **kwargs: Any) -> EventStream:
         """Send one request whose 2xx answer is read as it arrives (`EventStream`)."""
@@ -166,10 +169,10 @@ class HttpClient:
             return EventStream(resp, what)
         async with resp:
             with _network(what):
-                text = await resp.text()
+                data = await resp.read()
         if resp.status >= 500:
-            raise TransportError(f"{what}: the server answered {resp.status}: {text:.200}")
-        raise decode_error(resp.status, _json(text, what))
+            raise TransportError(f"{what}: the server answered {resp.status}: {data[:200]!r}")
+        raise decode_error(resp.status, _json(data, what))
 
     @asynccontextmanager
     async def websocket(

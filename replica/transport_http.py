@@ -8,12 +8,10 @@ server failure into a `SyncError`; the answers are decoded by
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from quietsync.protocol import Mutation
-from quietsync.replica.errors import ProtocolError
+from quietsync.protocol import Mutation, encode
 from quietsync.replica.http import HttpClient
 from quietsync.replica.transport import (
     LiveMessage,
@@ -41,12 +39,13 @@ class HttpTransport:
         await self._http.close()
 
     async def push(self, mutations: Sequence[Mutation]) -> PushAnswer:
-        body = {"mutations": [m.to_json() for m in mutations]}
-        return decode_push(await self._http.json("POST", "/v1/push", json=body))
+        body = encode({"mutations": [m.to_wire() for m in mutations]})
+        headers = {"Content-Type": "application/json"}
+        return decode_push(await self._http.body("POST", "/v1/push", data=body, headers=headers))
 
     async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
         params = _cursor(since, history) | {"limit": str(limit)}
-        return decode_pull(await self._http.json("GET", "/v1/pull", params=params))
+        return decode_pull(await self._http.body("GET", "/v1/pull", params=params))
 
     @asynccontextmanager
     async def live(
@@ -63,8 +62,4 @@ def _cursor(since: int, history: str | None) -> dict[str, str]:
 
 async def _messages(texts: AsyncIterator[str]) -> AsyncIterator[LiveMessage]:
     async for text in texts:
-        try:
-            body = json.loads(text)
-        except ValueError as exc:
-            raise ProtocolError(f"live message is not JSON: {text:.200}") from exc
-        yield decode_live(body)
+        yield decode_live(text)

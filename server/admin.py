@@ -7,7 +7,9 @@
   (``docs/protocol.md``, "Resync"), and nothing they acknowledged is lost.
 * **restore** puts a backup in place of a database whose server is stopped:
   it refuses while a server holds the database, removes the old write-ahead
-  log (replayed onto the restored file it would corrupt it), and copies.
+  log (replayed onto the restored file it would corrupt it), and swaps the
+  file in whole. The restored database gets a history id of its own too, so
+  restoring one backup twice makes two histories, never one told twice.
 * **compact** collects tombstones past a horizon and vacuums the file, while
   no server runs (a running server collects tombstones itself, every
   ``--compact-every`` seconds).
@@ -56,32 +58,51 @@ def backup_database(source: Path, dest: Path) -> str:
         out = sqlite3.connect(dest, isolation_level=None)
         try:
             src.backup(out)  # all pages in one step: one consistent snapshot
-            original = read_meta(out).get("history_id", "")
-            history = new_history_id()
-            out.execute("BEGIN")
-            out.executemany(
-                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                [
-                    ("history_id", history),
-                    ("backup_of", original),
-                    ("backup_ms", str(wall_clock_ms())),
-                ],
-            )
-            out.execute("COMMIT")
+            return _begin_history(out, "backup_of")
         finally:
             out.close()
             src.close()
-    return history
 
 
-def restore_database(backup_file: Path, db: Path) -> None:
-    """Put `backup_file` in place of `db`, whose server must be stopped."""
+def restore_database(backup_file: Path, db: Path) -> str:
+    """Put `backup_file` in place of `db`, whose server must be stopped; its new history id.
+
+    Every restore starts a history of its own, even of the same backup twice:
+    a replica that synced with the first restored server must not take the
+    second for the same one (the two diverged after the restore).
+    """
     _check_database(backup_file)
     if db.exists():
         SQLiteStore(db).close()  # takes and releases the lock: refused while served
+    staged = db.with_name(db.name + ".restoring")
+    shutil.copyfile(backup_file, staged)
+    with translated_errors(f"restore {backup_file}"):
+        out = sqlite3.connect(staged, isolation_level=None)
+        try:
+            history = _begin_history(out, "restored_from")
+        finally:
+            out.close()
     for suffix in _SIDE_FILES:
         db.with_name(db.name + suffix).unlink(missing_ok=True)
-    shutil.copyfile(backup_file, db)
+    staged.replace(db)  # atomic: the database is the old one or the restored one
+    return history
+
+
+def _begin_history(db: sqlite3.Connection, origin_key: str) -> str:
+    """Give the database `db` a new history id, noting the one it came from."""
+    original = read_meta(db).get("history_id", "")
+    history = new_history_id()
+    db.execute("BEGIN")
+    db.executemany(
+        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+        [
+            ("history_id", history),
+            (origin_key, original),
+            (f"{origin_key}_ms", str(wall_clock_ms())),
+        ],
+    )
+    db.execute("COMMIT")
+    return history
 
 
 def _check_database(path: Path) -> None:
@@ -157,8 +178,11 @@ def backup(args: argparse.Namespace) -> int:
 
 def restore(args: argparse.Namespace) -> int:
     def action() -> str:
-        restore_database(args.backup, args.db)
-        return f"restored {args.backup} to {args.db}; replicas will resync on their next pull"
+        history = restore_database(args.backup, args.db)
+        return (
+            f"restored {args.backup} to {args.db} (history {history}); "
+            "replicas will resync on their next pull"
+        )
 
     return _run("restore", action)
 

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 from aiohttp import WSCloseCode, web
 
-from quietsync.protocol import Change
+from quietsync.protocol import Change, WireChanges, WireHello, WirePull, encode
 from quietsync.server.store import ChangePage
 
 __all__ = ["MUST_PULL_CLOSE_CODE", "LiveHub", "LiveSession", "Published", "Subscription"]
@@ -171,7 +171,7 @@ class LiveSession:
     async def _send_all(self, since: int | None) -> None:
         """Hello, backlog, then live batches; returns (after telling the client) on overflow."""
         cursor = await self._read_cursor()
-        await self._ws.send_json({"type": "hello", "cursor": cursor, "history": self._history})
+        await self._ws.send_str(encode(WireHello(cursor, self._history)).decode())
         self._last = cursor if since is None else since
         await self._catch_up()
         while (batches := await self._sub.next_batches()) is not None:
@@ -184,7 +184,7 @@ class LiveSession:
                     fresh = [c for c in fresh if c.seq is not None and c.seq > self._last]
                 if fresh:
                     await self._send(self._last, fresh, fresh[-1].seq)
-        await self._ws.send_json({"type": "pull", "cursor": self._last})
+        await self._ws.send_str(encode(WirePull(self._last)).decode())
 
     async def _catch_up(self) -> None:
         """Send what the store holds after the last cursor sent."""
@@ -197,12 +197,6 @@ class LiveSession:
 
     async def _send(self, after: int, changes: list[Change], cursor: int | None) -> None:
         assert cursor is not None
-        await self._ws.send_json(
-            {
-                "type": "changes",
-                "after": after,
-                "changes": [c.to_json() for c in changes],
-                "cursor": cursor,
-            }
-        )
+        message = WireChanges([c.to_wire() for c in changes], cursor, after)
+        await self._ws.send_str(encode(message).decode())
         self._last = cursor

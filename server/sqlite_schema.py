@@ -20,7 +20,9 @@ Version history of the sync store:
    pushing client instead of one row per mutation; ``changes`` and
    ``mutations`` are gone; ``heads`` also keeps each user's tombstone horizon
    and the highest stamp written (so a restarted clock starts above it without
-   reading every field). Carried over: each field gets the seq of its last
+   reading every field); ``conflicts`` keeps one report per losing write
+   (a write that loses again, re-pushed after a restore, is not reported
+   twice: law 5). Carried over: each field gets the seq of its last
    logged change and the id of the mutation that wrote it; each client the
    highest mutation number it pushed.
 
@@ -118,6 +120,17 @@ def _v2_state_layout(db: sqlite3.Connection) -> None:
         CREATE INDEX fields_by_seq ON fields (user, seq, size);
         CREATE INDEX fields_tombstones ON fields (stamp)
             WHERE field = '_deleted' AND value = 'true';
+        CREATE TABLE conflicts_v2 (
+            pos INTEGER PRIMARY KEY, user TEXT NOT NULL, collection TEXT NOT NULL,
+            key TEXT NOT NULL, field TEXT NOT NULL, loser TEXT NOT NULL, body TEXT NOT NULL
+        );
+        INSERT OR IGNORE INTO conflicts_v2
+            SELECT pos, user, body ->> '$.collection', body ->> '$.key', body ->> '$.field',
+                   body ->> '$.loser.stamp', body FROM conflicts;
+        DROP TABLE conflicts;
+        ALTER TABLE conflicts_v2 RENAME TO conflicts;
+        CREATE INDEX conflicts_by_user ON conflicts (user, pos);
+        CREATE UNIQUE INDEX conflicts_once ON conflicts (user, collection, key, field, loser);
         CREATE TABLE clients (
             user TEXT NOT NULL, client TEXT NOT NULL, hw INTEGER NOT NULL, last TEXT,
             PRIMARY KEY (user, client)

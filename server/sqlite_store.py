@@ -21,7 +21,8 @@ Tables (schema and migrations: `server.sqlite_schema`; every row keyed by
 * ``heads(user, seq, gc_seq, stamp)``: each user's head, tombstone horizon
   and the highest stamp written (`last_stamp` reads this small table);
 * ``clients(user, client, hw, last)``: one `ClientMark` per pushing client;
-* ``conflicts(pos, user, body)``: conflicts detected, as `Conflict` JSON;
+* ``conflicts(pos, user, collection, key, field, loser, body)``: conflicts
+  detected, as `Conflict` JSON, one per losing write;
 * ``meta(name, value)``: the schema versions and the history id.
 
 Companion stores of the same database (the jobs feature's
@@ -220,9 +221,13 @@ class _SQLiteTransaction:
                 for client, mark in batch.marks.items()
             ),
         )
-        db.executemany(
-            "INSERT INTO conflicts (user, body) VALUES (?, ?)",
-            ((user, _dumps(c.to_json())) for c in batch.conflicts),
+        db.executemany(  # one report per losing write (law 5), however often it loses
+            "INSERT OR IGNORE INTO conflicts (user, collection, key, field, loser, body)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                (user, c.collection, c.key, c.field, str(c.loser.stamp), _dumps(c.to_json()))
+                for c in batch.conflicts
+            ),
         )
         if batch.log:
             db.execute(

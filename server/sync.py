@@ -2,8 +2,8 @@
 
 A push is handled in one store transaction, in two steps:
 
-1. **Decide, for every mutation, without writing.** Decode it
-   (`Mutation.from_json`; its id must be ``<client>:<n>``), answer ids seen
+1. **Decide, for every mutation, without writing.** Take it decoded
+   (`quietsync.protocol.decode_writes`; its id must be ``<client>:<n>``), answer ids seen
    before from the client's mark, refuse stamps beyond the clock-drift bound
    (`Clock.check_drift`), kinds that differ from the field's stored kind or
    from an earlier write of the batch, garbage CRDT updates, and non-boolean
@@ -22,9 +22,14 @@ Rules:
 * Each mutation whose outcome is APPLIED or RESOLVED becomes its field's new
   state with the next seq: the incoming write for APPLIED, the resolved value
   under its derived stamp for RESOLVED. DUPLICATE and DROPPED change nothing.
-* A crdt write is APPLIED (its update is merged into the field's state, since
-  applying a Yjs update is idempotent) unless its stamp equals the field's
-  current stamp (DUPLICATE). The field's stamp is the highest stamp merged.
+* A crdt write's update is always merged into the field's state (applying a
+  Yjs update is idempotent): it is APPLIED, or DUPLICATE when it added
+  nothing and its stamp is not above the field's. Never judged by its stamp
+  alone: two different updates may share one (one write call, or a write
+  re-pushed after a restore beside an edit of the same call). The field's
+  stamp is the highest stamp merged, even one whose edit changed nothing
+  here (two replicas deleting the same characters): replicas keep the
+  highest stamp they saw, so the server must too or they would disagree.
 * **Idempotency per client.** A client's mutation ids grow (``<client>:<n>``,
   see `server.store.ClientMark`): an id at or below the client's high-water
   mark, or seen earlier in the same batch, is answered with its recorded
@@ -46,11 +51,8 @@ Runs on the store's worker thread; it does no I/O of its own.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
-from json.encoder import encode_basestring_ascii as _quote
-from typing import Any
 
 import attrs
 
@@ -68,9 +70,18 @@ from quietsync.conflicts import (
     merge_text_updates,
     overwrites,
 )
-from quietsync.protocol import DELETED_FIELD, Change, Mutation, WireError
+from quietsync.protocol import (
+    DELETED_FIELD,
+    Change,
+    Mutation,
+    Unreadable,
+    WireError,
+    WirePushAnswer,
+    WireResult,
+    conflict_to_wire,
+    encode,
+)
 from quietsync.server.errors import (
-    BadRequestError,
     BatchTooLargeError,
     MutationsRefusedError,
     Refusal,
@@ -88,7 +99,6 @@ from quietsync.server.store import (
 
 __all__ = ["PushResult", "SyncService"]
 
-_compact = json.JSONEncoder(separators=(",", ":")).encode
 _MUTATION_ID = re.compile(r"(.{1,100}):([1-9][0-9]{0,17})")
 """``<client>:<n>``: a client's own name, then its mutation number (from 1)."""
 
@@ -116,24 +126,16 @@ class PushResult:
         """The changes the push committed, numbered (built on demand, for live sockets)."""
         return self.written.changes()
 
-    def to_json_text(self) -> str:
-        """The answer to the push, as JSON text (ASCII, as `json.dumps` writes it).
-
-        ``{"results": [{"id": ..., "outcome": ...}, ...], "conflicts": [...],
-        "suppressed": n, "cursor": n, "history": "..."}``. The results, one per mutation, are
-        written out here: a dict each through `json.dumps` cost five times as
-        much, and left the cyclic GC a thousand more objects per push of 1,000.
-        """
-        results = ",".join(
-            [f'{{"id":{_quote(mid)},"outcome":{_quote(outcome)}}}' for mid, outcome in self.results]
+    def to_json_bytes(self) -> bytes:
+        """The answer to the push (``docs/protocol.md``), encoded from its schema."""
+        answer = WirePushAnswer(
+            [WireResult(mid, outcome) for mid, outcome in self.results],  # type: ignore[arg-type]
+            [conflict_to_wire(c) for c in self.conflicts],
+            self.suppressed,
+            self.cursor,
+            self.history,
         )
-        rest = {
-            "conflicts": [c.to_json() for c in self.conflicts],
-            "suppressed": self.suppressed,
-            "cursor": self.cursor,
-            "history": self.history,
-        }
-        return f'{{"results":[{results}],{_compact(rest)[1:]}'
+        return encode(answer)
 
 
 @attrs.define
@@ -195,22 +197,20 @@ class SyncService:
         self._page_max_bytes = page_max_bytes
         self._suppress_identical = suppress_identical
 
-    def push(self, user: str, body: Any) -> PushResult:
-        """Apply a decoded push body atomically, or raise a `RequestError`, changing nothing."""
-        raw = self._mutations_of(body)
-        decoded: list[Mutation | None] = []
-        refused: list[Refusal] = []
-        for index, obj in enumerate(raw):
-            try:
-                decoded.append(Mutation.from_json(obj))
-            except WireError as exc:
-                decoded.append(None)
-                mid = obj.get("id") if isinstance(obj, dict) else None
-                mid = mid if isinstance(mid, str) else None
-                refused.append(Refusal(index, mid, "invalid_mutation", str(exc)))
+    def push(self, user: str, writes: list[Mutation | Unreadable]) -> PushResult:
+        """Apply a decoded push atomically, or raise a `RequestError`, changing nothing."""
+        if len(writes) > self._max_batch:
+            raise BatchTooLargeError(
+                f"{len(writes)} mutations in one push; at most {self._max_batch} allowed"
+            )
+        refused = [
+            Refusal(w.index, w.id, "invalid_mutation", w.reason)
+            for w in writes
+            if isinstance(w, Unreadable)
+        ]
         valid = []
-        for index, m in enumerate(decoded):
-            if m is not None:
+        for index, m in enumerate(writes):
+            if isinstance(m, Mutation):
                 try:
                     client, n = _client_and_number(m.id)
                 except WireError as exc:
@@ -229,7 +229,7 @@ class SyncService:
                 self._decide(batch, index, m, key, client, n)
             if batch.refused:
                 batch.refused.sort(key=lambda r: r.index)
-                raise MutationsRefusedError(batch.refused, len(raw))
+                raise MutationsRefusedError(batch.refused, len(writes))
             batch.write.marks.update(
                 (client, ClientMark.after(batch.marks.get(client), outcomes.items()))
                 for client, outcomes in batch.answered.items()
@@ -278,16 +278,6 @@ class SyncService:
 
     def close(self) -> None:
         self._store.close()
-
-    def _mutations_of(self, body: Any) -> list[Any]:
-        if not isinstance(body, dict) or not isinstance(body.get("mutations"), list):
-            raise BadRequestError('a push body must be a JSON object {"mutations": [...]}')
-        raw: list[Any] = body["mutations"]
-        if len(raw) > self._max_batch:
-            raise BatchTooLargeError(
-                f"{len(raw)} mutations in one push; at most {self._max_batch} allowed"
-            )
-        return raw
 
     def _decide(
         self, batch: _Batch, index: int, m: Mutation, key: FieldKey, client: str, n: int
@@ -360,9 +350,9 @@ def _merge_crdt(
     """Merge crdt write `m` into the working copy of its field and log it (module docstring)."""
     assert m.update is not None
     assert not isinstance(current, Mutation)  # only lww writes are, and kinds were checked
-    if current is not None and current.stamp == m.stamp:
-        return Outcome.DUPLICATE
     state = merge_text_updates(current.state if current else None, m.update)
+    if current is not None and state == current.state and m.stamp <= current.stamp:
+        return Outcome.DUPLICATE  # nothing new in it, not even a higher stamp
     top = m if current is None or m.stamp > current.stamp else current
     batch.log_crdt(key, m, StoredField("crdt", top.stamp, top.base, state=state))
     return Outcome.APPLIED

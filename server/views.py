@@ -16,6 +16,14 @@ from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 
+from quietsync.protocol import (
+    NotJsonError,
+    WireError,
+    WirePullAnswer,
+    conflict_to_wire,
+    decode_writes,
+    encode,
+)
 from quietsync.server.errors import (
     BadRequestError,
     BodyTooLargeError,
@@ -75,15 +83,20 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-async def json_body(request: web.Request) -> Any:
+async def read_body(request: web.Request) -> bytes:
+    """The request's body, refused (413) past `max_body_bytes` before it is read."""
     limit = request.app[CONFIG_KEY].max_body_bytes
     too_large = f"request body over the {limit}-byte limit"
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLargeError(too_large)
     try:
-        data = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise BodyTooLargeError(too_large) from exc
+
+
+async def json_body(request: web.Request) -> Any:
+    data = await read_body(request)
     try:
         return json.loads(data, parse_constant=_reject_constant)
     except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
@@ -106,6 +119,10 @@ def _page_params(request: web.Request) -> tuple[int, int]:
     return since, min(limit, config.pull_limit_max)
 
 
+def _json_response(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "node": request.app[CONFIG_KEY].node_id})
 
@@ -120,15 +137,20 @@ def _history_param(request: web.Request) -> str | None:
 
 async def push(request: web.Request) -> web.Response:
     user = request[USER_KEY]
-    body = await json_body(request)
-    result = await _on_store_thread(request, request.app[SYNC_KEY].push, user, body)
+    try:
+        writes = decode_writes(await read_body(request))
+    except NotJsonError as exc:
+        raise MalformedJsonError(f"request body is not valid JSON: {exc}") from exc
+    except WireError as exc:
+        raise BadRequestError(str(exc)) from exc
+    result = await _on_store_thread(request, request.app[SYNC_KEY].push, user, writes)
     hub = request.app[HUB_KEY]
     if hub.listening(user):  # else numbering 1,000 changes would be for nobody
         written = result.written
         hub.publish(
             user, Published(written.first_seq - 1, written.changes(), request.content_length or 0)
         )
-    return web.Response(text=result.to_json_text(), content_type="application/json")
+    return _json_response(result.to_json_bytes())
 
 
 async def pull(request: web.Request) -> web.Response:
@@ -136,26 +158,17 @@ async def pull(request: web.Request) -> web.Response:
     history = _history_param(request)
     sync = request.app[SYNC_KEY]
     page = await _on_store_thread(request, sync.pull, request[USER_KEY], since, limit, history)
-    return web.json_response(
-        {
-            "changes": [c.to_json() for c in page.changes],
-            "cursor": page.cursor,
-            "has_more": page.has_more,
-            "history": sync.history,
-        }
-    )
+    changes = [c.to_wire() for c in page.changes]
+    return _json_response(encode(WirePullAnswer(changes, page.cursor, page.has_more, sync.history)))
 
 
 async def conflicts(request: web.Request) -> web.Response:
     since, limit = _page_params(request)
     sync = request.app[SYNC_KEY]
     page = await _on_store_thread(request, sync.conflicts, request[USER_KEY], since, limit)
-    return web.json_response(
-        {
-            "conflicts": [c.to_json() for c in page.conflicts],
-            "cursor": page.cursor,
-            "has_more": page.has_more,
-        }
+    conflicts = [conflict_to_wire(c) for c in page.conflicts]
+    return _json_response(
+        encode({"conflicts": conflicts, "cursor": page.cursor, "has_more": page.has_more})
     )
 
 

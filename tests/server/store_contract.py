@@ -35,8 +35,8 @@ def batch(first_seq: int, *log: Mutation, conflicts: tuple[Conflict, ...] = ()) 
     return BatchWrite(first_seq, list(log), conflicts=list(conflicts))
 
 
-def conflict(value: str) -> Conflict:
-    return Conflict("notes", "a", "title", Side(value, stamp(2)), Side("lost", stamp(1)), "server")
+def conflict(value: str, key: str = "a") -> Conflict:
+    return Conflict("notes", key, "title", Side(value, stamp(2)), Side("lost", stamp(1)), "server")
 
 
 def commit(store: Store, user: str, *log: Mutation, **extra: object) -> int:
@@ -184,7 +184,7 @@ class StoreContract:
         assert values(store, "alice") == [(1, "a", "a")] and values(store, "bob") == [(1, "a", "b")]
 
     def test_conflicts_are_per_user_and_paged(self, store: Store) -> None:
-        commit(store, "alice", conflicts=[conflict("a1"), conflict("a2"), conflict("a3")])
+        commit(store, "alice", conflicts=[conflict(v, key=v) for v in ("a1", "a2", "a3")])
         commit(store, "bob", conflicts=[conflict("b1")])
         first = store.conflicts("alice", 0, 2, BIG)
         assert [c.winner.value for c in first.conflicts] == ["a1", "a2"]
@@ -192,6 +192,8 @@ class StoreContract:
         rest = store.conflicts("alice", first.cursor, 2, BIG)
         assert ([c.winner.value for c in rest.conflicts], rest.has_more) == (["a3"], False)
         assert [c.winner.value for c in store.conflicts("bob", 0, 10, BIG).conflicts] == ["b1"]
+        commit(store, "alice", conflicts=[conflict("a1", key="a1")])  # the same loser again
+        assert len(store.conflicts("alice", 0, 10, BIG).conflicts) == 3  # reported once (law 5)
         one_by_one = store.conflicts("alice", 0, 10, 10)  # each body is larger: one a page
         assert ([c.winner.value for c in one_by_one.conflicts], one_by_one.has_more) == (
             ["a1"],

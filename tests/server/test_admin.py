@@ -60,11 +60,14 @@ async def test_restore_refuses_a_served_database_and_replaces_a_stopped_one(
         await push(http, [w.lww("k", "f", "lost by the restore")])
         with pytest.raises(ConfigError, match="already served by another process"):
             restore_database(copy, db)
-    restore_database(copy, db)
+    first = restore_database(copy, db)
     assert not (tmp_path / "server.db-wal").exists()  # never replayed onto the restored file
     async with running_server(db) as again, again.client("alice") as http:
         assert [c["value"] for c in await pull_all(http)] == ["saved"]
-        assert again.app[CORE_KEY].store.history() == history_of(copy)
+        assert again.app[CORE_KEY].store.history() == first != history_of(copy)
+        await push(http, [w.lww("k", "f", "written after the first restore")])
+    second = restore_database(copy, db)  # the same backup again: yet another history
+    assert second not in (first, history_of(copy)) and history_of(db) == second
     with pytest.raises(ConfigError, match="not a quietsync server database"):
         (tmp_path / "other.db").write_bytes(b"not a database at all" * 100)
         restore_database(tmp_path / "other.db", db)

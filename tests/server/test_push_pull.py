@@ -172,14 +172,45 @@ async def test_crdt_writes_merge_and_replay_to_the_same_text(
     assert replay.text == "hello world"
 
 
-async def test_crdt_write_with_the_fields_current_stamp_is_a_duplicate(
+async def test_a_crdt_update_that_adds_nothing_is_a_duplicate(
     alice: aiohttp.ClientSession, w1: Writer
 ) -> None:
     init = w1.text("a", "body", "hello")
     await push(alice, [init])
-    _, body = await push(alice, [{**init, "id": "n1:99"}])
+    _, body = await push(alice, [{**init, "id": "n1:99"}])  # the same update under a new id
     assert body["results"] == [{"id": "n1:99", "outcome": "duplicate"}]
     assert len(await pull_all(alice)) == 1
+
+
+async def test_an_edit_that_changes_nothing_still_raises_the_stamp(
+    alice: aiohttp.ClientSession, w1: Writer, w2: Writer
+) -> None:
+    """Two replicas delete the same characters: the later delete adds nothing
+    to the text, but both replicas keep its stamp, so the server must too."""
+    init = w1.text("a", "body", "hello")
+    await push(alice, [init])
+    doc1, doc2 = (CrdtText(Mutation.from_json(init).update) for _ in range(2))
+    first, second = w1.crdt("a", "body", doc1.delete(0, 1)), w2.crdt("a", "body", doc2.delete(0, 1))
+    assert second["stamp"] > first["stamp"]
+    _, body = await push(alice, [first, second])
+    assert [r["outcome"] for r in body["results"]] == ["applied", "applied"]
+    [text] = [Change.from_json(c) for c in await pull_all(alice)]
+    assert (CrdtText(text.update).text, str(text.stamp)) == ("ello", second["stamp"])
+
+
+async def test_two_different_updates_with_one_stamp_are_both_kept(
+    alice: aiohttp.ClientSession, w1: Writer, w2: Writer
+) -> None:
+    """Never deduplicated by stamp: the second update carries text the first did not."""
+    init = w1.text("a", "body", "hello")
+    doc = CrdtText(Mutation.from_json(init).update)
+    first = w2.crdt("a", "body", doc.insert(5, " big"))
+    second = {**w2.crdt("a", "body", doc.insert(9, " world")), "stamp": first["stamp"]}
+    await push(alice, [init, first])
+    _, again = await push(alice, [second])
+    assert again["results"] == [{"id": second["id"], "outcome": "applied"}]
+    [text] = [Change.from_json(c) for c in await pull_all(alice)]
+    assert CrdtText(text.update).text == "hello big world"
 
 
 async def test_tombstone_is_an_lww_field(alice: aiohttp.ClientSession, w1: Writer) -> None:

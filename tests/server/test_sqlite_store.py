@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quietsync.conflicts import HLC
+from quietsync.conflicts import HLC, Conflict, Side
 from quietsync.server.errors import ConfigError, StoreError
 from quietsync.server.sqlite_schema import SCHEMA_VERSION, migrate
 from quietsync.server.sqlite_store import SQLiteStore, _dumps, _value_text
@@ -99,6 +100,12 @@ def _old_layout_database(path: Path) -> None:
         [("alice", "n1:1"), ("alice", "n1:2"), ("alice", "n2:7"), ("bob", "n1:1"), ("alice", "x")],
     )
     db.executemany("INSERT INTO heads VALUES (?, ?)", [("alice", 3), ("bob", 1)])
+    lost = Conflict(
+        "notes", "a", "title", Side("second", HLC(2, 0, "n1")), Side("x", HLC(1, 0, "n2")), "server"
+    )
+    db.execute(
+        "INSERT INTO conflicts (user, body) VALUES ('alice', ?)", (json.dumps(lost.to_json()),)
+    )
     db.execute("COMMIT")
     db.close()
 
@@ -114,6 +121,8 @@ def test_a_database_of_the_append_only_layout_is_migrated(tmp_path: Path) -> Non
         ]
         assert (page.cursor, store.cursor("alice"), store.cursor("bob")) == (3, 3, 1)
         assert store.last_stamp() == HLC(4, 0, "n1")  # bob's: a restarted clock starts above
+        [kept] = store.conflicts("alice", 0, 10, 1 << 20).conflicts
+        assert kept.loser.stamp == HLC(1, 0, "n2")
         with store.transaction("alice") as tx:
             assert tx.marks(["n1", "n2"]) == {"n1": ClientMark(2), "n2": ClientMark(7)}
         db = store.connection

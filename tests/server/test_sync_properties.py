@@ -13,8 +13,8 @@
    `CrdtText.apply` could lose text: pycrdt's ``Doc.apply_update`` drops
    content when several updates of one client arrive out of order, while
    ``merge_updates`` does not.)
-4. The answer to a push (written by hand, for speed) is the JSON of its
-   parts, whatever the mutation ids hold.
+4. The answer to a push (encoded from its schema) is the JSON of its parts,
+   whatever the mutation ids hold.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from quietsync.server.errors import RequestError
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import BatchWrite
 from quietsync.server.sync import PushResult, SyncService
+from tests.server.helpers import decoded
 
 NODES = ("n1", "n2", "n3")
 FIELDS = [("a", "f"), ("a", "g"), ("b", "f")]
@@ -102,7 +103,7 @@ def test_the_log_converges_to_the_highest_stamp_per_field(
     for order in (writes, shuffled):
         with service() as sync:
             for part in splits(order, cuts):
-                sync.push("u", {"mutations": part})
+                sync.push("u", decoded(part))
             assert replay(sync) == expected
 
 
@@ -137,16 +138,16 @@ def test_a_push_is_all_or_nothing_and_idempotent(
     first: list[dict[str, Any]], batch: list[Any]
 ) -> None:
     with service() as sync:
-        sync.push("u", {"mutations": first})
+        sync.push("u", decoded(first))
         before = (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000))
         try:
-            result = sync.push("u", {"mutations": batch})
+            result = sync.push("u", decoded(batch))
         except RequestError:
             assert (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000)) == before
             return
         assert [mid for mid, _ in result.results] == [m["id"] for m in batch]
         after = (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000))
-        again = sync.push("u", {"mutations": batch})
+        again = sync.push("u", decoded(batch))
         assert again.results == result.results
         assert (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000)) == after
 
@@ -187,7 +188,7 @@ def test_crdt_writes_converge_whatever_the_order_and_batching(
     sync = SyncService(store, Clock("server"), resolvers=Resolvers(), max_batch=1000)
     try:
         for part in splits(shuffled, cuts):  # any order: the server merges with merge_updates
-            sync.push("u", {"mutations": part})
+            sync.push("u", decoded(part))
         with store.transaction("u") as tx:
             [stored] = tx.fields([FieldRef("c", "a", "body")]).values()
         assert CrdtText(stored.state).text == expected.text
@@ -195,7 +196,7 @@ def test_crdt_writes_converge_whatever_the_order_and_batching(
         store.close()
     with service() as sync:
         for part in splits(writes, cuts):
-            sync.push("u", {"mutations": part})
+            sync.push("u", decoded(part))
         [change] = sync.pull("u", 0, 10_000).changes  # one field, one change: its merged state
         assert CrdtText(change.update).text == expected.text
 
@@ -214,8 +215,7 @@ def test_the_answer_to_a_push_is_the_json_of_its_parts(
         Conflict("c", 'k"é', "f", Side(v, stamp), Side("lost", stamp), "s") for v in values
     ]
     written = BatchWrite(cursor + 1)
-    text = PushResult(results, conflicts, suppressed, cursor, "h" * 32, written).to_json_text()
-    assert text.isascii()
+    text = PushResult(results, conflicts, suppressed, cursor, "h" * 32, written).to_json_bytes()
     assert json.loads(text) == {
         "results": [{"id": mid, "outcome": outcome} for mid, outcome in results],
         "conflicts": [c.to_json() for c in conflicts],
