@@ -122,7 +122,7 @@ def _decode(data: bytes | str, kind: Any, what: str) -> Any:
 
 def _changes(wires: list[WireChange]) -> list[Change]:
     try:
-        return [Change.from_wire(wire) for wire in wires]
+        return [Change.from_wire(wire, parsed=True) for wire in wires]
     except (WireError, ValueError) as exc:
         raise ProtocolError(f"the server sent a bad change: {exc}") from exc
 
