@@ -21,12 +21,13 @@ from quietsync.conflicts.errors import (
     KindMismatchError,
     QuietsyncError,
 )
-from quietsync.conflicts.hlc import HLC, Clock, validate_node_id, wall_clock_ms
+from quietsync.conflicts.hlc import HLC, STAMP_PATTERN, Clock, validate_node_id, wall_clock_ms
 from quietsync.conflicts.lww import FieldWrite, Merge, Outcome, merge_field, overwrites
 from quietsync.conflicts.resolvers import Resolver, Resolvers, derived_stamp
 
 __all__ = [
     "HLC",
+    "STAMP_PATTERN",
     "Clock",
     "ClockDriftError",
     "Conflict",

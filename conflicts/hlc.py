@@ -23,12 +23,13 @@ import functools
 import re
 import time
 from collections.abc import Callable
+from typing import Final
 
 import attrs
 
 from quietsync.conflicts.errors import ClockDriftError
 
-__all__ = ["HLC", "Clock", "validate_node_id", "wall_clock_ms"]
+__all__ = ["HLC", "STAMP_PATTERN", "Clock", "validate_node_id", "wall_clock_ms"]
 
 _WALL_DIGITS = 15
 _COUNTER_DIGITS = 8
@@ -43,6 +44,8 @@ _STAMP_RE = re.compile(
     rf"(?P<wall>[0-9]{{{_WALL_DIGITS}}})-(?P<counter>[0-9a-f]{{{_COUNTER_DIGITS}}})"
     rf"-(?P<node>{_STAMP_NODE_RE.pattern})"
 )
+STAMP_PATTERN: Final = _STAMP_RE.pattern
+"""The regular expression a stamp's text matches whole (the wire schema checks it too)."""
 
 
 def wall_clock_ms() -> int:

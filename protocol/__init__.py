@@ -1,15 +1,16 @@
 """What replicas and the server say to each other: wire messages, the jobs protocol.
 
-Pure data with one validating decode each, imported by both sides (which never
-import each other): the sync messages (`Mutation`, `Change`, the record
-naming rules) and the jobs protocol (`JobEvent`, `JOB_ID_HEADER`, the record
-and collection names a job writes, `notification_for`). The HTTP endpoints
+Pure data with one schema and one validating decode each, imported by both
+sides (which never import each other): the record messages (`Mutation`,
+`Change`, the naming rules: `sync`), the sync API's answers (`messages`) and
+the jobs protocol (`JobEvent`, `JOB_ID_HEADER`, the record and collection
+names a job writes, `notification_for`: `jobs`). The HTTP endpoints
 that carry them are documented in ``docs/protocol.md``.
 
-Imports only `quietsync.conflicts` (and attrs); no I/O, no asyncio.
+Imports only `quietsync.conflicts` (and attrs, msgspec); no I/O, no asyncio.
 """
 
-from quietsync.protocol.errors import WireError
+from quietsync.protocol.errors import NotJsonError, WireError
 from quietsync.protocol.jobs import (
     FINAL_STATUSES,
     JOB_FIELDS,
@@ -22,7 +23,34 @@ from quietsync.protocol.jobs import (
     JobStatus,
     notification_for,
 )
-from quietsync.protocol.sync import DELETED_FIELD, KINDS, Change, Kind, Mutation, check_name
+from quietsync.protocol.messages import (
+    OUTCOMES,
+    WireChanges,
+    WireConflict,
+    WireHello,
+    WireLive,
+    WirePull,
+    WirePullAnswer,
+    WirePushAnswer,
+    WireResult,
+    WireSide,
+    conflict_from_wire,
+    conflict_to_wire,
+    decode_answer,
+)
+from quietsync.protocol.sync import (
+    DELETED_FIELD,
+    KINDS,
+    Change,
+    Kind,
+    Mutation,
+    Unreadable,
+    WireChange,
+    WireWrite,
+    check_name,
+    decode_writes,
+    encode,
+)
 
 __all__ = [
     "DELETED_FIELD",
@@ -34,12 +62,31 @@ __all__ = [
     "MESSAGES",
     "MUTED_THREADS",
     "NOTIFICATIONS",
+    "OUTCOMES",
     "Change",
     "JobEvent",
     "JobStatus",
     "Kind",
     "Mutation",
+    "NotJsonError",
+    "Unreadable",
+    "WireChange",
+    "WireChanges",
+    "WireConflict",
     "WireError",
+    "WireHello",
+    "WireLive",
+    "WirePull",
+    "WirePullAnswer",
+    "WirePushAnswer",
+    "WireResult",
+    "WireSide",
+    "WireWrite",
     "check_name",
+    "conflict_from_wire",
+    "conflict_to_wire",
+    "decode_answer",
+    "decode_writes",
+    "encode",
     "notification_for",
 ]

@@ -1,10 +1,10 @@
-"""The messages replicas and the server exchange, with one validating decode each.
+"""The record messages replicas and the server exchange: one schema each, decoded in one pass.
 
 Both sides import these from `quietsync.protocol`, because the replica and the
-server never import each other. A `Mutation` is one field write a replica pushes; a
-`Change` is one entry of the server's change log that replicas pull (or a
-mirror write the stream tracker applies with the server's stamps before the log
-delivers it: then `seq` is None).
+server never import each other. A `Mutation` is one field write a replica
+pushes; a `Change` is one changed field the server sends (pulled, or live),
+or a mirror write the stream tracker applies with the server's stamps before
+sync delivers it (then `seq` is None).
 
 JSON shape of both (``seq`` only on changes; exactly one of ``value`` / ``update``)::
 
@@ -13,24 +13,47 @@ JSON shape of both (``seq`` only on changes; exactly one of ``value`` / ``update
      "seq": 17}
     {"id": "...", ..., "kind": "crdt", "update": "<base64 Yjs update>", ...}
 
-`from_json` raises `WireError` naming the offending member; it never returns a
-half-valid object.
+**One declaration of the schema.** The wire form is a msgspec ``Struct``
+(`WireWrite`, `WireChange`): the name lengths, the kinds, the stamp's pattern,
+base64 and the seq are checked in C while the JSON is parsed, and a message
+of many writes (`decode_writes`) is one pass over its bytes. What a
+declaration cannot say (which of value and update a kind carries; that a
+value is storable JSON) is checked once, where the wire form becomes the
+domain object (`Mutation`, an attrs class carrying `HLC` stamps). A failure
+is a `WireError` that names the member. Measured on a push of 1,000 lww
+writes of accented, emoji and astral-plane text (``python -m
+benchmarks.wire``): 2.9 ms here, checked, stamps parsed and objects built,
+1.7x a bare ``json.loads`` of the same bytes that checks nothing; the
+hand-written check this replaced took about 5 ms. Encoding a page of 1,000
+changes is one call, 0.15 ms, about 19x faster than ``json.dumps``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
-from typing import Any, Final, Literal, Self
+import re
+from typing import Annotated, Any, Final, Literal, Self
 
 import attrs
+import msgspec
 
 from quietsync.conflicts.canonical import canonical_json
-from quietsync.conflicts.hlc import HLC
-from quietsync.protocol.errors import WireError
+from quietsync.conflicts.hlc import HLC, STAMP_PATTERN
+from quietsync.protocol.errors import NotJsonError, WireError
 
-__all__ = ["DELETED_FIELD", "KINDS", "Change", "Kind", "Mutation", "check_name"]
+__all__ = [
+    "DELETED_FIELD",
+    "KINDS",
+    "Change",
+    "Kind",
+    "Mutation",
+    "Unreadable",
+    "WireChange",
+    "WireWrite",
+    "check_name",
+    "decode_writes",
+    "encode",
+]
 
 Kind = Literal["lww", "crdt"]
 KINDS: Final = ("lww", "crdt")
@@ -38,6 +61,33 @@ DELETED_FIELD: Final = "_deleted"
 """The tombstone field: a record is deleted while this LWW field holds ``True``."""
 
 _NAME_LIMITS: Final = {"id": 128, "collection": 64, "key": 256, "field": 64}
+
+
+def _name(member: str) -> Any:
+    return Annotated[str, msgspec.Meta(min_length=1, max_length=_NAME_LIMITS[member])]
+
+
+_Stamp = Annotated[str, msgspec.Meta(pattern=f"^{STAMP_PATTERN}$")]
+
+
+class WireWrite(msgspec.Struct, frozen=True):
+    """A `Mutation` on the wire (the schema; `Mutation.from_wire` makes it one)."""
+
+    id: _name("id")  # type: ignore[valid-type]
+    collection: _name("collection")  # type: ignore[valid-type]
+    key: _name("key")  # type: ignore[valid-type]
+    field: _name("field")  # type: ignore[valid-type]
+    kind: Kind
+    stamp: _Stamp
+    base: _Stamp | None = None
+    value: Any = msgspec.UNSET
+    update: bytes | msgspec.UnsetType = msgspec.UNSET
+
+
+class WireChange(WireWrite, frozen=True):
+    """A `Change` on the wire."""
+
+    seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 def check_name(member: str, value: object) -> str:
@@ -53,75 +103,81 @@ def check_name(member: str, value: object) -> str:
     return value
 
 
-_ID_MAX, _COLLECTION_MAX, _KEY_MAX, _FIELD_MAX = _NAME_LIMITS.values()
-
-
-def _names(obj: dict[str, Any]) -> tuple[str, str, str, str]:
-    """The id, collection, key and field of `obj`, checked as `check_name` does.
-
-    Unrolled, calling `check_name` only to raise its error: four calls of it
-    per mutation were a fifth of the cost of a decode.
-    """
-    names = mid, collection, key, field = (
-        obj.get("id"),
-        obj.get("collection"),
-        obj.get("key"),
-        obj.get("field"),
-    )
-    if not (
-        type(mid) is str
-        and type(collection) is str
-        and type(key) is str
-        and type(field) is str
-        and 0 < len(mid) <= _ID_MAX
-        and 0 < len(collection) <= _COLLECTION_MAX
-        and 0 < len(key) <= _KEY_MAX
-        and 0 < len(field) <= _FIELD_MAX
-    ):
-        for member, value in zip(_NAME_LIMITS, names, strict=True):
-            check_name(member, value)  # raises for the first bad one (or passes a str subclass)
-    return names
-
-
-def _stamp(obj: dict[str, Any], member: str, *, optional: bool = False) -> HLC | None:
-    value = obj.get(member)
-    if value is None and optional:
-        return None
-    try:
-        return HLC.parse(value)
-    except ValueError as exc:
-        raise WireError(f"{member!r}: {exc}") from None
-
-
 _SAFE_INT: Final = 2**63
 
 
-def _check_storable(value: Any) -> None:
+def _check_storable(value: Any, parsed: bool) -> None:
     """Raise `WireError` unless `canonical_json` accepts `value`.
 
     The common scalars are answered without encoding them (encoding every value
     was a quarter of the cost of a decode): None, booleans, ASCII text, finite
     floats and ints of 64 bits are always storable, whatever
-    `sys.get_int_max_str_digits` says. Everything else takes the full check.
+    `sys.get_int_max_str_digits` says, and so is any text msgspec `parsed`
+    from JSON bytes (it refuses lone surrogates; non-ASCII text took 1.5 of
+    the 3.9 ms a 1,000-write push with accents and emoji took to decode).
+    Everything else takes the full check.
     """
     kind = type(value)
     if (
         value is None
         or kind is bool
-        or (kind is str and value.isascii())
+        or (kind is str and (parsed or value.isascii()))
         or (kind is int and -_SAFE_INT < value < _SAFE_INT)
         or (kind is float and math.isfinite(value))
     ):
         return
     try:
         canonical_json(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise WireError(f"'value' is not storable JSON: {exc}") from None
+
+
+def _domain(wire: WireWrite, parsed: bool) -> tuple[Any, ...]:
+    """The domain attributes of `wire`, in `Mutation`'s order (checks what the schema cannot).
+
+    `parsed`: `wire` was decoded from JSON bytes, not converted from Python objects.
+    """
+    if wire.kind == "lww":
+        if wire.value is msgspec.UNSET:
+            raise WireError("an lww write needs 'value' (null is a value)")
+        if wire.update is not msgspec.UNSET:
+            raise WireError("an lww write carries 'value', not 'update'")
+        _check_storable(wire.value, parsed)
+        value, update = wire.value, None
+    else:
+        if wire.value is not msgspec.UNSET:
+            raise WireError("a crdt write carries 'update', not 'value'")
+        if wire.update is msgspec.UNSET:
+            raise WireError("a crdt write needs 'update' (a base64 Yjs update)")
+        value, update = None, wire.update
+    base = None if wire.base is None else HLC.parse(wire.base)
+    return (
+        wire.id,
+        wire.collection,
+        wire.key,
+        wire.field,
+        wire.kind,
+        HLC.parse(wire.stamp),
+        base,
+        value,
+        update,
+    )
+
+
+_REGEX_FAILURE = re.compile(r"Expected `str` matching regex '.*' - at `\$\.(\w+)`")
+
+
+def _wire_error(exc: msgspec.ValidationError) -> WireError:
+    """msgspec's message, which names the member (``... - at `key```), as a `WireError`."""
+    text = _REGEX_FAILURE.sub(
+        r"`\1` is not an HLC stamp ('<15 digits>-<8 hex digits>-<node>')", str(exc)
+    )
+    return WireError(text.replace("`$.", "`"))
 
 
 @attrs.frozen
 class Mutation:
-    """One field write pushed by a replica; `id` makes retries idempotent."""
+    """One field write pushed by a replica; `id` (``<client>:<n>``) makes retries idempotent."""
 
     id: str
     collection: str
@@ -133,74 +189,124 @@ class Mutation:
     value: Any = None
     update: bytes | None = None
 
+    def to_wire(self) -> WireWrite:
+        return WireWrite(*self._wire_fields())
+
+    def _wire_fields(self) -> tuple[Any, ...]:
+        crdt = self.kind == "crdt"
+        return (
+            self.id,
+            self.collection,
+            self.key,
+            self.field,
+            self.kind,
+            str(self.stamp),
+            None if self.base is None else str(self.base),
+            msgspec.UNSET if crdt else self.value,
+            (self.update or b"") if crdt else msgspec.UNSET,
+        )
+
     def to_json(self) -> dict[str, Any]:
-        obj: dict[str, Any] = {
-            "id": self.id,
-            "collection": self.collection,
-            "key": self.key,
-            "field": self.field,
-            "kind": self.kind,
-            "stamp": str(self.stamp),
-            "base": None if self.base is None else str(self.base),
-        }
-        if self.kind == "crdt":
-            obj["update"] = base64.b64encode(self.update or b"").decode("ascii")
-        else:
-            obj["value"] = self.value
-        return obj
+        """The JSON object (``update`` as base64 text)."""
+        return msgspec.to_builtins(self.to_wire())  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_wire(cls, wire: WireWrite, *, parsed: bool = False) -> Self:
+        """The domain form of `wire`; `parsed` if msgspec decoded it from JSON bytes."""
+        return cls(*_domain(wire, parsed))
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
-        """Decode and validate; `WireError` names the first bad member."""
-        # Positional: this runs once per mutation of every push and change of every pull.
-        return cls(*_decode_common(cls, obj))
-
-
-def _decode_common(cls: type[Mutation], obj: Any) -> tuple[Any, ...]:
-    """Mutation's attributes decoded from `obj` (a `cls` as JSON), in attribute order."""
-    if not isinstance(obj, dict):
-        raise WireError(f"a {cls.__name__.lower()} must be a JSON object, got {obj!r:.80}")
-    kind = obj.get("kind")
-    if kind not in KINDS:
-        raise WireError(f"'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
-    names = _names(obj)
-    stamps = _stamp(obj, "stamp"), _stamp(obj, "base", optional=True)
-    if kind == "lww":
-        if "value" not in obj:
-            raise WireError("an lww write needs 'value' (null is a value)")
-        if "update" in obj:
-            raise WireError("an lww write carries 'value', not 'update'")
-        value = obj["value"]
-        _check_storable(value)
-        return *names, kind, *stamps, value, None
-    if "value" in obj:
-        raise WireError("a crdt write carries 'update', not 'value'")
-    update = obj.get("update")
-    if not isinstance(update, str):
-        raise WireError(f"'update' must be a base64 string, got {update!r:.80}")
-    try:
-        decoded = base64.b64decode(update, validate=True)
-    except (binascii.Error, ValueError):
-        raise WireError("'update' is not valid base64") from None
-    return *names, kind, *stamps, None, decoded
+        """Decode and validate a JSON object; `WireError` names the first bad member."""
+        try:
+            wire = msgspec.convert(obj, WireWrite)
+        except msgspec.ValidationError as exc:
+            raise _wire_error(exc) from None
+        return cls.from_wire(wire)
 
 
 @attrs.frozen
 class Change(Mutation):
-    """One entry of the server's change log; `seq` orders it (None for mirror writes)."""
+    """One changed field the server sends; `seq` orders it (None for mirror writes)."""
 
     seq: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        obj = super().to_json()
-        obj["seq"] = self.seq
-        return obj
+    def to_wire(self) -> WireChange:
+        return WireChange(*self._wire_fields(), self.seq)
+
+    @classmethod
+    def from_wire(cls, wire: WireWrite, *, parsed: bool = False) -> Self:
+        assert isinstance(wire, WireChange)
+        return cls(*_domain(wire, parsed), wire.seq)
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
-        """Decode and validate; `WireError` names the first bad member."""
-        fields = _decode_common(cls, obj)
-        seq = obj.get("seq")
-        if seq is not None and (type(seq) is not int or seq < 0):
-            raise WireError(f"'seq' must be a non-negative integer or null, got {seq!r}")
-        return cls(*fields, seq)
+        try:
+            wire = msgspec.convert(obj, WireChange)
+        except msgspec.ValidationError as exc:
+            raise _wire_error(exc) from None
+        return cls.from_wire(wire)
+
+
+@attrs.frozen
+class Unreadable:
+    """Write number `index` of a message could not be decoded: why, and its id if it had one."""
+
+    index: int
+    id: str | None
+    reason: str
+
+
+class _Writes(msgspec.Struct):
+    mutations: list[WireWrite]
+
+
+class _RawWrites(msgspec.Struct):
+    mutations: list[msgspec.Raw]
+
+
+_FAST = msgspec.json.Decoder(_Writes)
+_RAW = msgspec.json.Decoder(_RawWrites)
+_ONE = msgspec.json.Decoder(WireWrite)
+_ANY = msgspec.json.Decoder()
+
+
+def decode_writes(body: bytes) -> list[Mutation | Unreadable]:
+    """The writes of a ``{"mutations": [...]}`` body, each decoded or why not.
+
+    One pass when every write is valid (the usual case); otherwise each write
+    is decoded on its own, so every bad one is named. `NotJsonError` if the
+    body is not JSON (or not UTF-8), `WireError` if it is not that object.
+    """
+    try:
+        return [Mutation.from_wire(w, parsed=True) for w in _FAST.decode(body).mutations]
+    except msgspec.DecodeError as exc:
+        if not isinstance(exc, msgspec.ValidationError):
+            raise NotJsonError(f"the body is not JSON: {exc}") from None
+    except WireError:
+        pass
+    try:
+        raws = _RAW.decode(body).mutations
+    except msgspec.ValidationError:
+        raise WireError('a push body must be a JSON object {"mutations": [...]}') from None
+    return [_one(index, raw) for index, raw in enumerate(raws)]
+
+
+def _one(index: int, raw: msgspec.Raw) -> Mutation | Unreadable:
+    try:
+        return Mutation.from_wire(_ONE.decode(raw), parsed=True)
+    except msgspec.ValidationError as exc:
+        reason = str(_wire_error(exc))
+    except WireError as exc:
+        reason = str(exc)
+    obj = _ANY.decode(raw)
+    mid = obj.get("id") if isinstance(obj, dict) else None
+    return Unreadable(index, mid if isinstance(mid, str) else None, reason)
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode(message: Any) -> bytes:
+    """The JSON bytes of a message (structs, `to_wire()` forms, plain JSON values)."""
+    return _ENCODER.encode(message)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from quietsync import __version__
 from quietsync.demo import demo
+from quietsync.server import admin
 from quietsync.server.serve import add_serve_arguments, serve
 
 __all__ = ["build_parser", "main"]
@@ -44,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
         "switches, edit a record offline on both, and print a summary table.",
     )
     demo_parser.set_defaults(command=demo)
+    for name, add, run, text in (
+        ("backup", admin.add_backup_arguments, admin.backup, "copy a server database, online"),
+        ("restore", admin.add_restore_arguments, admin.restore, "put a backup in place (stopped)"),
+        ("compact", admin.add_compact_arguments, admin.compact, "collect old tombstones (stopped)"),
+    ):
+        sub = commands.add_parser(name, help=text, description=admin.__doc__.split("\n\n")[0])
+        add(sub)
+        sub.set_defaults(command=run)
     return parser
 
 

@@ -64,9 +64,12 @@ async def running_server(
     *,
     users: Mapping[str, str] = DEFAULT_USERS,
     jobs: JobsConfig | None = DEFAULT_JOBS,
+    port: int = 0,
     **overrides: Any,
 ) -> AsyncIterator[RunningServer]:
-    """Start a real server on a free loopback port; stop it (gracefully) on exit.
+    """Start a real server on a loopback port (a free one unless `port` is given); stop
+    it (gracefully) on exit. Started again with the same `port`, it is the same URL
+    (a restart, or a restore, under running clients).
 
     `users` maps user ids to tokens; `overrides` are `ServerConfig` fields
     (``max_batch=10``, ``max_drift_ms=...``, ``resolvers=...``). `jobs`
@@ -84,7 +87,7 @@ async def running_server(
         runner = web.AppRunner(app)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(runner, "127.0.0.1", port)
             await site.start()
             host, port = runner.addresses[0][:2]
             url = f"http://{host}:{port}"

@@ -14,6 +14,7 @@
         │   ├── ProtocolError           the server's answer is not what the protocol says
         │   └── RequestRefusedError     a 4xx answer (`status`, `code`): retrying cannot help
         │       ├── PushRefusedError    a 422 naming the mutations the server refused
+        │       ├── ResyncRequiredError a 409: the cursor means nothing there; the client resyncs
         │       └── UnknownJobError     no such job for this user (never, expired, or not yours)
         └── JobGapError                 a job event starts past the content held: resume
 
@@ -42,6 +43,7 @@ __all__ = [
     "ReplicaError",
     "ReplicaLockedError",
     "RequestRefusedError",
+    "ResyncRequiredError",
     "SchemaVersionError",
     "StorageError",
     "SyncError",
@@ -165,6 +167,21 @@ class PushRefusedError(RequestRefusedError):
         super().__init__(status, code, message)
         self.refused = list(refused)
         """``(mutation id, reason)`` per refused mutation."""
+
+
+class ResyncRequiredError(RequestRefusedError):
+    """The server cannot continue this replica's cursor (``docs/protocol.md``, "Resync").
+
+    `reason` says why: ``history_changed`` (restored from a backup, or reset),
+    ``cursor_ahead`` (the server went back), ``cursor_too_old`` (a delete the
+    replica may have missed was compacted away); `history` is the server's.
+    The sync client recovers by itself (`SyncClient`, rule 8).
+    """
+
+    def __init__(self, status: int, code: str, message: str, reason: str, history: str) -> None:
+        super().__init__(status, code, message)
+        self.reason = reason
+        self.history = history
 
 
 class UnknownJobError(RequestRefusedError):

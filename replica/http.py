@@ -30,6 +30,7 @@ from quietsync.replica.errors import (
     ProtocolError,
     PushRefusedError,
     RequestRefusedError,
+    ResyncRequiredError,
     TransportError,
     UnknownJobError,
 )
@@ -56,6 +57,13 @@ def decode_error(status: int, body: Any) -> RequestRefusedError:
     code, message = str(error.get("code", "http_error")), str(error.get("message", ""))
     if code == "unknown_job":
         return UnknownJobError(status, code, message)
+    resync = body.get("resync")
+    if code == "resync":
+        if not isinstance(resync, dict) or not all(
+            isinstance(resync.get(k), str) and resync[k] for k in ("reason", "history")
+        ):
+            raise ProtocolError(f"a resync answer needs a reason and a history: {body!r:.200}")
+        return ResyncRequiredError(status, code, message, resync["reason"], resync["history"])
     refused = body.get("refused")
     if not isinstance(refused, list):
         return RequestRefusedError(status, code, message)
@@ -68,11 +76,11 @@ def decode_error(status: int, body: Any) -> RequestRefusedError:
     return PushRefusedError(status, code, message, items)
 
 
-def _json(text: str, what: str) -> Any:
+def _json(data: bytes, what: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(data)
     except ValueError as exc:
-        raise ProtocolError(f"{what}: the answer is not JSON: {text:.200}") from exc
+        raise ProtocolError(f"{what}: the answer is not JSON: {data[:200]!r}") from exc
 
 
 class EventStream:
@@ -135,19 +143,22 @@ class HttpClient:
             await self._session.close()
             self._session = None
 
-    async def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send one request; the JSON body of its 2xx answer."""
+    async def body(self, method: str, path: str, **kwargs: Any) -> bytes:
+        """Send one request; the bytes of its 2xx answer (a 4xx or 5xx is raised)."""
         what = f"{method} {path}"
         with _network(what):
             async with self._client().request(method, self._url + path, **kwargs) as resp:
-                text = await resp.text()
+                data = await resp.read()
                 status = resp.status
         if status >= 500:
-            raise TransportError(f"{what}: the server answered {status}: {text:.200}")
-        body = _json(text, what)
+            raise TransportError(f"{what}: the server answered {status}: {data[:200]!r}")
         if status >= 400:
-            raise decode_error(status, body)
-        return body
+            raise decode_error(status, _json(data, what))
+        return data
+
+    async def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send one request; the JSON of its 2xx answer."""
+        return _json(await self.body(method, path, **kwargs), f"{method} {path}")
 
     async def stream(self, method: str, path: str, **kwargs: Any) -> EventStream:
         """Send one request whose 2xx answer is read as it arrives (`EventStream`)."""
@@ -158,10 +169,10 @@ class HttpClient:
             return EventStream(resp, what)
         async with resp:
             with _network(what):
-                text = await resp.text()
+                data = await resp.read()
         if resp.status >= 500:
-            raise TransportError(f"{what}: the server answered {resp.status}: {text:.200}")
-        raise decode_error(resp.status, _json(text, what))
+            raise TransportError(f"{what}: the server answered {resp.status}: {data[:200]!r}")
+        raise decode_error(resp.status, _json(data, what))
 
     @asynccontextmanager
     async def websocket(

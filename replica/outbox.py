@@ -121,6 +121,14 @@ class Outbox:
     def pending_count(self) -> int:
         return self._store.pending_count()
 
+    def pending_keys(self) -> set[tuple[str, str]]:
+        """The ``(collection, key)`` of every record a pending row writes to."""
+        return {
+            (row.collection, key)
+            for row in self._store.outbox(-1)
+            for key in json.loads(row.fields)
+        }
+
     def _answer(self, numbers: list[int]) -> int:
         """Mark mutation `numbers` (sorted) answered; return how many were pending."""
         wanted = set(numbers)

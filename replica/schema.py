@@ -32,11 +32,14 @@ Tables:
   single mutations the server permanently refused.
 * ``conflicts(n, body)``: conflicts the server reported, ``body`` the canonical
   JSON of `Conflict.to_json()`, unique so the same report is stored once.
+* ``sweep(collection, key)``: while a resync sweeps (`replica.resync`), the
+  records the server has not sent yet; empty otherwise. ``meta`` also holds
+  ``history`` (the server history the cursor belongs to).
 
 Version history: 1 = per-field rows (``fields``) and a per-field outbox; 2 =
 index ``fields_by_value``; 3 = one row per record and outbox rows of many
 mutations (a batch of 1,000 records of 3 fields wrote 6,000 rows in version
-2 and writes 1,012 now), data carried over.
+2 and writes 1,012 now), data carried over; 4 = the ``sweep`` table.
 
 Must not import `quietsync.server`.
 """
@@ -140,10 +143,18 @@ def _v3_record_rows(db: sqlite_utils.Database) -> None:
     db["outbox_v2"].drop()
 
 
+def _v4_sweep(db: sqlite_utils.Database) -> None:
+    db.execute(
+        "CREATE TABLE sweep (collection TEXT NOT NULL, key TEXT NOT NULL, "
+        "PRIMARY KEY (collection, key)) WITHOUT ROWID"
+    )
+
+
 _MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1_tables,
     _v2_query_index,
     _v3_record_rows,
+    _v4_sweep,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -111,6 +111,12 @@ class Store(Protocol):
     def pending_count(self) -> int: ...
     def add_conflicts(self, bodies: Iterable[str]) -> int: ...
     def conflicts(self) -> list[str]: ...
+    def collections(self) -> list[str]: ...
+    def scan(self, collection: str) -> Iterator[RecordRow]: ...
+    def sweep_begin(self) -> None: ...
+    def sweep_seen(self, collection: str, keys: Iterable[str]) -> None: ...
+    def sweep_left(self) -> list[tuple[str, str]]: ...
+    def sweep_end(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -374,6 +380,35 @@ class SqliteStore:
 
     def conflicts(self) -> list[str]:
         return [r[0] for r in self._run("SELECT body FROM conflicts ORDER BY n")]
+
+    # -- resync (`replica.resync`) ----------------------------------------------
+
+    def collections(self) -> list[str]:
+        return [r[0] for r in self._run("SELECT DISTINCT collection FROM records ORDER BY 1")]
+
+    def scan(self, collection: str) -> Iterator[RecordRow]:
+        """Every record of `collection`, in key order, read a chunk at a time."""
+        after = ""
+        sql = (
+            "SELECT key, vals, stamps FROM records WHERE collection = ? AND key > ? "
+            f"ORDER BY key LIMIT {_KEY_CHUNK}"
+        )
+        while rows := self._run(sql, (collection, after)).fetchall():
+            yield from (RecordRow(*row) for row in rows)
+            after = rows[-1][0]
+
+    def sweep_begin(self) -> None:
+        self._run("INSERT OR IGNORE INTO sweep SELECT collection, key FROM records")
+
+    def sweep_seen(self, collection: str, keys: Iterable[str]) -> None:
+        sql = "DELETE FROM sweep WHERE collection = ? AND key = ?"
+        self._many(sql, ((collection, key) for key in keys))
+
+    def sweep_left(self) -> list[tuple[str, str]]:
+        return [(c, k) for c, k in self._run("SELECT collection, key FROM sweep")]
+
+    def sweep_end(self) -> None:
+        self._run("DELETE FROM sweep")
 
     # -- lifecycle ------------------------------------------------------------
 

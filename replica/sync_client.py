@@ -16,11 +16,6 @@ All sync policy lives here; the transport only moves bytes. Rules:
    counter, together with the acknowledgement, in one transaction. Pulls never
    report anything, so the client's own changes coming back are duplicates,
    never conflicts.
-7. **The app hears about refusals and conflicts, after the commit.**
-   `on_refused` gets the mutations just set aside, `on_conflicts` the
-   conflicts just recorded; an app turns them into whatever it shows (the
-   chat layer's `Notifications.write_refused` / `write_conflicts` write
-   notification records). A callback that raises is logged; sync goes on.
 4. **What the server already holds is not pushed.** An lww entry whose field
    now holds, from another node (so from the server), a newer write with a
    canonical-equal value is dropped from the outbox unsent: the server would
@@ -31,6 +26,18 @@ All sync policy lives here; the transport only moves bytes. Rules:
    live socket (a gap or a ``pull`` message triggers a pull), pushing a short
    `coalesce` delay after local writes. Any failure waits `Backoff` (full
    jitter, capped), then starts over with push + pull: it never busy-loops.
+7. **The app hears about refusals and conflicts, after the commit.**
+   `on_refused` gets the mutations just set aside, `on_conflicts` the
+   conflicts just recorded; an app turns them into whatever it shows (the
+   chat layer's `Notifications.write_refused` / `write_conflicts` write
+   notification records). A callback that raises is logged; sync goes on.
+8. **A cursor the server cannot continue is started over.** A pull answered
+   ``409 resync`` (`ResyncRequiredError`: the server was restored or reset,
+   went back, or compacted deletes past the cursor) makes the replica start
+   from 0 in the server's history, after queueing every field again (the
+   server may have lost writes) or while sweeping the records it removed
+   (`quietsync.replica.resync`); then pushes and pulls as usual. Nothing
+   acknowledged is lost, and nobody has to do anything.
 
 Must not import `quietsync.server`.
 """
@@ -59,6 +66,7 @@ from quietsync.protocol import Mutation
 from quietsync.replica.errors import (
     PushRefusedError,
     RequestRefusedError,
+    ResyncRequiredError,
     SyncError,
     TransportError,
 )
@@ -297,20 +305,35 @@ class SyncClient:
         write aside and lets the server's field in (rule 2).
         """
         try:
-            return await self._pull_pages()
+            return await self._pull_or_resync()
         except KindMismatchError:
             await self.push()
         try:
-            return await self._pull_pages()
+            return await self._pull_or_resync()
         except (KindMismatchError, ClockDriftError, CrdtUpdateError) as exc:
             raise SyncError(f"cannot apply pulled changes: {exc}") from exc
+
+    async def _pull_or_resync(self) -> int:
+        """Pull to the end; if the server cannot continue the cursor, resync first (rule 8)."""
+        try:
+            pulled = await self._pull_pages()
+        except ResyncRequiredError as exc:
+            queued = self._port.restart(exc.history, exc.reason)
+            log.warning("sync: %s; starting over from 0 (%d writes queued again)", exc, queued)
+            if queued:
+                await self.push()
+            pulled = await self._pull_pages()
+        if self._port.sweeping:  # the pull from 0 is complete: the rest was removed
+            self._port.finish_sweep()
+        return pulled
 
     async def _pull_pages(self) -> int:
         pulled = 0
         async with self._lock:
             while True:
-                page = await self._transport.pull(self._port.cursor, self._pull_limit)
-                self._port.apply_remote(page.changes, page.cursor)
+                port = self._port
+                page = await self._transport.pull(port.cursor, self._pull_limit, port.history)
+                port.apply_remote(page.changes, page.cursor, page.history)
                 pulled += len(page.changes)
                 if not page.has_more:
                     return pulled
@@ -363,7 +386,7 @@ class SyncClient:
 
     async def _follow_live(self) -> None:
         """Follow the socket until the server asks for a pull (return) or it drops (raise)."""
-        async with self._transport.live(self._port.cursor) as messages:
+        async with self._transport.live(self._port.cursor, self._port.history) as messages:
             reader = asyncio.create_task(self._read_live(messages))
             pusher = asyncio.create_task(self._push_on_writes())
             try:
@@ -392,8 +415,8 @@ class SyncClient:
         fresh = [c for c in msg.changes if (c.seq or 0) > cursor]
         if not fresh:
             return True
-        if self._lock.locked() or fresh[0].seq != cursor + 1:
-            return False  # a gap (or a pull in flight): the log fills it in order
+        if self._lock.locked() or msg.after is None or msg.after > cursor:
+            return False  # a gap (or a pull in flight): a pull fills it in order
         try:
             self._port.apply_remote(fresh, msg.cursor)
         except (KindMismatchError, ClockDriftError, CrdtUpdateError):

@@ -15,6 +15,11 @@ the outbox, record what the server answered, and merge remote changes:
    server's reason (`Replica.refused()` lists them).
 3. **Server reports land once.** `record_conflicts` stores each conflict
    once; `add_suppressed` counts identical-content events.
+4. **A cursor belongs to a history.** The server history the cursor was
+   pulled in is stored with it (`history`); when the server cannot continue
+   the cursor, `restart` starts over from 0 in the server's history, after
+   requeueing every field or while sweeping records the server removed
+   (`quietsync.replica.resync`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from contextlib import AbstractContextManager
 
 from quietsync.conflicts import Clock, Conflict, KindMismatchError, canonical_json
 from quietsync.protocol import DELETED_FIELD, KINDS, Change, Mutation
+from quietsync.replica import resync
 from quietsync.replica.core import ReplicaCore
 from quietsync.replica.layout import StoredField, dump_record, load_record
 from quietsync.replica.records import FieldState, field_state
@@ -63,10 +69,11 @@ class SyncPort:
     # -- remote changes ------------------------------------------------------------
 
     def apply_remote(
-        self, changes: Iterable[Change], cursor: int | None = None
+        self, changes: Iterable[Change], cursor: int | None = None, history: str | None = None
     ) -> list[ChangeEvent]:
         """Merge pulled changes (or mirror writes, ``seq=None``) and store `cursor`, atomically.
 
+        `history` is the server history the cursor belongs to (stored with it).
         Returns one event per record whose content changed (subscribers get the
         same, after commit). Any refusal (a stamp more than the clock's
         `max_drift_ms` ahead: `ClockDriftError`; a kind mismatch; bad CRDT
@@ -94,6 +101,10 @@ class SyncPort:
                 core.clock.observe(max(change.stamp for change in changes))
             if cursor is not None:
                 core.store.set_meta({"cursor": str(cursor)})
+            if history is not None:
+                core.store.set_meta({"history": history})
+            if changes and self.sweeping:
+                resync.note_seen(core.store, changes)
             core.events.extend(events)
         return events
 
@@ -101,6 +112,39 @@ class SyncPort:
     def cursor(self) -> int:
         """The pull cursor stored by the last `apply_remote` that carried one (0: none yet)."""
         return int(self._core.reading().meta().get("cursor", "0"))
+
+    @property
+    def history(self) -> str | None:
+        """The server history the cursor belongs to (None: not known yet)."""
+        return self._core.reading().meta().get("history")
+
+    @property
+    def sweeping(self) -> bool:
+        """True while a resync sweeps records the server may have removed."""
+        return self._core.reading().meta().get("sweep") == "1"
+
+    def restart(self, history: str, reason: str) -> int:
+        """Start over from cursor 0 in `history`, as resync `reason` calls for; how many
+        mutations were queued again (module docstring, rule 4)."""
+        core = self._core
+        queued = 0
+        with core.transaction():
+            if reason in resync.REQUEUE:
+                queued = resync.requeue_all(core.store, core.outbox)
+            elif reason in resync.SWEEP:
+                resync.begin_sweep(core.store)
+                core.store.set_meta({"sweep": "1"})
+            core.store.set_meta({"cursor": "0", "history": history})
+        return queued
+
+    def finish_sweep(self) -> list[ChangeEvent]:
+        """After a complete pull from 0: drop the records the server no longer has."""
+        core = self._core
+        with core.transaction():
+            events = resync.finish_sweep(core.store, core.outbox)
+            core.store.set_meta({"sweep": "0"})
+            core.events.extend(events)
+        return events
 
     def field_state(self, collection: str, key: str, field: str) -> FieldState | None:
         """The stored winner of one field (the stream tracker compares stamps with it)."""

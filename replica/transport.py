@@ -5,10 +5,12 @@ retries, no batching, no backoff: `replica.sync_client` does all of that). So
 the real aiohttp transport (`replica.transport_http`) stays small and tests can
 put a fault-injecting or in-memory transport in its place.
 
-The decoders here turn the server's 2xx JSON (``docs/protocol.md``) into
-attrs values and raise `ProtocolError` for anything the protocol does not
-allow (the 4xx bodies are decoded by `quietsync.replica.http.decode_error`).
-Every transport uses them, so the wire is decoded exactly one way.
+The decoders here turn the server's 2xx answers (``docs/protocol.md``) into
+attrs values, through the schemas both sides share
+(`quietsync.protocol.messages`: one pass over the bytes), and raise
+`ProtocolError` for anything the protocol does not allow (the 4xx bodies are
+decoded by `quietsync.replica.http.decode_error`). Every transport uses
+them, so the wire is decoded exactly one way.
 
 Must not import `quietsync.server`.
 """
@@ -17,12 +19,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import attrs
 
 from quietsync.conflicts import Conflict
-from quietsync.protocol import Change, Mutation, WireError
+from quietsync.protocol import (
+    Change,
+    Mutation,
+    WireChange,
+    WireChanges,
+    WireError,
+    WireHello,
+    WireLive,
+    WirePullAnswer,
+    WirePushAnswer,
+    conflict_from_wire,
+    decode_answer,
+)
 from quietsync.replica.errors import ProtocolError
 
 __all__ = [
@@ -35,8 +49,6 @@ __all__ = [
     "decode_push",
 ]
 
-_OUTCOMES = frozenset({"applied", "duplicate", "dropped", "resolved"})
-
 
 @attrs.frozen
 class PushAnswer:
@@ -46,24 +58,32 @@ class PushAnswer:
     conflicts: list[Conflict]
     suppressed: int
     cursor: int
+    history: str | None = None
 
 
 @attrs.frozen
 class PullPage:
-    """One page of the change log after a cursor."""
+    """One page of the fields changed after a cursor, and the server's history id."""
 
     changes: list[Change]
     cursor: int
     has_more: bool
+    history: str | None = None
 
 
 @attrs.frozen
 class LiveMessage:
-    """One message of the live socket; `changes` is empty except for ``changes``."""
+    """One message of the live socket; `changes` is empty except for ``changes``.
+
+    A ``changes`` message holds every change after `after` up to `cursor`
+    (those overwritten later excepted); a ``hello`` names the `history`.
+    """
 
     type: Literal["hello", "changes", "pull"]
     cursor: int
     changes: list[Change] = attrs.Factory(list)
+    after: int | None = None
+    history: str | None = None
 
 
 class Transport(Protocol):
@@ -73,11 +93,14 @@ class Transport(Protocol):
         """Send one batch; `PushRefusedError` names refused mutations (nothing applied)."""
         ...
 
-    async def pull(self, since: int, limit: int) -> PullPage:
-        """The changes after `since`, at most `limit`."""
+    async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
+        """The changes after `since`, at most `limit`; `ResyncRequiredError` if `since`
+        means nothing in the server's history (`history`: the one the replica knows)."""
         ...
 
-    def live(self, since: int) -> AbstractAsyncContextManager[AsyncIterator[LiveMessage]]:
+    def live(
+        self, since: int, history: str | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[LiveMessage]]:
         """Open the live socket from `since`; iterating ends when the server closes it."""
         ...
 
@@ -86,65 +109,50 @@ class Transport(Protocol):
         ...
 
 
-def _int(obj: Mapping[str, Any], member: str) -> int:
-    value = obj.get(member)
-    if type(value) is not int or value < 0:
-        raise ProtocolError(f"{member!r} must be a non-negative integer, got {value!r:.80}")
-    return value
+W = TypeVar("W")
 
 
-def _object(body: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(body, dict):
-        raise ProtocolError(f"{what} must be a JSON object, got {body!r:.80}")
-    return body
-
-
-def _list(obj: Mapping[str, Any], member: str) -> list[Any]:
-    value = obj.get(member)
-    if not isinstance(value, list):
-        raise ProtocolError(f"{member!r} must be a list, got {value!r:.80}")
-    return value
-
-
-def _changes(items: list[Any]) -> list[Change]:
+def _decode(data: bytes | str, kind: Any, what: str) -> Any:
+    """`data` decoded as `kind` (one pass, `quietsync.protocol.messages`), else `ProtocolError`."""
     try:
-        return [Change.from_json(item) for item in items]
+        return decode_answer(data, kind)
     except WireError as exc:
+        raise ProtocolError(f"{what} does not fit the protocol: {exc}") from exc
+
+
+def _changes(wires: list[WireChange]) -> list[Change]:
+    try:
+        return [Change.from_wire(wire, parsed=True) for wire in wires]
+    except (WireError, ValueError) as exc:
         raise ProtocolError(f"the server sent a bad change: {exc}") from exc
 
 
-def decode_push(body: Any) -> PushAnswer:
+def decode_push(data: bytes | str) -> PushAnswer:
     """Decode a 200 push answer."""
-    obj = _object(body, "a push answer")
-    outcomes: dict[str, str] = {}
-    for item in _list(obj, "results"):
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            raise ProtocolError(f"a push result needs a string 'id', got {item!r:.80}")
-        if item.get("outcome") not in _OUTCOMES:
-            raise ProtocolError(f"unknown push outcome {item.get('outcome')!r:.80}")
-        outcomes[item["id"]] = item["outcome"]
+    wire: WirePushAnswer = _decode(data, WirePushAnswer, "a push answer")
     try:
-        conflicts = [Conflict.from_json(c) for c in _list(obj, "conflicts")]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ProtocolError(f"the server sent a bad conflict: {exc!r}") from exc
-    return PushAnswer(outcomes, conflicts, _int(obj, "suppressed"), _int(obj, "cursor"))
+        conflicts = [conflict_from_wire(c) for c in wire.conflicts]
+    except ValueError as exc:
+        raise ProtocolError(f"the server sent a bad conflict: {exc}") from exc
+    outcomes = {result.id: result.outcome for result in wire.results}
+    return PushAnswer(outcomes, conflicts, wire.suppressed, wire.cursor, wire.history)
 
 
-def decode_pull(body: Any) -> PullPage:
+def decode_pull(data: bytes | str) -> PullPage:
     """Decode a 200 pull answer."""
-    obj = _object(body, "a pull answer")
-    has_more = obj.get("has_more")
-    if not isinstance(has_more, bool):
-        raise ProtocolError(f"'has_more' must be a boolean, got {has_more!r:.80}")
-    return PullPage(_changes(_list(obj, "changes")), _int(obj, "cursor"), has_more)
+    wire: WirePullAnswer = _decode(data, WirePullAnswer, "a pull answer")
+    return PullPage(_changes(wire.changes), wire.cursor, wire.has_more, wire.history)
 
 
-def decode_live(body: Any) -> LiveMessage:
+def decode_live(data: bytes | str) -> LiveMessage:
     """Decode one live socket message."""
-    obj = _object(body, "a live message")
-    kind = obj.get("type")
-    if kind == "changes":
-        return LiveMessage("changes", _int(obj, "cursor"), _changes(_list(obj, "changes")))
-    if kind in ("hello", "pull"):
-        return LiveMessage(kind, _int(obj, "cursor"))
-    raise ProtocolError(f"unknown live message type {kind!r:.80}")
+    wire = _decode(data, WireLive, "a live message")
+    if isinstance(wire, WireChanges):
+        changes = _changes(wire.changes)
+        after = wire.after
+        if after is None:  # a server from before gaps: its batches had consecutive seqs
+            after = None if not changes or changes[0].seq is None else changes[0].seq - 1
+        return LiveMessage("changes", wire.cursor, changes, after=after)
+    if isinstance(wire, WireHello):
+        return LiveMessage("hello", wire.cursor, history=wire.history)
+    return LiveMessage("pull", wire.cursor)

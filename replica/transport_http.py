@@ -8,12 +8,10 @@ server failure into a `SyncError`; the answers are decoded by
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from quietsync.protocol import Mutation
-from quietsync.replica.errors import ProtocolError
+from quietsync.protocol import Mutation, encode
 from quietsync.replica.http import HttpClient
 from quietsync.replica.transport import (
     LiveMessage,
@@ -41,23 +39,27 @@ class HttpTransport:
         await self._http.close()
 
     async def push(self, mutations: Sequence[Mutation]) -> PushAnswer:
-        body = {"mutations": [m.to_json() for m in mutations]}
-        return decode_push(await self._http.json("POST", "/v1/push", json=body))
+        body = encode({"mutations": [m.to_wire() for m in mutations]})
+        headers = {"Content-Type": "application/json"}
+        return decode_push(await self._http.body("POST", "/v1/push", data=body, headers=headers))
 
-    async def pull(self, since: int, limit: int) -> PullPage:
-        params = {"since": str(since), "limit": str(limit)}
-        return decode_pull(await self._http.json("GET", "/v1/pull", params=params))
+    async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
+        params = _cursor(since, history) | {"limit": str(limit)}
+        return decode_pull(await self._http.body("GET", "/v1/pull", params=params))
 
     @asynccontextmanager
-    async def live(self, since: int) -> AsyncIterator[AsyncIterator[LiveMessage]]:
-        async with self._http.websocket("/v1/live", params={"since": str(since)}) as texts:
+    async def live(
+        self, since: int, history: str | None = None
+    ) -> AsyncIterator[AsyncIterator[LiveMessage]]:
+        async with self._http.websocket("/v1/live", params=_cursor(since, history)) as texts:
             yield _messages(texts)
+
+
+def _cursor(since: int, history: str | None) -> dict[str, str]:
+    """The query parameters naming a cursor (and the history it belongs to, once known)."""
+    return {"since": str(since)} if history is None else {"since": str(since), "history": history}
 
 
 async def _messages(texts: AsyncIterator[str]) -> AsyncIterator[LiveMessage]:
     async for text in texts:
-        try:
-            body = json.loads(text)
-        except ValueError as exc:
-            raise ProtocolError(f"live message is not JSON: {text:.200}") from exc
-        yield decode_live(body)
+        yield decode_live(text)

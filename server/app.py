@@ -21,20 +21,27 @@ one connection, which is what SQLite wants anyway. Measured with
 pushes and no faster at 1,000, so the thread costs little where it matters.
 The server `Clock` is only touched from that thread: the `SyncService` and
 the features share it there (`quietsync.server.core.ServerCore`).
+
+Compaction runs on that thread too, every `ServerConfig.compact_every`
+seconds: records deleted more than `tombstone_horizon` ago are removed (and
+replicas whose cursor predates them are told to resync).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from quietsync.conflicts import Clock
+from quietsync.conflicts import Clock, wall_clock_ms
 from quietsync.server.auth import auth_middleware
 from quietsync.server.config import ServerConfig
 from quietsync.server.core import ServerCore
+from quietsync.server.errors import StoreError
 from quietsync.server.keys import CONFIG_KEY, CORE_KEY, HUB_KEY, SYNC_KEY
 from quietsync.server.live import LiveHub
 from quietsync.server.routes import add_routes
@@ -67,14 +74,34 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
             core.clock,
             resolvers=config.resolvers,
             max_batch=config.max_batch,
+            page_max_bytes=config.page_max_bytes,
             suppress_identical=config.suppress_identical,
         )
-        log.info("store open: %s", config.db_path)
+        log.info("store open: %s (history %s)", config.db_path, core.store.history())
+        compactor = asyncio.create_task(_compact_forever(core), name="quietsync-compact")
         yield
+        compactor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await compactor
         await core.run(core.store.close)
         log.info("store closed: %s", config.db_path)
     finally:
         executor.shutdown(wait=True)
+
+
+async def _compact_forever(core: ServerCore) -> None:
+    """Collect old tombstones every `compact_every` seconds (never if 0)."""
+    every, horizon = core.config.compact_every, core.config.tombstone_horizon
+    while every:
+        await asyncio.sleep(every)
+        before = wall_clock_ms() - int(horizon * 1000)
+        try:
+            removed = await core.run(lambda b=before: core.store.collect_tombstones(b))
+        except StoreError:
+            log.exception("compaction failed; trying again in %s s", every)
+        else:
+            if removed:
+                log.info("compaction removed %d records deleted before the horizon", removed)
 
 
 async def _close_live(app: web.Application) -> None:
@@ -88,7 +115,7 @@ def create_app(config: ServerConfig, features: Iterable[Feature] = ()) -> web.Ap
         client_max_size=config.max_body_bytes,
     )
     app[CONFIG_KEY] = config
-    app[HUB_KEY] = LiveHub(config.live_queue_limit)
+    app[HUB_KEY] = LiveHub(config.live_queue_limit, config.live_queue_max_bytes)
     app.cleanup_ctx.append(_core_ctx)
     app.on_shutdown.append(_close_live)
     add_routes(app.router)

@@ -129,6 +129,26 @@ class ServerConfig:
         validator=positive_int,
         metadata={"help": "changes buffered per live socket before its client must pull"},
     )
+    page_max_bytes: int = attrs.field(
+        default=4 * 1024 * 1024,
+        validator=positive_int,
+        metadata={"help": "bytes of values per pull page, backlog page or conflicts page"},
+    )
+    live_queue_max_bytes: int = attrs.field(
+        default=16 * 1024 * 1024,
+        validator=positive_int,
+        metadata={"help": "bytes buffered per live socket before its client must pull"},
+    )
+    tombstone_horizon: float = attrs.field(
+        default=30 * 24 * 3600.0,
+        validator=positive_seconds,
+        metadata={"help": "seconds a deleted record is kept before compaction removes it"},
+    )
+    compact_every: float = attrs.field(
+        default=3600.0,
+        validator=seconds_or_zero,
+        metadata={"help": "seconds between two compactions (0: never; see quietsync compact)"},
+    )
     resolvers: Resolvers = attrs.field(factory=Resolvers)
     suppress_identical: bool = True
     """Count concurrent writes of identical content instead of reporting them as

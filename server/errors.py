@@ -14,12 +14,14 @@
             ├── InvalidJobRequestError  a jobs request of the wrong shape, bad offset (422)
             ├── UnknownJobError         no such job for this user, or past retention (404)
             ├── JobRunningError         the message already has a streaming job (409)
-            └── TooManyJobsError        the user has `max_jobs_per_user` jobs streaming (429)
+            ├── TooManyJobsError        the user has `JobsConfig.max_per_user` jobs streaming (429)
+            └── ResyncRequiredError     the replica's cursor means nothing here: resync (409)
 
 Handlers never build error responses themselves: they raise, and the error
 middleware (`server.views.error_middleware`) calls `error_body` on the way out.
 The body is always ``{"error": {"code": ..., "message": ...}}``, plus
-``"refused": [...]`` for `MutationsRefusedError`.
+``"refused": [...]`` for `MutationsRefusedError` and ``"resync": {"reason":
+..., "history": ...}`` for `ResyncRequiredError`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "MutationsRefusedError",
     "Refusal",
     "RequestError",
+    "ResyncRequiredError",
     "ServerError",
     "StoreError",
     "TooManyJobsError",
@@ -121,6 +124,31 @@ class TooManyJobsError(RequestError):
     code = "too_many_jobs"
 
 
+class ResyncRequiredError(RequestError):
+    """The replica's cursor cannot be continued here; it must resync (``docs/protocol.md``).
+
+    `reason` is ``history_changed`` (the server is another history: restored
+    from a backup, or reset), ``cursor_ahead`` (the cursor is past the user's
+    head: the server went back) or ``cursor_too_old`` (below the tombstone
+    horizon: a delete the replica may not have seen was compacted away).
+    `history` is the server's history id.
+    """
+
+    status = 409
+    code = "resync"
+    _TEXT: ClassVar[dict[str, str]] = {
+        "history_changed": "the server's history is not the one this replica knows "
+        "(restored from a backup, or reset)",
+        "cursor_ahead": "the cursor is past the server's head (the server went back in time)",
+        "cursor_too_old": "the cursor is older than the server's tombstone horizon",
+    }
+
+    def __init__(self, reason: str, history: str) -> None:
+        self.reason = reason
+        self.history = history
+        super().__init__(f"resync: {self._TEXT[reason]}; pull from 0 in history {history}")
+
+
 @attrs.frozen
 class Refusal:
     """Why mutation number `index` (id `id`, None if it had none) of a batch was refused.
@@ -159,4 +187,6 @@ def error_body(exc: ServerError) -> dict[str, Any]:
     body: dict[str, Any] = {"error": {"code": exc.code, "message": str(exc)}}
     if isinstance(exc, MutationsRefusedError):
         body["refused"] = [r.to_json() for r in exc.refused]
+    if isinstance(exc, ResyncRequiredError):
+        body["resync"] = {"reason": exc.reason, "history": exc.history}
     return body

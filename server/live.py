@@ -1,20 +1,24 @@
 """The live WebSocket: each user's committed changes, pushed to their sockets as they commit.
 
-One `LiveHub` per app. A push that commits publishes its numbered changes to
-the hub, which hands them to every `Subscription` of that user. Each socket is
-served by a `LiveSession`:
+One `LiveHub` per app. A push (or a job flush) that commits publishes its
+numbered changes to the hub, with the head they continue from (`after`) and
+their size in bytes, and the hub hands them to every `Subscription` of that
+user. Each socket is served by a `LiveSession`:
 
 1. subscribe first (so nothing committed from now on can be missed), then read
-   the user's cursor and send ``{"type": "hello", "cursor": N}``;
-2. if the client gave ``?since=S`` with S < N, send the backlog S..N from the
-   store, page by page, as ``{"type": "changes", "changes": [...], "cursor": C}``;
-3. forward each published batch the same way, in seq order with no gaps: a
-   change at or below the last one sent is skipped, and a gap (a batch that
-   overtook another) is filled from the store first;
-4. a subscription holding more than `limit` unsent changes (a client reading
-   too slowly) is dropped: the client gets ``{"type": "pull", "cursor": C}``
-   (C = the last change sent) and the socket is closed with code 4000, so the
-   server never buffers without bound. The client pulls, then reconnects.
+   the user's head and send ``{"type": "hello", "cursor": N, "history": H}``;
+2. if the client gave ``?since=S`` with S < N, send the fields changed after S
+   from the store, page by page (bounded in bytes), as ``{"type": "changes",
+   "after": A, "changes": [...], "cursor": C}``: the message holds every change
+   after A up to C, but those overwritten later (seqs have gaps);
+3. forward each published batch the same way, in order: a change at or below
+   the cursor already sent is skipped, and a batch that does not continue it
+   (one that overtook another) is preceded by what the store holds between;
+4. a subscription holding more than `limit` unsent changes or `max_bytes` of
+   them (a client reading too slowly) is dropped: the client gets ``{"type":
+   "pull", "cursor": C}`` (C = the last cursor sent) and the socket is closed
+   with code 4000, so the server never buffers without bound. The client
+   pulls, then reconnects.
 
 On shutdown `LiveHub.close_all` closes every socket with code 1001.
 """
@@ -26,60 +30,77 @@ import collections
 import logging
 from collections.abc import Awaitable, Callable
 
+import attrs
 from aiohttp import WSCloseCode, web
 
-from quietsync.protocol import Change
+from quietsync.protocol import Change, WireChanges, WireHello, WirePull, encode
 from quietsync.server.store import ChangePage
 
-__all__ = ["MUST_PULL_CLOSE_CODE", "LiveHub", "LiveSession", "Subscription"]
+__all__ = ["MUST_PULL_CLOSE_CODE", "LiveHub", "LiveSession", "Published", "Subscription"]
 
 MUST_PULL_CLOSE_CODE = 4000
 
 log = logging.getLogger(__name__)
 
 
-class Subscription:
-    """One socket's queue of published changes, bounded by `limit` changes."""
+@attrs.frozen
+class Published:
+    """One commit's changes, numbered from ``after + 1``, and about how many bytes they hold."""
 
-    def __init__(self, user: str, ws: web.WebSocketResponse, limit: int) -> None:
+    after: int
+    changes: list[Change]
+    size: int
+
+
+class Subscription:
+    """One socket's queue of published batches, bounded by `limit` changes and `max_bytes`."""
+
+    def __init__(self, user: str, ws: web.WebSocketResponse, limit: int, max_bytes: int) -> None:
         self.user = user
         self.ws = ws
         self._limit = limit
-        self._items: collections.deque[Change] = collections.deque()
+        self._max_bytes = max_bytes
+        self._items: collections.deque[Published] = collections.deque()
+        self._count = 0
+        self._bytes = 0
         self._wake = asyncio.Event()
         self.overflowed = False
 
-    def offer(self, changes: list[Change]) -> None:
-        """Queue `changes`; past the limit, drop everything and mark the subscriber behind."""
+    def offer(self, batch: Published) -> None:
+        """Queue `batch`; past a limit, drop everything and mark the subscriber behind."""
         if self.overflowed:
             return
-        if len(self._items) + len(changes) > self._limit:
+        self._count += len(batch.changes)
+        self._bytes += batch.size
+        if self._count > self._limit or self._bytes > self._max_bytes:
             self.overflowed = True
             self._items.clear()
         else:
-            self._items.extend(changes)
+            self._items.append(batch)
         self._wake.set()
 
-    async def next_batch(self) -> list[Change] | None:
-        """The changes queued since the last call (waiting for some); None once overflowed."""
+    async def next_batches(self) -> list[Published] | None:
+        """The batches queued since the last call (waiting for some); None once overflowed."""
         await self._wake.wait()
         self._wake.clear()
         if self.overflowed:
             return None
-        batch = list(self._items)
+        batches = list(self._items)
         self._items.clear()
-        return batch
+        self._count = self._bytes = 0
+        return batches
 
 
 class LiveHub:
     """Every open live socket, by user."""
 
-    def __init__(self, queue_limit: int) -> None:
+    def __init__(self, queue_limit: int, queue_max_bytes: int) -> None:
         self._queue_limit = queue_limit
+        self._queue_max_bytes = queue_max_bytes
         self._subs: dict[str, set[Subscription]] = collections.defaultdict(set)
 
     def subscribe(self, user: str, ws: web.WebSocketResponse) -> Subscription:
-        sub = Subscription(user, ws, self._queue_limit)
+        sub = Subscription(user, ws, self._queue_limit, self._queue_max_bytes)
         self._subs[user].add(sub)
         return sub
 
@@ -94,11 +115,11 @@ class LiveHub:
         """True while `user` has a live socket (so publishing to them reaches somebody)."""
         return user in self._subs
 
-    def publish(self, user: str, changes: list[Change]) -> None:
-        """Hand committed `changes` (in seq order) to every socket of `user`."""
-        if changes:
+    def publish(self, user: str, batch: Published) -> None:
+        """Hand one committed batch to every socket of `user`."""
+        if batch.changes:
             for sub in self._subs.get(user, ()):
-                sub.offer(changes)
+                sub.offer(batch)
 
     async def close_all(self) -> None:
         """Close every socket cleanly (1001, going away): the server is shutting down."""
@@ -116,9 +137,12 @@ ReadPage = Callable[[int], Awaitable[ChangePage]]
 class LiveSession:
     """Sends one socket its hello, its backlog and its live changes (module docstring)."""
 
-    def __init__(self, sub: Subscription, read_cursor: ReadCursor, read_page: ReadPage) -> None:
+    def __init__(
+        self, sub: Subscription, history: str, read_cursor: ReadCursor, read_page: ReadPage
+    ) -> None:
         self._sub = sub
         self._ws = sub.ws
+        self._history = history
         self._read_cursor = read_cursor
         self._read_page = read_page
         self._last = 0
@@ -147,31 +171,32 @@ class LiveSession:
     async def _send_all(self, since: int | None) -> None:
         """Hello, backlog, then live batches; returns (after telling the client) on overflow."""
         cursor = await self._read_cursor()
-        await self._ws.send_json({"type": "hello", "cursor": cursor})
+        await self._ws.send_str(encode(WireHello(cursor, self._history)).decode())
         self._last = cursor if since is None else since
         await self._catch_up()
-        while (batch := await self._sub.next_batch()) is not None:
-            fresh = [c for c in batch if c.seq is not None and c.seq > self._last]
-            if fresh and fresh[0].seq != self._last + 1:
-                await self._catch_up()
-                fresh = [c for c in fresh if c.seq is not None and c.seq > self._last]
-            if fresh:
-                await self._send(fresh)
-        await self._ws.send_json({"type": "pull", "cursor": self._last})
+        while (batches := await self._sub.next_batches()) is not None:
+            for batch in batches:
+                fresh = [c for c in batch.changes if c.seq is not None and c.seq > self._last]
+                if not fresh:
+                    continue
+                if batch.after > self._last:  # it overtook another batch: fill the gap first
+                    await self._catch_up()
+                    fresh = [c for c in fresh if c.seq is not None and c.seq > self._last]
+                if fresh:
+                    await self._send(self._last, fresh, fresh[-1].seq)
+        await self._ws.send_str(encode(WirePull(self._last)).decode())
 
     async def _catch_up(self) -> None:
-        """Send everything the store holds after the last change sent."""
+        """Send what the store holds after the last cursor sent."""
         while True:
             page = await self._read_page(self._last)
             if page.changes:
-                await self._send(page.changes)
+                await self._send(self._last, page.changes, page.cursor)
             if not page.has_more:
                 return
 
-    async def _send(self, changes: list[Change]) -> None:
-        cursor = changes[-1].seq
+    async def _send(self, after: int, changes: list[Change], cursor: int | None) -> None:
         assert cursor is not None
-        await self._ws.send_json(
-            {"type": "changes", "changes": [c.to_json() for c in changes], "cursor": cursor}
-        )
+        message = WireChanges([c.to_wire() for c in changes], cursor, after)
+        await self._ws.send_str(encode(message).decode())
         self._last = cursor

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from quietsync.server.app import create_app
 from quietsync.server.config import TOKENS_ENV, ServerConfig, load_tokens_file, tokens_from_env
-from quietsync.server.errors import ConfigError
+from quietsync.server.errors import ConfigError, StoreError
 from quietsync.server.jobs import (
     JobsConfig,
     Provider,
@@ -148,12 +148,16 @@ def serve(args: argparse.Namespace) -> int:
         print(f"quietsync serve: {exc}", file=sys.stderr)
         return 2
     log.info("%d user(s), database %s", len(set(config.tokens.values())), config.db_path)
-    web.run_app(
-        create_app(config, [jobs_feature(jobs)]),
-        host=args.host,
-        port=args.port,
-        print=lambda text: log.info("%s", text.strip()),
-        access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
-    )
+    try:
+        web.run_app(
+            create_app(config, [jobs_feature(jobs)]),
+            host=args.host,
+            port=args.port,
+            print=lambda text: log.info("%s", text.strip()),
+            access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
+        )
+    except (ConfigError, StoreError) as exc:  # the store refused to open: say why, once
+        print(f"quietsync serve: {exc}", file=sys.stderr)
+        return 2
     log.info("stopped")
     return 0

@@ -4,15 +4,26 @@ Durability: WAL journal with ``synchronous=FULL``, so a transaction whose
 COMMIT returned is on disk and survives a SIGKILL or a power cut; that is what
 lets the server acknowledge a push. Writes are short (one ``BEGIN IMMEDIATE``
 per push, rows written with ``executemany``) and serialized on the one
-connection; the caller runs every method on one worker thread.
+connection; the caller runs every method on one worker thread. One process
+serves a database: a second one is refused (an exclusive lock on
+``<db>.lock``), since its live sockets would never hear of the first one's
+writes.
 
-Tables (every row keyed by ``user`` first, so one user's space is a key range):
+Tables (schema and migrations: `server.sqlite_schema`; every row keyed by
+``user`` first, so one user's space is a key range):
 
-* ``heads(user, seq)``: the seq of each user's latest change;
-* ``changes(user, seq, ...)``: the change log;
-* ``fields(user, collection, key, field, ...)``: the state of every field;
-* ``mutations(user, id, outcome)``: every mutation id seen, with its outcome;
-* ``conflicts(pos, user, body)``: conflicts detected, as `Conflict` JSON.
+* ``fields(user, collection, key, field, seq, size, kind, stamp, base, mid,
+  value, state)``: every field's current state, the seq of its last change,
+  its size and the id of the write that made it; an index on ``(user, seq,
+  size)`` serves pulls (a page is cut by size from the index alone: reading
+  a column of this WITHOUT ROWID table reads the whole row, values and all),
+  a partial index the tombstones compaction looks for;
+* ``heads(user, seq, gc_seq, stamp)``: each user's head, tombstone horizon
+  and the highest stamp written (`last_stamp` reads this small table);
+* ``clients(user, client, hw, last)``: one `ClientMark` per pushing client;
+* ``conflicts(pos, user, collection, key, field, loser, body)``: conflicts
+  detected, as `Conflict` JSON, one per losing write;
+* ``meta(name, value)``: the schema versions and the history id.
 
 Companion stores of the same database (the jobs feature's
 `quietsync.server.jobs.sqlite_store.SQLiteJobStore`) use `connection` and
@@ -23,54 +34,33 @@ no further.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
 from quietsync.conflicts import HLC, Conflict, FieldRef
-from quietsync.protocol import Change
-from quietsync.server.errors import StoreError
+from quietsync.protocol import DELETED_FIELD, Change
+from quietsync.server.errors import ConfigError, StoreError
+from quietsync.server.sqlite_schema import migrate, read_meta
 from quietsync.server.store import (
     BatchWrite,
     ChangePage,
+    ClientMark,
     ConflictPage,
     FieldId,
     FieldKey,
     StoredField,
 )
 
-__all__ = ["SQLiteStore", "translated_errors"]
+__all__ = ["SQLiteStore", "SQLiteWriteTransaction", "translated_errors"]
 
 T = TypeVar("T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS heads (
-    user TEXT PRIMARY KEY, seq INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS changes (
-    user TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,
-    collection TEXT NOT NULL, key TEXT NOT NULL, field TEXT NOT NULL, kind TEXT NOT NULL,
-    value TEXT, crdt_update BLOB, stamp TEXT NOT NULL, base TEXT,
-    PRIMARY KEY (user, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS fields (
-    user TEXT NOT NULL, collection TEXT NOT NULL, key TEXT NOT NULL, field TEXT NOT NULL,
-    kind TEXT NOT NULL, value TEXT, state BLOB, stamp TEXT NOT NULL, base TEXT,
-    PRIMARY KEY (user, collection, key, field)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS mutations (
-    user TEXT NOT NULL, id TEXT NOT NULL, outcome TEXT NOT NULL,
-    PRIMARY KEY (user, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS conflicts (
-    pos INTEGER PRIMARY KEY, user TEXT NOT NULL, body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS conflicts_by_user ON conflicts (user, pos);
-"""
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
 
@@ -81,6 +71,20 @@ _SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
     bool: lambda value: "true" if value else "false",
     type(None): lambda _: "null",
 }
+_TOMBSTONE = _SCALAR_TEXT[bool](True)
+_UPSERT_FIELD = (
+    "INSERT INTO fields (user, collection, key, field, seq, size, kind, stamp, base, mid, value,"
+    " state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user, collection, key, field)"
+    " DO UPDATE SET seq = excluded.seq, size = excluded.size, kind = excluded.kind,"
+    " stamp = excluded.stamp, base = excluded.base, mid = excluded.mid, value = excluded.value,"
+    " state = excluded.state"
+)
+_TOMBSTONES = (  # the partial index's own condition, as literals, or SQLite cannot use it
+    "SELECT user, collection, key FROM fields INDEXED BY fields_tombstones"
+    f" WHERE field = '{DELETED_FIELD}' AND value = '{_TOMBSTONE}' AND stamp < ? LIMIT 500"
+)
+_JOURNAL_LIMIT = 64 * 1024 * 1024
+"""Bytes the WAL file is cut back to after a checkpoint (it would keep its largest size)."""
 
 
 def _value_text(value: object) -> str:
@@ -109,6 +113,22 @@ def translated_errors(what: str) -> Iterator[None]:
         raise StoreError(f"SQLite failed to {what}: {exc}") from exc
 
 
+def _chunks(items: list[T], size: int = 500) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _page_end(sizes: Sequence[tuple[int, int]], limit: int, max_bytes: int) -> int:
+    """How many of these ``(position, size)`` rows one page takes: at most `limit`, and no
+    more than `max_bytes` unless a single row is larger (it then goes alone)."""
+    total = 0
+    for count, (_, size) in enumerate(sizes[:limit]):
+        total += size
+        if total > max_bytes and count:
+            return count
+    return min(len(sizes), limit)
+
+
 class _SQLiteTransaction:
     """`server.store.Transaction` on an open ``BEGIN IMMEDIATE``."""
 
@@ -116,18 +136,17 @@ class _SQLiteTransaction:
         self._db = db
         self._user = user
 
-    def outcomes(self, mutation_ids: Collection[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for chunk in _chunks(list(mutation_ids)):
-            # joined on the primary key like `fields`: a third faster than ``id IN (...)``,
-            # which first builds a temporary index of the ids
-            wanted = ",".join(["(?)"] * len(chunk))
+    def marks(self, clients: Collection[str]) -> dict[str, ClientMark]:
+        found: dict[str, ClientMark] = {}
+        for chunk in _chunks(list(clients)):
             rows = self._db.execute(
-                f"WITH w(i) AS (VALUES {wanted}) SELECT id, outcome"
-                " FROM w CROSS JOIN mutations ON mutations.user = ? AND mutations.id = w.i",
-                [*chunk, self._user],
+                f"SELECT client, hw, last FROM clients WHERE user = ?"
+                f" AND client IN ({','.join('?' * len(chunk))})",
+                [self._user, *chunk],
             )
-            found.update(rows)
+            for client, hw, last in rows:
+                runs = () if last is None else tuple(tuple(run) for run in json.loads(last))
+                found[client] = ClientMark(hw, runs)  # type: ignore[arg-type]
         return found
 
     def fields(self, refs: Collection[FieldId]) -> dict[FieldId, StoredField]:
@@ -159,79 +178,63 @@ class _SQLiteTransaction:
 
     def write(self, batch: BatchWrite) -> None:
         db, user = self._db, self._user
-        # A value is usually both a field's and a change's: encode it once.
-        encoded: dict[int, str] = {}
+        crdt = batch.fields
+        if batch.log and batch.first_seq <= self.head():
+            raise StoreError(f"seq {batch.first_seq} of {user!r} is already written")
+        highest = ""  # the highest stamp written: the heads row keeps it for the clock
 
-        def dumps(value: object) -> str:
-            text = encoded.get(id(value))
-            if text is None:
-                text = encoded[id(value)] = _value_text(value)
-            return text
-
-        # Rows are generated, not listed: each is bound and freed before the next is built,
-        # so a push of 1,000 does not hold 3,000 rows alive (and through the cyclic GC).
-        states_set = (
-            (
-                user,
-                ref.collection,
-                ref.key,
-                ref.field,
-                f.kind,
-                None if f.kind == "crdt" else dumps(f.value),
-                f.state,
-                str(f.stamp),
-                _str_or_none(f.base),
-            )
-            for ref, f in batch.fields.items()
-        )
-        lww_states = (  # in log order, so the last write of a field is what it holds
-            (
+        def row(seq: int, m: Any) -> tuple[Any, ...]:
+            if m.kind == "crdt":  # the field's merged state, under its highest stamp
+                state = crdt[FieldRef(m.collection, m.key, m.field)]
+                stamp, base, value, blob = state.stamp, state.base, None, state.state
+                size = len(blob or b"")
+            else:
+                stamp, base, value, blob = m.stamp, m.base, _value_text(m.value), None
+                size = len(value)
+            nonlocal highest
+            highest = max(highest, str(stamp))
+            return (
                 user,
                 m.collection,
                 m.key,
                 m.field,
-                "lww",
-                dumps(m.value),
-                None,
-                str(m.stamp),
-                _str_or_none(m.base),
+                seq,
+                size,
+                m.kind,
+                str(stamp),
+                _str_or_none(base),
+                m.id,
+                value,
+                blob,
             )
-            for m in batch.log
-            if m.kind == "lww"
+
+        # Rows are generated, not listed: each is bound and freed before the next is built,
+        # so a push of 1,000 does not hold 1,000 rows alive (and through the cyclic GC).
+        db.executemany(
+            _UPSERT_FIELD, (row(seq, m) for seq, m in enumerate(batch.log, batch.first_seq))
         )
         db.executemany(
-            "INSERT OR REPLACE INTO fields VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            chain(states_set, lww_states),
+            "INSERT INTO clients (user, client, hw, last) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (user, client) DO UPDATE SET hw = excluded.hw, last = excluded.last",
+            (
+                (user, client, mark.hw, json.dumps(mark.last, separators=(",", ":")))
+                for client, mark in batch.marks.items()
+            ),
         )
-        db.executemany(
-            "INSERT OR REPLACE INTO mutations VALUES (?, ?, ?)",
-            ((user, mid, outcome) for mid, outcome in batch.outcomes.items()),
-        )
-        db.executemany(
-            "INSERT INTO conflicts (user, body) VALUES (?, ?)",
-            ((user, _dumps(c.to_json())) for c in batch.conflicts),
+        db.executemany(  # one report per losing write (law 5), however often it loses
+            "INSERT OR IGNORE INTO conflicts (user, collection, key, field, loser, body)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                (user, c.collection, c.key, c.field, str(c.loser.stamp), _dumps(c.to_json()))
+                for c in batch.conflicts
+            ),
         )
         if batch.log:
-            db.executemany(
-                "INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (
-                        user,
-                        seq,
-                        m.id,
-                        m.collection,
-                        m.key,
-                        m.field,
-                        m.kind,
-                        None if m.kind == "crdt" else dumps(m.value),
-                        m.update,
-                        str(m.stamp),
-                        _str_or_none(m.base),
-                    )
-                    for seq, m in enumerate(batch.log, batch.first_seq)
-                ),
+            db.execute(
+                "INSERT INTO heads (user, seq, stamp) VALUES (?, ?, ?) ON CONFLICT (user)"
+                " DO UPDATE SET seq = excluded.seq, stamp = max(ifnull(stamp, ''), excluded.stamp)",
+                (user, batch.last_seq, highest),
             )
-            db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?)", (user, batch.last_seq))
 
 
 class SQLiteWriteTransaction:
@@ -247,13 +250,8 @@ class SQLiteWriteTransaction:
         return _SQLiteTransaction(self.connection, user)
 
 
-def _chunks(items: list[T], size: int = 500) -> Iterator[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _change_from_row(row: tuple[Any, ...]) -> Change:
-    seq, mid, collection, key, field, kind, value, update, stamp, base = row
+    seq, mid, collection, key, field, kind, value, state, stamp, base = row
     return Change(
         id=mid,
         collection=collection,
@@ -263,9 +261,27 @@ def _change_from_row(row: tuple[Any, ...]) -> Change:
         stamp=HLC.parse(stamp),
         base=_stamp_or_none(base),
         value=None if value is None else json.loads(value),
-        update=update,
+        update=state,
         seq=seq,
     )
+
+
+def _lock(path: Path) -> int:
+    """An exclusive lock on ``<db>.lock``, held until its descriptor closes or the process dies."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot open {path}: cannot create its lock file: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"{path} is already served by another process: one SQLite database has one "
+            "server process (several processes need the PostgreSQL store)"
+        ) from None
+    return fd
 
 
 class SQLiteStore:
@@ -275,12 +291,20 @@ class SQLiteStore:
     """
 
     def __init__(self, path: Path | str) -> None:
-        with translated_errors(f"open {path}"):
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = FULL")
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.executescript(_SCHEMA)
+        self._lock: int | None = None if str(path) == ":memory:" else _lock(Path(path))
+        try:
+            with translated_errors(f"open {path}"):
+                self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = FULL")
+                self._db.execute("PRAGMA busy_timeout = 5000")
+                self._db.execute(f"PRAGMA journal_size_limit = {_JOURNAL_LIMIT}")
+            with self._begin(lambda: self._db):
+                migrate(self._db)
+            self._history = read_meta(self._db)["history_id"]
+        except BaseException:
+            self._release()
+            raise
 
     def transaction(self, user: str) -> AbstractContextManager[_SQLiteTransaction]:
         return self._begin(lambda: _SQLiteTransaction(self._db, user))
@@ -307,43 +331,98 @@ class SQLiteStore:
                 self._db.execute("ROLLBACK")
             raise
 
-    def changes(self, user: str, since: int, limit: int) -> ChangePage:
+    def changes(self, user: str, since: int, limit: int, max_bytes: int) -> ChangePage:
         with translated_errors("read changes"):
-            rows = self._db.execute(
-                "SELECT seq, id, collection, key, field, kind, value, crdt_update, stamp, base"
-                " FROM changes WHERE user = ? AND seq > ? ORDER BY seq LIMIT ?",
+            # sizes first (an index walk, no values read), then exactly the rows that fit
+            sizes = self._db.execute(
+                "SELECT seq, size FROM fields WHERE user = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (user, since, limit + 1),
             ).fetchall()
-        page = rows[:limit]
-        return ChangePage(
-            [_change_from_row(r) for r in page],
-            cursor=page[-1][0] if page else since,
-            has_more=len(rows) > limit,
-        )
+            take = _page_end(sizes, limit, max_bytes)
+            rows = []
+            if take:
+                rows = self._db.execute(
+                    "SELECT seq, mid, collection, key, field, kind, value, state, stamp, base"
+                    " FROM fields WHERE user = ? AND seq > ? AND seq <= ? ORDER BY seq",
+                    (user, since, sizes[take - 1][0]),
+                ).fetchall()
+            has_more = take < len(sizes)
+            cursor = rows[-1][0] if has_more else max(since, self._head(user))
+        return ChangePage([_change_from_row(r) for r in rows], cursor, has_more)
+
+    def _head(self, user: str) -> int:
+        row = self._db.execute("SELECT seq FROM heads WHERE user = ?", (user,)).fetchone()
+        return row[0] if row else 0
 
     def cursor(self, user: str) -> int:
         with translated_errors("read the cursor"):
-            row = self._db.execute("SELECT seq FROM heads WHERE user = ?", (user,)).fetchone()
+            return self._head(user)
+
+    def horizon(self, user: str) -> int:
+        with translated_errors("read the horizon"):
+            row = self._db.execute("SELECT gc_seq FROM heads WHERE user = ?", (user,)).fetchone()
         return row[0] if row else 0
 
-    def conflicts(self, user: str, since: int, limit: int) -> ConflictPage:
+    def history(self) -> str:
+        return self._history
+
+    def conflicts(self, user: str, since: int, limit: int, max_bytes: int) -> ConflictPage:
         with translated_errors("read conflicts"):
-            rows = self._db.execute(
-                "SELECT pos, body FROM conflicts WHERE user = ? AND pos > ? ORDER BY pos LIMIT ?",
+            sizes = self._db.execute(
+                "SELECT pos, length(body) FROM conflicts WHERE user = ? AND pos > ?"
+                " ORDER BY pos LIMIT ?",
                 (user, since, limit + 1),
             ).fetchall()
-        page = rows[:limit]
+            take = _page_end(sizes, limit, max_bytes)
+            rows = []
+            if take:
+                rows = self._db.execute(
+                    "SELECT pos, body FROM conflicts WHERE user = ? AND pos > ? AND pos <= ?"
+                    " ORDER BY pos",
+                    (user, since, sizes[take - 1][0]),
+                ).fetchall()
         return ConflictPage(
-            [Conflict.from_json(json.loads(body)) for _, body in page],
-            cursor=page[-1][0] if page else since,
-            has_more=len(rows) > limit,
+            [Conflict.from_json(json.loads(body)) for _, body in rows],
+            cursor=rows[-1][0] if rows else since,
+            has_more=take < len(sizes),
         )
 
     def last_stamp(self) -> HLC | None:
         with translated_errors("read the last stamp"):
-            row = self._db.execute("SELECT max(stamp) FROM changes").fetchone()
+            row = self._db.execute("SELECT max(stamp) FROM heads").fetchone()
         return _stamp_or_none(row[0])
 
+    def collect_tombstones(self, deleted_before_ms: int) -> int:
+        # A stamp's text starts with its wall time, fixed width: text order is time order.
+        cutoff = f"{deleted_before_ms:015d}"
+        removed = 0
+        while True:
+            with self._begin(lambda: self._db), translated_errors("collect tombstones"):
+                records = self._db.execute(_TOMBSTONES, (cutoff,)).fetchall()
+                for user, collection, key in records:
+                    (last,) = self._db.execute(
+                        "SELECT max(seq) FROM fields WHERE user = ? AND collection = ? AND key = ?",
+                        (user, collection, key),
+                    ).fetchone()
+                    self._db.execute(
+                        "DELETE FROM fields WHERE user = ? AND collection = ? AND key = ?",
+                        (user, collection, key),
+                    )
+                    self._db.execute(
+                        "UPDATE heads SET gc_seq = max(gc_seq, ?) WHERE user = ?", (last, user)
+                    )
+            removed += len(records)
+            if len(records) < 500:
+                return removed
+
     def close(self) -> None:
-        with translated_errors("close"):
-            self._db.close()
+        try:
+            with translated_errors("close"):
+                self._db.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor drops the lock
+            self._lock = None

@@ -1,22 +1,35 @@
 """The storage interface of the server: what a backend must do, and nothing more.
 
-A backend (`server.sqlite_store.SQLiteStore` today, PostgreSQL later) keeps,
-per user: the change log (monotonic ``seq`` from 1, no gaps), the state of
-every field, the outcome recorded for every mutation id seen, and the
-conflicts detected. It holds NO merge policy: `server.sync.SyncService`
-decides what to write and hands the backend one `BatchWrite` per push, which
-the backend commits in one transaction, or not at all.
+A backend (`server.sqlite_store.SQLiteStore` today, PostgreSQL next) keeps
+**state, not history**. Per user:
 
-Every method takes the user id and touches only that user's rows: isolation
-between users is a property of this interface, not of the handlers.
+* every field's current state (kind, value or merged Yjs state, stamp, base)
+  with the ``seq`` of its last change and the id of the write that made it: a
+  pull from cursor ``c`` reads the fields whose seq is above ``c``, so a value
+  that was overwritten is never kept or sent again, and a field written a
+  thousand times costs one row;
+* the head (the highest seq handed out: seqs only grow, and have gaps where a
+  field was written again later) and the tombstone horizon (``gc_seq``: a
+  cursor below it may have missed a delete that compaction removed);
+* one `ClientMark` per pushing client (the highest mutation number seen and
+  the outcomes of its last push), which makes retries idempotent;
+* the conflicts detected.
 
-Backends are synchronous: they are called from one worker thread (see
-`server.app`), never concurrently.
+And once per database: its history id (see `quietsync.server.sqlite_schema`).
+
+A backend holds NO merge policy: `server.sync.SyncService` decides what to
+write and hands it one `BatchWrite` per push, committed in one transaction or
+not at all. Every method takes the user id and touches only that user's rows:
+isolation between users is a property of this interface, not of the handlers.
+
+Pages are bounded in count and in bytes (`max_bytes`); a single value larger
+than a page is delivered alone. Backends are synchronous: they are called from
+one worker thread (see `server.app`), never concurrently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
@@ -28,6 +41,7 @@ from quietsync.protocol import Change, Kind, Mutation
 __all__ = [
     "BatchWrite",
     "ChangePage",
+    "ClientMark",
     "ConflictPage",
     "FieldId",
     "FieldKey",
@@ -64,16 +78,52 @@ class StoredField:
 
 
 @attrs.frozen
-class BatchWrite:
-    """Everything one push writes; committed atomically by `Transaction.write`.
+class ClientMark:
+    """What a store remembers of one pushing client: enough to answer any retry.
 
-    `log` is appended to the change log, its writes numbered consecutively
-    from `first_seq` (the caller's ``Transaction.head() + 1``; the backend
-    refuses a seq it already holds). Every lww write in `log` is also its
-    field's new state (a later write to the same field wins), so lww fields
-    need no entry in `fields`, which sets states as given: a crdt field's
-    merged state. `outcomes` records the outcome of every mutation id of the
-    batch.
+    Mutation ids are ``<client>:<n>`` with ``n`` growing for the life of the
+    client, and a client pushes its writes in order, one batch at a time. So
+    an id at or below `hw` was seen: a retry of the last push (the usual one:
+    its answer was lost) is answered with the outcomes recorded in `last`
+    (runs of ``(first n, last n, outcome)``), any older one ``duplicate``.
+    Neither is merged again.
+    """
+
+    hw: int = 0
+    last: tuple[tuple[int, int, str], ...] = ()
+
+    def outcome(self, n: int) -> str | None:
+        """The recorded answer for mutation number `n`; None if it was never seen."""
+        if n > self.hw:
+            return None
+        for first, last, outcome in self.last:
+            if first <= n <= last:
+                return outcome
+        return "duplicate"
+
+    @classmethod
+    def after(cls, previous: ClientMark | None, outcomes: Iterable[tuple[int, str]]) -> ClientMark:
+        """The mark once a push answered `outcomes` (``(n, outcome)`` in push order)."""
+        runs: list[tuple[int, int, str]] = []
+        hw = 0 if previous is None else previous.hw
+        for n, outcome in sorted(outcomes):
+            hw = max(hw, n)
+            if runs and runs[-1][2] == outcome and runs[-1][1] == n - 1:
+                runs[-1] = (runs[-1][0], n, outcome)
+            else:
+                runs.append((n, n, outcome))
+        return cls(hw, tuple(runs))
+
+
+@attrs.frozen
+class BatchWrite:
+    """Everything one push (or one job flush) writes; committed atomically.
+
+    Each write of `log` becomes its field's new state with the next seq, from
+    `first_seq` (the caller's ``Transaction.head() + 1``); a field written
+    twice keeps the later write (its earlier seq is never seen again). An lww
+    write of `log` needs nothing in `fields`; a crdt write's field takes the
+    merged state given in `fields`. `marks` are the clients' new marks.
 
     The log holds plain `Mutation`s rather than numbered `Change`s, and a push
     builds no `StoredField` for an lww write: at 1,000 writes a push those
@@ -84,7 +134,7 @@ class BatchWrite:
     first_seq: int
     log: list[Mutation] = attrs.Factory(list)
     fields: dict[FieldRef, StoredField] = attrs.Factory(dict)
-    outcomes: dict[str, str] = attrs.Factory(dict)
+    marks: dict[str, ClientMark] = attrs.Factory(dict)
     conflicts: list[Conflict] = attrs.Factory(list)
 
     @property
@@ -93,7 +143,7 @@ class BatchWrite:
         return self.first_seq + len(self.log) - 1
 
     def changes(self) -> list[Change]:
-        """`log` as the numbered `Change`s it becomes."""
+        """`log` as the numbered `Change`s it becomes (what live sockets are sent)."""
         return [
             Change(
                 m.id, m.collection, m.key, m.field, m.kind, m.stamp, m.base, m.value, m.update, seq
@@ -104,7 +154,11 @@ class BatchWrite:
 
 @attrs.frozen
 class ChangePage:
-    """A page of a user's change log: `cursor` is the seq of the last change (or `since`)."""
+    """A page of a user's changed fields, as changes, in seq order.
+
+    `cursor`: every change up to it is in this page or was overwritten later
+    (the last seq returned while `has_more`; the head at the end).
+    """
 
     changes: list[Change]
     cursor: int
@@ -123,8 +177,8 @@ class ConflictPage:
 class Transaction(Protocol):
     """One user's space inside one open write transaction."""
 
-    def outcomes(self, mutation_ids: Collection[str]) -> dict[str, str]:
-        """The recorded outcome of each of these ids seen before (absent if never seen)."""
+    def marks(self, clients: Collection[str]) -> dict[str, ClientMark]:
+        """The marks of these clients (absent: never pushed)."""
         ...
 
     def fields(self, refs: Collection[FieldId]) -> dict[FieldId, StoredField]:
@@ -132,7 +186,7 @@ class Transaction(Protocol):
         ...
 
     def head(self) -> int:
-        """The seq of the user's latest change (0: none), as of this transaction."""
+        """The highest seq handed out to the user (0: none), as of this transaction."""
         ...
 
     def write(self, batch: BatchWrite) -> None:
@@ -164,20 +218,37 @@ class Store(Protocol):
         """One write transaction over every user's space: commit on exit, roll back on error."""
         ...
 
-    def changes(self, user: str, since: int, limit: int) -> ChangePage:
-        """Up to `limit` changes with seq > `since`, in seq order."""
+    def changes(self, user: str, since: int, limit: int, max_bytes: int) -> ChangePage:
+        """The fields changed after `since`: at most `limit`, about `max_bytes` (at least one)."""
         ...
 
     def cursor(self, user: str) -> int:
-        """The seq of `user`'s latest change (0: none yet)."""
+        """The user's head: the highest seq handed out (0: none yet)."""
         ...
 
-    def conflicts(self, user: str, since: int, limit: int) -> ConflictPage:
+    def horizon(self, user: str) -> int:
+        """The user's tombstone horizon: a cursor below it may have missed a removed delete."""
+        ...
+
+    def history(self) -> str:
+        """The id of this database's history (a restored backup has another)."""
+        ...
+
+    def conflicts(self, user: str, since: int, limit: int, max_bytes: int) -> ConflictPage:
         """Up to `limit` of `user`'s conflicts after position `since`, oldest first."""
         ...
 
     def last_stamp(self) -> HLC | None:
         """The highest stamp stored, so a restarted server clock never goes back."""
+        ...
+
+    def collect_tombstones(self, deleted_before_ms: int) -> int:
+        """Remove every record deleted before `deleted_before_ms` (wall clock of the tombstone).
+
+        Each user's horizon rises past the seqs removed, so a replica that may
+        not have seen such a delete is told to resync. Returns how many
+        records went.
+        """
         ...
 
     def close(self) -> None: ...

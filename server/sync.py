@@ -2,44 +2,57 @@
 
 A push is handled in one store transaction, in two steps:
 
-1. **Decide, for every mutation, without writing.** Decode it
-   (`Mutation.from_json`), answer ids seen before with their recorded outcome,
-   refuse stamps beyond the clock-drift bound (`Clock.check_drift`), kinds that
-   differ from the field's stored kind or from an earlier write of the batch,
-   garbage CRDT updates, and non-boolean tombstones. Every other mutation is
-   merged into an in-memory working copy of the fields it touches, through
-   `conflicts.merge_field` (lww) or `conflicts.merge_text_updates` (crdt). An
-   lww write that `conflicts.lww.overwrites` its field (a new field, or a newer
-   write that saw the current one: most of them) is applied without building
-   merge_field's inputs and result, which is exactly what merge_field would do.
+1. **Decide, for every mutation, without writing.** Take it decoded
+   (`quietsync.protocol.decode_writes`; its id must be ``<client>:<n>``), answer ids seen
+   before from the client's mark, refuse stamps beyond the clock-drift bound
+   (`Clock.check_drift`), kinds that differ from the field's stored kind or
+   from an earlier write of the batch, garbage CRDT updates, and non-boolean
+   tombstones. Every other mutation is merged into an in-memory working copy
+   of the fields it touches, through `conflicts.merge_field` (lww) or
+   `conflicts.merge_text_updates` (crdt). An lww write that
+   `conflicts.lww.overwrites` its field (a new field, or a newer write that saw
+   the current one: most of them) is applied without building merge_field's
+   inputs and result, which is exactly what merge_field would do.
 2. **Write everything or nothing.** If any mutation was refused, raise
    `MutationsRefusedError` naming every one of them: the transaction rolls back
    having written nothing. Otherwise hand the store one `BatchWrite`.
 
 Rules:
 
-* Each mutation whose outcome is APPLIED or RESOLVED appends one change to the
-  log: the incoming write for APPLIED, the resolved value under its derived
-  stamp for RESOLVED. DUPLICATE and DROPPED append nothing. An lww change is
-  its field's new state, and the store takes it as such (`BatchWrite`).
-* A crdt write is APPLIED (its update is merged and logged, since applying a
-  Yjs update is idempotent) unless its stamp equals the field's current stamp
-  (DUPLICATE). The field's stamp is the highest stamp merged into it.
-* A mutation id is recorded with its outcome; seen again (a retry, or twice in
-  one batch) it is answered with that outcome and not merged again.
-* Changes are numbered here, consecutively from the user's log head as read
+* Each mutation whose outcome is APPLIED or RESOLVED becomes its field's new
+  state with the next seq: the incoming write for APPLIED, the resolved value
+  under its derived stamp for RESOLVED. DUPLICATE and DROPPED change nothing.
+* A crdt write's update is always merged into the field's state (applying a
+  Yjs update is idempotent): it is APPLIED, or DUPLICATE when it added
+  nothing and its stamp is not above the field's. Never judged by its stamp
+  alone: two different updates may share one (one write call, or a write
+  re-pushed after a restore beside an edit of the same call). The field's
+  stamp is the highest stamp merged, even one whose edit changed nothing
+  here (two replicas deleting the same characters): replicas keep the
+  highest stamp they saw, so the server must too or they would disagree.
+* **Idempotency per client.** A client's mutation ids grow (``<client>:<n>``,
+  see `server.store.ClientMark`): an id at or below the client's high-water
+  mark, or seen earlier in the same batch, is answered with its recorded
+  outcome (``duplicate`` if it is older than the client's last push) and not
+  merged again. The marks are written with the batch.
+* Changes are numbered here, consecutively from the user's head as read
   inside the same transaction.
 * The server clock observes every accepted stamp after the commit (it keeps
   only the highest, so observing the highest is observing them all).
+
+A pull answers from the store's state, unless the replica must resync
+(`ResyncRequiredError`, ``docs/protocol.md``): it knows another history of
+this server (a restore, a reset), its cursor is past the user's head (the
+server went back), or its cursor is below the tombstone horizon (it may have
+missed a delete that compaction removed).
 
 Runs on the store's worker thread; it does no I/O of its own.
 """
 
 from __future__ import annotations
 
-import json
-from json.encoder import encode_basestring_ascii as _quote
-from typing import Any
+import re
+from collections import defaultdict
 
 import attrs
 
@@ -57,16 +70,27 @@ from quietsync.conflicts import (
     merge_text_updates,
     overwrites,
 )
-from quietsync.protocol import DELETED_FIELD, Change, Mutation, WireError
+from quietsync.protocol import (
+    DELETED_FIELD,
+    Change,
+    Mutation,
+    Unreadable,
+    WireError,
+    WirePushAnswer,
+    WireResult,
+    conflict_to_wire,
+    encode,
+)
 from quietsync.server.errors import (
-    BadRequestError,
     BatchTooLargeError,
     MutationsRefusedError,
     Refusal,
+    ResyncRequiredError,
 )
 from quietsync.server.store import (
     BatchWrite,
     ChangePage,
+    ClientMark,
     ConflictPage,
     FieldKey,
     Store,
@@ -75,7 +99,15 @@ from quietsync.server.store import (
 
 __all__ = ["PushResult", "SyncService"]
 
-_compact = json.JSONEncoder(separators=(",", ":")).encode
+_MUTATION_ID = re.compile(r"(.{1,100}):([1-9][0-9]{0,17})")
+"""``<client>:<n>``: a client's own name, then its mutation number (from 1)."""
+
+
+def _client_and_number(mid: str) -> tuple[str, int]:
+    match = _MUTATION_ID.fullmatch(mid)
+    if match is None:
+        raise WireError(f"'id' must be '<client>:<n>' with n a positive integer, got {mid!r:.80}")
+    return match[1], int(match[2])
 
 
 @attrs.frozen
@@ -86,6 +118,7 @@ class PushResult:
     conflicts: list[Conflict]
     suppressed: int
     cursor: int
+    history: str
     written: BatchWrite
     """What the push committed."""
 
@@ -93,30 +126,24 @@ class PushResult:
         """The changes the push committed, numbered (built on demand, for live sockets)."""
         return self.written.changes()
 
-    def to_json_text(self) -> str:
-        """The answer to the push, as JSON text (ASCII, as `json.dumps` writes it).
-
-        ``{"results": [{"id": ..., "outcome": ...}, ...], "conflicts": [...],
-        "suppressed": n, "cursor": n}``. The results, one per mutation, are
-        written out here: a dict each through `json.dumps` cost five times as
-        much, and left the cyclic GC a thousand more objects per push of 1,000.
-        """
-        results = ",".join(
-            [f'{{"id":{_quote(mid)},"outcome":{_quote(outcome)}}}' for mid, outcome in self.results]
+    def to_json_bytes(self) -> bytes:
+        """The answer to the push (``docs/protocol.md``), encoded from its schema."""
+        answer = WirePushAnswer(
+            [WireResult(mid, outcome) for mid, outcome in self.results],  # type: ignore[arg-type]
+            [conflict_to_wire(c) for c in self.conflicts],
+            self.suppressed,
+            self.cursor,
+            self.history,
         )
-        rest = {
-            "conflicts": [c.to_json() for c in self.conflicts],
-            "suppressed": self.suppressed,
-            "cursor": self.cursor,
-        }
-        return f'{{"results":[{results}],{_compact(rest)[1:]}'
+        return encode(answer)
 
 
 @attrs.define
 class _Batch:
     """The working state of one push while it is being decided."""
 
-    seen: dict[str, str]
+    marks: dict[str, ClientMark]
+    """The stored mark of each client of the batch."""
     fields: dict[FieldKey, StoredField | Mutation]
     """Each field's state so far: as stored, or the lww write of this push that set it."""
     write: BatchWrite
@@ -124,7 +151,20 @@ class _Batch:
     """`Clock.drift_bound` as the push began: stamps at or below it need no `check_drift`."""
     refused: list[Refusal] = attrs.Factory(list)
     results: list[tuple[str, str]] = attrs.Factory(list)
+    answered: dict[str, dict[int, str]] = attrs.Factory(lambda: defaultdict(dict))
+    """Each client's outcomes in this batch, by mutation number."""
     suppressed: int = 0
+
+    def recorded(self, client: str, n: int) -> str | None:
+        """The outcome already given to mutation `n` of `client` (this batch, or before)."""
+        outcome = self.answered[client].get(n)
+        if outcome is None and client in self.marks:
+            outcome = self.marks[client].outcome(n)
+        return outcome
+
+    def answer(self, mid: str, client: str, n: int, outcome: str) -> None:
+        self.answered[client][n] = outcome
+        self.results.append((mid, outcome))
 
     def log_lww(self, key: FieldKey, write: Mutation) -> None:
         """Log lww `write`, which is field `key`'s new state (for the store too)."""
@@ -147,75 +187,104 @@ class SyncService:
         *,
         resolvers: Resolvers,
         max_batch: int,
+        page_max_bytes: int = 4 * 1024 * 1024,
         suppress_identical: bool = True,
     ):
         self._store = store
         self._clock = clock
         self._resolvers = resolvers
         self._max_batch = max_batch
+        self._page_max_bytes = page_max_bytes
         self._suppress_identical = suppress_identical
 
-    def push(self, user: str, body: Any) -> PushResult:
-        """Apply a decoded push body atomically, or raise a `RequestError`, changing nothing."""
-        raw = self._mutations_of(body)
-        decoded: list[Mutation | None] = []
-        refused: list[Refusal] = []
-        for index, obj in enumerate(raw):
-            try:
-                decoded.append(Mutation.from_json(obj))
-            except WireError as exc:
-                decoded.append(None)
-                mid = obj.get("id") if isinstance(obj, dict) else None
-                mid = mid if isinstance(mid, str) else None
-                refused.append(Refusal(index, mid, "invalid_mutation", str(exc)))
-        valid = [(i, m, (m.collection, m.key, m.field)) for i, m in enumerate(decoded) if m]
+    def push(self, user: str, writes: list[Mutation | Unreadable]) -> PushResult:
+        """Apply a decoded push atomically, or raise a `RequestError`, changing nothing."""
+        if len(writes) > self._max_batch:
+            raise BatchTooLargeError(
+                f"{len(writes)} mutations in one push; at most {self._max_batch} allowed"
+            )
+        refused = [
+            Refusal(w.index, w.id, "invalid_mutation", w.reason)
+            for w in writes
+            if isinstance(w, Unreadable)
+        ]
+        valid = []
+        for index, m in enumerate(writes):
+            if isinstance(m, Mutation):
+                try:
+                    client, n = _client_and_number(m.id)
+                except WireError as exc:
+                    refused.append(Refusal(index, m.id, "invalid_mutation", str(exc)))
+                else:
+                    valid.append((index, m, (m.collection, m.key, m.field), client, n))
         with self._store.transaction(user) as tx:
             batch = _Batch(
-                seen=tx.outcomes({m.id for _, m, _ in valid}),
-                fields=dict(tx.fields({key for _, _, key in valid})),
+                marks=tx.marks({client for *_, client, _ in valid}),
+                fields=dict(tx.fields({key for _, _, key, _, _ in valid})),
                 write=BatchWrite(first_seq=tx.head() + 1),
                 drift_bound=self._clock.drift_bound(),
                 refused=refused,
             )
-            for index, m, key in valid:
-                self._decide(batch, index, m, key)
+            for index, m, key, client, n in valid:
+                self._decide(batch, index, m, key, client, n)
             if batch.refused:
                 batch.refused.sort(key=lambda r: r.index)
-                raise MutationsRefusedError(batch.refused, len(raw))
+                raise MutationsRefusedError(batch.refused, len(writes))
+            batch.write.marks.update(
+                (client, ClientMark.after(batch.marks.get(client), outcomes.items()))
+                for client, outcomes in batch.answered.items()
+            )
             tx.write(batch.write)
         if valid:  # observing the highest stamp is observing them all (module docstring)
-            self._clock.observe(max(m.stamp for _, m, _ in valid))
+            self._clock.observe(max(m.stamp for _, m, *_ in valid))
         written = batch.write
         return PushResult(
-            batch.results, written.conflicts, batch.suppressed, written.last_seq, written
+            batch.results,
+            written.conflicts,
+            batch.suppressed,
+            written.last_seq,
+            self.history,
+            written,
         )
 
-    def pull(self, user: str, since: int, limit: int) -> ChangePage:
-        return self._store.changes(user, since, limit)
+    @property
+    def history(self) -> str:
+        """The id of the server's history (see `server.sqlite_schema`)."""
+        return self._store.history()
+
+    def check_cursor(self, user: str, since: int, history: str | None) -> None:
+        """Raise `ResyncRequiredError` unless a replica at `since` in `history` can go on."""
+        if history is not None and history != self.history:
+            raise ResyncRequiredError("history_changed", self.history)
+        if since > self._store.cursor(user):
+            raise ResyncRequiredError("cursor_ahead", self.history)
+        if 0 < since < self._store.horizon(user):
+            raise ResyncRequiredError("cursor_too_old", self.history)
+
+    def pull(self, user: str, since: int, limit: int, history: str | None = None) -> ChangePage:
+        """The fields changed after `since` (after `check_cursor`), a page bounded in bytes."""
+        self.check_cursor(user, since, history)
+        return self._store.changes(user, since, limit, self._page_max_bytes)
+
+    def page(self, user: str, since: int, limit: int) -> ChangePage:
+        """`pull` without the cursor check (a live socket that already passed it)."""
+        return self._store.changes(user, since, limit, self._page_max_bytes)
 
     def cursor(self, user: str) -> int:
         return self._store.cursor(user)
 
     def conflicts(self, user: str, since: int, limit: int) -> ConflictPage:
-        return self._store.conflicts(user, since, limit)
+        return self._store.conflicts(user, since, limit, self._page_max_bytes)
 
     def close(self) -> None:
         self._store.close()
 
-    def _mutations_of(self, body: Any) -> list[Any]:
-        if not isinstance(body, dict) or not isinstance(body.get("mutations"), list):
-            raise BadRequestError('a push body must be a JSON object {"mutations": [...]}')
-        raw: list[Any] = body["mutations"]
-        if len(raw) > self._max_batch:
-            raise BatchTooLargeError(
-                f"{len(raw)} mutations in one push; at most {self._max_batch} allowed"
-            )
-        return raw
-
-    def _decide(self, batch: _Batch, index: int, m: Mutation, key: FieldKey) -> None:
-        recorded = batch.seen.get(m.id) or batch.write.outcomes.get(m.id)
+    def _decide(
+        self, batch: _Batch, index: int, m: Mutation, key: FieldKey, client: str, n: int
+    ) -> None:
+        recorded = batch.recorded(client, n)
         if recorded is not None:
-            batch.results.append((m.id, recorded))
+            batch.answer(m.id, client, n, recorded)
             return
         current = batch.fields.get(key)
         try:
@@ -230,8 +299,7 @@ class SyncService:
         except WireError as exc:
             batch.refused.append(Refusal(index, m.id, "invalid_mutation", str(exc)))
         else:
-            recorded = batch.write.outcomes[m.id] = outcome.value  # an enum lookup: do it once
-            batch.results.append((m.id, recorded))
+            batch.answer(m.id, client, n, outcome.value)
 
     def _check(self, batch: _Batch, m: Mutation, current: StoredField | Mutation | None) -> None:
         """Raise if `m` must be refused (see the module docstring); change nothing."""
@@ -282,9 +350,9 @@ def _merge_crdt(
     """Merge crdt write `m` into the working copy of its field and log it (module docstring)."""
     assert m.update is not None
     assert not isinstance(current, Mutation)  # only lww writes are, and kinds were checked
-    if current is not None and current.stamp == m.stamp:
-        return Outcome.DUPLICATE
     state = merge_text_updates(current.state if current else None, m.update)
+    if current is not None and state == current.state and m.stamp <= current.stamp:
+        return Outcome.DUPLICATE  # nothing new in it, not even a higher stamp
     top = m if current is None or m.stamp > current.stamp else current
     batch.log_crdt(key, m, StoredField("crdt", top.stamp, top.base, state=state))
     return Outcome.APPLIED

@@ -16,6 +16,14 @@ from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 
+from quietsync.protocol import (
+    NotJsonError,
+    WireError,
+    WirePullAnswer,
+    conflict_to_wire,
+    decode_writes,
+    encode,
+)
 from quietsync.server.errors import (
     BadRequestError,
     BodyTooLargeError,
@@ -24,7 +32,7 @@ from quietsync.server.errors import (
     error_body,
 )
 from quietsync.server.keys import CONFIG_KEY, CORE_KEY, HUB_KEY, SYNC_KEY, USER_KEY
-from quietsync.server.live import LiveSession
+from quietsync.server.live import LiveSession, Published
 from quietsync.server.store import ChangePage
 
 __all__ = ["conflicts", "error_middleware", "health", "json_body", "live", "pull", "push"]
@@ -75,15 +83,20 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-async def json_body(request: web.Request) -> Any:
+async def read_body(request: web.Request) -> bytes:
+    """The request's body, refused (413) past `max_body_bytes` before it is read."""
     limit = request.app[CONFIG_KEY].max_body_bytes
     too_large = f"request body over the {limit}-byte limit"
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLargeError(too_large)
     try:
-        data = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise BodyTooLargeError(too_large) from exc
+
+
+async def json_body(request: web.Request) -> Any:
+    data = await read_body(request)
     try:
         return json.loads(data, parse_constant=_reject_constant)
     except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
@@ -106,63 +119,79 @@ def _page_params(request: web.Request) -> tuple[int, int]:
     return since, min(limit, config.pull_limit_max)
 
 
+def _json_response(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "node": request.app[CONFIG_KEY].node_id})
 
 
+def _history_param(request: web.Request) -> str | None:
+    """The history id the replica knows (None: it knows none yet)."""
+    history = request.query.get("history")
+    if history is not None and not 0 < len(history) <= 64:
+        raise BadRequestError("query parameter 'history' must be 1-64 characters")
+    return history
+
+
 async def push(request: web.Request) -> web.Response:
     user = request[USER_KEY]
-    body = await json_body(request)
-    result = await _on_store_thread(request, request.app[SYNC_KEY].push, user, body)
+    try:
+        writes = decode_writes(await read_body(request))
+    except NotJsonError as exc:
+        raise MalformedJsonError(f"request body is not valid JSON: {exc}") from exc
+    except WireError as exc:
+        raise BadRequestError(str(exc)) from exc
+    result = await _on_store_thread(request, request.app[SYNC_KEY].push, user, writes)
     hub = request.app[HUB_KEY]
     if hub.listening(user):  # else numbering 1,000 changes would be for nobody
-        hub.publish(user, result.changes())
-    return web.Response(text=result.to_json_text(), content_type="application/json")
+        written = result.written
+        hub.publish(
+            user, Published(written.first_seq - 1, written.changes(), request.content_length or 0)
+        )
+    return _json_response(result.to_json_bytes())
 
 
 async def pull(request: web.Request) -> web.Response:
     since, limit = _page_params(request)
+    history = _history_param(request)
     sync = request.app[SYNC_KEY]
-    page = await _on_store_thread(request, sync.pull, request[USER_KEY], since, limit)
-    return web.json_response(
-        {
-            "changes": [c.to_json() for c in page.changes],
-            "cursor": page.cursor,
-            "has_more": page.has_more,
-        }
-    )
+    page = await _on_store_thread(request, sync.pull, request[USER_KEY], since, limit, history)
+    changes = [c.to_wire() for c in page.changes]
+    return _json_response(encode(WirePullAnswer(changes, page.cursor, page.has_more, sync.history)))
 
 
 async def conflicts(request: web.Request) -> web.Response:
     since, limit = _page_params(request)
     sync = request.app[SYNC_KEY]
     page = await _on_store_thread(request, sync.conflicts, request[USER_KEY], since, limit)
-    return web.json_response(
-        {
-            "conflicts": [c.to_json() for c in page.conflicts],
-            "cursor": page.cursor,
-            "has_more": page.has_more,
-        }
+    conflicts = [conflict_to_wire(c) for c in page.conflicts]
+    return _json_response(
+        encode({"conflicts": conflicts, "cursor": page.cursor, "has_more": page.has_more})
     )
 
 
 async def live(request: web.Request) -> web.WebSocketResponse:
     user = request[USER_KEY]
     since = _int_param(request, "since", 0, minimum=0) if "since" in request.query else None
+    history = _history_param(request)
     sync, hub = request.app[SYNC_KEY], request.app[HUB_KEY]
     page_size = request.app[CONFIG_KEY].pull_limit_default
+    # a cursor that cannot go on is answered before the upgrade, as a pull would be
+    await _on_store_thread(request, sync.check_cursor, user, since or 0, history)
 
     async def read_cursor() -> int:
         return await _on_store_thread(request, sync.cursor, user)
 
     async def read_page(after: int) -> ChangePage:
-        return await _on_store_thread(request, sync.pull, user, after, page_size)
+        return await _on_store_thread(request, sync.page, user, after, page_size)
 
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
     sub = hub.subscribe(user, ws)
     try:
-        await LiveSession(sub, read_cursor, read_page).serve(since)
+        await LiveSession(sub, sync.history, read_cursor, read_page).serve(since)
     finally:
         hub.unsubscribe(sub)
     return ws

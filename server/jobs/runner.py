@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 import attrs
 
 from quietsync.conflicts import HLC, KindMismatchError
-from quietsync.protocol import Change, JobEvent, JobStatus
+from quietsync.protocol import JobEvent, JobStatus
 from quietsync.server.errors import (
     InvalidJobRequestError,
     JobRunningError,
@@ -52,6 +52,7 @@ from quietsync.server.jobs.job import Job
 from quietsync.server.jobs.providers import ProviderError
 from quietsync.server.jobs.store import JobRow
 from quietsync.server.jobs.writer import FlushItem, JobWriter
+from quietsync.server.live import Published
 
 __all__ = ["JobRunner", "JobSpec"]
 
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 RunOnStore = Callable[[Callable[[], T]], Awaitable[T]]
-Publish = Callable[[str, list[Change]], None]
+Publish = Callable[[str, Published], None]
 
 INTERRUPTED = "interrupted"
 TIMEOUT = "timeout"
@@ -285,8 +286,8 @@ class JobRunner:
         """Write `items` in one transaction, then apply, publish and announce them."""
         taken = [len(job.parts) for job in jobs]
         result = await self._run_on_store(lambda: self._writer.write(items))
-        for user, changes in result.changes.items():
-            self._publish(user, changes)
+        for user, batch in result.published.items():
+            self._publish(user, batch)
         for job, item, count, stamp in zip(jobs, items, taken, result.stamps, strict=True):
             old = len(job.content)
             job.content = item.content

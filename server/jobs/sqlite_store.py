@@ -2,32 +2,45 @@
 
 It shares the `SQLiteStore`'s one connection, so a job row is committed in the
 same transaction as the record writes it goes with (`save`), and it is only
-touched from the store's worker thread.
+touched from the store's worker thread. Its table has its own migrations and
+version (``meta.jobs_schema_version``, `quietsync.server.sqlite_schema`):
+
+1. ``jobs(user, job_id, thread_id, message_id, status, stamp, started_ms,
+   error, content, ended_ms)``;
+2. without ``content``: the reply lives in its message record only (a
+   finished reply was stored twice).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection
 from typing import Any
 
 from quietsync.conflicts import HLC
 from quietsync.server.jobs.store import JobRow
+from quietsync.server.sqlite_schema import Step, migrate
 from quietsync.server.sqlite_store import SQLiteStore, SQLiteWriteTransaction, translated_errors
 from quietsync.server.store import WriteTransaction
 
 __all__ = ["SQLiteJobStore"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    user TEXT NOT NULL, job_id TEXT NOT NULL, thread_id TEXT NOT NULL, message_id TEXT NOT NULL,
-    status TEXT NOT NULL, stamp TEXT NOT NULL, started_ms INTEGER NOT NULL, error TEXT,
-    content TEXT NOT NULL, ended_ms INTEGER,
-    PRIMARY KEY (user, job_id)
-) WITHOUT ROWID;
-"""
-_COLUMNS = (
-    "user, job_id, thread_id, message_id, status, stamp, started_ms, error, content, ended_ms"
-)
+
+def _v1_jobs(db: sqlite3.Connection) -> None:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS jobs (user TEXT NOT NULL, job_id TEXT NOT NULL,"
+        " thread_id TEXT NOT NULL, message_id TEXT NOT NULL, status TEXT NOT NULL,"
+        " stamp TEXT NOT NULL, started_ms INTEGER NOT NULL, error TEXT, content TEXT NOT NULL,"
+        " ended_ms INTEGER, PRIMARY KEY (user, job_id)) WITHOUT ROWID"
+    )
+
+
+def _v2_content_in_the_message_only(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE jobs DROP COLUMN content")
+
+
+STEPS: tuple[Step, ...] = (_v1_jobs, _v2_content_in_the_message_only)
+_COLUMNS = "user, job_id, thread_id, message_id, status, stamp, started_ms, error, ended_ms"
 
 
 def _row(job: JobRow) -> tuple[Any, ...]:
@@ -40,14 +53,13 @@ def _row(job: JobRow) -> tuple[Any, ...]:
         str(job.stamp),
         job.started_ms,
         job.error,
-        job.content,
         job.ended_ms,
     )
 
 
 def _job(row: tuple[Any, ...]) -> JobRow:
-    *names, stamp, started_ms, error, content, ended_ms = row
-    return JobRow(*names, HLC.parse(stamp), started_ms, error, content, ended_ms)
+    *names, stamp, started_ms, error, ended_ms = row
+    return JobRow(*names, HLC.parse(stamp), started_ms, error, ended_ms=ended_ms)
 
 
 class SQLiteJobStore:
@@ -55,13 +67,13 @@ class SQLiteJobStore:
 
     def __init__(self, store: SQLiteStore) -> None:
         self._db = store.connection
-        with translated_errors("create the jobs table"):
-            self._db.executescript(_SCHEMA)
+        with store.write_transaction(), translated_errors("migrate the jobs table"):
+            migrate(self._db, STEPS, version_key="jobs_schema_version")
 
     def save(self, tx: WriteTransaction, rows: Collection[JobRow]) -> None:
         assert isinstance(tx, SQLiteWriteTransaction)  # opened by the store beside this one
         tx.connection.executemany(
-            f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [_row(job) for job in rows],
         )
 

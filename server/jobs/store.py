@@ -31,8 +31,9 @@ __all__ = ["JobRow", "JobStore"]
 class JobRow:
     """A job as stored: who owns it, where it writes, how it ended.
 
-    `content` is stored at the end only (while streaming it lives in the
-    message's ``content`` field); `stamp` is the job's last write's stamp;
+    `content` is not stored with the row: it lives in the message's
+    ``content`` field, and is read from there when the row is loaded
+    (`JobWriter.recover`); `stamp` is the job's last write's stamp;
     `ended_ms` (wall clock) starts the retention period.
     """
 

@@ -40,12 +40,12 @@ from quietsync.protocol import (
     MESSAGES,
     MUTED_THREADS,
     NOTIFICATIONS,
-    Change,
     JobEvent,
     Mutation,
     notification_for,
 )
 from quietsync.server.jobs.store import JobRow, JobStore
+from quietsync.server.live import Published
 from quietsync.server.store import BatchWrite, Store, StoredField
 
 __all__ = ["FlushItem", "FlushResult", "JobWriter"]
@@ -68,7 +68,7 @@ class FlushResult:
     """What one transaction committed: each item's stamp, and the changes per user."""
 
     stamps: list[HLC]
-    changes: dict[str, list[Change]]
+    published: dict[str, Published]
     notified: list[str]
     """Ids of the jobs whose notification was written."""
 
@@ -89,7 +89,7 @@ class JobWriter:
     def write(self, items: list[FlushItem]) -> FlushResult:
         """Write `items` in one transaction (rolled back whole if anything fails)."""
         stamps: dict[int, HLC] = {}
-        changes: dict[str, list[Change]] = {}
+        published: dict[str, Published] = {}
         notified: list[str] = []
         by_user: dict[str, list[tuple[int, FlushItem]]] = defaultdict(list)
         for index, item in enumerate(items):
@@ -117,29 +117,24 @@ class JobWriter:
                         notified.append(item.row.job_id)
                     rows.append(attrs.evolve(item.row, stamp=stamp))
                 space.write(batch)
-                changes[user] = batch.changes()
+                size = sum(len(item.content) for _, item in entries)
+                published[user] = Published(batch.first_seq - 1, batch.changes(), size)
             self._jobs.save(tx, rows)
-        return FlushResult([stamps[i] for i in range(len(items))], changes, notified)
+        return FlushResult([stamps[i] for i in range(len(items))], published, notified)
 
     def recover(self) -> list[JobRow]:
-        """Every stored job; a job left streaming gets its content from its message record."""
+        """Every stored job, with its content read from its message record (held once)."""
         rows = self._jobs.load()
-        streaming = [r for r in rows if r.status == "streaming"]
-        if not streaming:
+        if not rows:
             return rows
         contents: dict[tuple[str, str], str] = {}
         with self._store.write_transaction() as tx:
-            for row in streaming:
+            for row in rows:
                 ref = FieldRef(MESSAGES, row.message_id, "content")
                 field = tx.space(row.user).fields({ref}).get(ref)
                 if field is not None and isinstance(field.value, str):
                     contents[row.user, row.job_id] = field.value
-        return [
-            attrs.evolve(r, content=contents.get((r.user, r.job_id), ""))
-            if r.status == "streaming"
-            else r
-            for r in rows
-        ]
+        return [attrs.evolve(r, content=contents.get((r.user, r.job_id), "")) for r in rows]
 
     def purge(self, ended_before_ms: int) -> int:
         return self._jobs.purge(ended_before_ms)

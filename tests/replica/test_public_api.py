@@ -33,6 +33,7 @@ def test_the_package_exports_exactly_the_public_names() -> None:
         "ReplicaError",
         "ReplicaLockedError",
         "RequestRefusedError",
+        "ResyncRequiredError",
         "SchemaVersionError",
         "StorageError",
         "StreamTracker",

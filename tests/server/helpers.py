@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import aiohttp
 
 from quietsync.conflicts import HLC, Clock, FieldRef, initial_text_update
-from quietsync.protocol import Kind, Mutation
+from quietsync.protocol import Kind, Mutation, Unreadable, decode_writes
 
-__all__ = ["Writer", "conflicts_of", "pull_all", "push"]
+__all__ = ["Writer", "conflicts_of", "decoded", "pull_all", "push"]
 
 
 class Writer:
@@ -94,3 +95,8 @@ async def conflicts_of(http: aiohttp.ClientSession) -> list[dict[str, Any]]:
     async with http.get("/v1/conflicts") as resp:
         assert resp.status == 200, await resp.text()
         return (await resp.json())["conflicts"]
+
+
+def decoded(mutations: list[Any]) -> list[Mutation | Unreadable]:
+    """A push of these mutations (JSON-able objects), decoded as the server decodes a body."""
+    return decode_writes(json.dumps({"mutations": mutations}).encode())

@@ -17,6 +17,7 @@ from quietsync.testing import RunningServer, running_server
 
 __all__ = [
     "USERS",
+    "WAIT",
     "Records",
     "events_of",
     "poll",

@@ -12,6 +12,7 @@ from quietsync.protocol import JOB_FIELDS, JOB_ID_HEADER, MESSAGES
 from quietsync.testing import running_server
 from tests.server.helpers import Writer
 from tests.server.job_helpers import (
+    WAIT,
     events_of,
     poll,
     read_events,
@@ -77,16 +78,27 @@ async def test_hybrid_sends_the_job_id_header_before_the_first_token(tmp_path: P
     assert "".join(e.text for e in rest if e.type == "delta") == reply(3)
 
 
-async def test_every_flush_is_in_pull_with_the_stamp_of_its_event(tmp_path: Path) -> None:
-    """The property the client's mirror writes rely on: event == committed write."""
+async def test_every_flush_is_a_committed_write_with_the_stamp_of_its_event(
+    tmp_path: Path,
+) -> None:
+    """The property the client's mirror writes rely on: event == committed write.
+
+    Each write reaches a live socket as it commits, with its stamp; a pull
+    afterwards holds the reply once, in its final state.
+    """
     async with (
         serve(tmp_path, jobs=scripted(tokens=30, token_delay=0.005)) as server,
         server.client("alice") as h,
+        h.ws_connect("/v1/live") as ws,
     ):
+        assert (await ws.receive_json(timeout=WAIT))["type"] == "hello"
         body = {"thread_id": "t1", "message_id": "m1", "input": "hello there", "mode": "hybrid"}
         async with h.post("/v1/jobs", json=body) as resp:
             events = await read_events(resp)
-        _, changes = await records(h)
+        changes: list[dict[str, Any]] = []
+        while not any(c["stamp"] == str(events[-1].stamp) for c in changes):
+            changes += (await ws.receive_json(timeout=WAIT))["changes"]
+        _, pulled = await records(h)
     content_writes = {
         c["stamp"]: c["value"]
         for c in changes
@@ -115,6 +127,10 @@ async def test_every_flush_is_in_pull_with_the_stamp_of_its_event(tmp_path: Path
     assert by_stamp[str(final.stamp)]["job_status"] == "complete"
     # every write of the job is announced by exactly one event
     assert len(content_writes) == len({str(e.stamp) for e in events})
+    # and the log keeps the reply once: each of the message's fields, final
+    message = [c for c in pulled if c["collection"] == MESSAGES and c["key"] == "m1"]
+    assert sorted(c["field"] for c in message) == sorted(JOB_FIELDS)
+    assert {c["field"]: c["value"] for c in message}["content"] == text
 
 
 async def test_events_of_a_finished_job_are_a_snapshot_and_its_status(tmp_path: Path) -> None:

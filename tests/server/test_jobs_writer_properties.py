@@ -40,7 +40,7 @@ from quietsync.server.jobs.writer import FlushItem, JobWriter
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import StoredField
 from quietsync.server.sync import SyncService
-from tests.server.helpers import Writer
+from tests.server.helpers import Writer, decoded
 
 MESSAGE_IDS = ("m1", "m2", "m3")
 SKEW_MS = 30_000
@@ -98,7 +98,7 @@ def test_job_writes_never_conflict_and_always_win(plan: list[Any]) -> None:
                 _, message, field = step
                 stamp = client.now()
                 m = Mutation(f"phone:{pushes}", MESSAGES, message, field, "lww", stamp, None, "x")
-                sync.push("alice", {"mutations": [m.to_json()]})
+                sync.push("alice", decoded([m.to_json()]))
                 jobs[message].written_after = True
                 continue
             items = []
@@ -122,7 +122,8 @@ def test_job_writes_never_conflict_and_always_win(plan: list[Any]) -> None:
             before = _fields(store, refs)
             result = writer.write(items)
             after = _fields(store, refs)
-            changes = {(c.key, c.field): c for c in result.changes.get("alice", [])}
+            published = result.published.get("alice")
+            changes = {(c.key, c.field): c for c in (published.changes if published else [])}
             for item, stamp in zip(items, result.stamps, strict=True):
                 message = item.row.message_id
                 assert message not in last_stamp or stamp > last_stamp[message]  # law 2
@@ -162,7 +163,7 @@ def test_one_write_is_one_transaction_across_users() -> None:
     jobs = SQLiteJobStore(store)
     writer = JobWriter(store, jobs, clock)
     crdt = Writer("phone").text("m2", "content", "draft", collection=MESSAGES)
-    sync.push("bob", {"mutations": [crdt]})
+    sync.push("bob", decoded([crdt]))
     rows = [
         JobRow(user, f"job-{user}", "t1", message, "streaming", HLC.minimal("server"), 0)
         for user, message in (("alice", "m1"), ("bob", "m2"))
@@ -173,7 +174,7 @@ def test_one_write_is_one_transaction_across_users() -> None:
         assert sync.pull("alice", 0, 100).changes == []
         assert jobs.load() == []
         result = writer.write([FlushItem(rows[0], "", start=True)])
-        assert {c.field for c in result.changes["alice"]} == JOB_FIELDS
+        assert {c.field for c in result.published["alice"].changes} == JOB_FIELDS
         assert [r.job_id for r in jobs.load()] == ["job-alice"]
     finally:
         store.close()

@@ -11,7 +11,7 @@ import pytest
 from quietsync.server.keys import CORE_KEY, SYNC_KEY
 from quietsync.server.live import MUST_PULL_CLOSE_CODE
 from quietsync.testing import RunningServer, running_server
-from tests.server.helpers import Writer, push
+from tests.server.helpers import Writer, decoded, push
 
 TIMEOUT = 10.0
 
@@ -22,13 +22,23 @@ async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
     return msg.json()
 
 
+def hello(msg: dict[str, Any]) -> int:
+    """The cursor of a hello message (which also names the server's history)."""
+    assert msg["type"] == "hello" and isinstance(msg["history"], str), msg
+    return int(msg["cursor"])
+
+
 async def receive_changes(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[dict[str, Any]]:
-    """Receive "changes" messages until `count` changes have arrived."""
+    """Receive "changes" messages until `count` changes have arrived; each continues the last."""
     changes: list[dict[str, Any]] = []
+    cursor = None
     while len(changes) < count:
         msg = await receive(ws)
         assert msg["type"] == "changes"
         assert msg["cursor"] == msg["changes"][-1]["seq"]
+        assert cursor is None or msg["after"] == cursor  # no change skipped between messages
+        assert all(c["seq"] > msg["after"] for c in msg["changes"])
+        cursor = msg["cursor"]
         changes += msg["changes"]
     return changes
 
@@ -38,7 +48,7 @@ async def test_hello_then_each_change_as_it_commits(
 ) -> None:
     await push(alice, [w1.lww("a", "f", 0)])
     async with alice.ws_connect("/v1/live") as ws:
-        assert await receive(ws) == {"type": "hello", "cursor": 1}
+        assert hello(await receive(ws)) == 1
         for i in range(1, 4):
             await push(alice, [w1.lww("a", "f", i), w1.lww("b", "f", i)])
             changes = await receive_changes(ws, 2)
@@ -51,7 +61,7 @@ async def test_since_sends_the_backlog_first_in_order_without_gaps(
 ) -> None:
     await push(alice, [w1.lww(f"k{i}", "f", i) for i in range(7)])
     async with alice.ws_connect("/v1/live", params={"since": 2}) as ws:
-        assert await receive(ws) == {"type": "hello", "cursor": 7}
+        assert hello(await receive(ws)) == 7
         await push(alice, [w1.lww("k", "f", "live")])
         changes = await receive_changes(ws, 6)
         assert [c["seq"] for c in changes] == [3, 4, 5, 6, 7, 8]
@@ -72,7 +82,7 @@ async def test_changes_of_another_user_are_not_sent(
     alice: aiohttp.ClientSession, bob: aiohttp.ClientSession, w1: Writer
 ) -> None:
     async with bob.ws_connect("/v1/live") as bob_ws:
-        assert await receive(bob_ws) == {"type": "hello", "cursor": 0}
+        assert hello(await receive(bob_ws)) == 0
         await push(alice, [w1.lww("secret", "f", "alice only")])
         await push(bob, [w1.lww("mine", "f", "bob")])
         [change] = await receive_changes(bob_ws, 1)
@@ -84,7 +94,7 @@ async def test_token_may_be_given_as_a_query_parameter(server: RunningServer, w1
         aiohttp.ClientSession(base_url=server.url) as http,
         http.ws_connect("/v1/live", params={"token": server.token("alice")}) as ws,
     ):
-        assert await receive(ws) == {"type": "hello", "cursor": 0}
+        assert hello(await receive(ws)) == 0
 
 
 @pytest.mark.parametrize("quietsync_server_options", [{"live_queue_limit": 3}])
@@ -92,7 +102,7 @@ async def test_a_client_that_falls_behind_is_told_to_pull(
     alice: aiohttp.ClientSession, w1: Writer
 ) -> None:
     async with alice.ws_connect("/v1/live") as ws:
-        assert await receive(ws) == {"type": "hello", "cursor": 0}
+        assert hello(await receive(ws)) == 0
         # one commit of 5 changes cannot fit a queue of 3: never buffered, the client must pull
         await push(alice, [w1.lww(f"k{i}", "f", i) for i in range(5)])
         assert await receive(ws) == {"type": "pull", "cursor": 0}
@@ -105,7 +115,7 @@ async def test_shutdown_closes_sockets_cleanly() -> None:
     server_cm = running_server()
     server = await server_cm.__aenter__()
     async with server.client("alice") as http, http.ws_connect("/v1/live") as ws:
-        assert await receive(ws) == {"type": "hello", "cursor": 0}
+        assert hello(await receive(ws)) == 0
         stopping = asyncio.create_task(server_cm.__aexit__(None, None, None))
         msg = await ws.receive(timeout=TIMEOUT)
         assert msg.type == aiohttp.WSMsgType.CLOSE
@@ -117,13 +127,51 @@ async def test_a_batch_that_overtakes_another_is_preceded_by_the_gap(
     server: RunningServer, alice: aiohttp.ClientSession, w1: Writer
 ) -> None:
     async with alice.ws_connect("/v1/live") as ws:
-        assert await receive(ws) == {"type": "hello", "cursor": 0}
+        assert hello(await receive(ws)) == 0
         await push(alice, [w1.lww("a", "f", 1)])
         assert [c["seq"] for c in await receive_changes(ws, 1)] == [1]
         # seq 2 commits without being published (as if its publish were still on its way)
         sync, core = server.app[SYNC_KEY], server.app[CORE_KEY]
         body = {"mutations": [w1.lww("b", "f", 2)]}
-        await core.run(lambda: sync.push("alice", body))
+        await core.run(lambda: sync.push("alice", decoded(body["mutations"])))
         await push(alice, [w1.lww("c", "f", 3)])  # seq 3 is published first
         changes = await receive_changes(ws, 2)
         assert [(c["seq"], c["value"]) for c in changes] == [(2, 2), (3, 3)]
+
+
+async def test_a_backlog_sends_each_field_once_in_its_latest_state(
+    alice: aiohttp.ClientSession, w1: Writer
+) -> None:
+    for value in range(5):
+        await push(alice, [w1.lww("a", "f", value), w1.lww(f"k{value}", "f", value)])
+    async with alice.ws_connect("/v1/live", params={"since": 0}) as ws:
+        assert hello(await receive(ws)) == 10
+        msg = await receive(ws)
+        assert (msg["after"], msg["cursor"]) == (0, 10)
+        assert [(c["seq"], c["key"], c["value"]) for c in msg["changes"]] == [
+            (2, "k0", 0),
+            (4, "k1", 1),
+            (6, "k2", 2),
+            (8, "k3", 3),
+            (9, "a", 4),  # written five times: sent once, with its last seq
+            (10, "k4", 4),
+        ]
+        await push(alice, [w1.lww("a", "f", "live")])
+        [live] = (await receive(ws))["changes"]
+        assert (live["seq"], live["value"]) == (11, "live")
+
+
+@pytest.mark.parametrize("quietsync_server_options", [{"live_queue_max_bytes": 5000}])
+async def test_a_commit_of_more_bytes_than_a_queue_holds_makes_the_client_pull(
+    alice: aiohttp.ClientSession, w1: Writer
+) -> None:
+    async with alice.ws_connect("/v1/live") as ws:
+        assert hello(await receive(ws)) == 0
+        await push(alice, [w1.lww("small", "f", "x" * 100)])
+        assert [c["key"] for c in await receive_changes(ws, 1)] == ["small"]
+        # one commit of ~8 KB cannot fit a queue of 5,000 bytes: never buffered, pull instead
+        await push(alice, [w1.lww(f"k{i}", "f", "x" * 2000) for i in range(4)])
+        assert await receive(ws) == {"type": "pull", "cursor": 1}
+        msg = await ws.receive(timeout=TIMEOUT)
+        assert msg.type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == MUST_PULL_CLOSE_CODE

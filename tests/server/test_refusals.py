@@ -51,8 +51,9 @@ def error(code: str, fragment: str, body: dict[str, Any]) -> None:
     [
         (b'{"mutations": [', "not valid JSON"),
         (b"\xff\xfe", "not valid JSON"),
-        (b'{"mutations": [{"value": NaN}]}', "NaN is not JSON"),
+        (b'{"mutations": [{"value": NaN}]}', "not valid JSON"),
         (b"", "not valid JSON"),
+        (b'{"mutations": [{"id": "\\ud800"}]}', "not valid JSON"),  # a lone surrogate
     ],
 )
 async def test_malformed_json(
@@ -121,15 +122,19 @@ def _bad_mutations(w: Writer) -> dict[str, tuple[dict[str, Any], str, str]]:
         "missing field": (
             {k: v for k, v in good.items() if k != "stamp"},
             "invalid_mutation",
-            "'stamp': an HLC stamp must be a string",
+            "missing required field `stamp`",
         ),
-        "wrong type": ({**good, "key": 7}, "invalid_mutation", "'key' must be a non-empty string"),
-        "not an object": ([1, 2], "invalid_mutation", "must be a JSON object"),
-        "unknown kind": ({**good, "kind": "set"}, "invalid_mutation", "'kind' must be one of"),
+        "wrong type": (
+            {**good, "key": 7},
+            "invalid_mutation",
+            "Expected `str`, got `int` - at `key`",
+        ),
+        "not an object": ([1, 2], "invalid_mutation", "Expected `object`, got `array`"),
+        "unknown kind": ({**good, "kind": "set"}, "invalid_mutation", "at `kind`"),
         "bad base64": (
             {**w.crdt("k2", "body", b"\x00"), "update": "%%%"},
             "invalid_mutation",
-            "not valid base64",
+            "base64 encoded string - at `update`",
         ),
         "clock drift": (_future_writer().lww("k2", "f", 1), "clock_drift", "ms ahead"),
         "clock drift (base)": (
@@ -148,11 +153,6 @@ def _bad_mutations(w: Writer) -> dict[str, tuple[dict[str, Any], str, str]]:
             "field 'title' is a lww field; a crdt write is not allowed",
         ),
         "tombstone not bool": (w.lww("k", "_deleted", 1), "invalid_mutation", "true or false"),
-        "lone surrogate": (
-            w.lww("k2", "f", {"text": "\ud800"}),
-            "invalid_mutation",
-            "'value' is not storable JSON",
-        ),
         "crdt tombstone": (
             w.crdt("k", "_deleted", base64.b64decode(w.text("k", "x", "t")["update"])),
             "kind_mismatch",

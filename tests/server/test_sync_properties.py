@@ -1,18 +1,20 @@
 """Properties of the server's merge policy (`SyncService` over an in-memory store).
 
-1. Whatever the order and the batching of a set of lww writes, replaying the
-   log gives, for every field, the write with the highest stamp.
+1. Whatever the order and the batching of a set of lww writes (each client
+   pushing its own in order, as a replica does, the clients interleaved any
+   way), the fields the server holds are, for every field, the write with the
+   highest stamp.
 2. A push that is refused changes nothing; one that is accepted records an
    outcome for each mutation, and the same push again changes nothing more.
 3. Whatever the order and the batching of a set of crdt writes, the field the
-   server stores holds the text of a document that applied them all; and when
-   they arrive in causal order (each replica pushes its outbox in order),
-   replaying the log one update at a time gives that text too. (Replaying a
-   NON-causal log with `CrdtText.apply` can lose text: pycrdt's
-   ``Doc.apply_update`` drops content when several updates of one client
-   arrive out of order, while ``merge_updates`` does not.)
-4. The answer to a push (written by hand, for speed) is the JSON of its
-   parts, whatever the mutation ids hold.
+   server stores holds the text of a document that applied them all, and a
+   pull gives it as one change (the merged state), whichever update came
+   last. (Applying updates one by one out of causal order with
+   `CrdtText.apply` could lose text: pycrdt's ``Doc.apply_update`` drops
+   content when several updates of one client arrive out of order, while
+   ``merge_updates`` does not.)
+4. The answer to a push (encoded from its schema) is the JSON of its parts,
+   whatever the mutation ids hold.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from quietsync.server.errors import RequestError
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import BatchWrite
 from quietsync.server.sync import PushResult, SyncService
+from tests.server.helpers import decoded
 
 NODES = ("n1", "n2", "n3")
 FIELDS = [("a", "f"), ("a", "g"), ("b", "f")]
@@ -54,17 +57,28 @@ def lww_writes(draw: st.DrawFn) -> list[dict[str, Any]]:
         st.lists(st.tuples(st.sampled_from(NODES), st.integers(1, 40)), unique=True, max_size=25)
     )
     writes = []
-    for i, (node, wall) in enumerate(stamps):
+    for node, wall in stamps:
         key, field = draw(st.sampled_from(FIELDS))
         base = draw(st.none() | st.integers(0, 40).map(lambda w: HLC(w, 0, "n1")))
         value = draw(st.integers(0, 3) | st.text(max_size=2) | st.none())
-        mutation = Mutation(f"{node}:{i}", "c", key, field, "lww", HLC(wall, 0, node), base, value)
+        mutation = Mutation("x:1", "c", key, field, "lww", HLC(wall, 0, node), base, value)
         writes.append(mutation.to_json())
-    return writes
+    return numbered(writes)
+
+
+def numbered(writes: list[dict[str, Any]], start: int = 1) -> list[dict[str, Any]]:
+    """`writes` with their ids made ``<node>:<n>``, n growing per node in list (push) order."""
+    counters = dict.fromkeys(NODES, start - 1)
+    out = []
+    for m in writes:
+        node = HLC.parse(m["stamp"]).node
+        counters[node] += 1
+        out.append({**m, "id": f"{node}:{counters[node]}"})
+    return out
 
 
 def replay(sync: SyncService, user: str = "u") -> dict[tuple[str, str], Any]:
-    """The field states the log leads to: the last change of each field wins."""
+    """The field states a pull from 0 leads to (one change per field, in seq order)."""
     state = {}
     for change in sync.pull(user, 0, 10_000).changes:
         state[(change.key, change.field)] = (change.value, change.stamp)
@@ -82,13 +96,14 @@ def test_the_log_converges_to_the_highest_stamp_per_field(
 ) -> None:
     shuffled = writes[:]
     rnd.shuffle(shuffled)
+    shuffled = numbered(shuffled)  # each client still pushes its own in order
     expected: dict[tuple[str, str], Any] = {}
     for m in sorted(writes, key=lambda m: HLC.parse(m["stamp"])):
         expected[(m["key"], m["field"])] = (m["value"], HLC.parse(m["stamp"]))
     for order in (writes, shuffled):
         with service() as sync:
             for part in splits(order, cuts):
-                sync.push("u", {"mutations": part})
+                sync.push("u", decoded(part))
             assert replay(sync) == expected
 
 
@@ -123,16 +138,16 @@ def test_a_push_is_all_or_nothing_and_idempotent(
     first: list[dict[str, Any]], batch: list[Any]
 ) -> None:
     with service() as sync:
-        sync.push("u", {"mutations": first})
+        sync.push("u", decoded(first))
         before = (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000))
         try:
-            result = sync.push("u", {"mutations": batch})
+            result = sync.push("u", decoded(batch))
         except RequestError:
             assert (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000)) == before
             return
         assert [mid for mid, _ in result.results] == [m["id"] for m in batch]
         after = (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000))
-        again = sync.push("u", {"mutations": batch})
+        again = sync.push("u", decoded(batch))
         assert again.results == result.results
         assert (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000)) == after
 
@@ -155,10 +170,8 @@ def text_edits(draw: st.DrawFn) -> list[dict[str, Any]]:
         else:
             update = doc.insert(draw(st.integers(0, len(doc))), draw(st.text("xyz", min_size=1)))
         stamp = HLC(i + 1, 0, node)
-        writes.append(
-            Mutation(f"{node}:{i}", *attrs.astuple(ref), "crdt", stamp, update=update).to_json()
-        )
-    return writes
+        writes.append(Mutation("x:1", *attrs.astuple(ref), "crdt", stamp, update=update).to_json())
+    return numbered(writes)
 
 
 @given(text_edits(), st.randoms(use_true_random=False), st.lists(st.integers(0, 100)))
@@ -170,23 +183,22 @@ def test_crdt_writes_converge_whatever_the_order_and_batching(
         expected.apply(Mutation.from_json(m).update or b"")
     shuffled = writes[:]
     rnd.shuffle(shuffled)
+    shuffled = numbered(shuffled)  # each client still pushes its own in order
     store = SQLiteStore(":memory:")
     sync = SyncService(store, Clock("server"), resolvers=Resolvers(), max_batch=1000)
     try:
         for part in splits(shuffled, cuts):  # any order: the server merges with merge_updates
-            sync.push("u", {"mutations": part})
+            sync.push("u", decoded(part))
         with store.transaction("u") as tx:
             [stored] = tx.fields([FieldRef("c", "a", "body")]).values()
         assert CrdtText(stored.state).text == expected.text
     finally:
         store.close()
     with service() as sync:
-        for part in splits(writes, cuts):  # replicas push in causal order, so the log is causal
-            sync.push("u", {"mutations": part})
-        replayed = CrdtText()
-        for change in sync.pull("u", 0, 10_000).changes:
-            replayed.apply(change.update or b"")
-        assert replayed.text == expected.text
+        for part in splits(writes, cuts):
+            sync.push("u", decoded(part))
+        [change] = sync.pull("u", 0, 10_000).changes  # one field, one change: its merged state
+        assert CrdtText(change.update).text == expected.text
 
 
 @given(
@@ -202,11 +214,12 @@ def test_the_answer_to_a_push_is_the_json_of_its_parts(
     conflicts = [
         Conflict("c", 'k"é', "f", Side(v, stamp), Side("lost", stamp), "s") for v in values
     ]
-    text = PushResult(results, conflicts, suppressed, cursor, BatchWrite(cursor + 1)).to_json_text()
-    assert text.isascii()
+    written = BatchWrite(cursor + 1)
+    text = PushResult(results, conflicts, suppressed, cursor, "h" * 32, written).to_json_bytes()
     assert json.loads(text) == {
         "results": [{"id": mid, "outcome": outcome} for mid, outcome in results],
         "conflicts": [c.to_json() for c in conflicts],
         "suppressed": suppressed,
         "cursor": cursor,
+        "history": "h" * 32,
     }

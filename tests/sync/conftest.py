@@ -106,14 +106,16 @@ class FlakyTransport:
             raise TransportError("test: answer lost after the server applied the push")
         return answer
 
-    async def pull(self, since: int, limit: int) -> PullPage:
+    async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
         self.pulls += 1
-        return await self.inner.pull(since, limit)
+        return await self.inner.pull(since, limit, history)
 
     @asynccontextmanager
-    async def live(self, since: int) -> AsyncIterator[AsyncIterator[LiveMessage]]:
+    async def live(
+        self, since: int, history: str | None = None
+    ) -> AsyncIterator[AsyncIterator[LiveMessage]]:
         """The real socket; `connected` is set once the server's hello came through."""
-        async with self.inner.live(since) as messages:
+        async with self.inner.live(since, history) as messages:
             yield self._watch(messages)
 
     async def _watch(self, messages: AsyncIterator[LiveMessage]) -> AsyncIterator[LiveMessage]:

@@ -32,6 +32,7 @@ async def test_seed_converges_with_live_loops_running(seed: int):
 async def test_the_seeds_together_exercise_every_fault():
     totals = [await run(HarnessConfig(seed, replicas=3, steps=200)) for seed in range(3)]
     assert sum(s.server_restarts for s in totals) > 0
+    assert sum(s.restores for s in totals) > 0  # the server went back to an older backup
     assert sum(s.replica_restarts for s in totals) > 0
     assert sum(s.lost_answers for s in totals) > 0
     assert sum(s.failed_syncs for s in totals) > 0

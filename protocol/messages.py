@@ -1,0 +1,144 @@
+"""The sync API's answers as schemas: what the server encodes and a replica decodes.
+
+One declaration per message (``docs/protocol.md`` shows each): the push
+answer, a pull page, and the live socket's three messages (a union tagged by
+``type``). The server builds these from its results and encodes them with
+`quietsync.protocol.encode`; the replica decodes them in one pass with
+`decode_answer`, then turns their writes into `Change`s and conflicts into
+`Conflict`s. Requests carry records only (`quietsync.protocol.sync`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+from quietsync.conflicts import HLC, Conflict, Side
+from quietsync.conflicts.hlc import STAMP_PATTERN
+from quietsync.protocol.errors import NotJsonError, WireError
+from quietsync.protocol.sync import WireChange
+
+__all__ = [
+    "OUTCOMES",
+    "WireChanges",
+    "WireConflict",
+    "WireHello",
+    "WireLive",
+    "WirePull",
+    "WirePullAnswer",
+    "WirePushAnswer",
+    "WireResult",
+    "WireSide",
+    "conflict_from_wire",
+    "conflict_to_wire",
+    "decode_answer",
+]
+
+Outcome = Literal["applied", "duplicate", "dropped", "resolved"]
+OUTCOMES = ("applied", "duplicate", "dropped", "resolved")
+_Count = Annotated[int, msgspec.Meta(ge=0)]
+_History = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_Stamp = Annotated[str, msgspec.Meta(pattern=f"^{STAMP_PATTERN}$")]
+
+
+class WireSide(msgspec.Struct, frozen=True):
+    value: Any
+    stamp: _Stamp
+    node: str
+
+
+class WireConflict(msgspec.Struct, frozen=True):
+    collection: str
+    key: str
+    field: str
+    winner: WireSide
+    loser: WireSide
+    detected_by: str
+
+
+class WireResult(msgspec.Struct, frozen=True):
+    id: str
+    outcome: Outcome
+
+
+class WirePushAnswer(msgspec.Struct, frozen=True):
+    results: list[WireResult]
+    conflicts: list[WireConflict]
+    suppressed: _Count
+    cursor: _Count
+    history: _History | None = None
+
+
+class WirePullAnswer(msgspec.Struct, frozen=True):
+    changes: list[WireChange]
+    cursor: _Count
+    has_more: bool
+    history: _History | None = None
+
+
+class WireHello(msgspec.Struct, frozen=True, tag="hello", tag_field="type"):
+    cursor: _Count
+    history: _History | None = None
+
+
+class WireChanges(msgspec.Struct, frozen=True, tag="changes", tag_field="type"):
+    changes: list[WireChange]
+    cursor: _Count
+    after: _Count | None = None
+    """Every change after it up to `cursor` is here (but those overwritten later)."""
+
+
+class WirePull(msgspec.Struct, frozen=True, tag="pull", tag_field="type"):
+    cursor: _Count
+
+
+WireLive = WireHello | WireChanges | WirePull
+
+A = TypeVar("A")
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def decode_answer(data: bytes | str, kind: type[A] | Any) -> A:
+    """Decode one answer of `kind` (`WireLive` for a live message) in one pass.
+
+    `NotJsonError` if the text is not JSON, `WireError` naming the member if
+    it does not fit the schema.
+    """
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    try:
+        return decoder.decode(data)  # type: ignore[no-any-return]
+    except msgspec.ValidationError as exc:
+        raise WireError(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise NotJsonError(f"not JSON: {exc}") from None
+
+
+def conflict_to_wire(conflict: Conflict) -> WireConflict:
+    def side(s: Side) -> WireSide:
+        return WireSide(s.value, str(s.stamp), s.node)
+
+    return WireConflict(
+        conflict.collection,
+        conflict.key,
+        conflict.field,
+        side(conflict.winner),
+        side(conflict.loser),
+        conflict.detected_by,
+    )
+
+
+def conflict_from_wire(wire: WireConflict) -> Conflict:
+    def side(s: WireSide) -> Side:
+        return Side(s.value, HLC.parse(s.stamp))
+
+    return Conflict(
+        wire.collection,
+        wire.key,
+        wire.field,
+        side(wire.winner),
+        side(wire.loser),
+        wire.detected_by,
+    )

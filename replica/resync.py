@@ -1,0 +1,121 @@
+"""Resync: what a replica does when the server cannot continue its cursor.
+
+The server answers a pull (or a live socket) with ``409 resync`` when the
+replica's cursor means nothing there (``docs/protocol.md``, "Resync"). The
+replica starts over from cursor 0 in the server's history, and first does
+what the reason calls for:
+
+* **the server lost writes** (``history_changed``: restored from a backup or
+  reset; ``cursor_ahead``: it went back in time): `requeue_all` queues every
+  field the replica holds as a fresh mutation, with its own stamp and base,
+  and pushes them. Merging is by stamps, so what the server still holds makes
+  these duplicates or losers that saw the winner, identical content is
+  suppressed, and what it lost comes back: nothing acknowledged is lost and
+  no conflict is invented (a conflict the server reports again is one it had
+  reported before, and the replica stores each once).
+* **the server removed deletes the replica may not have seen**
+  (``cursor_too_old``: compaction dropped records deleted long ago): a
+  *sweep*. Every record is marked (`begin_sweep`), each record the pull from
+  0 delivers is unmarked (`note_seen`), and once the pull is complete the
+  records still marked, which the server no longer has, are dropped
+  (`finish_sweep`), unless a local write to them is still pending (it is
+  pushed, and recreates the record). Requeueing here would resurrect them.
+
+Must not import `quietsync.server`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from quietsync.protocol import Change
+from quietsync.replica.layout import StoredField, json_string, load_record, object_text
+from quietsync.replica.outbox import Outbox
+from quietsync.replica.store import OutboxRow, Store
+from quietsync.replica.subscriptions import ChangeEvent
+
+__all__ = ["REQUEUE", "SWEEP", "begin_sweep", "finish_sweep", "note_seen", "requeue_all"]
+
+REQUEUE = frozenset({"history_changed", "cursor_ahead"})
+"""Resync reasons that mean the server may have lost acknowledged writes."""
+SWEEP = frozenset({"cursor_too_old"})
+"""Resync reasons that mean the server removed deletes the replica may have missed."""
+
+
+def requeue_all(store: Store, outbox: Outbox) -> int:
+    """Queue every stored field as a fresh mutation (stamp and base kept); how many.
+
+    One outbox row per record and stamp (a row holds one stamp), in key
+    order; a CRDT field carries its whole Yjs state as its update.
+    """
+    queued = 0
+    for collection in store.collections():
+        rows: list[OutboxRow] = []
+        for record in store.scan(collection):
+            by_stamp: dict[str, dict[str, StoredField]] = {}
+            for name, field in load_record(record.vals, record.stamps).items():
+                if field.kind == "crdt":
+                    state = store.text_state(collection, record.key, name)
+                    rows.append(_row(outbox, collection, record.key, {name: field}, state))
+                else:
+                    by_stamp.setdefault(field.stamp, {})[name] = field
+            rows += [_row(outbox, collection, record.key, f, None) for f in by_stamp.values()]
+        store.append_outbox(rows)
+        queued += sum(row.count for row in rows)
+    return queued
+
+
+def _row(
+    outbox: Outbox,
+    collection: str,
+    key: str,
+    fields: dict[str, StoredField],
+    update: bytes | None,
+) -> OutboxRow:
+    """An outbox row of one record's `fields`, which share one stamp."""
+    crdt = update is not None
+    values = {name: None if crdt else field.value for name, field in fields.items()}
+    bases = {name: field.base for name, field in fields.items() if field.base is not None}
+    stamp = next(iter(fields.values())).stamp
+    return outbox.row(
+        collection,
+        "crdt" if crdt else "lww",
+        stamp,
+        "{" + f"{json_string(key)}:{object_text(values)}" + "}",
+        len(fields),
+        json.dumps({key: bases}) if bases else None,
+        update,
+    )
+
+
+def begin_sweep(store: Store) -> None:
+    """Mark every record: the server has sent none of them yet."""
+    store.sweep_begin()
+
+
+def note_seen(store: Store, changes: Iterable[Change]) -> None:
+    """Unmark the records these pulled changes belong to: the server has them."""
+    keys: dict[str, set[str]] = {}
+    for change in changes:
+        keys.setdefault(change.collection, set()).add(change.key)
+    for collection, seen in keys.items():
+        store.sweep_seen(collection, seen)
+
+
+def finish_sweep(store: Store, outbox: Outbox) -> list[ChangeEvent]:
+    """Drop the records still marked (the server removed them), unless a write is pending."""
+    pending = outbox.pending_keys()
+    events = []
+    for collection, key in store.sweep_left():
+        row = store.record(collection, key)
+        if row is None or (collection, key) in pending:
+            continue
+        fields = load_record(row.vals, row.stamps)
+        for name, field in fields.items():
+            if field.kind == "crdt":
+                store.drop_text_state(collection, key, name)
+        store.drop_record(collection, key)
+        events.append(ChangeEvent(collection, key, frozenset(fields), "remote"))
+    store.sweep_end()
+    return events
