@@ -12,6 +12,9 @@ one paper, 104,852 characters at the end) is replayed three ways in one run:
   (same WAL and ``synchronous=FULL``) per keystroke: the least a durable
   editor can do.
 
+quietsync and raw (b) take turns, 2,000 keystrokes each, so the machine's
+load falls on both alike.
+
 It prints keystrokes/s and the ratio to each baseline; whether the final text
 equals the trace's ``endContent``; the replica file after `Replica.compact`
 against the final Yjs state; how the cost grows (time per keystroke over the
@@ -41,14 +44,16 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import attrs
 from pycrdt import Doc, Text
 
 from benchmarks._table import TRACE_PATH, print_table
+from benchmarks.results import ScenarioResult
 from quietsync.replica import Replica, SyncClient
 from quietsync.replica.replica import sync_port
 from quietsync.testing import running_server
 
-__all__ = ["main", "replay_replica", "trace"]
+__all__ = ["TraceRun", "main", "replay", "trace", "trace_scenario"]
 
 Patch = tuple[int, int, str]
 USER, TOKEN = "bench", "bench-token"
@@ -85,6 +90,23 @@ def _timed(patches: Sequence[Patch], step: Callable[[Patch], object]) -> list[fl
     return times
 
 
+def _interleaved(
+    patches: Sequence[Patch], steps: Sequence[Callable[[Patch], object]], chunk: int = 2000
+) -> list[list[float]]:
+    """Replay `patches` through every step, `chunk` patches at a time, taking turns.
+
+    This machine is shared: load that comes and goes in the middle of a run
+    lands on both sides of a ratio instead of on whichever ran then.
+    """
+    times: list[list[float]] = [[] for _ in steps]
+    for n, start in enumerate(range(0, len(patches), chunk)):
+        part = patches[start : start + chunk]
+        order = range(len(steps)) if n % 2 == 0 else reversed(range(len(steps)))
+        for i in order:
+            times[i] += _timed(part, steps[i])
+    return times
+
+
 class _RawDoc:
     """pycrdt as an app would drive it without quietsync: code points to UTF-8 offsets."""
 
@@ -116,30 +138,28 @@ def raw_memory(patches: Sequence[Patch]) -> tuple[list[float], str, int]:
     return times, str(raw.text), len(raw.doc.get_update())
 
 
-def raw_durable(patches: Sequence[Patch], path: Path) -> list[float]:
-    raw = _RawDoc()
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = FULL")
-    db.execute("CREATE TABLE updates (id INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+class _RawDurable:
+    """Raw (b): `_RawDoc` plus one durable SQLite append per keystroke."""
 
-    def step(patch: Patch) -> None:
-        raw.edit(patch)
-        db.execute("BEGIN")
-        db.execute("INSERT INTO updates (data) VALUES (?)", (raw.updates.pop(),))
-        db.execute("COMMIT")
+    def __init__(self, path: Path) -> None:
+        self.raw = _RawDoc()
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = FULL")
+        self.db.execute("CREATE TABLE updates (id INTEGER PRIMARY KEY, data BLOB NOT NULL)")
 
-    try:
-        return _timed(patches, step)
-    finally:
-        db.close()
+    def edit(self, patch: Patch) -> None:
+        self.raw.edit(patch)
+        self.db.execute("BEGIN")
+        self.db.execute("INSERT INTO updates (data) VALUES (?)", (self.raw.updates.pop(),))
+        self.db.execute("COMMIT")
 
 
-def replay_replica(patches: Sequence[Patch], replica: Replica) -> list[float]:
+def _replica_edit(replica: Replica) -> Callable[[Patch], None]:
     def step(patch: Patch) -> None:
         replica.text_edits("docs", "paper", "body", [patch])
 
-    return _timed(patches, step)
+    return step
 
 
 def _file_bytes(path: Path) -> int:
@@ -176,6 +196,118 @@ def _per_edit_us(times: Sequence[float]) -> float:
     return sum(times) / len(times) * 1e6
 
 
+@attrs.frozen
+class TraceRun:
+    """What one replay measured (seconds per keystroke for each side)."""
+
+    keystrokes: int
+    memory: list[float]  # raw (a)
+    durable: list[float]  # raw (b)
+    replica: list[float]
+    text_ok: bool
+    file_before_compact: int
+    file_after_compact: int
+    state_bytes: int  # raw (a)'s final Yjs state
+    unpushed: int  # outbox entries left when the file was measured
+    sync: tuple[float, float, int] | None  # A's push s, B's pull s, B's state bytes
+
+    @property
+    def ratio_b(self) -> float:
+        return sum(self.durable) / sum(self.replica)
+
+    def growth(self, times: Sequence[float]) -> float:
+        """Time per keystroke over the last tenth against the first tenth."""
+        tenth = max(1, len(times) // 10)
+        return _per_edit_us(times[-tenth:]) / _per_edit_us(times[:tenth])
+
+
+async def replay(patches: Sequence[Patch], expected: str, tmp: Path, *, sync: bool) -> TraceRun:
+    """Replay the trace three ways (see the module docstring) in `tmp`."""
+    t_mem, raw_text, raw_state = raw_memory(patches)
+    assert raw_text == expected, "raw pycrdt does not reproduce the trace"
+    raw_b = _RawDurable(tmp / "raw.db")
+    with Replica.open(tmp / "a.db", node_id="a") as replica:
+        try:
+            t_dur, t_rep = _interleaved(patches, [raw_b.edit, _replica_edit(replica)])
+        finally:
+            raw_b.db.close()
+        text = (replica.get("docs", "paper") or {}).get("body")
+        before_compact = _file_bytes(tmp / "a.db")
+        synced = await through_server(replica, tmp, expected) if sync else None
+        replica.compact()
+        return TraceRun(
+            keystrokes=len(patches),
+            memory=t_mem,
+            durable=t_dur,
+            replica=t_rep,
+            text_ok=text == expected,
+            file_before_compact=before_compact,
+            file_after_compact=_file_bytes(tmp / "a.db"),
+            state_bytes=raw_state,
+            unpushed=replica.pending_count(),
+            sync=synced,
+        )
+
+
+def print_run(run: TraceRun, title: str, expected_chars: int) -> None:
+    n = run.keystrokes
+    rows: list[list[object]] = [
+        ["keystrokes/s, quietsync", n / sum(run.replica), "", ""],
+        ["keystrokes/s, raw (a) pycrdt in memory", n / sum(run.memory), "", ""],
+        ["keystrokes/s, raw (b) pycrdt + durable append", n / sum(run.durable), "", ""],
+        ["ratio to raw (a)", sum(run.memory) / sum(run.replica), "", ""],
+        ["ratio to raw (b)", run.ratio_b, ">= 0.5", ""],
+        [
+            "last tenth / first tenth, per keystroke",
+            run.growth(run.replica),
+            "<= 1.5",
+            f"raw (b): {run.growth(run.durable):.2f}",
+        ],
+        ["final text equals endContent", str(run.text_ok), "True", f"{expected_chars:,} chars"],
+        ["replica file before compact (bytes)", run.file_before_compact, "", ""],
+        ["replica file after compact (bytes)", run.file_after_compact, "", ""],
+        ["final Yjs state (bytes)", run.state_bytes, "", ""],
+        [
+            "file / state",
+            run.file_after_compact / run.state_bytes,
+            "<= 3",
+            f"{run.unpushed:,} writes not pushed" if run.unpushed else "",
+        ],
+    ]
+    if run.sync is not None:
+        pushed, pulled, state = run.sync
+        rows += [
+            ["A pushes everything (s)", pushed, "", f"{n:,} writes"],
+            ["B pulls the finished document (s)", pulled, "< 2", f"{state:,} bytes of state"],
+        ]
+    print_table(title, ["measure", "value", "target", "note"], rows)
+
+
+async def trace_scenario(tmp: Path, *, quick: bool) -> list[ScenarioResult]:
+    """The `python -m benchmarks` row: the trace's first keystrokes, synced."""
+    patches, expected = trace(5_000 if quick else 50_000, unicode=True)
+    run = await replay(patches, expected, tmp, sync=True)
+    assert run.sync is not None
+    pushed, pulled, _ = run.sync
+    return [
+        ScenarioResult(
+            scenario="crdt-trace",
+            variant=f"automerge-paper, first {run.keystrokes:,} keystrokes (unicode)",
+            ops=run.keystrokes,
+            seconds=sum(run.replica),
+            convergence_s=pulled,
+            reported=0,
+            suppressed=0,
+            lost=0 if run.text_ok else 1,
+            note=(
+                f"{run.ratio_b:.2f}x raw pycrdt + durable append; "
+                f"last/first tenth {run.growth(run.replica):.2f}; "
+                f"file {run.file_after_compact / run.state_bytes:.1f}x state; push {pushed:.1f} s"
+            ),
+        )
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=None, help="first N keystrokes (all)")
@@ -183,54 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sync", action="store_true", help="skip the server part")
     args = parser.parse_args(argv)
     patches, expected = trace(args.edits, args.unicode)
-    n = len(patches)
     with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        t_mem, raw_text, raw_state = raw_memory(patches)
-        assert raw_text == expected, "raw pycrdt does not reproduce the trace"
-        t_dur = raw_durable(patches, tmp / "raw.db")
-        with Replica.open(tmp / "a.db", node_id="a") as replica:
-            t_rep = replay_replica(patches, replica)
-            text = (replica.get("docs", "paper") or {}).get("body")
-            before_compact = _file_bytes(tmp / "a.db")
-            sync = None if args.no_sync else asyncio.run(through_server(replica, tmp, expected))
-            replica.compact()
-            after_compact = _file_bytes(tmp / "a.db")
-        tenth = max(1, n // 10)
-        growth = _per_edit_us(t_rep[-tenth:]) / _per_edit_us(t_rep[:tenth])
-        raw_growth = _per_edit_us(t_dur[-tenth:]) / _per_edit_us(t_dur[:tenth])
-        rows: list[list[object]] = [
-            ["keystrokes/s, quietsync", n / sum(t_rep), "", ""],
-            ["keystrokes/s, raw (a) pycrdt in memory", n / sum(t_mem), "", ""],
-            ["keystrokes/s, raw (b) pycrdt + durable append", n / sum(t_dur), "", ""],
-            ["ratio to raw (a)", sum(t_mem) / sum(t_rep), "", ""],
-            ["ratio to raw (b)", sum(t_dur) / sum(t_rep), ">= 0.5", ""],
-            [
-                "last tenth / first tenth, per keystroke",
-                growth,
-                "<= 1.5",
-                f"raw (b): {raw_growth:.2f}",
-            ],
-            [
-                "final text equals endContent",
-                str(text == expected),
-                "True",
-                f"{len(expected):,} chars",
-            ],
-            ["replica file before compact (bytes)", before_compact, "", ""],
-            ["replica file after compact (bytes)", after_compact, "", ""],
-            ["final Yjs state (bytes)", raw_state, "", ""],
-            ["file / state", after_compact / raw_state, "<= 3", ""],
-        ]
-        if sync is not None:
-            pushed, pulled, state = sync
-            rows += [
-                ["A pushes everything (s)", pushed, "", f"{n:,} writes"],
-                ["B pulls the finished document (s)", pulled, "< 2", f"{state:,} bytes of state"],
-            ]
-    title = f"automerge-paper trace, {n:,} keystrokes{' (unicode)' if args.unicode else ''}"
-    print_table(title, ["measure", "value", "target", "note"], rows)
-    return 0 if text == expected else 1
+        run = asyncio.run(replay(patches, expected, Path(tmp_name), sync=not args.no_sync))
+    unicode = " (unicode)" if args.unicode else ""
+    print_run(run, f"automerge-paper trace, {run.keystrokes:,} keystrokes{unicode}", len(expected))
+    return 0 if run.text_ok else 1
 
 
 if __name__ == "__main__":

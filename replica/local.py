@@ -173,7 +173,7 @@ class LocalWriter:
             row.key: load_record(row.vals, row.stamps)
             for row in self._store.records(collection, [r.key for r in records])
         }
-        if self._texts.stale_in(collection):
+        if self._texts.any_stale(collection):
             for key, fields in stored.items():
                 self._texts.current(collection, key, fields)
         for record in records:  # every kind is checked before the stamp is issued

@@ -167,7 +167,7 @@ class Replica:
         rows = self._select(collection, where, order_by, limit)
         decoded = decode_records([vals for _, vals in rows])
         texts = self._core.texts
-        if texts.stale_in(collection):
+        if texts.any_stale(collection):
             for (key, _), record in zip(rows, decoded, strict=True):
                 if record is not None:
                     texts.patch(collection, key, record)
@@ -186,7 +186,7 @@ class Replica:
         core = self._core
         store = core.reading()
         used = {field for field, _ in conds} | ({order_by} if order_by else set())
-        if used & {field for _, field in core.texts.stale_in(collection)}:
+        if used & core.texts.stale_field_names(collection):
             with core.transaction():  # SQL must see the current text of what it compares
                 core.texts.materialize(collection, used)
         return store.select(collection, conds, order_by, -1 if limit is None else limit)

@@ -74,13 +74,14 @@ class TextFields:
         self._cache_size = cache_size
         self._open: OrderedDict[TextRef, _Open] = OrderedDict()
         self._touched: set[TextRef] = set()  # opened or changed in the current transaction
-        self._stale: dict[str, set[tuple[str, str]]] = {}
+        # collection -> key -> the record's fields whose row lags behind
+        self._stale: dict[str, dict[str, set[str]]] = {}
         self._load_stale()
 
     def _load_stale(self) -> None:
         self._stale = {}
         for collection, key, field in self._store.stale_texts():
-            self._stale.setdefault(collection, set()).add((key, field))
+            self._stale.setdefault(collection, {}).setdefault(key, set()).add(field)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -98,24 +99,29 @@ class TextFields:
         doc = self.doc(ref)
         return None if doc is None else doc.state()
 
-    def stale_in(self, collection: str) -> set[tuple[str, str]]:
-        """``(key, field)`` of the collection's fields whose record row lags behind."""
-        return self._stale.get(collection, set())
+    def any_stale(self, collection: str) -> bool:
+        """Whether some record row of the collection lags behind its text."""
+        return bool(self._stale.get(collection))
+
+    def stale_field_names(self, collection: str) -> set[str]:
+        """The names of the collection's fields that lag behind in some record row."""
+        return set().union(*self._stale.get(collection, {}).values())
 
     def is_stale(self, ref: TextRef) -> bool:
-        return ref[1:] in self.stale_in(ref[0])
+        collection, key, field = ref
+        return field in self._stale.get(collection, {}).get(key, ())
 
     def patch(self, collection: str, key: str, record: dict[str, object]) -> None:
         """Put the current text of the record's stale fields into its decoded `record`."""
-        for stale_key, field in self.stale_in(collection):
-            if stale_key == key and field in record:
+        for field in self._stale.get(collection, {}).get(key, ()):
+            if field in record:
                 record[field] = self.text((collection, key, field))
 
     def current(self, collection: str, key: str, fields: dict[str, StoredField]) -> None:
         """Bring the stamps and bases of the record's stale fields (as read from its row)
         up to date, in place: what a write must merge against."""
-        for stale_key, field in self.stale_in(collection):
-            stored = fields.get(field) if stale_key == key else None
+        for field in self._stale.get(collection, {}).get(key, ()):
+            stored = fields.get(field)
             if stored is not None:
                 latest = self._latest((collection, key, field))
                 if latest is not None and latest[0] > stored.stamp:
@@ -184,11 +190,10 @@ class TextFields:
         entry.updates += len(rows)
         entry.update_bytes += sum(len(row.update) for row in rows)
         entry.stamp, entry.base = stamp, base
-        collection, key, field = ref
-        stale = self._stale.setdefault(collection, set())
-        if (key, field) not in stale:
+        if not self.is_stale(ref):
             self._store.set_text_fresh(*ref, False)
-            stale.add((key, field))
+            collection, key, field = ref
+            self._stale.setdefault(collection, {}).setdefault(key, set()).add(field)
         if entry.updates >= COMPACT_ROWS or entry.update_bytes >= max(
             _MIN_COMPACT_BYTES, entry.snapshot_bytes
         ):
@@ -210,8 +215,9 @@ class TextFields:
         """Compact every field whose record row lags; how many were compacted."""
         refs = [
             (collection, key, field)
-            for collection, fields in self._stale.items()
-            for key, field in fields
+            for collection, records in self._stale.items()
+            for key, fields in records.items()
+            for field in fields
         ]
         for ref in sorted(refs):
             self.compact(ref)
@@ -221,18 +227,18 @@ class TextFields:
         """Write the current text (and stamp) of the collection's stale `fields` into
         their record rows; their updates stay until compaction."""
         wanted = set(fields)
-        for key, field in sorted(self.stale_in(collection)):
-            if field in wanted:
-                ref = (collection, key, field)
-                entry = self._entry(ref)
-                if entry is not None:
-                    self._write_row(ref, entry)
+        stale = self._stale.get(collection, {})
+        for key, field in sorted((k, f) for k, fs in stale.items() for f in fs & wanted):
+            ref = (collection, key, field)
+            entry = self._entry(ref)
+            if entry is not None:
+                self._write_row(ref, entry)
 
     def drop(self, ref: TextRef) -> None:
         """Forget the field entirely (its record row is the caller's)."""
         self._store.drop_text_state(*ref)
         self._open.pop(ref, None)
-        self._stale.get(ref[0], set()).discard(ref[1:])
+        self._forget_stale(ref)
 
     def _write_row(self, ref: TextRef, entry: _Open) -> None:
         """Write the field's text and latest stamp into its record row; it is fresh again."""
@@ -252,10 +258,20 @@ class TextFields:
         self._set_fresh(ref)
 
     def _set_fresh(self, ref: TextRef) -> None:
-        stale = self._stale.get(ref[0], set())
-        if ref[1:] in stale:
-            stale.discard(ref[1:])
+        if self._forget_stale(ref):
             self._store.set_text_fresh(*ref, True)
+
+    def _forget_stale(self, ref: TextRef) -> bool:
+        """Take `ref` out of the stale index; whether it was there."""
+        collection, key, field = ref
+        records = self._stale.get(collection, {})
+        fields = records.get(key)
+        if fields is None or field not in fields:
+            return False
+        fields.discard(field)
+        if not fields:
+            del records[key]
+        return True
 
     # -- the transaction's end ---------------------------------------------------------
 
