@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from benchmarks.crdt_trace import trace_scenario
 from benchmarks.progress import Progress
 from benchmarks.results import ScenarioResult, print_results, write_json
 from benchmarks.scenario_crdt import crdt_text
@@ -41,6 +42,7 @@ SCENARIOS: dict[str, Scenario] = {
     "double-writer": double_writer,
     "crdt-text": crdt_text,
     "throughput": throughput,
+    "crdt-trace": trace_scenario,
 }
 
 

@@ -14,7 +14,16 @@ sqlite or aiohttp.
 
 from quietsync.conflicts.canonical import canonical_equal, canonical_json, encode_normalized
 from quietsync.conflicts.conflict import Conflict, FieldRef, Side
-from quietsync.conflicts.crdt import CrdtText, initial_text_update, merge_text_updates, text_of
+from quietsync.conflicts.crdt import (
+    CrdtText,
+    TextOp,
+    check_text_update,
+    initial_client_id,
+    initial_text_update,
+    join_updates,
+    merge_text_updates,
+    text_of,
+)
 from quietsync.conflicts.errors import (
     ClockDriftError,
     CrdtUpdateError,
@@ -42,11 +51,15 @@ __all__ = [
     "Resolver",
     "Resolvers",
     "Side",
+    "TextOp",
     "canonical_equal",
     "canonical_json",
+    "check_text_update",
     "derived_stamp",
     "encode_normalized",
+    "initial_client_id",
     "initial_text_update",
+    "join_updates",
     "merge_field",
     "merge_text_updates",
     "overwrites",

@@ -25,6 +25,12 @@ Two pitfalls of the underlying library are handled here:
 * **Out-of-range edits are not errors in pycrdt**: an insert past the end is
   silently clamped, and a delete past the end panics in Rust. `CrdtText`
   checks ranges first and raises `IndexError`.
+* **pycrdt counts UTF-8 bytes.** ``len(Text("café"))`` is 5 and an index is a
+  byte offset; one inside a character lands elsewhere or leaves a struct that
+  never integrates. `CrdtText` takes and returns code points (Python ``str``
+  indexes) and converts them to byte offsets in one place (`_offsets`).
+  Yjs in JavaScript counts UTF-16 units; no position ever travels between
+  the two, only updates (``docs/protocol.md``).
 
 Garbage update bytes raise `CrdtUpdateError` and leave the document unchanged.
 """
@@ -32,47 +38,91 @@ Garbage update bytes raise `CrdtUpdateError` and leave the document unchanged.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 from pycrdt import Doc, Text, get_state, get_update, merge_updates
 
 from quietsync.conflicts.conflict import FieldRef
 from quietsync.conflicts.errors import CrdtUpdateError
+from quietsync.conflicts.yjs_v1 import check_v1_update
 
-__all__ = ["ROOT", "CrdtText", "initial_text_update", "merge_text_updates", "text_of"]
+__all__ = [
+    "ROOT",
+    "CrdtText",
+    "TextOp",
+    "check_text_update",
+    "initial_client_id",
+    "initial_text_update",
+    "join_updates",
+    "merge_text_updates",
+    "text_of",
+]
 
 ROOT = "text"
 _CLIENT_ID_BITS = 53  # Yjs client ids must fit a JavaScript safe integer
 
 
-def _derived_client_id(ref: FieldRef, content: str) -> int:
+def initial_client_id(ref: FieldRef, content: str) -> int:
+    """The Yjs client id of `initial_text_update` (the recipe in ``docs/protocol.md``).
+
+    The first 8 bytes of SHA-256 over the UTF-8 of ``collection NUL key NUL
+    field NUL content``, big-endian, shifted right to 53 bits (a JavaScript
+    safe integer), or 1 if that is 0. SHA-256 because every platform has it
+    (``crypto.subtle`` in a browser, ``node:crypto``).
+    """
     material = "\0".join((ref.collection, ref.key, ref.field, content)).encode()
-    digest = hashlib.blake2b(material, digest_size=8).digest()
-    return (int.from_bytes(digest, "big") >> (64 - _CLIENT_ID_BITS)) or 1
+    digest = hashlib.sha256(material).digest()
+    return (int.from_bytes(digest[:8], "big") >> (64 - _CLIENT_ID_BITS)) or 1
 
 
 def initial_text_update(ref: FieldRef, content: str) -> bytes:
-    """The update that initialises field `ref` with `content`, identical on every node."""
-    doc = Doc(client_id=_derived_client_id(ref, content))
+    """The update that initialises field `ref` with `content`, identical on every node.
+
+    A Yjs document with client id `initial_client_id(ref, content)` whose root
+    text ``"text"`` gets `content` in one insert at 0, encoded as a v1 update.
+    """
+    _check_encodable(content)
+    doc = Doc(client_id=initial_client_id(ref, content))
     doc[ROOT] = Text(content)
     return doc.get_update()
 
 
+TextOp = tuple[int, int, str]
+"""One edit of `CrdtText.edit`: at code point ``index``, delete ``count``, then insert ``text``."""
+
+
 class CrdtText:
-    """One CRDT text field's document, with range-checked edits that return updates."""
+    """One CRDT text field's document, with range-checked edits that return updates.
+
+    Positions and lengths are code points. The text is kept as a ``str`` beside
+    the document and updated by each edit, so reading it, and converting a
+    position, never walks the document.
+
+    An edit returns the update of its own transaction, as the document's
+    update event reports it, not a diff against the state before: a diff
+    carries the document's whole delete set, which grows with every deletion
+    ever made (near the end of the automerge-paper trace, most of a kilobyte
+    per keystroke); the event's update holds only what the edit deleted.
+    """
 
     def __init__(self, state: bytes | None = None, *, client_id: int | None = None) -> None:
         self._doc = Doc(client_id=client_id)
         self._text = self._doc.get(ROOT, type=Text)
         self._pending: bytes | None = None  # structs the doc has not integrated yet
+        self._str: str | None = ""  # the text, None when an apply made it unknown
+        self._events: list[bytes] = []  # updates of the transactions since the last edit began
+        self._subscription = self._doc.observe(lambda event: self._events.append(event.update))
         if state:
             self.apply(state)
 
     @property
     def text(self) -> str:
-        return str(self._text)
+        if self._str is None:
+            self._str = str(self._text)
+        return self._str
 
     def __len__(self) -> int:
-        return len(self._text)
+        return len(self.text)
 
     def apply(self, update: bytes) -> None:
         """Merge a Yjs update; `CrdtUpdateError` (document unchanged) if it is garbage."""
@@ -83,6 +133,7 @@ class CrdtText:
             self._doc.apply_update(update)
         except ValueError as exc:
             raise CrdtUpdateError(f"not a valid Yjs update ({len(update)} bytes): {exc}") from exc
+        self._str = None
         retry, self._pending = self._pending, None
         self._stash_unintegrated(update)
         if retry is not None:  # the new update may be what the stashed structs waited for
@@ -102,26 +153,50 @@ class CrdtText:
             )
 
     def insert(self, index: int, text: str) -> bytes:
-        """Insert `text` at `index` (0..len); return the update describing the edit."""
-        if not isinstance(text, str):
-            raise TypeError(f"text to insert must be a str, got {type(text).__name__}")
-        length = len(self._text)
-        if not 0 <= index <= length:
-            raise IndexError(f"insert index {index} out of range for text of length {length}")
-        before = self._doc.get_state()
-        self._text.insert(index, text)
-        return self._doc.get_update(before)
+        """Insert `text` at code point `index` (0..len); return the update describing the edit."""
+        return self.edit([(index, 0, text)])
 
     def delete(self, index: int, length: int) -> bytes:
-        """Delete `length` characters from `index`; return the update describing the edit."""
-        size = len(self._text)
-        if length < 0 or index < 0 or index + length > size:
-            raise IndexError(
-                f"cannot delete {length} characters at {index} from text of length {size}"
-            )
-        before = self._doc.get_state()
-        del self._text[index : index + length]
-        return self._doc.get_update(before)
+        """Delete `length` code points from `index`; return the update describing the edit."""
+        return self.edit([(index, length, "")])
+
+    def edit(self, ops: Iterable[TextOp]) -> bytes:
+        """Apply `ops` in order, in one transaction; return its update (b"" if nothing changed).
+
+        Each op is checked against the text as the ops before it left it; a bad
+        one raises (`IndexError`, `TypeError`, `ValueError` for a lone
+        surrogate) before the document changes at all.
+        """
+        text = self.text
+        steps: list[tuple[int, int, str]] = []  # (byte offset, byte length, text)
+        for index, count, insert in ops:
+            if not isinstance(insert, str):
+                raise TypeError(f"text to insert must be a str, got {type(insert).__name__}")
+            _check_encodable(insert)
+            if count < 0 or index < 0 or index + count > len(text):
+                if count:
+                    raise IndexError(
+                        f"cannot delete {count} characters at {index} "
+                        f"from text of length {len(text)}"
+                    )
+                raise IndexError(
+                    f"insert index {index} out of range for text of length {len(text)}"
+                )
+            start, end = _byte_offsets(text, index, index + count)
+            steps.append((start, end - start, insert))
+            text = text[:index] + insert + text[index + count :]
+        self._events.clear()
+        with self._doc.transaction():
+            for start, length, insert in steps:
+                if length:
+                    del self._text[start : start + length]
+                if insert:
+                    self._text.insert(start, insert)
+        self._str = text
+        events, self._events = self._events, []
+        if len(events) > 1:  # pycrdt reports one transaction as one event; be safe anyway
+            return merge_updates(*events)
+        return events[0] if events else b""
 
     def state(self) -> bytes:
         """The whole document as one update, including structs still pending."""
@@ -139,17 +214,53 @@ class CrdtText:
             raise CrdtUpdateError(f"not a valid Yjs state vector: {exc}") from exc
 
 
+def _byte_offsets(text: str, *indexes: int) -> tuple[int, ...]:
+    """The UTF-8 byte offsets pycrdt wants for these code-point `indexes` of `text`."""
+    if text.isascii():  # O(1) in CPython: one byte per code point
+        return indexes
+    return tuple(len(text[:i].encode()) for i in indexes)
+
+
+def _check_encodable(text: str) -> None:
+    """Refuse a lone surrogate: no UTF-8 (so no Yjs document, no JSON) can hold one."""
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"text holds a lone surrogate at {exc.start} ({text[exc.start]!r}): "
+                "not a character, so no document can store it"
+            ) from None
+
+
+def check_text_update(update: bytes) -> None:
+    """Raise `CrdtUpdateError` unless `update` is one whole Yjs v1 update pycrdt can read.
+
+    pycrdt alone takes a Yjs v2 update, or a v1 update followed by junk, for
+    an empty v1 update: `check_v1_update` reads the whole structure first.
+    """
+    if not isinstance(update, bytes | bytearray | memoryview):
+        raise CrdtUpdateError(f"a CRDT update must be bytes, got {type(update).__name__}")
+    check_v1_update(bytes(update))
+    try:
+        get_state(update)
+    except ValueError as exc:
+        raise CrdtUpdateError(f"not a valid Yjs update ({len(update)} bytes): {exc}") from exc
+
+
+def join_updates(*updates: bytes) -> bytes:
+    """Merge updates this node made itself (already checked) into one, without a document."""
+    return updates[0] if len(updates) == 1 else merge_updates(*updates)
+
+
 def merge_text_updates(state: bytes | None, *updates: bytes) -> bytes:
     """Merge `updates` into the stored `state` bytes without building a document.
 
-    Validates every update first (`CrdtUpdateError` if one is garbage), then
-    merges them all at once: one pass over the state, however many updates.
+    Checks every update first (`check_text_update`), then merges them all at
+    once: one pass over the state, however many updates.
     """
     for update in updates:
-        try:
-            get_state(update)
-        except ValueError as exc:
-            raise CrdtUpdateError(f"not a valid Yjs update ({len(update)} bytes): {exc}") from exc
+        check_text_update(update)
     parts = [state, *updates] if state else list(updates)
     if len(parts) == 1:
         return bytes(parts[0])

@@ -156,11 +156,22 @@ def _parse(text: str) -> HLC:
     # The pattern fixes every width and bounds every part: slice the parts out, skip
     # the validators (they doubled the cost of a parse, which every stamp of every
     # push and pull goes through), and keep `text`, exactly what ``str()`` would make.
-    stamp = object.__new__(HLC)
-    _set_wall_ms(stamp, int(text[:_WALL_DIGITS]))
-    _set_counter(stamp, int(text[_WALL_DIGITS + 1 : _NODE_START - 1], 16))
-    _set_node(stamp, text[_NODE_START:])
+    stamp = _checked(
+        int(text[:_WALL_DIGITS]),
+        int(text[_WALL_DIGITS + 1 : _NODE_START - 1], 16),
+        text[_NODE_START:],
+    )
     _set_text(stamp, text)
+    return stamp
+
+
+def _checked(wall_ms: int, counter: int, node: str) -> HLC:
+    """An HLC from parts already known valid, without running the validators again."""
+    stamp = object.__new__(HLC)
+    _set_wall_ms(stamp, wall_ms)
+    _set_counter(stamp, counter)
+    _set_node(stamp, node)
+    _set_text(stamp, None)
     return stamp
 
 
@@ -194,7 +205,7 @@ class Clock:
     @property
     def last(self) -> HLC:
         """The highest point this clock has issued or absorbed (as this node's stamp)."""
-        return HLC(self._wall_ms, self._counter, self.node)
+        return _checked(self._wall_ms, self._counter, self.node)  # node checked at init
 
     def now(self) -> HLC:
         """A stamp strictly greater than every stamp issued or absorbed so far."""
@@ -206,7 +217,7 @@ class Clock:
         else:
             # Counter exhausted within one logical millisecond: borrow the next one.
             self._wall_ms, self._counter = self._wall_ms + 1, 0
-        return HLC(self._wall_ms, self._counter, self.node)
+        return _checked(self._wall_ms, self._counter, self.node)  # node checked at init
 
     def check_drift(self, remote: HLC) -> None:
         """Raise `ClockDriftError` if `remote` is too far ahead; change nothing."""

@@ -4,8 +4,8 @@ An app talks to `quietsync.replica.replica.Replica` (put, get, query, text,
 subscribe); the sync client and the stream tracker talk to
 `quietsync.replica.sync_port.SyncPort` (outbox, remote changes, cursors).
 Both are thin faces over one core: the store, the file lock, the clock, the
-outbox, the subscriptions, and the one `transaction` mechanism that keeps
-them consistent:
+outbox, the open text documents (`replica.texts`), the subscriptions, and
+the one `transaction` mechanism that keeps them consistent:
 
 1. **Stamps only grow.** The clock's high-water mark and the last mutation
    number are persisted with the outermost transaction, so a reopened replica
@@ -29,8 +29,10 @@ from quietsync.replica.errors import NodeIdMismatchError, ReplicaClosedError
 from quietsync.replica.local import LocalWriter
 from quietsync.replica.lockfile import LockFile
 from quietsync.replica.outbox import Outbox
+from quietsync.replica.records import yjs_client_id
 from quietsync.replica.store import SqliteStore, Store
 from quietsync.replica.subscriptions import ChangeEvent, Subscriptions, Unsubscribe
+from quietsync.replica.texts import TextFields
 
 __all__ = ["ReplicaCore"]
 
@@ -44,7 +46,8 @@ class ReplicaCore:
         self.node_id = node_id
         self.outbox = Outbox(store, node_id, int(store.meta().get("mutation_n", "0")))
         self.subs = Subscriptions()
-        self.writer = LocalWriter(store, clock, self.outbox, node_id)
+        self.texts = TextFields(store, yjs_client_id(node_id))
+        self.writer = LocalWriter(store, clock, self.outbox, self.texts)
         self.events: list[ChangeEvent] = []
         """Changes of the open transaction, for the subscribers once it commits."""
         self.remote_mark = self.outbox.last_n
@@ -118,8 +121,10 @@ class ReplicaCore:
                     )
         except BaseException:
             del self.events[mark:]
+            self.texts.rolled_back()
             raise
         if outer:
+            self.texts.committed()
             events, self.events = self.events, []
             self.subs.notify(events)
             if self.outbox.last_n != last_n:

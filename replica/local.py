@@ -9,7 +9,8 @@ invariants it serves):
 * a value canonical-equal to the stored one is not written at all;
 * any write to a deleted record also writes the tombstone back to ``False``;
 * the first insert into a new text field is `initial_text_update`, so equal
-  initial texts written by two replicas are one and the same update;
+  initial texts written by two replicas are one and the same update; a text
+  edit appends its own update (`replica.texts`), never the whole document;
 * what one call writes goes into few outbox rows (whole records, at most
   `ROW_MUTATIONS` mutations each), all under the call's stamp.
 
@@ -27,17 +28,17 @@ Must not import `quietsync.server`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from quietsync.conflicts import (
     Clock,
-    CrdtText,
     FieldRef,
     KindMismatchError,
+    TextOp,
     canonical_json,
     initial_text_update,
-    text_of,
+    join_updates,
 )
 from quietsync.protocol import DELETED_FIELD, check_name
 from quietsync.replica.layout import (
@@ -50,13 +51,12 @@ from quietsync.replica.layout import (
     value_text,
 )
 from quietsync.replica.outbox import Outbox
-from quietsync.replica.records import FALSE, TRUE, encode_json, yjs_client_id
+from quietsync.replica.records import FALSE, TRUE, encode_json
 from quietsync.replica.store import OutboxRow, RecordRow, Store
 from quietsync.replica.subscriptions import ChangeEvent
+from quietsync.replica.texts import STALE, TextFields
 
-__all__ = ["EncodedRecord", "LocalWriter", "TextEdit", "encode_records"]
-
-TextEdit = Callable[[CrdtText], bytes]
+__all__ = ["EncodedRecord", "LocalWriter", "encode_records"]
 
 
 class EncodedRecord(NamedTuple):
@@ -145,7 +145,6 @@ class _Batch:
     def __init__(self, clock: Clock) -> None:
         self.stamp = _CallStamp(clock)
         self.rows: list[RecordRow] = []
-        self.texts: list[tuple[str, str, bytes]] = []
         self.entries: list[OutboxRow] = []
         self.events: list[ChangeEvent] = []
         self.lww_rows: list[_LwwRow] = []
@@ -163,17 +162,20 @@ class _Batch:
 class LocalWriter:
     """Stages and stores this replica's own writes (see the module docstring)."""
 
-    def __init__(self, store: Store, clock: Clock, outbox: Outbox, node_id: str) -> None:
+    def __init__(self, store: Store, clock: Clock, outbox: Outbox, texts: TextFields) -> None:
         self._store = store
         self._clock = clock
         self._outbox = outbox
-        self._client_id = yjs_client_id(node_id)
+        self._texts = texts
 
     def put_many(self, collection: str, records: Sequence[EncodedRecord]) -> list[ChangeEvent]:
         stored = {
             row.key: load_record(row.vals, row.stamps)
             for row in self._store.records(collection, [r.key for r in records])
         }
+        if self._texts.any_stale(collection):
+            for key, fields in stored.items():
+                self._texts.current(collection, key, fields)
         for record in records:  # every kind is checked before the stamp is issued
             current = stored.get(record.key)
             for name in record.names if current else ():
@@ -193,40 +195,77 @@ class LocalWriter:
         return self._store_batch(collection, batch)
 
     def text_edit(
-        self, collection: str, key: str, field: str, edit: TextEdit, initial: str | None
+        self, collection: str, key: str, field: str, ops: Sequence[TextOp]
     ) -> list[ChangeEvent]:
-        """Apply `edit` to the stored document, or create it with `initial` if there is none."""
+        """Apply `ops` to the field's document in one write (see `Replica.text_edits`).
+
+        A new field is created by its first op, which must insert at 0
+        without deleting: that text becomes `initial_text_update`. An edit
+        appends its own update with its stamp (`replica.texts`). When the
+        record is live and its row already lags behind the field, that and the
+        outbox row are all it writes (the path of every keystroke but the
+        first after a compaction); otherwise the record row is written too,
+        with `STALE` for the text.
+        """
+        ref = (collection, key, field)
+        if self._texts.is_stale(ref) and self._store.text_row_flags(*ref) == (False, "crdt"):
+            return self._append_edit(ref, ops)
         current = self._load(collection, key)
         cur = current.get(field)
         if cur is not None and cur.kind != "crdt":
             raise KindMismatchError(field, cur.kind, "crdt")
-        if cur is None:
-            if initial is None:
+        doc = None if cur is None else self._texts.doc(ref)
+        initial = None
+        if doc is None:
+            if not ops or ops[0][:2] != (0, 0):
                 raise IndexError(f"text field {field!r} of {collection}/{key} is empty")
-            update = state = initial_text_update(FieldRef(collection, key, field), initial)
-        else:
-            doc = CrdtText(
-                self._store.text_state(collection, key, field), client_id=self._client_id
-            )
-            update = edit(doc)
-            state = doc.state()
+            initial = initial_text_update(FieldRef(*ref), ops[0][2])
+            doc = self._texts.create(ref, initial)  # its record row holds its text
+            ops = ops[1:]
+        edit = doc.edit(ops) if ops else b""
+        if not edit and initial is None:
+            return []  # nothing changed (e.g. an empty insert)
         batch = _Batch(self._clock)
         stamp, base = batch.stamp.text, None if cur is None else cur.stamp
         fields = dict(current)
-        fields[field] = StoredField("crdt", value_text(text_of(state)), stamp, base)
-        batch.texts.append((key, field, state))
-        bases = None if base is None else json.dumps({key: {field: base}})
-        fields_text = object_text({key: object_text({field: None})})
-        batch.entries.append(
-            self._outbox.row(collection, "crdt", stamp, fields_text, 1, bases, update)
-        )
+        fields[field] = StoredField("crdt", STALE if edit else value_text(doc.text), stamp, base)
+        update = join_updates(initial, edit) if initial and edit else initial or edit
+        batch.entries.append(self._crdt_row(collection, key, field, stamp, base, update))
         batch.events.append(ChangeEvent(collection, key, frozenset({field}), "local"))
         self._stage_lww(batch, collection, key, {}, fields, always_write=True)
-        return self._store_batch(collection, batch)
+        events = self._store_batch(collection, batch)
+        if edit:
+            self._texts.appended(ref, [edit], stamp, base)  # after the row: it may compact
+        return events
+
+    def _append_edit(self, ref: tuple[str, str, str], ops: Sequence[TextOp]) -> list[ChangeEvent]:
+        """The lean path of `text_edit`: an update row and an outbox row."""
+        collection, key, field = ref
+        doc = self._texts.doc(ref)
+        assert doc is not None  # a stale field has a document
+        edit = doc.edit(ops)
+        if not edit:
+            return []
+        stamp = str(self._clock.now())
+        base = self._texts.latest_stamp(ref)
+        self._store.append_outbox([self._crdt_row(collection, key, field, stamp, base, edit)])
+        self._texts.appended(ref, [edit], stamp, base)
+        return [ChangeEvent(collection, key, frozenset({field}), "local")]
+
+    def _crdt_row(
+        self, collection: str, key: str, field: str, stamp: str, base: str | None, update: bytes
+    ) -> OutboxRow:
+        bases = None if base is None else object_text({key: object_text({field: f'"{base}"'})})
+        fields = object_text({key: object_text({field: None})})
+        return self._outbox.row(collection, "crdt", stamp, fields, 1, bases, update)
 
     def _load(self, collection: str, key: str) -> dict[str, StoredField]:
         row = self._store.record(collection, key)
-        return {} if row is None else load_record(row.vals, row.stamps)
+        if row is None:
+            return {}
+        fields = load_record(row.vals, row.stamps)
+        self._texts.current(collection, key, fields)
+        return fields
 
     def _stage_new(self, batch: _Batch, collection: str, records: list[EncodedRecord]) -> None:
         """Records that were never stored: each encoded text is both row and outbox part.
@@ -290,6 +329,5 @@ class LocalWriter:
             row = self._outbox.row(collection, "lww", batch.stamp.text, fields, lww.count, bases)
             batch.entries.append(row)
         self._store.write_records(collection, batch.rows)
-        self._store.write_text_states(collection, batch.texts)
         self._store.append_outbox(batch.entries)
         return batch.events

@@ -11,8 +11,9 @@ Policy for remote changes (the sync side's `SyncPort.apply_remote` runs it):
   stamps do (`conflicts.hlc`); values are stored as canonical JSON text.
   `tests/replica/test_merge_properties.py` checks the result against
   `merge_field` for any delivery order.
-* CRDT changes are merged with `conflicts.merge_text_updates` (idempotent); the
-  field keeps the highest stamp seen, and its `base` with it.
+* CRDT changes are applied to the field's open document (`replica.texts`;
+  idempotent) and stored as appended updates, never as a rewritten
+  document; the field keeps the highest stamp seen, and its `base` with it.
 * A change whose stamp equals the stored one (a duplicate delivery, or the
   log delivering a mirror write the stream tracker already applied) changes
   nothing.
@@ -29,12 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from quietsync.conflicts import KindMismatchError, merge_text_updates, text_of
+from quietsync.conflicts import KindMismatchError, merge_text_updates
 from quietsync.protocol import Change
 from quietsync.replica.layout import StoredField, dump_record, load_record, value_text
 from quietsync.replica.records import encode_json
 from quietsync.replica.store import RecordRow, Store
 from quietsync.replica.subscriptions import ChangeEvent
+from quietsync.replica.texts import STALE, TextFields, TextRef
 
 __all__ = ["merge_changes"]
 
@@ -53,20 +55,24 @@ class _Record:
         self.changed: dict[str, bool] = {}  # field written -> its visible content changed
 
 
-def _current(store: Store, changes: Sequence[Change]) -> dict[RecordKey, _Record]:
+def _current(
+    store: Store, texts: TextFields, changes: Sequence[Change]
+) -> dict[RecordKey, _Record]:
     keys: dict[str, set[str]] = {}
     for change in changes:
         keys.setdefault(change.collection, set()).add(change.key)
-    return {
-        (collection, row.key): _Record(load_record(row.vals, row.stamps))
-        for collection, wanted in keys.items()
-        for row in store.records(collection, sorted(wanted))
-    }
+    records = {}
+    for collection, wanted in keys.items():
+        for row in store.records(collection, sorted(wanted)):
+            fields = load_record(row.vals, row.stamps)
+            texts.current(collection, row.key, fields)  # a lagging row's text fields
+            records[(collection, row.key)] = _Record(fields)
+    return records
 
 
-def merge_changes(store: Store, changes: Sequence[Change]) -> list[ChangeEvent]:
+def merge_changes(store: Store, texts: TextFields, changes: Sequence[Change]) -> list[ChangeEvent]:
     """Merge `changes` in order; return one event per record whose visible content changed."""
-    records = _current(store, changes)
+    records = _current(store, texts, changes)
     updates: dict[TextRef, list[bytes]] = {}
     for change in changes:
         rkey = (change.collection, change.key)
@@ -92,7 +98,7 @@ def merge_changes(store: Store, changes: Sequence[Change]) -> list[ChangeEvent]:
         record.fields[name] = StoredField("lww", text, stamp, base)
         old = record.before.get(name)
         record.changed[name] = old is None or old.value != text
-    _merge_texts(store, records, updates)
+    appended = _merge_texts(texts, records, updates)
 
     rows: dict[str, list[RecordRow]] = {}
     events = []
@@ -104,24 +110,40 @@ def merge_changes(store: Store, changes: Sequence[Change]) -> list[ChangeEvent]:
                 events.append(ChangeEvent(collection, key, visible, "remote"))
     for collection, group in rows.items():
         store.write_records(collection, group)
+    for ref, applied in appended:  # after the rows: compaction may rewrite them
+        stored = records[ref[:2]].fields[ref[2]]
+        texts.appended(ref, applied, stored.stamp, stored.base)
     return events
 
 
-TextRef = tuple[str, str, str]
-
-
 def _merge_texts(
-    store: Store, records: dict[RecordKey, _Record], updates: dict[TextRef, list[bytes]]
-) -> None:
-    """Merge each CRDT field's updates into its stored state; store the states that changed."""
-    for (collection, key, field), field_updates in updates.items():
+    texts: TextFields, records: dict[RecordKey, _Record], updates: dict[TextRef, list[bytes]]
+) -> list[tuple[TextRef, list[bytes]]]:
+    """Apply each CRDT field's updates to its document; what to append once rows are written.
+
+    A new field is stored whole (its text materialised); an existing one gets
+    the updates that changed it appended, and its row holds `STALE`.
+    """
+    appended = []
+    for ref, field_updates in updates.items():
+        collection, key, field = ref
         record = records[(collection, key)]
-        existed = field in record.before
-        old = store.text_state(collection, key, field) if existed else None
-        state = merge_text_updates(old, *field_updates)
-        if state == old:
+        before = record.before.get(field)
+        doc = None if before is None else texts.doc(ref)
+        if doc is None:
+            doc = texts.create(ref, merge_text_updates(None, *field_updates))
+            record.fields[field] = record.fields[field]._replace(value=value_text(doc.text))
+            record.changed[field] = True
             continue
-        text = value_text(text_of(state))
-        record.fields[field] = record.fields[field]._replace(value=text)
-        record.changed[field] = not existed or record.before[field].value != text
-        store.write_text_states(collection, [(key, field, state)])
+        text, vector = doc.text, doc.state_vector()
+        for update in field_updates:
+            doc.apply(update)
+        grew = doc.state_vector() != vector or doc.text != text or doc.has_pending
+        if not grew and not (texts.is_stale(ref) and record.fields[field].stamp > before.stamp):
+            continue  # nothing new (a delete of what was deleted counts as nothing)
+        # Appended: the content, or only a higher stamp of a field whose row lags (the
+        # stale field's last update must hold its stamp).
+        record.fields[field] = record.fields[field]._replace(value=STALE)
+        record.changed[field] = doc.text != text
+        appended.append((ref, field_updates if grew else []))
+    return appended

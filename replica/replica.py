@@ -30,7 +30,7 @@ writing ``_deleted: False``. The other fields stay stored under a tombstone.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from os import PathLike
 from pathlib import Path
@@ -39,7 +39,7 @@ from typing import Any
 from quietsync.conflicts import Conflict, wall_clock_ms
 from quietsync.protocol import DELETED_FIELD, check_name
 from quietsync.replica.core import ReplicaCore
-from quietsync.replica.local import TextEdit, encode_records
+from quietsync.replica.local import encode_records
 from quietsync.replica.outbox import RefusedMutation
 from quietsync.replica.records import decode_records, encode_json
 from quietsync.replica.subscriptions import Callback, Unsubscribe
@@ -132,7 +132,10 @@ class Replica:
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         """The record's fields (CRDT text as a plain string); None if absent or deleted."""
         row = self._core.reading().record(collection, key)
-        return None if row is None else decode_records([row.vals])[0]
+        record = None if row is None else decode_records([row.vals])[0]
+        if record is not None:
+            self._core.texts.patch(collection, key, record)
+        return record
 
     def keys(
         self,
@@ -163,6 +166,11 @@ class Replica:
         """
         rows = self._select(collection, where, order_by, limit)
         decoded = decode_records([vals for _, vals in rows])
+        texts = self._core.texts
+        if texts.any_stale(collection):
+            for (key, _), record in zip(rows, decoded, strict=True):
+                if record is not None:
+                    texts.patch(collection, key, record)
         return [record for record in decoded if record is not None]
 
     def _select(
@@ -175,40 +183,71 @@ class Replica:
         conds = [(f, encode_json(f"where {f!r}", v)) for f, v in (where or {}).items()]
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
-        store = self._core.reading()
+        core = self._core
+        store = core.reading()
+        used = {field for field, _ in conds} | ({order_by} if order_by else set())
+        if used & core.texts.stale_field_names(collection):
+            with core.transaction():  # SQL must see the current text of what it compares
+                core.texts.materialize(collection, used)
         return store.select(collection, conds, order_by, -1 if limit is None else limit)
 
     # -- CRDT text ---------------------------------------------------------------
 
     def text_insert(self, collection: str, key: str, field: str, index: int, text: str) -> None:
-        """Insert `text` at `index` of a CRDT text field (created on first insert).
+        """Insert `text` at code point `index` of a CRDT text field (created on first insert).
 
-        The first insert into a new field creates it deterministically
-        (`initial_text_update`), so two replicas initialising it with the same
-        text converge to one copy, not two.
+        Positions are Python ``str`` indexes (code points). The first insert
+        into a new field creates it deterministically (`initial_text_update`),
+        so two replicas initialising it with the same text converge to one
+        copy, not two. Text holding a lone surrogate is a `ValueError`.
         """
         if not isinstance(text, str):
             raise TypeError(f"text to insert must be a str, got {type(text).__name__}")
         if text:
-            initial = text if index == 0 else None  # a new field starts empty
-            self._text_edit(collection, key, field, lambda doc: doc.insert(index, text), initial)
+            self.text_edits(collection, key, field, [(index, 0, text)])
 
     def text_delete(self, collection: str, key: str, field: str, index: int, length: int) -> None:
-        """Delete `length` characters at `index` of a CRDT text field."""
+        """Delete `length` code points at `index` of a CRDT text field."""
         if length:
-            self._text_edit(collection, key, field, lambda doc: doc.delete(index, length), None)
+            self.text_edits(collection, key, field, [(index, length, "")])
 
-    def _text_edit(
-        self, collection: str, key: str, field: str, edit: TextEdit, initial: str | None
+    def text_edits(
+        self, collection: str, key: str, field: str, ops: Iterable[tuple[int, int, str]]
     ) -> None:
+        """Apply many edits to a CRDT text field as one write (one stamp, one update).
+
+        Each op is ``(index, delete_count, insert_text)`` in code points, applied
+        in order, each against the text the ones before it left: the form an
+        editor's change list or an import takes. A new field's first op must
+        insert at 0 without deleting. A bad op (`IndexError`, `TypeError`,
+        `ValueError`) leaves the field as it was.
+        """
         check_name("collection", collection)
         check_name("key", key)
         check_name("field", field)
         if field == DELETED_FIELD:
             raise ValueError(f"{DELETED_FIELD!r} is the tombstone field, not text")
+        edits = [op for op in ops if op[1] or op[2]]
+        if not edits:
+            return
         core = self._core
         with core.transaction():
-            core.events += core.writer.text_edit(collection, key, field, edit, initial)
+            core.events += core.writer.text_edit(collection, key, field, edits)
+
+    def compact(self) -> int:
+        """Fold every text field's edits into its snapshot, then rewrite the file smaller.
+
+        The replica compacts a field by itself as its edits accumulate; this
+        is for after an import, or before copying the file. Returns how many
+        text fields were compacted. Not inside a transaction.
+        """
+        core = self._core
+        if core.store.in_transaction:
+            raise RuntimeError("compact() cannot run inside a transaction")
+        with core.transaction():
+            compacted = core.texts.compact_all()
+        core.store.vacuum()
+        return compacted
 
     # -- what sync reported ------------------------------------------------------
 

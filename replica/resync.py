@@ -34,6 +34,7 @@ from quietsync.replica.layout import StoredField, json_string, load_record, obje
 from quietsync.replica.outbox import Outbox
 from quietsync.replica.store import OutboxRow, Store
 from quietsync.replica.subscriptions import ChangeEvent
+from quietsync.replica.texts import TextFields
 
 __all__ = ["REQUEUE", "SWEEP", "begin_sweep", "finish_sweep", "note_seen", "requeue_all"]
 
@@ -43,7 +44,7 @@ SWEEP = frozenset({"cursor_too_old"})
 """Resync reasons that mean the server removed deletes the replica may have missed."""
 
 
-def requeue_all(store: Store, outbox: Outbox) -> int:
+def requeue_all(store: Store, texts: TextFields, outbox: Outbox) -> int:
     """Queue every stored field as a fresh mutation (stamp and base kept); how many.
 
     One outbox row per record and stamp (a row holds one stamp), in key
@@ -54,9 +55,11 @@ def requeue_all(store: Store, outbox: Outbox) -> int:
         rows: list[OutboxRow] = []
         for record in store.scan(collection):
             by_stamp: dict[str, dict[str, StoredField]] = {}
-            for name, field in load_record(record.vals, record.stamps).items():
+            fields = load_record(record.vals, record.stamps)
+            texts.current(collection, record.key, fields)  # a lagging row's text fields
+            for name, field in fields.items():
                 if field.kind == "crdt":
-                    state = store.text_state(collection, record.key, name)
+                    state = texts.state((collection, record.key, name)) or b"\x00\x00"
                     rows.append(_row(outbox, collection, record.key, {name: field}, state))
                 else:
                     by_stamp.setdefault(field.stamp, {})[name] = field
@@ -103,7 +106,7 @@ def note_seen(store: Store, changes: Iterable[Change]) -> None:
         store.sweep_seen(collection, seen)
 
 
-def finish_sweep(store: Store, outbox: Outbox) -> list[ChangeEvent]:
+def finish_sweep(store: Store, texts: TextFields, outbox: Outbox) -> list[ChangeEvent]:
     """Drop the records still marked (the server removed them), unless a write is pending."""
     pending = outbox.pending_keys()
     events = []
@@ -114,7 +117,7 @@ def finish_sweep(store: Store, outbox: Outbox) -> list[ChangeEvent]:
         fields = load_record(row.vals, row.stamps)
         for name, field in fields.items():
             if field.kind == "crdt":
-                store.drop_text_state(collection, key, name)
+                texts.drop((collection, key, name))
         store.drop_record(collection, key)
         events.append(ChangeEvent(collection, key, frozenset(fields), "remote"))
     store.sweep_end()

@@ -19,8 +19,16 @@ Tables:
   field to ``[stamp, base]`` (``[stamp, base, "crdt"]`` for CRDT text).
   Queried fields get expression indexes on ``(collection, vals -> field)``,
   created by the first query that needs one (`replica.store`).
-* ``texts(collection, key, field, state)``: the merged Yjs state of each CRDT
-  text field (read only to edit or merge it).
+* ``texts(collection, key, field, state, fresh)``: each CRDT text field's
+  snapshot (its Yjs document as one v1 update, as of its last compaction);
+  ``fresh`` is 1 while the record row's ``vals`` holds the field's current
+  text, 0 once an edit made it stale (``vals`` then holds ``null`` for it
+  and readers take the text from `replica.texts`).
+* ``text_updates(collection, key, field, id, stamp, base, "update")``: the
+  updates applied to a text field since its snapshot, in ``id`` order, each
+  with the field's stamp and base after it: an edit appends one small row
+  instead of rewriting the document or its record row (`replica.texts`
+  compacts them).
 * ``outbox(n, collection, kind, stamp, fields, bases, update, count, done)``:
   local writes not yet acknowledged by the server, in write order: each
   write call's mutations (all under its one stamp) in rows of whole records,
@@ -39,7 +47,9 @@ Tables:
 Version history: 1 = per-field rows (``fields``) and a per-field outbox; 2 =
 index ``fields_by_value``; 3 = one row per record and outbox rows of many
 mutations (a batch of 1,000 records of 3 fields wrote 6,000 rows in version
-2 and writes 1,012 now), data carried over; 4 = the ``sweep`` table.
+2 and writes 1,012 now), data carried over; 4 = the ``sweep`` table; 5 =
+``text_updates`` and ``texts.fresh`` (an edit costs its own size, not the
+document's).
 
 Must not import `quietsync.server`.
 """
@@ -150,11 +160,21 @@ def _v4_sweep(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v5_text_updates(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE texts ADD COLUMN fresh INTEGER NOT NULL DEFAULT 1")
+    db.execute(
+        "CREATE TABLE text_updates (collection TEXT NOT NULL, key TEXT NOT NULL, "
+        "field TEXT NOT NULL, id INTEGER NOT NULL, stamp TEXT NOT NULL, base TEXT, "
+        '"update" BLOB NOT NULL, PRIMARY KEY (collection, key, field, id)) WITHOUT ROWID'
+    )
+
+
 _MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1_tables,
     _v2_query_index,
     _v3_record_rows,
     _v4_sweep,
+    _v5_text_updates,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -33,7 +33,15 @@ import sqlite_utils
 from quietsync.replica import schema
 from quietsync.replica.errors import NotAReplicaError, SchemaVersionError, StorageError
 
-__all__ = ["OutboxRow", "RecordRow", "RefusedRow", "SqliteStore", "Store"]
+__all__ = [
+    "OutboxRow",
+    "RecordRow",
+    "RefusedRow",
+    "SqliteStore",
+    "Store",
+    "TextRow",
+    "TextUpdate",
+]
 
 
 class RecordRow(NamedTuple):
@@ -62,6 +70,23 @@ class OutboxRow(NamedTuple):
     update: bytes | None
     count: int
     done: str | None
+
+
+class TextUpdate(NamedTuple):
+    """One stored update of a text field, with the field's stamp and base after it."""
+
+    stamp: str
+    base: str | None
+    update: bytes
+
+
+class TextRow(NamedTuple):
+    """A CRDT text field as stored: its snapshot, the updates since, and whether
+    the record row is up to date with them (see `replica.schema`)."""
+
+    snapshot: bytes
+    updates: list[TextUpdate]
+    fresh: bool
 
 
 class RefusedRow(NamedTuple):
@@ -93,11 +118,20 @@ class Store(Protocol):
     def records(self, collection: str, keys: Sequence[str]) -> list[RecordRow]: ...
     def write_records(self, collection: str, rows: Iterable[RecordRow]) -> None: ...
     def drop_record(self, collection: str, key: str) -> None: ...
-    def text_state(self, collection: str, key: str, field: str) -> bytes | None: ...
-    def write_text_states(
-        self, collection: str, rows: Iterable[tuple[str, str, bytes]]
+    def text_state(self, collection: str, key: str, field: str) -> TextRow | None: ...
+    def write_text_snapshot(self, collection: str, key: str, field: str, state: bytes) -> None: ...
+    def append_text_updates(
+        self, ref: tuple[str, str, str], rows: Sequence[TextUpdate]
     ) -> None: ...
+    def text_latest(
+        self, collection: str, key: str, field: str
+    ) -> tuple[str, str | None] | None: ...
+    def text_row_flags(self, collection: str, key: str, field: str) -> tuple[bool, str] | None: ...
+    def set_text_fresh(self, collection: str, key: str, field: str, fresh: bool) -> None: ...
+    def stale_texts(self) -> list[tuple[str, str, str]]: ...
+    def all_texts(self) -> list[tuple[str, str, str]]: ...
     def drop_text_state(self, collection: str, key: str, field: str) -> None: ...
+    def vacuum(self) -> None: ...
     def select(
         self, collection: str, where: Sequence[tuple[str, str]], order_by: str | None, limit: int
     ) -> list[tuple[str, str]]: ...
@@ -127,8 +161,13 @@ _UPSERT_RECORD = (
     "ON CONFLICT (collection, key) DO UPDATE SET vals = excluded.vals, stamps = excluded.stamps"
 )
 _UPSERT_TEXT = (
-    "INSERT INTO texts (collection, key, field, state) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (collection, key, field) DO UPDATE SET state = excluded.state"
+    "INSERT INTO texts (collection, key, field, state, fresh) VALUES (?, ?, ?, ?, 1) "
+    "ON CONFLICT (collection, key, field) DO UPDATE SET state = excluded.state, fresh = 1"
+)
+_TEXT_KEY = "collection = ? AND key = ? AND field = ?"
+_INSERT_TEXT_UPDATE = (
+    'INSERT INTO text_updates (collection, key, field, id, stamp, base, "update") '
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_OUTBOX = f"INSERT INTO outbox ({_OUTBOX_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SET_META = "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)"
@@ -169,6 +208,7 @@ class SqliteStore:
         self.path = path
         self._depth = 0
         self._indexed: set[str] = set()  # fields known to have their expression index
+        self._text_update_id: int | None = None  # the last id of text_updates (read once)
 
     @classmethod
     def open(cls, path: Path) -> SqliteStore:
@@ -286,17 +326,69 @@ class SqliteStore:
     def drop_record(self, collection: str, key: str) -> None:
         self._run("DELETE FROM records WHERE collection = ? AND key = ?", (collection, key))
 
-    def text_state(self, collection: str, key: str, field: str) -> bytes | None:
-        sql = "SELECT state FROM texts WHERE collection = ? AND key = ? AND field = ?"
-        row = self._run(sql, (collection, key, field)).fetchone()
-        return None if row is None else bytes(row[0])
+    def text_state(self, collection: str, key: str, field: str) -> TextRow | None:
+        ref = (collection, key, field)
+        row = self._run(f"SELECT state, fresh FROM texts WHERE {_TEXT_KEY}", ref).fetchone()
+        if row is None:
+            return None
+        sql = f'SELECT stamp, base, "update" FROM text_updates WHERE {_TEXT_KEY} ORDER BY id'
+        updates = [TextUpdate(s, b, bytes(u)) for s, b, u in self._run(sql, ref)]
+        return TextRow(bytes(row[0]), updates, bool(row[1]))
 
-    def write_text_states(self, collection: str, rows: Iterable[tuple[str, str, bytes]]) -> None:
-        self._many(_UPSERT_TEXT, ((collection, *row) for row in rows))
+    def write_text_snapshot(self, collection: str, key: str, field: str, state: bytes) -> None:
+        """Replace the field's snapshot and drop its updates; the record row is fresh again."""
+        ref = (collection, key, field)
+        self._run(_UPSERT_TEXT, (*ref, state))
+        self._run(f"DELETE FROM text_updates WHERE {_TEXT_KEY}", ref)
+
+    def append_text_updates(self, ref: tuple[str, str, str], rows: Sequence[TextUpdate]) -> None:
+        if self._text_update_id is None:
+            (last,) = self._run("SELECT coalesce(max(id), 0) FROM text_updates").fetchone()
+            self._text_update_id = int(last)
+        first = self._text_update_id + 1
+        self._text_update_id += len(rows)
+        self._many(_INSERT_TEXT_UPDATE, [(*ref, first + i, *row) for i, row in enumerate(rows)])
+
+    def text_row_flags(self, collection: str, key: str, field: str) -> tuple[bool, str] | None:
+        """Whether the record is deleted, and ``"crdt"`` if `field` is a text field there
+        (one small read, no JSON parsed in Python); None if there is no such record."""
+        try:
+            path = _path(field)[:-1] + "[2]'"
+        except ValueError:
+            return None
+        sql = (
+            f"SELECT coalesce(vals -> {_path('_deleted')}, 'false') = 'true', "
+            f"coalesce(stamps ->> {path}, 'lww') FROM records WHERE collection = ? AND key = ?"
+        )
+        row = self._run(sql, (collection, key)).fetchone()
+        return None if row is None else (bool(row[0]), row[1])
+
+    def text_latest(self, collection: str, key: str, field: str) -> tuple[str, str | None] | None:
+        sql = f"SELECT stamp, base FROM text_updates WHERE {_TEXT_KEY} ORDER BY id DESC LIMIT 1"
+        row = self._run(sql, (collection, key, field)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def set_text_fresh(self, collection: str, key: str, field: str, fresh: bool) -> None:
+        sql = f"UPDATE texts SET fresh = ? WHERE {_TEXT_KEY}"
+        self._run(sql, (int(fresh), collection, key, field))
+
+    def stale_texts(self) -> list[tuple[str, str, str]]:
+        rows = self._run("SELECT collection, key, field FROM texts WHERE fresh = 0")
+        return [(c, k, f) for c, k, f in rows]
+
+    def all_texts(self) -> list[tuple[str, str, str]]:
+        return [(c, k, f) for c, k, f in self._run("SELECT collection, key, field FROM texts")]
 
     def drop_text_state(self, collection: str, key: str, field: str) -> None:
-        sql = "DELETE FROM texts WHERE collection = ? AND key = ? AND field = ?"
-        self._run(sql, (collection, key, field))
+        ref = (collection, key, field)
+        self._run(f"DELETE FROM texts WHERE {_TEXT_KEY}", ref)
+        self._run(f"DELETE FROM text_updates WHERE {_TEXT_KEY}", ref)
+
+    def vacuum(self) -> None:
+        """Rewrite the file without its free pages (outside any transaction)."""
+        self._run("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._run("VACUUM")
+        self._run("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def select(
         self, collection: str, where: Sequence[tuple[str, str]], order_by: str | None, limit: int

@@ -32,7 +32,7 @@ from quietsync.conflicts import Clock, Conflict, KindMismatchError, canonical_js
 from quietsync.protocol import DELETED_FIELD, KINDS, Change, Mutation
 from quietsync.replica import resync
 from quietsync.replica.core import ReplicaCore
-from quietsync.replica.layout import StoredField, dump_record, load_record
+from quietsync.replica.layout import StoredField, dump_record, load_record, value_text
 from quietsync.replica.records import FieldState, field_state
 from quietsync.replica.remote import merge_changes
 from quietsync.replica.store import RecordRow
@@ -96,7 +96,7 @@ class SyncPort:
         if changes:
             core.remote_mark = core.outbox.last_n
         with core.transaction():
-            events = merge_changes(core.store, changes)
+            events = merge_changes(core.store, core.texts, changes)
             if changes:  # observing the highest stamp leaves the clock where all would
                 core.clock.observe(max(change.stamp for change in changes))
             if cursor is not None:
@@ -130,7 +130,7 @@ class SyncPort:
         queued = 0
         with core.transaction():
             if reason in resync.REQUEUE:
-                queued = resync.requeue_all(core.store, core.outbox)
+                queued = resync.requeue_all(core.store, core.texts, core.outbox)
             elif reason in resync.SWEEP:
                 resync.begin_sweep(core.store)
                 core.store.set_meta({"sweep": "1"})
@@ -141,7 +141,7 @@ class SyncPort:
         """After a complete pull from 0: drop the records the server no longer has."""
         core = self._core
         with core.transaction():
-            events = resync.finish_sweep(core.store, core.outbox)
+            events = resync.finish_sweep(core.store, core.texts, core.outbox)
             core.store.set_meta({"sweep": "0"})
             core.events.extend(events)
         return events
@@ -155,9 +155,14 @@ class SyncPort:
     def _field_state(
         self, collection: str, key: str, field: str, stored: StoredField
     ) -> FieldState:
-        crdt = stored.kind == "crdt"
-        state = self._core.store.text_state(collection, key, field) if crdt else None
-        return field_state(stored, state)
+        if stored.kind != "crdt":
+            return field_state(stored, None)
+        texts, ref = self._core.texts, (collection, key, field)
+        if texts.is_stale(ref):  # the row lags: text and stamp come from the updates
+            fields = {field: stored}
+            texts.current(collection, key, fields)
+            stored = fields[field]._replace(value=value_text(texts.text(ref)))
+        return field_state(stored, texts.state(ref))
 
     # -- the outbox ------------------------------------------------------------------
 
@@ -227,7 +232,7 @@ class SyncPort:
             fields = {} if row is None else load_record(row.vals, row.stamps)
             if fields.pop(field, None) is None:
                 return False
-            core.store.drop_text_state(collection, key, field)
+            core.texts.drop((collection, key, field))
             if fields:
                 core.store.write_records(collection, [RecordRow(key, *dump_record(fields))])
             else:

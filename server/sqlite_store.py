@@ -210,9 +210,7 @@ class _SQLiteTransaction:
 
         # Rows are generated, not listed: each is bound and freed before the next is built,
         # so a push of 1,000 does not hold 1,000 rows alive (and through the cyclic GC).
-        db.executemany(
-            _UPSERT_FIELD, (row(seq, m) for seq, m in enumerate(batch.log, batch.first_seq))
-        )
+        db.executemany(_UPSERT_FIELD, (row(seq, m) for seq, m in batch.final_writes()))
         db.executemany(
             "INSERT INTO clients (user, client, hw, last) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (user, client) DO UPDATE SET hw = excluded.hw, last = excluded.last",

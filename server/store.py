@@ -29,7 +29,7 @@ one worker thread (see `server.app`), never concurrently.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
@@ -141,6 +141,23 @@ class BatchWrite:
     def last_seq(self) -> int:
         """The seq of the last write of `log` (``first_seq - 1`` when it is empty)."""
         return self.first_seq + len(self.log) - 1
+
+    def final_writes(self) -> Iterator[tuple[int, Mutation]]:
+        """Each write of `log` with its seq, what a store writes: of a crdt field only
+        its last write, since every write of that field carries the one merged state.
+
+        Writing that state once per write made a push of 1,000 keystrokes write
+        a 200 KB document 1,000 times (minutes for the automerge-paper trace).
+        An lww field written twice in one push is rare and upserted twice.
+        """
+        if not self.fields:  # no crdt write
+            yield from enumerate(self.log, self.first_seq)
+            return
+        numbered = list(enumerate(self.log, self.first_seq))
+        last = {(m.collection, m.key, m.field): seq for seq, m in numbered if m.kind == "crdt"}
+        for seq, m in numbered:
+            if m.kind != "crdt" or last[m.collection, m.key, m.field] == seq:
+                yield seq, m
 
     def changes(self) -> list[Change]:
         """`log` as the numbered `Change`s it becomes (what live sockets are sent)."""

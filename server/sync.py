@@ -66,6 +66,7 @@ from quietsync.conflicts import (
     KindMismatchError,
     Outcome,
     Resolvers,
+    check_text_update,
     merge_field,
     merge_text_updates,
     overwrites,
@@ -154,6 +155,8 @@ class _Batch:
     answered: dict[str, dict[int, str]] = attrs.Factory(lambda: defaultdict(dict))
     """Each client's outcomes in this batch, by mutation number."""
     suppressed: int = 0
+    texts: dict[FieldKey, _TextWrites] = attrs.Factory(dict)
+    """The crdt writes of this push, per field, merged once at the end (`_merge_texts`)."""
 
     def recorded(self, client: str, n: int) -> str | None:
         """The outcome already given to mutation `n` of `client` (this batch, or before)."""
@@ -171,10 +174,14 @@ class _Batch:
         self.fields[key] = write
         self.write.log.append(write)
 
-    def log_crdt(self, key: FieldKey, m: Mutation, state: StoredField) -> None:
-        """Log crdt write `m` (its own update and stamps); field `key` is now `state`."""
-        self.fields[key] = self.write.fields[FieldRef(*key)] = state
-        self.write.log.append(m)
+
+@attrs.define
+class _TextWrites:
+    """The crdt writes of one push to one field, and the field as it was stored."""
+
+    stored: StoredField | None
+    writes: list[tuple[Mutation, int, str, int]] = attrs.Factory(list)
+    """Each write with its index in the push, client and number (its answer may change)."""
 
 
 class SyncService:
@@ -227,6 +234,8 @@ class SyncService:
             )
             for index, m, key, client, n in valid:
                 self._decide(batch, index, m, key, client, n)
+            if not batch.refused:
+                _merge_texts(batch)  # may refuse writes that cannot merge
             if batch.refused:
                 batch.refused.sort(key=lambda r: r.index)
                 raise MutationsRefusedError(batch.refused, len(writes))
@@ -290,6 +299,8 @@ class SyncService:
         try:
             self._check(batch, m, current)
             outcome = self._merge(batch, m, key, current)
+            if m.kind == "crdt":
+                batch.texts[key].writes.append((m, index, client, n))
         except ClockDriftError as exc:
             batch.refused.append(Refusal(index, m.id, "clock_drift", str(exc)))
         except KindMismatchError as exc:
@@ -347,12 +358,51 @@ class SyncService:
 def _merge_crdt(
     batch: _Batch, m: Mutation, key: FieldKey, current: StoredField | Mutation | None
 ) -> Outcome:
-    """Merge crdt write `m` into the working copy of its field and log it (module docstring)."""
+    """Check crdt write `m` and set it aside for its field's one merge (`_merge_texts`)."""
     assert m.update is not None
     assert not isinstance(current, Mutation)  # only lww writes are, and kinds were checked
-    state = merge_text_updates(current.state if current else None, m.update)
-    if current is not None and state == current.state and m.stamp <= current.stamp:
-        return Outcome.DUPLICATE  # nothing new in it, not even a higher stamp
-    top = m if current is None or m.stamp > current.stamp else current
-    batch.log_crdt(key, m, StoredField("crdt", top.stamp, top.base, state=state))
-    return Outcome.APPLIED
+    check_text_update(m.update)
+    group = batch.texts.get(key)
+    if group is None:
+        group = batch.texts[key] = _TextWrites(current)
+        if current is None:  # later writes of the push must see the field's kind
+            batch.fields[key] = StoredField("crdt", m.stamp)
+    return Outcome.APPLIED  # until `_merge_texts` finds the field's writes added nothing
+
+
+def _merge_texts(batch: _Batch) -> None:
+    """Merge each field's crdt writes into its state at once, and log them.
+
+    One merge per field and push, however many writes it holds: a merge
+    costs the document's size, so merging write by write made a push of 500
+    keystrokes cost 500 documents. The writes of a field are answered
+    together: ``applied``, or ``duplicate`` when together they added nothing
+    and carry no higher stamp (a replica re-pushing what the server holds).
+    """
+    for key, group in batch.texts.items():
+        stored = group.stored
+        writes = [m for m, *_ in group.writes]
+        updates = [m.update or b"" for m in writes]
+        try:
+            state = merge_text_updates(stored.state if stored else None, *updates)
+        except CrdtUpdateError as exc:  # each was read alone; together they do not merge
+            batch.refused += [
+                Refusal(index, m.id, "bad_crdt_update", str(exc)) for m, index, *_ in group.writes
+            ]
+            continue
+        top: StoredField | Mutation = max(writes, key=lambda m: m.stamp)
+        if stored is not None:
+            if state == stored.state and top.stamp <= stored.stamp:
+                _answer_again(batch, group, Outcome.DUPLICATE)
+                continue
+            top = top if top.stamp > stored.stamp else stored
+        batch.write.log.extend(writes)
+        batch.write.fields[FieldRef(*key)] = StoredField("crdt", top.stamp, top.base, state=state)
+
+
+def _answer_again(batch: _Batch, group: _TextWrites, outcome: Outcome) -> None:
+    """Change the answer already given to each write of `group` to `outcome`."""
+    mids = {m.id for m, *_ in group.writes}
+    for *_, client, n in group.writes:
+        batch.answered[client][n] = outcome.value
+    batch.results = [(mid, outcome.value if mid in mids else o) for mid, o in batch.results]

@@ -27,6 +27,7 @@ ISSUE_ORDER = [
     "double-writer",
     "crdt-text",
     "throughput",
+    "crdt-trace",
 ]
 
 

@@ -30,24 +30,39 @@ def stored(replica: Replica, key: str) -> str:
 
 async def test_switch_away_and_back_resumes_live_with_no_gap_or_duplicate(tmp_path: Path) -> None:
     async with jobs_server(**SLOW) as server, client(server, tmp_path / "c.db") as (replica, tr):
-        deltas: list[str] = []
-        pane = ChatPane(replica, tr, on_delta=lambda _id, delta: deltas.append(delta))
+        events: list[tuple[str, str]] = []  # each delta, and the view's content right after it
+
+        def on_delta(message_id: str, delta: str) -> None:
+            assert pane.session is not None
+            (shown,) = [m for m in pane.session.messages if m["id"] == message_id]
+            events.append((delta, shown["content"]))
+
+        pane = ChatPane(replica, tr, on_delta=on_delta)
         session = await pane.open("A")
         reply_id = await session.send(PROMPT)
         job_id = session.background_job_id
         assert job_id is not None
-        await until(lambda: len(deltas) >= 3, what="a few deltas")
+        await until(lambda: len(events) >= 3, what="a few deltas")
         await pane.open("B")
         at_switch = stored(replica, reply_id)
         await until(lambda: len(stored(replica, reply_id)) > len(at_switch), what="persisted")
-        deltas.clear()
+        events.clear()
         back = await pane.open("A")
         assert tr.status(job_id) == "streaming", "the test must come back before the end"
         (message,) = [m for m in back.messages if m["id"] == reply_id]
-        resumed_from = message["content"]
         assert back.loading and back.background_job_id == job_id and not back.detached
         assert await tr.wait(job_id, timeout=10) == "complete"
-        assert resumed_from + "".join(deltas) == REPLY  # no gap, no duplicate
+        # Deltas may already arrive while `open` returns: the view resumed from
+        # whatever it showed before its first delta after the switch.
+        first_delta, after_first = events[0]
+        assert after_first.endswith(first_delta)
+        resumed_from = after_first[: len(after_first) - len(first_delta)]
+        assert len(resumed_from) >= len(at_switch) and REPLY.startswith(resumed_from)
+        shown = resumed_from
+        for delta, after in events:
+            shown += delta
+            assert after == shown  # each delta extends exactly what the view showed
+        assert shown == REPLY  # no gap, no duplicate
         assert message["content"] == REPLY and message["pending"] is False
         assert not back.loading and replica.query(NOTIFICATIONS) == []  # it was watched
 

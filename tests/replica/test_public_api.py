@@ -86,6 +86,8 @@ def test_a_replica_shows_the_app_its_api_and_nothing_of_sync() -> None:
         "query",
         "text_insert",
         "text_delete",
+        "text_edits",
+        "compact",
         "subscribe",
         "conflicts",
         "suppressed_count",

@@ -20,6 +20,11 @@ from tests.server.helpers import Writer, conflicts_of, pull_all, push
 
 SMALL = {"max_body_bytes": 4096, "max_batch": 5}
 
+YJS_V2_UPDATE = bytes.fromhex(
+    "000003b9c00100000104141174657874636166c3a920f09f9880206f6b040a0101000001010000"
+)
+"""``Y.encodeStateAsUpdateV2`` of a doc whose text "text" holds "café 😀 ok" (yjs 13.6)."""
+
 
 @pytest.fixture
 async def before(alice: aiohttp.ClientSession, w1: Writer) -> list[dict[str, Any]]:
@@ -145,7 +150,17 @@ def _bad_mutations(w: Writer) -> dict[str, tuple[dict[str, Any], str, str]]:
         "garbage crdt": (
             w.crdt("k2", "body", b"garbage!"),
             "bad_crdt_update",
-            "not a valid Yjs update",
+            "not a Yjs v1 update",
+        ),
+        "yjs v2 update": (  # pycrdt alone reads it as an empty v1 update
+            w.crdt("k2", "body", YJS_V2_UPDATE),
+            "bad_crdt_update",
+            "not v2",
+        ),
+        "v1 update and junk": (
+            w.crdt("k2", "body", base64.b64decode(w.text("k2", "body", "é")["update"]) + b"\x01"),
+            "bad_crdt_update",
+            "not a Yjs v1 update",
         ),
         "kind mismatch (stored)": (
             w.crdt("k", "title", base64.b64decode(w.text("k", "x", "t")["update"])),
