@@ -28,7 +28,8 @@ Two pitfalls of the underlying library are handled here:
 * **pycrdt counts UTF-8 bytes.** ``len(Text("café"))`` is 5 and an index is a
   byte offset; one inside a character lands elsewhere or leaves a struct that
   never integrates. `CrdtText` takes and returns code points (Python ``str``
-  indexes) and converts them to byte offsets in one place (`_offsets`).
+  indexes) and converts them to byte offsets in one place (`CrdtText.edit`,
+  through `TextChunks.utf8_offset`).
   Yjs in JavaScript counts UTF-16 units; no position ever travels between
   the two, only updates (``docs/protocol.md``).
 
@@ -44,6 +45,7 @@ from pycrdt import Doc, Text, get_state, get_update, merge_updates
 
 from quietsync.conflicts.conflict import FieldRef
 from quietsync.conflicts.errors import CrdtUpdateError
+from quietsync.conflicts.text_chunks import TextChunks
 from quietsync.conflicts.yjs_v1 import check_v1_update
 
 __all__ = [
@@ -94,9 +96,9 @@ TextOp = tuple[int, int, str]
 class CrdtText:
     """One CRDT text field's document, with range-checked edits that return updates.
 
-    Positions and lengths are code points. The text is kept as a ``str`` beside
-    the document and updated by each edit, so reading it, and converting a
-    position, never walks the document.
+    Positions and lengths are code points. The text is kept beside the
+    document in chunks (`TextChunks`) and updated by each edit, so converting
+    a position costs a chunk, not the text, and never walks the document.
 
     An edit returns the update of its own transaction, as the document's
     update event reports it, not a diff against the state before: a diff
@@ -109,7 +111,7 @@ class CrdtText:
         self._doc = Doc(client_id=client_id)
         self._text = self._doc.get(ROOT, type=Text)
         self._pending: bytes | None = None  # structs the doc has not integrated yet
-        self._str: str | None = ""  # the text, None when an apply made it unknown
+        self._chunks: TextChunks | None = TextChunks()  # None when an apply made it unknown
         self._events: list[bytes] = []  # updates of the transactions since the last edit began
         self._subscription = self._doc.observe(lambda event: self._events.append(event.update))
         if state:
@@ -117,12 +119,15 @@ class CrdtText:
 
     @property
     def text(self) -> str:
-        if self._str is None:
-            self._str = str(self._text)
-        return self._str
+        return str(self._current())
 
     def __len__(self) -> int:
-        return len(self.text)
+        return len(self._current())
+
+    def _current(self) -> TextChunks:
+        if self._chunks is None:
+            self._chunks = TextChunks(str(self._text))
+        return self._chunks
 
     def apply(self, update: bytes) -> None:
         """Merge a Yjs update; `CrdtUpdateError` (document unchanged) if it is garbage."""
@@ -133,7 +138,7 @@ class CrdtText:
             self._doc.apply_update(update)
         except ValueError as exc:
             raise CrdtUpdateError(f"not a valid Yjs update ({len(update)} bytes): {exc}") from exc
-        self._str = None
+        self._chunks = None
         retry, self._pending = self._pending, None
         self._stash_unintegrated(update)
         if retry is not None:  # the new update may be what the stashed structs waited for
@@ -167,32 +172,37 @@ class CrdtText:
         one raises (`IndexError`, `TypeError`, `ValueError` for a lone
         surrogate) before the document changes at all.
         """
-        text = self.text
+        text = self._current()
         steps: list[tuple[int, int, str]] = []  # (byte offset, byte length, text)
-        for index, count, insert in ops:
-            if not isinstance(insert, str):
-                raise TypeError(f"text to insert must be a str, got {type(insert).__name__}")
-            _check_encodable(insert)
-            if count < 0 or index < 0 or index + count > len(text):
-                if count:
+        try:
+            for index, count, insert in ops:
+                if not isinstance(insert, str):
+                    raise TypeError(f"text to insert must be a str, got {type(insert).__name__}")
+                _check_encodable(insert)
+                if count < 0 or index < 0 or index + count > len(text):
+                    if count:
+                        raise IndexError(
+                            f"cannot delete {count} characters at {index} "
+                            f"from text of length {len(text)}"
+                        )
                     raise IndexError(
-                        f"cannot delete {count} characters at {index} "
-                        f"from text of length {len(text)}"
+                        f"insert index {index} out of range for text of length {len(text)}"
                     )
-                raise IndexError(
-                    f"insert index {index} out of range for text of length {len(text)}"
-                )
-            start, end = _byte_offsets(text, index, index + count)
-            steps.append((start, end - start, insert))
-            text = text[:index] + insert + text[index + count :]
-        self._events.clear()
-        with self._doc.transaction():
-            for start, length, insert in steps:
-                if length:
-                    del self._text[start : start + length]
-                if insert:
-                    self._text.insert(start, insert)
-        self._str = text
+                start = text.utf8_offset(index)
+                length = text.utf8_offset(index + count) - start if count else 0
+                steps.append((start, length, insert))
+                text.replace(index, count, insert)
+            self._events.clear()
+            with self._doc.transaction():
+                for start, length, insert in steps:
+                    if length:
+                        del self._text[start : start + length]
+                    if insert:
+                        self._text.insert(start, insert)
+        except BaseException:
+            if steps:  # the chunks already hold ops the document may not: read it again
+                self._chunks = None
+            raise
         events, self._events = self._events, []
         if len(events) > 1:  # pycrdt reports one transaction as one event; be safe anyway
             return merge_updates(*events)
@@ -212,13 +222,6 @@ class CrdtText:
             return self._doc.get_update(state_vector)
         except ValueError as exc:
             raise CrdtUpdateError(f"not a valid Yjs state vector: {exc}") from exc
-
-
-def _byte_offsets(text: str, *indexes: int) -> tuple[int, ...]:
-    """The UTF-8 byte offsets pycrdt wants for these code-point `indexes` of `text`."""
-    if text.isascii():  # O(1) in CPython: one byte per code point
-        return indexes
-    return tuple(len(text[:i].encode()) for i in indexes)
 
 
 def _check_encodable(text: str) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from quietsync.conflicts import KindMismatchError, merge_text_updates
+from quietsync.conflicts import KindMismatchError, check_text_update, merge_text_updates
 from quietsync.protocol import Change
 from quietsync.replica.layout import StoredField, dump_record, load_record, value_text
 from quietsync.replica.records import encode_json
@@ -137,6 +137,7 @@ def _merge_texts(
             continue
         text, vector = doc.text, doc.state_vector()
         for update in field_updates:
+            check_text_update(update)  # pycrdt alone would take a v2 update for an empty one
             doc.apply(update)
         grew = doc.state_vector() != vector or doc.text != text or doc.has_pending
         if not grew and not (texts.is_stale(ref) and record.fields[field].stamp > before.stamp):

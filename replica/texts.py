@@ -43,8 +43,14 @@ __all__ = ["COMPACT_ROWS", "STALE", "TextFields", "TextRef"]
 TextRef = tuple[str, str, str]
 """A text field: ``(collection, key, field)``."""
 
-COMPACT_ROWS = 1000
-"""Updates a field collects before they are folded into its snapshot."""
+COMPACT_ROWS = 10_000
+"""Updates a field collects, at most, before they are folded into its snapshot.
+
+A field is folded sooner, once its updates hold as many bytes as its snapshot
+(or 64 KB, for a small one): rewriting the snapshot every so many bytes of
+edits keeps the amortised cost per edit constant. A fixed 1,000 rows made
+each keystroke near the end of the automerge-paper trace pay for a thousandth
+of a 480 KB rewrite, and the cost grew with the document."""
 _MIN_COMPACT_BYTES = 64 * 1024  # below this, a document is cheap to reload: no hurry
 
 STALE = "null"
@@ -148,7 +154,7 @@ class TextFields:
         if row is None:
             return None
         doc = CrdtText(row.snapshot, client_id=self._client_id)
-        for update in row.updates:
+        for update in row.updates:  # one by one: merging 10,000 first took 7x longer
             doc.apply(update.update)
         return self._remember(ref, _Open(doc, len(row.snapshot), row.updates))
 

@@ -40,3 +40,10 @@ def distinct_writes(draw: st.DrawFn, *, min_size: int = 1, max_size: int = 6) ->
         FieldWrite(draw(values), stamp, draw(st.none() | st.sampled_from(chosen)))
         for stamp in chosen
     ]
+
+
+# Text as users type it: accents, emoji (with joiners and flags), astral-plane
+# letters, combining marks, CJK, and any code point that is not a surrogate.
+TEXT_SAMPLES = ["é", "😀", "𝔄", "n\u0308", "中文", "a", "🏳️‍🌈", "\u0301", " "]
+characters = st.one_of(st.sampled_from(TEXT_SAMPLES), st.characters(blacklist_categories=("Cs",)))
+unicode_text = st.lists(characters, min_size=1, max_size=4).map("".join)
