@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from quietsync.conflicts import HLC, Clock
+from quietsync.protocol import MAX_NESTING
 from quietsync.testing import RunningServer
 from tests.server.helpers import Writer, conflicts_of, pull_all, push
 
@@ -314,3 +315,45 @@ async def test_stamps_are_checked_against_the_server_clock_not_absorbed(
     assert status == 200
     # the refused stamp did not drag the server clock ahead: a later change logs normally
     assert stamp > HLC.parse((await pull_all(alice))[-1]["stamp"])
+
+
+def _nested(depth: int, leaf: Any = "é😀𝄞") -> Any:
+    """A value `depth` levels deep, alternating lists and objects, with a Unicode leaf."""
+    value = leaf
+    for level in range(depth):
+        value = [value] if level % 2 else {"ключ🔑": value}
+    return value
+
+
+async def test_a_value_at_the_nesting_limit_is_accepted(
+    alice: aiohttp.ClientSession, w1: Writer
+) -> None:
+    status, _ = await push(alice, [w1.lww("deep", "f", _nested(MAX_NESTING))])
+    assert status == 200
+    assert [c["value"] for c in await pull_all(alice)] == [_nested(MAX_NESTING)]
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING + 1, 300])
+async def test_a_value_nested_past_the_limit_is_an_invalid_mutation(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer, depth: int
+) -> None:
+    bad = w1.lww("k2", "f", _nested(depth))
+    status, body = await push(alice, [w1.lww("k3", "f", "good"), bad])
+    assert status == 422
+    assert [(r["index"], r["id"], r["code"]) for r in body["refused"]] == [
+        (1, bad["id"], "invalid_mutation")
+    ]
+    assert f"nested deeper than {MAX_NESTING} levels" in body["refused"][0]["reason"]
+    await assert_unchanged(alice, before)
+
+
+async def test_a_body_nested_too_deep_to_parse_is_400(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer
+) -> None:
+    """Past some hundreds of levels (where depends on the stack) the parser gives up."""
+    good = json.dumps({"mutations": [w1.lww("k2", "f", "x")]}).encode()
+    data = good.replace(b'"value": "x"', b'"value": ' + b"[" * 10_000 + b"]" * 10_000)
+    status, body = await post_raw(alice, data)
+    assert status == 400
+    error("bad_request", f"nested deeper than {MAX_NESTING} levels", body)
+    await assert_unchanged(alice, before)
