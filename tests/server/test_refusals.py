@@ -154,6 +154,16 @@ def _bad_mutations(w: Writer) -> dict[str, tuple[dict[str, Any], str, str]]:
             "bad_crdt_update",
             "not a Yjs v1 update",
         ),
+        "0x00 and junk": (  # 0x00 opens a valid v1 update: the rest must be read too
+            w.crdt("k2", "body", b"\x00junk " + "é".encode()),
+            "bad_crdt_update",
+            "not a Yjs v1 update",
+        ),
+        "empty update and junk": (
+            w.crdt("k2", "body", b"\x00\x00" + "😀".encode()),
+            "bad_crdt_update",
+            "trailing bytes",
+        ),
         "yjs v2 update": (  # pycrdt alone reads it as an empty v1 update
             w.crdt("k2", "body", YJS_V2_UPDATE),
             "bad_crdt_update",
