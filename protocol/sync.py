@@ -95,12 +95,18 @@ def check_name(member: str, value: object) -> str:
     """Return `value` if it is a valid `member` ("id", "collection", "key" or "field").
 
     Replicas check names with this before writing, so nothing they store can
-    be refused by the server for its name. Raises `WireError` (a ValueError).
+    be refused by the server for its name (nor fail to encode: a lone
+    surrogate is not UTF-8). Raises `WireError` (a ValueError).
     """
     if not isinstance(value, str) or not value:
         raise WireError(f"{member!r} must be a non-empty string, got {value!r}")
     if len(value) > _NAME_LIMITS[member]:
         raise WireError(f"{member!r} is longer than {_NAME_LIMITS[member]} characters")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise WireError(f"{member!r} is not valid UTF-8 (a lone surrogate)") from None
     return value
 
 
