@@ -72,7 +72,7 @@ from quietsync.server.store import StoredField
 
 __all__ = ["HarnessConfig", "HarnessFailure", "HarnessStats", "replay_command", "run"]
 
-USER, TOKEN = "alice", "harness-token"
+USER, TOKEN = "alice", "harness-token-0123"  # a served tokens file needs 16+ characters
 COLLECTION = "notes"
 KEYS = ("k0", "k1", "k2", "k3")
 LWW_FIELDS = ("title", "done")

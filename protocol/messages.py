@@ -17,6 +17,7 @@ import msgspec
 from quietsync.conflicts import HLC, Conflict, Side
 from quietsync.conflicts.hlc import STAMP_PATTERN
 from quietsync.protocol.errors import NotJsonError, WireError
+from quietsync.protocol.nesting import too_deep_message
 from quietsync.protocol.sync import WireChange
 
 __all__ = [
@@ -103,7 +104,8 @@ def decode_answer(data: bytes | str, kind: type[A] | Any) -> A:
     """Decode one answer of `kind` (`WireLive` for a live message) in one pass.
 
     `NotJsonError` if the text is not JSON, `WireError` naming the member if
-    it does not fit the schema.
+    it does not fit the schema or is nested too deep to parse (a value past
+    `MAX_NESTING` that parses is refused where it becomes a `Change`).
     """
     decoder = _DECODERS.get(kind)
     if decoder is None:
@@ -114,6 +116,8 @@ def decode_answer(data: bytes | str, kind: type[A] | Any) -> A:
         raise WireError(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise NotJsonError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise WireError(too_deep_message("the message")) from None
 
 
 def conflict_to_wire(conflict: Conflict) -> WireConflict:

@@ -26,9 +26,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def find_user(tokens: Mapping[str, str], token: str) -> str | None:
-    """The user of `token`, comparing in constant time against every known token."""
+    """The user of `token`, comparing in constant time against every known token.
+
+    aiohttp decodes header bytes that are not UTF-8 (``\\xff``) as lone
+    surrogates: they are encoded as they are (``surrogatepass``), so they
+    match no token instead of failing to encode (a 500). Known tokens are
+    valid UTF-8 (`quietsync.server.config.parse_tokens`).
+    """
     found = None
-    given = token.encode()
+    given = token.encode("utf-8", "surrogatepass")
     for known, user in tokens.items():
         if hmac.compare_digest(known.encode(), given):
             found = user

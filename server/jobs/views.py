@@ -61,12 +61,11 @@ def _offset(request: web.Request, job: Job) -> int:
     text = request.query.get("offset", "0")
     if not text.isascii() or not text.isdigit():
         raise InvalidJobRequestError(f"'offset' must be an integer >= 0, got {text!r}")
-    offset = int(text)
-    if offset > len(job.content):
+    if len(text) > len(str(len(job.content))) or int(text) > len(job.content):  # no huge int()
         raise InvalidJobRequestError(
-            f"'offset' {offset} is beyond the content's length {len(job.content)}"
+            f"'offset' {text:.30} is beyond the content's length {len(job.content)}"
         )
-    return offset
+    return int(text)
 
 
 def _job_of(request: web.Request) -> Job:
