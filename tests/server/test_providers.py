@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from quietsync.server.jobs.providers import (
     OpenAIProvider,
@@ -16,6 +13,7 @@ from quietsync.server.jobs.providers import (
     provider_from_env,
     scripted_reply,
 )
+from tests.server.fake_openai import chunk, fake_provider
 
 
 async def collect(stream: AsyncIterator[str]) -> list[str]:
@@ -40,50 +38,7 @@ async def test_scripted_provider_fails_where_told() -> None:
     assert received == scripted_reply("x", 10)[:3]
 
 
-def sse_app(
-    events: list[str], *, status: int = 200, seen: list[dict] | None = None
-) -> web.Application:
-    """An OpenAI-compatible chat-completions endpoint streaming `events` as SSE lines."""
-
-    async def completions(request: web.Request) -> web.StreamResponse:
-        if seen is not None:
-            seen.append(
-                {"body": await request.json(), "auth": request.headers.get("Authorization")}
-            )
-        if status != 200:
-            return web.json_response({"error": {"message": "nope"}}, status=status)
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for event in events:
-            await response.write(f"{event}\n\n".encode())
-        return response
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    return app
-
-
-def chunk(text: str) -> str:
-    return "data: " + json.dumps({"choices": [{"delta": {"content": text}}]})
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[web.Application], object]]:
-    servers: list[TestServer] = []
-
-    async def start(app: web.Application) -> str:
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        return str(server.make_url("/v1"))
-
-    yield start
-    for server in servers:
-        await server.close()
-
-
-async def test_openai_provider_streams_tokens_from_a_real_sse_stream(serve) -> None:  # type: ignore[no-untyped-def]
-    seen: list[dict] = []
+async def test_openai_provider_streams_tokens_from_a_real_sse_stream() -> None:
     events = [
         ": keepalive comment",
         chunk("Hel"),
@@ -92,9 +47,10 @@ async def test_openai_provider_streams_tokens_from_a_real_sse_stream(serve) -> N
         chunk(" world"),
         "data: [DONE]",
     ]
-    base_url = await serve(sse_app(events, seen=seen))
-    provider = OpenAIProvider(base_url=base_url, model="tiny", api_key="sk-test")
-    assert await collect(provider.stream("hi")) == ["Hel", "lo", " world"]
+    async with fake_provider(events) as fake:
+        provider = OpenAIProvider(base_url=fake.url, model="tiny", api_key="sk-test")
+        assert await collect(provider.stream("hi")) == ["Hel", "lo", " world"]
+    seen = fake.seen
     assert seen[0]["body"]["stream"] is True
     assert seen[0]["body"]["model"] == "tiny"
     assert seen[0]["body"]["messages"] == [{"role": "user", "content": "hi"}]
@@ -109,10 +65,12 @@ async def test_openai_provider_streams_tokens_from_a_real_sse_stream(serve) -> N
         ([], 429, "answered 429"),
     ],
 )
-async def test_openai_provider_errors_are_clear(serve, events, status, message) -> None:  # type: ignore[no-untyped-def]
-    base_url = await serve(sse_app(events, status=status))
-    with pytest.raises(ProviderError, match=message):
-        await collect(OpenAIProvider(base_url=base_url, model="m").stream("hi"))
+async def test_openai_provider_errors_are_clear(
+    events: list[str], status: int, message: str
+) -> None:
+    async with fake_provider(events, status=status) as fake:
+        with pytest.raises(ProviderError, match=message):
+            await collect(OpenAIProvider(base_url=fake.url, model="m").stream("hi"))
 
 
 async def test_openai_provider_unreachable_is_a_provider_error(unused_tcp_port: int) -> None:
