@@ -59,8 +59,9 @@ from quietsync.server.errors import (
     UnknownJobError,
 )
 from quietsync.server.jobs.config import JobsConfig
+from quietsync.server.jobs.history import thread_history
 from quietsync.server.jobs.job import Job
-from quietsync.server.jobs.providers import ProviderError
+from quietsync.server.jobs.providers import Chat, ProviderError
 from quietsync.server.jobs.store import JobRow
 from quietsync.server.jobs.writer import FlushItem, JobWriter
 from quietsync.server.live import Published
@@ -229,10 +230,27 @@ class JobRunner:
 
     # -- producing and ending ----------------------------------------------
 
+    async def _chat(self, job: Job) -> Chat:
+        """The job's input after its thread's history (none if the store cannot say)."""
+        user, thread = job.row.user, job.row.thread_id
+        try:
+            messages = await self._run_on_store(lambda: self._writer.thread_messages(user, thread))
+        except StoreError as exc:
+            self._log.failure(f"job history: {exc}", f"job {job.id} goes without history: {exc}")
+            messages = {}
+        return thread_history(
+            messages,
+            job.row.message_id,
+            job.prompt,
+            max_messages=self._config.history_messages,
+            max_chars=self._config.history_chars,
+        )
+
     async def _produce(self, job: Job) -> None:
         try:
             async with asyncio.timeout(self._config.timeout) as deadline:
-                async for token in self._provider.stream(job.prompt):
+                chat = await self._chat(job)
+                async for token in self._provider.stream(chat):
                     if job.ending is not None:
                         return
                     job.parts.append(token)

@@ -153,6 +153,10 @@ class JobWriter:
     def purge(self, ended_before_ms: int) -> int:
         return self._jobs.purge(ended_before_ms)
 
+    def thread_messages(self, user: str, thread_id: str) -> dict[str, dict[str, Any]]:
+        """The thread's message records a job's history is made of (`JobStore`)."""
+        return self._jobs.thread_messages(user, thread_id)
+
     def _should_notify(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> bool:
         if not _may_notify(item):
             return False

@@ -18,7 +18,7 @@ import pytest
 
 from quietsync.protocol import NOTIFICATIONS
 from quietsync.replica import Replica, SyncClient
-from quietsync.server.jobs import JobsConfig
+from quietsync.server.jobs import Chat, JobsConfig
 from tests.server.job_helpers import USERS, records, serve, start, wait_unwatched
 
 TITLE = "Mine ✍🏽 é 𝔘"
@@ -30,7 +30,7 @@ class GatedProvider:
     def __init__(self) -> None:
         self.gate = asyncio.Event()
 
-    async def stream(self, prompt: str) -> AsyncIterator[str]:
+    async def stream(self, chat: Chat) -> AsyncIterator[str]:
         yield "Réponse 👋🏽"
         await self.gate.wait()
 

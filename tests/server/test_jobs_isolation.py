@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from quietsync.protocol import MESSAGES
-from quietsync.server.jobs import JobsConfig, scripted_reply
+from quietsync.server.jobs import Chat, JobsConfig, scripted_reply
 from quietsync.server.jobs.runner import FLUSH_ATTEMPTS, OUTPUT_NOT_STORED
 from tests.server.fake_openai import chunk, fake_provider
 from tests.server.job_helpers import WAIT, poll, records, reply, scripted, serve, start
@@ -38,9 +38,9 @@ class PoisonProvider:
     def __init__(self, *, hang: bool = False) -> None:
         self.hang = hang
 
-    async def stream(self, prompt: str) -> AsyncIterator[str]:
-        if prompt != "poison":
-            for token in scripted_reply(prompt, 6):
+    async def stream(self, chat: Chat) -> AsyncIterator[str]:
+        if chat.input != "poison":
+            for token in scripted_reply(chat.input, 6):
                 yield token
             return
         yield "ok \ud800"
