@@ -24,7 +24,8 @@ Its rules (the contract is ``docs/protocol.md``, "Jobs"):
    (an abort asked for stays aborted). If even that end cannot be written,
    the job ends in memory only (its readers and its abort get their answer)
    and the next start ends its stored state as "interrupted". Failures are
-   logged one line per cause, rate limited (`quietsync.server.ratelog`).
+   logged one line per cause (the exception's type: the messages differ from
+   job to job), rate limited (`quietsync.server.ratelog`).
 5. **Restart**: `recover` ends every job a previous process left streaming as
    error "interrupted", through the same path. Stopping the app (`close`)
    flushes what was received, ends the watchers' streams, and leaves
@@ -330,7 +331,7 @@ class JobRunner:
         """Back `job` off after a failed write, or give up after `FLUSH_ATTEMPTS`."""
         job.failures += 1
         self._log.failure(
-            f"job write: {describe(exc)}",
+            f"job write: {type(exc).__name__}",
             f"writing job {job.id} of user {job.row.user!r} failed "
             f"({job.failures} of {FLUSH_ATTEMPTS} tries): {describe(exc)}",
         )
@@ -348,7 +349,7 @@ class JobRunner:
             await self._write([self._item(job)], [job])
         except Exception as last:
             self._log.failure(
-                f"job end: {describe(last)}",
+                f"job end: {type(last).__name__}",
                 f"ending job {job.id} failed, it ends unwritten: {describe(last)}",
             )
             self._end_unwritten(job)

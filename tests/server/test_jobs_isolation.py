@@ -32,18 +32,19 @@ RUNNER_LOG = "quietsync.server.jobs.runner"
 
 
 class PoisonProvider:
-    """Replies to "poison" with a lone surrogate (then `hang`s if asked); to anything
-    else with the scripted reply. Tokens are full Unicode: "ok 👋🏽 é" first."""
+    """Replies to an input starting with "poison" with one token: the input, some full
+    Unicode and a lone surrogate after it (then `hang`s if asked); to anything else with
+    the scripted reply."""
 
     def __init__(self, *, hang: bool = False) -> None:
         self.hang = hang
 
     async def stream(self, chat: Chat) -> AsyncIterator[str]:
-        if chat.input != "poison":
+        if not chat.input.startswith("poison"):
             for token in scripted_reply(chat.input, 6):
                 yield token
             return
-        yield "ok \ud800"
+        yield f"{chat.input} 👋🏽 e\u0301 \ud800"
         if self.hang:
             await asyncio.Event().wait()
 
@@ -87,13 +88,16 @@ async def test_a_job_whose_output_cannot_be_stored_fails_alone(
         server.client("bob") as bob,
     ):
         poisoned = await start(alice, "m1", text="poison")
+        also = await start(bob, "m-p", text="poison, at another position")
         fine = await start(bob, "m-é", text="hello there")
         bobs = await wait_ended(bob, fine["job_id"])
         alices = await wait_ended(alice, poisoned["job_id"])
+        other = await wait_ended(bob, also["job_id"])
         stored, _ = await records(alice)
     assert (bobs["status"], bobs["content_delta"]) == ("complete", reply(6))
-    assert (alices["status"], alices["error"]) == ("error", OUTPUT_NOT_STORED)
-    assert alices["content_delta"] == ""
+    for answer in (alices, other):
+        assert (answer["status"], answer["error"]) == ("error", OUTPUT_NOT_STORED)
+        assert answer["content_delta"] == ""
     message = {field: value for field, (value, _) in stored[MESSAGES, "m1"].items()}
     assert (message["job_status"], message["error"], message["pending"]) == (
         "error",
@@ -101,7 +105,7 @@ async def test_a_job_whose_output_cannot_be_stored_fails_alone(
         False,
     )
     lines = [r for r in caplog.records if r.name == RUNNER_LOG and "failed" in r.getMessage()]
-    assert len(lines) == 1, [r.getMessage() for r in lines]  # one line per cause
+    assert len(lines) == 1, [r.getMessage() for r in lines]  # one line per cause, two jobs
     assert "UnicodeEncodeError" in lines[0].getMessage()
     assert all(r.exc_info is None for r in caplog.records)
 
