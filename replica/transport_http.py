@@ -22,7 +22,10 @@ from quietsync.replica.transport import (
     decode_push,
 )
 
-__all__ = ["HttpTransport"]
+__all__ = ["MAX_ANSWER_BYTES", "HttpTransport"]
+
+MAX_ANSWER_BYTES = 64 * 2**20
+"""64 MiB: sixteen of the server's largest pull pages (4 MiB, ``--page-max-bytes``)."""
 
 
 class HttpTransport:
@@ -30,10 +33,21 @@ class HttpTransport:
 
     `timeout` bounds each request (seconds): a push whose answer does not come
     back in time is a `TransportError`, and the client re-sends it unchanged.
+    `max_answer_bytes` bounds an answer's body: a larger one is a
+    `ProtocolError` (a server's pull page is far smaller, ``docs/protocol.md``).
     """
 
-    def __init__(self, url: str, *, token: str, timeout: float = 30.0) -> None:
-        self._http = HttpClient(url, token=token, timeout=timeout)
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str,
+        timeout: float = 30.0,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+    ) -> None:
+        self._http = HttpClient(
+            url, token=token, timeout=timeout, max_answer_bytes=max_answer_bytes
+        )
 
     async def close(self) -> None:
         await self._http.close()

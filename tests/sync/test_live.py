@@ -10,7 +10,15 @@ from pathlib import Path
 from benchmarks.harness import ServerProcess
 from quietsync.replica import Backoff, Replica, SyncClient
 from quietsync.testing import RunningServer, running_server
-from tests.sync.conftest import TOKEN, WAIT, FlakyTransport, server_log, wait_record, wait_status
+from tests.sync.conftest import (
+    TOKEN,
+    WAIT,
+    FlakyTransport,
+    RecordingBackoff,
+    server_log,
+    wait_record,
+    wait_status,
+)
 
 SERVED_TOKEN = "token-a-0123456789"
 """For `quietsync serve`, which wants tokens of 16 characters at least."""
@@ -52,19 +60,6 @@ async def test_a_subscriber_that_falls_behind_is_told_to_pull_and_catches_up(tmp
                 await wait_record(b, "notes", "n49")
                 assert transport.pulls > pulls
             assert [r["v"] for r in b.query("notes", order_by="v")] == list(range(50))
-
-
-class RecordingBackoff(Backoff):
-    def __init__(self, enough: int) -> None:
-        super().__init__(base=0.001, cap=0.004)
-        self.delays: list[float] = []
-        self.enough, self.reached = enough, asyncio.Event()
-
-    def next_delay(self) -> float:
-        self.delays.append(super().next_delay())
-        if len(self.delays) >= self.enough:
-            self.reached.set()
-        return self.delays[-1]
 
 
 async def test_an_unreachable_server_is_retried_with_backoff_never_in_a_busy_loop(
