@@ -42,7 +42,10 @@ Tables:
   JSON of `Conflict.to_json()`, unique so the same report is stored once.
 * ``sweep(collection, key)``: while a resync sweeps (`replica.resync`), the
   records the server has not sent yet; empty otherwise. ``meta`` also holds
-  ``history`` (the server history the cursor belongs to).
+  ``history`` (the server history the cursor belongs to), and
+  ``conflict_position`` with ``conflict_history``: the replica's position in
+  the user's conflict log and the history it was read in
+  (`replica.conflict_feed`; absent: from 0, so no migration).
 
 Version history: 1 = per-field rows (``fields``) and a per-field outbox; 2 =
 index ``fields_by_value``; 3 = one row per record and outbox rows of many
