@@ -465,7 +465,8 @@ class SqliteStore:
     # -- conflict log ---------------------------------------------------------
 
     def add_conflicts(self, bodies: Iterable[str]) -> list[str]:
-        """Store each body once; return the bodies that were new, in order."""
+        """Store each conflict once per field and losing write (`replica.schema`);
+        return the bodies that were new, in order."""
         sql = "INSERT OR IGNORE INTO conflicts (body) VALUES (?)"
         return [body for body in bodies if self._run(sql, (body,)).rowcount]
 
