@@ -66,6 +66,7 @@ from quietsync.replica import (
 )
 from quietsync.replica.errors import TransportError
 from quietsync.replica.replica import sync_port
+from quietsync.replica.transport import ConflictPage
 from quietsync.server.admin import backup_database, restore_database
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import StoredField
@@ -207,6 +208,10 @@ class FaultyTransport:
     ) -> AbstractAsyncContextManager[AsyncIterator[LiveMessage]]:
         self._check_online()
         return self._inner.live(since, history)
+
+    async def conflicts(self, since: int, limit: int) -> ConflictPage:
+        self._check_online()
+        return await self._inner.conflicts(since, limit)
 
     async def close(self) -> None:
         await self._inner.close()

@@ -1,9 +1,9 @@
 """The sync API's answers as schemas: what the server encodes and a replica decodes.
 
 One declaration per message (``docs/protocol.md`` shows each): the push
-answer, a pull page, and the live socket's three messages (a union tagged by
-``type``). The server builds these from its results and encodes them with
-`quietsync.protocol.encode`; the replica decodes them in one pass with
+answer, a pull page, a page of the conflict log, and the live socket's three
+messages (a union tagged by ``type``). The server builds these from its
+results and encodes them with `quietsync.protocol.encode`; the replica decodes them in one pass with
 `decode_answer`, then turns their writes into `Change`s and conflicts into
 `Conflict`s. Requests carry records only (`quietsync.protocol.sync`).
 """
@@ -24,6 +24,7 @@ __all__ = [
     "OUTCOMES",
     "WireChanges",
     "WireConflict",
+    "WireConflictsAnswer",
     "WireHello",
     "WireLive",
     "WirePull",
@@ -76,6 +77,12 @@ class WirePullAnswer(msgspec.Struct, frozen=True):
     cursor: _Count
     has_more: bool
     history: _History | None = None
+
+
+class WireConflictsAnswer(msgspec.Struct, frozen=True):
+    conflicts: list[WireConflict]
+    cursor: _Count
+    has_more: bool
 
 
 class WireHello(msgspec.Struct, frozen=True, tag="hello", tag_field="type"):

@@ -85,6 +85,7 @@ from quietsync.conflicts import (
     canonical_equal,
 )
 from quietsync.protocol import Change, Mutation
+from quietsync.replica.conflict_feed import follow_conflicts
 from quietsync.replica.errors import (
     ClockSkewError,
     ProtocolError,
@@ -386,6 +387,8 @@ class SyncClient:
             pulled = await self._pull_pages(go_past)
         if self._port.sweeping:  # the pull from 0 is complete: the rest was removed
             self._port.finish_sweep()
+        if new := await follow_conflicts(self._port, self._transport, self._pull_limit):
+            self._tell(self._on_conflicts, new)
         return pulled
 
     async def _pull_pages(self, go_past: bool) -> int:

@@ -1,4 +1,4 @@
-"""`HttpTransport`: the `Transport` over HTTP (push, pull) and a WebSocket (live).
+"""`HttpTransport`: the `Transport` over HTTP (push, pull, conflicts) and a WebSocket (live).
 
 It speaks the sync endpoints of ``docs/protocol.md`` through the replica's one
 HTTP layer (`quietsync.replica.http`), which translates every network or
@@ -14,9 +14,11 @@ from contextlib import asynccontextmanager
 from quietsync.protocol import Mutation, encode
 from quietsync.replica.http import HttpClient
 from quietsync.replica.transport import (
+    ConflictPage,
     LiveMessage,
     PullPage,
     PushAnswer,
+    decode_conflicts,
     decode_live,
     decode_pull,
     decode_push,
@@ -60,6 +62,10 @@ class HttpTransport:
     async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
         params = _cursor(since, history) | {"limit": str(limit)}
         return decode_pull(await self._http.body("GET", "/v1/pull", params=params))
+
+    async def conflicts(self, since: int, limit: int) -> ConflictPage:
+        params = {"since": str(since), "limit": str(limit)}
+        return decode_conflicts(await self._http.body("GET", "/v1/conflicts", params=params))
 
     @asynccontextmanager
     async def live(

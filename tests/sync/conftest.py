@@ -22,6 +22,7 @@ from quietsync.replica import (
     SyncStatus,
     TransportError,
 )
+from quietsync.replica.transport import ConflictPage
 from quietsync.testing import RunningServer, running_server
 
 TOKEN = "token-a"
@@ -124,6 +125,9 @@ class FlakyTransport:
             if msg.type == "hello":
                 self.connected.set()
             yield msg
+
+    async def conflicts(self, since: int, limit: int) -> ConflictPage:
+        return await self.inner.conflicts(since, limit)
 
     async def close(self) -> None:
         await self.inner.close()
