@@ -153,13 +153,13 @@ async def test_a_failing_store_gives_a_job_up_after_a_few_tries_with_one_log_lin
 
 async def test_sigterm_exits_cleanly_while_a_job_cannot_be_stored(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({"secret-1": "alice"}))
+    tokens.write_text(json.dumps({"secret-token-alice-1": "alice"}))
     events = [chunk("Hé 👋🏽 "), LONE_SURROGATE_CHUNK]
     async with fake_provider(events, hold=asyncio.Event()) as fake:
         env = {"OPENAI_BASE_URL": fake.url, "QUIETSYNC_OPENAI_MODEL": "tiny"}
         args = ("--tokens", str(tokens), "--provider", "openai")
         async with serve_process(tmp_path / "s.db", *args, env=env) as server:
-            headers = {"Authorization": "Bearer secret-1"}
+            headers = {"Authorization": "Bearer secret-token-alice-1"}
             async with aiohttp.ClientSession(base_url=server.url, headers=headers) as http:
                 await start(http, "m1", text="hi")
                 async with asyncio.timeout(WAIT):

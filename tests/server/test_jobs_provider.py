@@ -115,13 +115,13 @@ async def test_provider_failures_are_logged_one_line_per_cause(
 
 async def test_serve_takes_the_system_prompt_and_the_idle_timeout(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({"secret-1": "alice"}))
+    tokens.write_text(json.dumps({"secret-token-alice-1": "alice"}))
     async with fake_provider(DONE) as fake:
         env = {"OPENAI_BASE_URL": fake.url, "QUIETSYNC_OPENAI_MODEL": "m"}
         args = ("--tokens", str(tokens), "--provider", "openai", "--system-prompt", SYSTEM)
         args += ("--provider-idle-timeout", "30")
         async with serve_process(tmp_path / "s.db", *args, env=env) as server:
-            headers = {"Authorization": "Bearer secret-1"}
+            headers = {"Authorization": "Bearer secret-token-alice-1"}
             async with aiohttp.ClientSession(base_url=server.url, headers=headers) as http:
                 final = await wait_unwatched(http, (await start(http, text="Ça va ?"))["job_id"])
     assert final["content_delta"] == "D'accord 𝔘"

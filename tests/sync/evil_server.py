@@ -82,6 +82,11 @@ async def honest_push(request: web.Request) -> web.Response:
     return json_answer({"results": results, "conflicts": [], "suppressed": 0, "cursor": 0})
 
 
+async def no_conflicts(request: web.Request) -> web.Response:
+    """An empty conflict log: every replica follows it after its pulls."""
+    return json_answer({"conflicts": [], "cursor": since_of(request), "has_more": False})
+
+
 async def quiet_live(request: web.Request) -> web.WebSocketResponse:
     """A hello, then nothing until the client goes away."""
     ws = web.WebSocketResponse()
@@ -125,6 +130,7 @@ async def evil_server(
     app.router.add_post("/v1/push", counted(push))
     app.router.add_get("/v1/pull", counted(pull))
     app.router.add_get("/v1/live", counted(live))
+    app.router.add_get("/v1/conflicts", counted(no_conflicts))
     app[STOPPING] = stopping
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
