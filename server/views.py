@@ -101,6 +101,8 @@ async def json_body(request: web.Request) -> Any:
         return json.loads(data, parse_constant=_reject_constant)
     except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
         raise MalformedJsonError(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError:  # nested past what the parser can follow (limit: protocol.nesting)
+        raise MalformedJsonError("request body is nested too deep to parse") from None
 
 
 _MAX_DIGITS = len(str(2**63 - 1))
