@@ -66,13 +66,14 @@ from quietsync.replica import (
 )
 from quietsync.replica.errors import TransportError
 from quietsync.replica.replica import sync_port
+from quietsync.replica.transport import ConflictPage
 from quietsync.server.admin import backup_database, restore_database
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import StoredField
 
 __all__ = ["HarnessConfig", "HarnessFailure", "HarnessStats", "replay_command", "run"]
 
-USER, TOKEN = "alice", "harness-token"
+USER, TOKEN = "alice", "harness-token-0123"  # a served tokens file needs 16+ characters
 COLLECTION = "notes"
 KEYS = ("k0", "k1", "k2", "k3")
 LWW_FIELDS = ("title", "done")
@@ -207,6 +208,10 @@ class FaultyTransport:
     ) -> AbstractAsyncContextManager[AsyncIterator[LiveMessage]]:
         self._check_online()
         return self._inner.live(since, history)
+
+    async def conflicts(self, since: int, limit: int) -> ConflictPage:
+        self._check_online()
+        return await self._inner.conflicts(since, limit)
 
     async def close(self) -> None:
         await self._inner.close()

@@ -37,7 +37,7 @@ from quietsync.protocol.jobs import MESSAGES
 from quietsync.replica import Replica, StreamTracker, Subscriber, SyncClient
 from quietsync.replica.jobs.client import JobsClient
 from quietsync.replica.jobs.mirror import JobState
-from quietsync.server.jobs import JobsConfig, scripted_reply
+from quietsync.server.jobs import Chat, JobsConfig, scripted_reply
 from quietsync.testing import RunningServer, running_server
 
 __all__ = ["LockstepProvider", "double_writer"]
@@ -60,8 +60,8 @@ class LockstepProvider:
     def release(self) -> None:
         self._gate.release()
 
-    async def stream(self, prompt: str) -> AsyncIterator[str]:
-        for token in scripted_reply(prompt, self.tokens):
+    async def stream(self, chat: Chat) -> AsyncIterator[str]:
+        for token in scripted_reply(chat.input, self.tokens):
             await self._gate.acquire()
             yield token
         await self._gate.acquire()

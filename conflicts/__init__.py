@@ -1,10 +1,10 @@
 """The merge core of quietsync: pure functions over immutable data, no I/O.
 
 Hybrid logical clocks (`HLC`, `Clock`), field-level last-writer-wins with
-conflict detection and identical-content suppression (`merge_field`), custom
-resolvers (`Resolvers`), CRDT text helpers over pycrdt (`CrdtText`,
-`initial_text_update`), canonical JSON (`canonical_equal`), and the
-`Conflict` record.
+conflict detection and identical-content suppression (`merge_field`), the
+delete-versus-edit rule (`uncovered_edits`), custom resolvers (`Resolvers`),
+CRDT text helpers over pycrdt (`CrdtText`, `initial_text_update`), canonical
+JSON (`canonical_equal`), and the `Conflict` record.
 
 This package knows nothing of the wire, of chat or of jobs
 (`quietsync.protocol` holds what replicas and the server say to each other),
@@ -33,6 +33,7 @@ from quietsync.conflicts.errors import (
 from quietsync.conflicts.hlc import HLC, STAMP_PATTERN, Clock, validate_node_id, wall_clock_ms
 from quietsync.conflicts.lww import FieldWrite, Merge, Outcome, merge_field, overwrites
 from quietsync.conflicts.resolvers import Resolver, Resolvers, derived_stamp
+from quietsync.conflicts.tombstone import uncovered_edits
 
 __all__ = [
     "HLC",
@@ -64,6 +65,7 @@ __all__ = [
     "merge_text_updates",
     "overwrites",
     "text_of",
+    "uncovered_edits",
     "validate_node_id",
     "wall_clock_ms",
 ]

@@ -4,7 +4,8 @@ Pure data with one schema and one validating decode each, imported by both
 sides (which never import each other): the record messages (`Mutation`,
 `Change`, the naming rules: `sync`), the sync API's answers (`messages`) and
 the jobs protocol (`JobEvent`, `JOB_ID_HEADER`, the record and collection
-names a job writes, `notification_for`: `jobs`). The HTTP endpoints
+names a job writes, `notification_for`: `jobs`), and the nesting limit of
+values both sides enforce (`MAX_NESTING`: `nesting`). The HTTP endpoints
 that carry them are documented in ``docs/protocol.md``.
 
 Imports only `quietsync.conflicts` (and attrs, msgspec); no I/O, no asyncio.
@@ -27,6 +28,7 @@ from quietsync.protocol.messages import (
     OUTCOMES,
     WireChanges,
     WireConflict,
+    WireConflictsAnswer,
     WireHello,
     WireLive,
     WirePull,
@@ -38,6 +40,7 @@ from quietsync.protocol.messages import (
     conflict_to_wire,
     decode_answer,
 )
+from quietsync.protocol.nesting import MAX_NESTING, nested_too_deep, too_deep_message
 from quietsync.protocol.sync import (
     DELETED_FIELD,
     KINDS,
@@ -59,6 +62,7 @@ __all__ = [
     "JOB_ID_HEADER",
     "JOB_STATUSES",
     "KINDS",
+    "MAX_NESTING",
     "MESSAGES",
     "MUTED_THREADS",
     "NOTIFICATIONS",
@@ -73,6 +77,7 @@ __all__ = [
     "WireChange",
     "WireChanges",
     "WireConflict",
+    "WireConflictsAnswer",
     "WireError",
     "WireHello",
     "WireLive",
@@ -88,5 +93,7 @@ __all__ = [
     "decode_answer",
     "decode_writes",
     "encode",
+    "nested_too_deep",
     "notification_for",
+    "too_deep_message",
 ]

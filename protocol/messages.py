@@ -1,9 +1,9 @@
 """The sync API's answers as schemas: what the server encodes and a replica decodes.
 
 One declaration per message (``docs/protocol.md`` shows each): the push
-answer, a pull page, and the live socket's three messages (a union tagged by
-``type``). The server builds these from its results and encodes them with
-`quietsync.protocol.encode`; the replica decodes them in one pass with
+answer, a pull page, a page of the conflict log, and the live socket's three
+messages (a union tagged by ``type``). The server builds these from its
+results and encodes them with `quietsync.protocol.encode`; the replica decodes them in one pass with
 `decode_answer`, then turns their writes into `Change`s and conflicts into
 `Conflict`s. Requests carry records only (`quietsync.protocol.sync`).
 """
@@ -17,12 +17,14 @@ import msgspec
 from quietsync.conflicts import HLC, Conflict, Side
 from quietsync.conflicts.hlc import STAMP_PATTERN
 from quietsync.protocol.errors import NotJsonError, WireError
+from quietsync.protocol.nesting import too_deep_message
 from quietsync.protocol.sync import WireChange
 
 __all__ = [
     "OUTCOMES",
     "WireChanges",
     "WireConflict",
+    "WireConflictsAnswer",
     "WireHello",
     "WireLive",
     "WirePull",
@@ -77,6 +79,12 @@ class WirePullAnswer(msgspec.Struct, frozen=True):
     history: _History | None = None
 
 
+class WireConflictsAnswer(msgspec.Struct, frozen=True):
+    conflicts: list[WireConflict]
+    cursor: _Count
+    has_more: bool
+
+
 class WireHello(msgspec.Struct, frozen=True, tag="hello", tag_field="type"):
     cursor: _Count
     history: _History | None = None
@@ -103,7 +111,8 @@ def decode_answer(data: bytes | str, kind: type[A] | Any) -> A:
     """Decode one answer of `kind` (`WireLive` for a live message) in one pass.
 
     `NotJsonError` if the text is not JSON, `WireError` naming the member if
-    it does not fit the schema.
+    it does not fit the schema or is nested too deep to parse (a value past
+    `MAX_NESTING` that parses is refused where it becomes a `Change`).
     """
     decoder = _DECODERS.get(kind)
     if decoder is None:
@@ -114,6 +123,8 @@ def decode_answer(data: bytes | str, kind: type[A] | Any) -> A:
         raise WireError(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise NotJsonError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise WireError(too_deep_message("the message")) from None
 
 
 def conflict_to_wire(conflict: Conflict) -> WireConflict:

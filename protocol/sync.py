@@ -40,6 +40,7 @@ import msgspec
 from quietsync.conflicts.canonical import canonical_json
 from quietsync.conflicts.hlc import HLC, STAMP_PATTERN
 from quietsync.protocol.errors import NotJsonError, WireError
+from quietsync.protocol.nesting import nested_too_deep, too_deep_message
 
 __all__ = [
     "DELETED_FIELD",
@@ -94,12 +95,18 @@ def check_name(member: str, value: object) -> str:
     """Return `value` if it is a valid `member` ("id", "collection", "key" or "field").
 
     Replicas check names with this before writing, so nothing they store can
-    be refused by the server for its name. Raises `WireError` (a ValueError).
+    be refused by the server for its name (nor fail to encode: a lone
+    surrogate is not UTF-8). Raises `WireError` (a ValueError).
     """
     if not isinstance(value, str) or not value:
         raise WireError(f"{member!r} must be a non-empty string, got {value!r}")
     if len(value) > _NAME_LIMITS[member]:
         raise WireError(f"{member!r} is longer than {_NAME_LIMITS[member]} characters")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise WireError(f"{member!r} is not valid UTF-8 (a lone surrogate)") from None
     return value
 
 
@@ -115,7 +122,8 @@ def _check_storable(value: Any, parsed: bool) -> None:
     `sys.get_int_max_str_digits` says, and so is any text msgspec `parsed`
     from JSON bytes (it refuses lone surrogates; non-ASCII text took 1.5 of
     the 3.9 ms a 1,000-write push with accents and emoji took to decode).
-    Everything else takes the full check.
+    Everything else takes the full check, lists and objects the nesting
+    limit too (`quietsync.protocol.nesting`).
     """
     kind = type(value)
     if (
@@ -126,6 +134,8 @@ def _check_storable(value: Any, parsed: bool) -> None:
         or (kind is float and math.isfinite(value))
     ):
         return
+    if nested_too_deep(value):
+        raise WireError(too_deep_message("'value'"))
     try:
         canonical_json(value)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -276,19 +286,23 @@ def decode_writes(body: bytes) -> list[Mutation | Unreadable]:
 
     One pass when every write is valid (the usual case); otherwise each write
     is decoded on its own, so every bad one is named. `NotJsonError` if the
-    body is not JSON (or not UTF-8), `WireError` if it is not that object.
+    body is not JSON (or not UTF-8), `WireError` if it is not that object or
+    is nested too deep for the parser itself (hundreds of levels: a value
+    past `MAX_NESTING` but within that is one unreadable write).
     """
     try:
         return [Mutation.from_wire(w, parsed=True) for w in _FAST.decode(body).mutations]
     except msgspec.DecodeError as exc:
         if not isinstance(exc, msgspec.ValidationError):
             raise NotJsonError(f"the body is not JSON: {exc}") from None
-    except WireError:
+    except (WireError, RecursionError):
         pass
     try:
         raws = _RAW.decode(body).mutations
     except msgspec.ValidationError:
         raise WireError('a push body must be a JSON object {"mutations": [...]}') from None
+    except RecursionError:
+        raise WireError(too_deep_message("the body")) from None
     return [_one(index, raw) for index, raw in enumerate(raws)]
 
 

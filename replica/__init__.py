@@ -13,6 +13,7 @@ import both sides).
 """
 
 from quietsync.replica.errors import (
+    ClockSkewError,
     JobGapError,
     NodeIdMismatchError,
     NotAReplicaError,
@@ -54,6 +55,7 @@ __all__ = [
     "Backoff",
     "ChangeEvent",
     "ChatPane",
+    "ClockSkewError",
     "FieldState",
     "HttpTransport",
     "JobGapError",

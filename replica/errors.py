@@ -12,6 +12,7 @@
         ├── SyncError                   a request to the server failed (sync or jobs API)
         │   ├── TransportError          unreachable, timed out, 5xx, a broken stream: retry later
         │   ├── ProtocolError           the server's answer is not what the protocol says
+        │   ├── ClockSkewError          this device's clock disagrees with the server's
         │   └── RequestRefusedError     a 4xx answer (`status`, `code`): retrying cannot help
         │       ├── PushRefusedError    a 422 naming the mutations the server refused
         │       ├── ResyncRequiredError a 409: the cursor means nothing there; the client resyncs
@@ -34,6 +35,7 @@ from pathlib import Path
 from quietsync.conflicts import QuietsyncError
 
 __all__ = [
+    "ClockSkewError",
     "JobGapError",
     "NodeIdMismatchError",
     "NotAReplicaError",
@@ -142,6 +144,16 @@ class TransportError(SyncError):
 
 class ProtocolError(SyncError):
     """The server answered something the protocol does not allow."""
+
+
+class ClockSkewError(SyncError):
+    """This device's clock is wrong by more than the drift bound: only the user can fix it.
+
+    The server refused writes stamped too far ahead of its clock
+    (``clock_drift``), or a pulled stamp is too far ahead of this device's
+    clock. Retrying cannot help until the clock is set right; the sync client
+    shows it in its status (and sets such writes aside) instead of looping.
+    """
 
 
 class RequestRefusedError(SyncError):

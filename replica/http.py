@@ -10,7 +10,8 @@ becomes the same `SyncError` wherever it happens:
 * a 4xx answer: the `RequestRefusedError` its body describes
   (`PushRefusedError` when it names refused mutations, `UnknownJobError` for
   ``unknown_job``): retrying the same request cannot help;
-* an answer the protocol does not allow (not JSON, not UTF-8): `ProtocolError`.
+* an answer the protocol does not allow (not JSON, not UTF-8, over
+  `max_answer_bytes`): `ProtocolError`.
 
 Each is raised ``from`` the original. This is the only module of the replica
 that imports aiohttp.
@@ -83,6 +84,20 @@ def _json(data: bytes, what: str) -> Any:
         raise ProtocolError(f"{what}: the answer is not JSON: {data[:200]!r}") from exc
 
 
+async def _read(resp: aiohttp.ClientResponse, limit: int | None, what: str) -> bytes:
+    """The whole body, or `ProtocolError` as soon as it passes `limit` bytes."""
+    if limit is None:
+        return await resp.read()
+    if resp.content_length is not None and resp.content_length > limit:
+        raise ProtocolError(f"{what}: the answer is {resp.content_length} bytes, over {limit}")
+    data = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise ProtocolError(f"{what}: the answer is over {limit} bytes")
+    return bytes(data)
+
+
 class EventStream:
     """A 2xx answer whose body is read line by line as it arrives; `close` it when done."""
 
@@ -109,7 +124,9 @@ class HttpClient:
 
     `timeout` bounds a whole request (None: no bound, for streams);
     `read_timeout` bounds the wait for each read; `connections` caps the
-    connections kept open at once (0: no cap, for one stream per job).
+    connections kept open at once (0: no cap, for one stream per job);
+    `max_answer_bytes` caps the body `body` and `json` read (None: no cap),
+    so a server cannot make the client hold an endless answer in memory.
     """
 
     def __init__(
@@ -120,6 +137,7 @@ class HttpClient:
         timeout: float | None = 30.0,
         read_timeout: float | None = None,
         connections: int = 100,
+        max_answer_bytes: int | None = None,
     ) -> None:
         self._url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
@@ -127,6 +145,7 @@ class HttpClient:
             total=timeout, sock_connect=10, sock_read=read_timeout
         )
         self._connections = connections
+        self._max_answer = max_answer_bytes
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -148,7 +167,7 @@ class HttpClient:
         what = f"{method} {path}"
         with _network(what):
             async with self._client().request(method, self._url + path, **kwargs) as resp:
-                data = await resp.read()
+                data = await _read(resp, self._max_answer, what)
                 status = resp.status
         if status >= 500:
             raise TransportError(f"{what}: the server answered {status}: {data[:200]!r}")

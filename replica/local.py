@@ -40,7 +40,13 @@ from quietsync.conflicts import (
     initial_text_update,
     join_updates,
 )
-from quietsync.protocol import DELETED_FIELD, check_name
+from quietsync.protocol import (
+    DELETED_FIELD,
+    MAX_NESTING,
+    check_name,
+    nested_too_deep,
+    too_deep_message,
+)
 from quietsync.replica.layout import (
     StoredField,
     dump_record,
@@ -95,12 +101,28 @@ def encode_records(records: Mapping[str, Mapping[str, Any]]) -> list[EncodedReco
 
 
 def _record_text(key: str, fields: Mapping[str, Any]) -> str:
+    """The record's canonical text; `TypeError` naming the first field that cannot be sent.
+
+    A value nested deeper than the protocol's `MAX_NESTING` is refused here, so
+    a replica never queues a write the server would refuse. Such a value takes
+    more than two brackets a level, so a shorter record skips that walk.
+    """
     try:
-        return canonical_json(fields if type(fields) is dict else dict(fields))
+        text = canonical_json(fields if type(fields) is dict else dict(fields))
     except (TypeError, ValueError, RecursionError):
+        _check_nesting(key, fields)
         for name, value in fields.items():  # name the first culprit
             encode_json(f"field {name!r} of record {key!r}", value)
         raise
+    if len(text) > 2 * MAX_NESTING:
+        _check_nesting(key, fields)
+    return text
+
+
+def _check_nesting(key: str, fields: Mapping[str, Any]) -> None:
+    for name, value in fields.items():
+        if nested_too_deep(value):
+            raise TypeError(f"field {name!r} of record {key!r}: {too_deep_message('the value')}")
 
 
 class _CallStamp:

@@ -39,17 +39,24 @@ Tables:
 * ``refused(n, collection, key, field, kind, value, update, stamp, base, reason)``:
   single mutations the server permanently refused.
 * ``conflicts(n, body)``: conflicts the server reported, ``body`` the canonical
-  JSON of `Conflict.to_json()`, unique so the same report is stored once.
+  JSON of `Conflict.to_json()`, stored once per field and losing write (law 5
+  of `conflicts.lww`), however it came: a push answer, or the user's conflict
+  log (`replica.conflict_feed`), even when the two name different winners
+  (a losing write met again after a restore).
 * ``sweep(collection, key)``: while a resync sweeps (`replica.resync`), the
   records the server has not sent yet; empty otherwise. ``meta`` also holds
-  ``history`` (the server history the cursor belongs to).
+  ``history`` (the server history the cursor belongs to), and
+  ``conflict_position`` with ``conflict_history``: the replica's position in
+  the user's conflict log and the history it was read in
+  (`replica.conflict_feed`; absent: from 0, so no migration).
 
 Version history: 1 = per-field rows (``fields``) and a per-field outbox; 2 =
 index ``fields_by_value``; 3 = one row per record and outbox rows of many
 mutations (a batch of 1,000 records of 3 fields wrote 6,000 rows in version
 2 and writes 1,012 now), data carried over; 4 = the ``sweep`` table; 5 =
 ``text_updates`` and ``texts.fresh`` (an edit costs its own size, not the
-document's).
+document's); 6 = conflicts unique per field and losing write (index
+``conflicts_by_loser``; earlier repeats dropped, the first kept).
 
 Must not import `quietsync.server`.
 """
@@ -169,12 +176,25 @@ def _v5_text_updates(db: sqlite_utils.Database) -> None:
     )
 
 
+_LOSING_WRITE = ", ".join(
+    f"body ->> '$.{path}'" for path in ("collection", "key", "field", "loser.stamp")
+)
+"""What names a conflict: its field and its losing write (reported once, law 5)."""
+
+
+def _v6_conflicts_once_per_losing_write(db: sqlite_utils.Database) -> None:
+    first = f"SELECT min(n) FROM conflicts GROUP BY {_LOSING_WRITE}"
+    db.execute(f"DELETE FROM conflicts WHERE n NOT IN ({first})")
+    db.execute(f"CREATE UNIQUE INDEX conflicts_by_loser ON conflicts ({_LOSING_WRITE})")
+
+
 _MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1_tables,
     _v2_query_index,
     _v3_record_rows,
     _v4_sweep,
     _v5_text_updates,
+    _v6_conflicts_once_per_losing_write,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -3,7 +3,10 @@
 Exponential with full jitter (the delay is uniform in ``[0, min(cap, base * 2**n)]``
 after the n-th consecutive failure): many replicas that lost the same server
 spread their retries instead of returning in lockstep, and a long outage costs
-one attempt per `cap` seconds at most. A success resets it.
+one attempt per `cap` seconds at most. Progress resets it (the sync client
+says what counts: a live batch applied, writes pushed, or a live connection
+that stayed up `settled` seconds), never a lone successful request, so a
+server that answers one request and then breaks is retried ever more slowly.
 
 Must not import `quietsync.server`.
 """
@@ -25,6 +28,8 @@ class Backoff:
     cap: float = 10.0
     rng: random.Random = attrs.Factory(random.Random)
     failures: int = 0
+    settled: float = 10.0
+    """Seconds a connection must stay up to count as progress (the delays start over)."""
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.base <= self.cap:

@@ -14,7 +14,10 @@ the outbox, record what the server answered, and merge remote changes:
    acknowledged; `mark_refused` sets a mutation aside for good, with the
    server's reason (`Replica.refused()` lists them).
 3. **Server reports land once.** `record_conflicts` stores each conflict
-   once; `add_suppressed` counts identical-content events.
+   once, whether a push answer or the user's conflict log brought it
+   (`record_conflict_page` also moves the replica's position in that log,
+   `quietsync.replica.conflict_feed`); `add_suppressed` counts
+   identical-content events.
 4. **A cursor belongs to a history.** The server history the cursor was
    pulled in is stored with it (`history`); when the server cannot continue
    the cursor, `restart` starts over from 0 in the server's history, after
@@ -246,7 +249,32 @@ class SyncPort:
         """Store conflicts the server reported, each once; returns how many were new."""
         bodies = [canonical_json(c.to_json()) for c in conflicts]
         with self._core.transaction():
-            return self._core.store.add_conflicts(bodies)
+            return len(self._core.store.add_conflicts(bodies))
+
+    @property
+    def conflict_position(self) -> int:
+        """This replica's position in the user's conflict log (0: from the start).
+
+        A position belongs to the server history it was read in; once the
+        replica's history changed (a resync), the log is read again from 0.
+        """
+        meta = self._core.reading().meta()
+        if meta.get("conflict_history") != meta.get("history", ""):
+            return 0
+        return int(meta.get("conflict_position", "0"))
+
+    def record_conflict_page(self, conflicts: Sequence[Conflict], position: int) -> list[Conflict]:
+        """Store a page of the conflict log and the position after it, atomically;
+        returns the conflicts new to this replica (the others it already had)."""
+        if type(position) is not int or position < 0:
+            raise ValueError(f"position must be a non-negative int, got {position!r}")
+        core = self._core
+        by_body = {canonical_json(c.to_json()): c for c in conflicts}
+        with core.transaction():
+            new = core.store.add_conflicts(list(by_body))
+            history = core.store.meta().get("history", "")
+            core.store.set_meta({"conflict_position": str(position), "conflict_history": history})
+        return [by_body[body] for body in new]
 
     def add_suppressed(self, count: int) -> None:
         """Add identical-content events the server counted (and did not report)."""

@@ -29,6 +29,8 @@ from quietsync.protocol import (
     Mutation,
     WireChange,
     WireChanges,
+    WireConflict,
+    WireConflictsAnswer,
     WireError,
     WireHello,
     WireLive,
@@ -40,10 +42,12 @@ from quietsync.protocol import (
 from quietsync.replica.errors import ProtocolError
 
 __all__ = [
+    "ConflictPage",
     "LiveMessage",
     "PullPage",
     "PushAnswer",
     "Transport",
+    "decode_conflicts",
     "decode_live",
     "decode_pull",
     "decode_push",
@@ -69,6 +73,15 @@ class PullPage:
     cursor: int
     has_more: bool
     history: str | None = None
+
+
+@attrs.frozen
+class ConflictPage:
+    """One page of the user's conflict log; `cursor` is the opaque position after it."""
+
+    conflicts: list[Conflict]
+    cursor: int
+    has_more: bool
 
 
 @attrs.frozen
@@ -104,6 +117,10 @@ class Transport(Protocol):
         """Open the live socket from `since`; iterating ends when the server closes it."""
         ...
 
+    async def conflicts(self, since: int, limit: int) -> ConflictPage:
+        """The user's conflicts after position `since` (the log every replica follows)."""
+        ...
+
     async def close(self) -> None:
         """Release connections; the transport is not used afterwards."""
         ...
@@ -127,13 +144,17 @@ def _changes(wires: list[WireChange]) -> list[Change]:
         raise ProtocolError(f"the server sent a bad change: {exc}") from exc
 
 
+def _conflicts(wires: list[WireConflict]) -> list[Conflict]:
+    try:
+        return [conflict_from_wire(c) for c in wires]
+    except ValueError as exc:
+        raise ProtocolError(f"the server sent a bad conflict: {exc}") from exc
+
+
 def decode_push(data: bytes | str) -> PushAnswer:
     """Decode a 200 push answer."""
     wire: WirePushAnswer = _decode(data, WirePushAnswer, "a push answer")
-    try:
-        conflicts = [conflict_from_wire(c) for c in wire.conflicts]
-    except ValueError as exc:
-        raise ProtocolError(f"the server sent a bad conflict: {exc}") from exc
+    conflicts = _conflicts(wire.conflicts)
     outcomes = {result.id: result.outcome for result in wire.results}
     return PushAnswer(outcomes, conflicts, wire.suppressed, wire.cursor, wire.history)
 
@@ -142,6 +163,12 @@ def decode_pull(data: bytes | str) -> PullPage:
     """Decode a 200 pull answer."""
     wire: WirePullAnswer = _decode(data, WirePullAnswer, "a pull answer")
     return PullPage(_changes(wire.changes), wire.cursor, wire.has_more, wire.history)
+
+
+def decode_conflicts(data: bytes | str) -> ConflictPage:
+    """Decode a 200 answer of the conflict log."""
+    wire: WireConflictsAnswer = _decode(data, WireConflictsAnswer, "a conflicts answer")
+    return ConflictPage(_conflicts(wire.conflicts), wire.cursor, wire.has_more)
 
 
 def decode_live(data: bytes | str) -> LiveMessage:

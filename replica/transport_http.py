@@ -1,4 +1,4 @@
-"""`HttpTransport`: the `Transport` over HTTP (push, pull) and a WebSocket (live).
+"""`HttpTransport`: the `Transport` over HTTP (push, pull, conflicts) and a WebSocket (live).
 
 It speaks the sync endpoints of ``docs/protocol.md`` through the replica's one
 HTTP layer (`quietsync.replica.http`), which translates every network or
@@ -14,15 +14,20 @@ from contextlib import asynccontextmanager
 from quietsync.protocol import Mutation, encode
 from quietsync.replica.http import HttpClient
 from quietsync.replica.transport import (
+    ConflictPage,
     LiveMessage,
     PullPage,
     PushAnswer,
+    decode_conflicts,
     decode_live,
     decode_pull,
     decode_push,
 )
 
-__all__ = ["HttpTransport"]
+__all__ = ["MAX_ANSWER_BYTES", "HttpTransport"]
+
+MAX_ANSWER_BYTES = 64 * 2**20
+"""64 MiB: sixteen of the server's largest pull pages (4 MiB, ``--page-max-bytes``)."""
 
 
 class HttpTransport:
@@ -30,10 +35,21 @@ class HttpTransport:
 
     `timeout` bounds each request (seconds): a push whose answer does not come
     back in time is a `TransportError`, and the client re-sends it unchanged.
+    `max_answer_bytes` bounds an answer's body: a larger one is a
+    `ProtocolError` (a server's pull page is far smaller, ``docs/protocol.md``).
     """
 
-    def __init__(self, url: str, *, token: str, timeout: float = 30.0) -> None:
-        self._http = HttpClient(url, token=token, timeout=timeout)
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str,
+        timeout: float = 30.0,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+    ) -> None:
+        self._http = HttpClient(
+            url, token=token, timeout=timeout, max_answer_bytes=max_answer_bytes
+        )
 
     async def close(self) -> None:
         await self._http.close()
@@ -46,6 +62,10 @@ class HttpTransport:
     async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
         params = _cursor(since, history) | {"limit": str(limit)}
         return decode_pull(await self._http.body("GET", "/v1/pull", params=params))
+
+    async def conflicts(self, since: int, limit: int) -> ConflictPage:
+        params = {"since": str(since), "limit": str(limit)}
+        return decode_conflicts(await self._http.body("GET", "/v1/conflicts", params=params))
 
     @asynccontextmanager
     async def live(

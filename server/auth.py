@@ -1,4 +1,5 @@
-"""Bearer-token authentication: every ``/v1`` endpoint but health needs a known token.
+"""Bearer-token authentication: every ``/v1`` endpoint but health and the API description
+needs a known token.
 
 The token comes from ``Authorization: Bearer <token>``; for the WebSocket
 endpoint ``/v1/live`` a ``?token=`` query parameter is accepted too, because
@@ -16,19 +17,26 @@ from aiohttp import web
 
 from quietsync.server.errors import UnauthorizedError
 from quietsync.server.keys import CONFIG_KEY, USER_KEY
+from quietsync.server.routes import OPENAPI_PATH
 
 __all__ = ["LIVE_PATH", "PUBLIC_PATHS", "auth_middleware", "find_user"]
 
-PUBLIC_PATHS = frozenset({"/v1/health"})
+PUBLIC_PATHS = frozenset({"/v1/health", OPENAPI_PATH})
 LIVE_PATH = "/v1/live"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def find_user(tokens: Mapping[str, str], token: str) -> str | None:
-    """The user of `token`, comparing in constant time against every known token."""
+    """The user of `token`, comparing in constant time against every known token.
+
+    aiohttp decodes header bytes that are not UTF-8 (``\\xff``) as lone
+    surrogates: they are encoded as they are (``surrogatepass``), so they
+    match no token instead of failing to encode (a 500). Known tokens are
+    valid UTF-8 (`quietsync.server.config.parse_tokens`).
+    """
     found = None
-    given = token.encode()
+    given = token.encode("utf-8", "surrogatepass")
     for known, user in tokens.items():
         if hmac.compare_digest(known.encode(), given):
             found = user

@@ -4,11 +4,18 @@ Tokens map bearer tokens to user ids (``{"token": "user"}``); they come from a
 JSON file (`load_tokens_file`) or the ``QUIETSYNC_TOKENS`` environment variable
 holding the same JSON (`tokens_from_env`). Limits have the defaults the
 protocol documents (``docs/protocol.md``).
+
+The tokens an operator writes are held to more than the ones a program
+passes to `ServerConfig` (tests use short ones): at least `MIN_TOKEN_LENGTH`
+characters, no token twice in one object (JSON would keep the last one
+silently, leaving a user without the token they were given), and a tokens
+file that group or others can read or write is warned about, once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +27,7 @@ from quietsync.conflicts import Resolvers, validate_node_id
 from quietsync.server.errors import ConfigError
 
 __all__ = [
+    "MIN_TOKEN_LENGTH",
     "TOKENS_ENV",
     "ServerConfig",
     "load_tokens_file",
@@ -31,7 +39,12 @@ __all__ = [
 ]
 
 TOKENS_ENV = "QUIETSYNC_TOKENS"
+MIN_TOKEN_LENGTH = 16
+"""Characters a token read from a tokens file or ``QUIETSYNC_TOKENS`` has at least."""
 _MAX_USER_ID = 128
+_OTHERS_MAY_ACCESS = 0o077
+
+log = logging.getLogger(__name__)
 
 
 def parse_tokens(obj: Any, *, source: str) -> dict[str, str]:
@@ -41,18 +54,65 @@ def parse_tokens(obj: Any, *, source: str) -> dict[str, str]:
     for token, user in obj.items():
         if not isinstance(token, str) or not token or token != token.strip():
             raise ConfigError(f"{source}: tokens must be non-empty strings without spaces")
+        if not _is_utf8(token):
+            raise ConfigError(f"{source}: a token is not valid UTF-8 (it holds a lone surrogate)")
         if not isinstance(user, str) or not 0 < len(user) <= _MAX_USER_ID:
             raise ConfigError(f"{source}: user ids must be strings of 1-{_MAX_USER_ID} characters")
     return dict(obj)
 
 
-def load_tokens_file(path: Path) -> dict[str, str]:
-    """Read a JSON tokens file ``{"token": "user"}``."""
+def _is_utf8(text: str) -> bool:
     try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class _DuplicateTokenError(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object hook refusing a key given twice (`json` would keep the last)."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateTokenError(f"duplicate token {key[:4]!r}... (give each token once)")
+        obj[key] = value
+    return obj
+
+
+def _operator_tokens(text: str, *, source: str, not_json: str) -> dict[str, str]:
+    """Tokens an operator wrote as JSON `text`: valid, given once each, long enough.
+
+    `source` names where they come from; `not_json` opens the error for bad JSON.
+    """
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_duplicates)
+    except _DuplicateTokenError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{not_json}: {exc}") from exc
+    tokens = parse_tokens(obj, source=source)
+    if any(len(token) < MIN_TOKEN_LENGTH for token in tokens):
+        raise ConfigError(f"{source}: tokens must be at least {MIN_TOKEN_LENGTH} characters")
+    return tokens
+
+
+def load_tokens_file(path: Path) -> dict[str, str]:
+    """Read a JSON tokens file ``{"token": "user"}``; warn if others may read it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        mode = Path(path).stat().st_mode & 0o777
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read tokens file {path}: {exc}") from exc
-    return parse_tokens(obj, source=str(path))
+    tokens = _operator_tokens(text, source=str(path), not_json=f"cannot read tokens file {path}")
+    if mode & _OTHERS_MAY_ACCESS:
+        log.warning(
+            "tokens file %s has mode %o: group or others may read it; chmod 600 it", path, mode
+        )
+    return tokens
 
 
 def tokens_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, str] | None:
@@ -60,11 +120,7 @@ def tokens_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, str] |
     text = environ.get(TOKENS_ENV)
     if not text:
         return None
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"{TOKENS_ENV} is not JSON: {exc}") from exc
-    return parse_tokens(obj, source=TOKENS_ENV)
+    return _operator_tokens(text, source=TOKENS_ENV, not_json=f"{TOKENS_ENV} is not JSON")
 
 
 def positive_int(_: object, attribute: attrs.Attribute[int], value: int) -> None:

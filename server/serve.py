@@ -10,7 +10,9 @@ hold. ``--access-log`` logs one line per request.
 Jobs stream from ``--provider`` (default ``$QUIETSYNC_PROVIDER``, else
 ``scripted``): the scripted provider takes ``--job-tokens``,
 ``--job-token-delay`` and ``--job-fail-after``; ``openai`` reads its endpoint
-from the environment (`quietsync.server.jobs.providers.provider_from_env`).
+from the environment (`quietsync.server.jobs.providers.provider_from_env`) and
+takes ``--system-prompt`` and ``--provider-idle-timeout`` (which override
+``$QUIETSYNC_SYSTEM_PROMPT`` and ``$QUIETSYNC_PROVIDER_IDLE_TIMEOUT``).
 
 Shutdown is aiohttp's graceful one: live sockets are closed (1001), job event
 streams end, requests in flight finish (a push being committed is committed
@@ -105,6 +107,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("QUIETSYNC_PROVIDER", "scripted"),
         help="where job output comes from (default: $QUIETSYNC_PROVIDER or scripted)",
     )
+    jobs.add_argument(
+        "--system-prompt",
+        metavar="TEXT",
+        help="openai: the system prompt of every job (default: $QUIETSYNC_SYSTEM_PROMPT, none)",
+    )
+    jobs.add_argument(
+        "--provider-idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="openai: seconds the endpoint may stay silent before the job fails "
+        "(default: $QUIETSYNC_PROVIDER_IDLE_TIMEOUT, else 60)",
+    )
     _add_config_options(jobs, JobsConfig, "job-")
     _add_config_options(jobs, ScriptedProvider, "job-")
 
@@ -115,8 +129,18 @@ def _jobs_config(args: argparse.Namespace) -> JobsConfig:
         raise ConfigError(f"unknown provider {args.provider!r}: use one of {', '.join(PROVIDERS)}")
     provider: Provider
     if args.provider == "openai":
+        overrides = {
+            name: str(value)
+            for name, value in [
+                ("QUIETSYNC_SYSTEM_PROMPT", args.system_prompt),
+                ("QUIETSYNC_PROVIDER_IDLE_TIMEOUT", args.provider_idle_timeout),
+            ]
+            if value is not None
+        }
         try:
-            provider = provider_from_env({**os.environ, "QUIETSYNC_PROVIDER": "openai"})
+            provider = provider_from_env(
+                {**os.environ, "QUIETSYNC_PROVIDER": "openai", **overrides}
+            )
         except ProviderError as exc:
             raise ConfigError(str(exc)) from exc
     else:

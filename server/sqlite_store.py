@@ -129,6 +129,19 @@ def _page_end(sizes: Sequence[tuple[int, int]], limit: int, max_bytes: int) -> i
     return min(len(sizes), limit)
 
 
+def _stored(
+    kind: str, value: str | None, state: bytes | None, stamp: str, base: str | None
+) -> StoredField:
+    """A row of ``fields`` as a `StoredField`."""
+    return StoredField(
+        kind=kind,  # type: ignore[arg-type]
+        stamp=HLC.parse(stamp),
+        base=_stamp_or_none(base),
+        value=None if value is None else json.loads(value),
+        state=state,
+    )
+
+
 class _SQLiteTransaction:
     """`server.store.Transaction` on an open ``BEGIN IMMEDIATE``."""
 
@@ -163,13 +176,22 @@ class _SQLiteTransaction:
                 [*chain.from_iterable(chunk), self._user],
             )
             for collection, key, field, kind, value, state, stamp, base in rows:
-                found[asked[collection, key, field]] = StoredField(
-                    kind=kind,
-                    stamp=HLC.parse(stamp),
-                    base=_stamp_or_none(base),
-                    value=None if value is None else json.loads(value),
-                    state=state,
-                )
+                found[asked[collection, key, field]] = _stored(kind, value, state, stamp, base)
+        return found
+
+    def records(self, keys: Collection[tuple[str, str]]) -> dict[FieldKey, StoredField]:
+        found: dict[FieldKey, StoredField] = {}
+        for chunk in _chunks(list(keys)):
+            wanted = ",".join(["(?, ?)"] * len(chunk))
+            rows = self._db.execute(
+                f"WITH w(c, k) AS (VALUES {wanted})"
+                " SELECT collection, key, field, kind, value, state, stamp, base"
+                " FROM w CROSS JOIN fields ON fields.user = ? AND fields.collection = w.c"
+                " AND fields.key = w.k",
+                [*chain.from_iterable(chunk), self._user],
+            )
+            for collection, key, field, kind, value, state, stamp, base in rows:
+                found[collection, key, field] = _stored(kind, value, state, stamp, base)
         return found
 
     def head(self) -> int:

@@ -202,6 +202,10 @@ class Transaction(Protocol):
         """The stored state of each of these fields (absent if never written), keyed as asked."""
         ...
 
+    def records(self, keys: Collection[tuple[str, str]]) -> dict[FieldKey, StoredField]:
+        """Every stored field of these records (``(collection, key)``), keyed by field."""
+        ...
+
     def head(self) -> int:
         """The highest seq handed out to the user (0: none), as of this transaction."""
         ...

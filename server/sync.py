@@ -35,6 +35,12 @@ Rules:
   mark, or seen earlier in the same batch, is answered with its recorded
   outcome (``duplicate`` if it is older than the client's last push) and not
   merged again. The marks are written with the batch.
+* **Delete versus edit** (`conflicts.tombstone`): on a record that is
+  deleted after the push, every write stamped after the tombstone is an edit
+  the delete did not cover; it stays under the tombstone and is reported,
+  once per write, as a conflict on ``_deleted`` (the push reads each
+  touched record's tombstone with the fields it writes, and all fields of a
+  record only when the push deletes it).
 * Changes are numbered here, consecutively from the user's head as read
   inside the same transaction.
 * The server clock observes every accepted stamp after the commit (it keeps
@@ -70,6 +76,8 @@ from quietsync.conflicts import (
     merge_field,
     merge_text_updates,
     overwrites,
+    text_of,
+    uncovered_edits,
 )
 from quietsync.protocol import (
     DELETED_FIELD,
@@ -96,6 +104,7 @@ from quietsync.server.store import (
     FieldKey,
     Store,
     StoredField,
+    Transaction,
 )
 
 __all__ = ["PushResult", "SyncService"]
@@ -225,9 +234,11 @@ class SyncService:
                 else:
                     valid.append((index, m, (m.collection, m.key, m.field), client, n))
         with self._store.transaction(user) as tx:
+            touched = {key for _, _, key, _, _ in valid}
+            tombstones = {(c, k, DELETED_FIELD) for c, k, _ in touched}
             batch = _Batch(
                 marks=tx.marks({client for *_, client, _ in valid}),
-                fields=dict(tx.fields({key for _, _, key, _, _ in valid})),
+                fields=dict(tx.fields(touched | tombstones)),  # tombstones for `_report_deletes`
                 write=BatchWrite(first_seq=tx.head() + 1),
                 drift_bound=self._clock.drift_bound(),
                 refused=refused,
@@ -236,6 +247,8 @@ class SyncService:
                 self._decide(batch, index, m, key, client, n)
             if not batch.refused:
                 _merge_texts(batch)  # may refuse writes that cannot merge
+            if not batch.refused:
+                self._report_deletes(batch, tx)
             if batch.refused:
                 batch.refused.sort(key=lambda r: r.index)
                 raise MutationsRefusedError(batch.refused, len(writes))
@@ -312,6 +325,46 @@ class SyncService:
         else:
             batch.answer(m.id, client, n, outcome.value)
 
+    def _report_deletes(self, batch: _Batch, tx: Transaction) -> None:
+        """Report the edits a winning delete did not cover (`conflicts.tombstone`).
+
+        For each record this push wrote that is deleted afterwards: a delete
+        of this push is checked against every field of the record (read
+        here, deletes are few), a standing delete only against the fields
+        this push wrote.
+        """
+        deleted: dict[tuple[str, str], FieldWrite] = {}
+        for record in {(m.collection, m.key) for m in batch.write.log}:
+            tomb = batch.fields.get((*record, DELETED_FIELD))
+            if tomb is not None and tomb.value is True:
+                deleted[record] = FieldWrite(True, tomb.stamp, tomb.base)
+        if not deleted:  # the common case: no deleted record written
+            return
+        written: dict[tuple[str, str], dict[str, FieldWrite]] = defaultdict(dict)
+        for m in batch.write.log:  # in order: a field's last entry is its state
+            if m.kind == "lww" and (m.collection, m.key) in deleted:
+                written[m.collection, m.key][m.field] = FieldWrite(m.value, m.stamp, m.base)
+        for ref, text in batch.write.fields.items():
+            if (ref.collection, ref.key) in deleted:
+                written[ref.collection, ref.key][ref.field] = _as_write(text)
+        newly = [record for record in deleted if DELETED_FIELD in written[record]]
+        stored: dict[tuple[str, str], dict[str, FieldWrite]] = defaultdict(dict)
+        for (collection, key, field), state in tx.records(newly).items():
+            stored[collection, key][field] = _as_write(state)
+        for (collection, key), tomb in deleted.items():
+            changed = written[collection, key]
+            fields = {**stored[collection, key], **changed}
+            fields.pop(DELETED_FIELD, None)
+            batch.write.conflicts.extend(
+                uncovered_edits(
+                    tomb,
+                    fields,
+                    changed.keys(),
+                    ref=FieldRef(collection, key, DELETED_FIELD),
+                    detected_by=self._clock.node,
+                )
+            )
+
     def _check(self, batch: _Batch, m: Mutation, current: StoredField | Mutation | None) -> None:
         """Raise if `m` must be refused (see the module docstring); change nothing."""
         if m.stamp.wall_ms > batch.drift_bound:
@@ -353,6 +406,12 @@ class SyncService:
                 key, attrs.evolve(m, value=state.value, stamp=state.stamp, base=state.base)
             )
         return merge.outcome
+
+
+def _as_write(state: StoredField) -> FieldWrite:
+    """A stored field as the merge core sees it (a text field: its plain text)."""
+    value = text_of(state.state) if state.kind == "crdt" and state.state else state.value
+    return FieldWrite(value, state.stamp, state.base)
 
 
 def _merge_crdt(

@@ -101,14 +101,28 @@ async def json_body(request: web.Request) -> Any:
         return json.loads(data, parse_constant=_reject_constant)
     except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
         raise MalformedJsonError(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError:  # nested past what the parser can follow (limit: protocol.nesting)
+        raise MalformedJsonError("request body is nested too deep to parse") from None
+
+
+_MAX_DIGITS = len(str(2**63 - 1))
 
 
 def _int_param(request: web.Request, name: str, default: int, *, minimum: int) -> int:
+    """The integer query parameter `name`: `minimum` to 2**63 - 1 (what SQLite stores)."""
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isascii() or not text.isdigit() or int(text) < minimum:
-        raise BadRequestError(f"query parameter {name!r} must be an integer >= {minimum}")
+    # the length check comes first: int() of thousands of digits is slow, then refused
+    if (
+        not text.isascii()
+        or not text.isdigit()
+        or len(text) > _MAX_DIGITS
+        or not minimum <= int(text) < 2**63
+    ):
+        raise BadRequestError(
+            f"query parameter {name!r} must be an integer >= {minimum} and < 2**63"
+        )
     return int(text)
 
 

@@ -7,7 +7,8 @@ pip, and finds its dependencies in this interpreter's site-packages through a
 the tests run offline and only the wheel provides quietsync. Then, from
 directories that play the app:
 
-* the wheel's top level is ``quietsync`` (and its dist-info), nothing else;
+* the wheel's top level is ``quietsync`` (and its dist-info), nothing else, and
+  it carries its data files (the API description the server serves);
 * an app with its own ``server.py`` and ``replica/`` imports quietsync and runs
   the README example;
 * an app's test suite gets the ``quietsync_server`` fixture without a
@@ -104,6 +105,7 @@ def test_the_wheel_holds_quietsync_and_nothing_else_at_top_level(installed: Inst
     for package in ("conflicts", "protocol", "replica", "replica/jobs", "server", "server/jobs"):
         assert f"quietsync/{package}/__init__.py" in names
     assert "quietsync/py.typed" in names
+    assert "quietsync/server/openapi.json" in names  # served at /v1/openapi.json
     assert not any(name.startswith(("benchmarks/", "tests/")) for name in names)
 
 

@@ -12,8 +12,14 @@ Record shapes (``quietsync.protocol.jobs``):
     its final event alone (`quietsync.protocol.jobs.notification_for`), so the
     server's copy and this client's are identical content (suppressed, not a
     conflict);
-  * ``sync.refused:<mutation id>``: a write the server refused for good
-    (``system.warning``), from `SyncClient(on_refused=notes.write_refused)`;
+  * ``sync.refused:<cause>``: writes the server refused for good
+    (``system.warning``), from `SyncClient(on_refused=notes.write_refused)`.
+    One per cause (the refusal's code: ``clock_drift``, ``kind_mismatch``,
+    ``body_too_large``, ...), written again only once the user has read it,
+    and never about the refusal of a ``sync.*`` notification itself: a
+    notification about refusals must not be able to feed on itself (a fast
+    clock gets every write refused, this one included). The ``clock_drift``
+    one tells the user to set the device's clock right;
   * ``sync.conflict:<digest of collection, key, field>``: concurrent edits of
     one field (``sync.conflict``), from
     `SyncClient(on_conflicts=notes.write_conflicts)`.
@@ -43,8 +49,31 @@ __all__ = ["Notifications", "conflict_key", "refused_key"]
 _PREVIEW = 140
 
 
-def refused_key(mutation_id: str) -> str:
-    return f"sync.refused:{mutation_id}"
+_SYNC_KEYS = "sync."
+_CLOCK_DRIFT = "clock_drift"
+
+
+def refused_key(cause: str) -> str:
+    """The one notification key of a refusal cause (a refusal code such as ``clock_drift``)."""
+    return f"{_SYNC_KEYS}refused:{cause}"
+
+
+def _cause(reason: str) -> str:
+    """The code a refusal reason starts with (``"<code>: <why>"``, `SyncClient`)."""
+    return reason.partition(":")[0].strip() or "refused"
+
+
+def _about_sync(item: RefusedMutation) -> bool:
+    return item.mutation.collection == NOTIFICATIONS and item.mutation.key.startswith(_SYNC_KEYS)
+
+
+def _refused_body(cause: str, items: builtins.list[RefusedMutation]) -> str:
+    if cause == _CLOCK_DRIFT:
+        return (
+            "This device's clock is wrong (ahead of the server's), so the server refused "
+            f"{len(items)} write(s). Set the clock right; writes made meanwhile are set aside."
+        )
+    return f"The server refused {len(items)} write(s): {items[0].reason}"
 
 
 def conflict_key(conflict: Conflict) -> str:
@@ -116,12 +145,24 @@ class Notifications:
         return key
 
     def write_refused(self, refused: Iterable[RefusedMutation]) -> None:
-        """One ``system.warning`` per write the server refused (`SyncClient`'s ``on_refused``)."""
+        """One unread ``system.warning`` per refusal cause (`SyncClient`'s ``on_refused``).
+
+        Refusals of ``sync.*`` notifications are not told (module docstring).
+        """
+        causes: dict[str, builtins.list[RefusedMutation]] = {}
+        for item in refused:
+            if not _about_sync(item):
+                causes.setdefault(_cause(item.reason), []).append(item)
         with self._replica.transaction():
-            for item in refused:
-                body = f"The server refused write {item.mutation.id}: {item.reason}"
-                fields = _sync_fields("system.warning", "Write refused", body)
-                self._replica.put(NOTIFICATIONS, refused_key(item.mutation.id), fields)
+            for cause, items in causes.items():
+                key = refused_key(cause)
+                existing = self._replica.get(NOTIFICATIONS, key)
+                if existing is not None and existing.get("read_at") is None:
+                    continue  # told already; the user has not seen it yet
+                fields = _sync_fields(
+                    "system.warning", "Write refused", _refused_body(cause, items)
+                )
+                self._replica.put(NOTIFICATIONS, key, fields)
 
     def write_conflicts(self, conflicts: Iterable[Conflict]) -> None:
         """One ``sync.conflict`` per field that has none yet (`SyncClient`'s ``on_conflicts``)."""

@@ -16,6 +16,8 @@ live state), `writer` (what each write contains), `store` and `sqlite_store`
 from quietsync.server.jobs.config import JobsConfig
 from quietsync.server.jobs.feature import jobs_feature
 from quietsync.server.jobs.providers import (
+    Chat,
+    ChatMessage,
     OpenAIProvider,
     Provider,
     ProviderError,
@@ -25,6 +27,8 @@ from quietsync.server.jobs.providers import (
 )
 
 __all__ = [
+    "Chat",
+    "ChatMessage",
     "JobsConfig",
     "OpenAIProvider",
     "Provider",

@@ -42,5 +42,15 @@ class JobsConfig:
         validator=positive_seconds,
         metadata={"help": "seconds between two flushes of job output (one transaction each)"},
     )
+    history_messages: int = attrs.field(
+        default=20,
+        validator=positive_int,
+        metadata={"help": "earlier messages of the thread a job sends its provider, at most"},
+    )
+    history_chars: int = attrs.field(
+        default=32_000,
+        validator=positive_int,
+        metadata={"help": "characters of history and input a job sends its provider, at most"},
+    )
     provider: Provider = attrs.field(factory=ScriptedProvider)
     """Where job output comes from."""

@@ -49,6 +49,10 @@ class Job:
     watches: set[Watch] = attrs.Factory(set)
     task: asyncio.Task[None] | None = None
     done: asyncio.Event = attrs.Factory(asyncio.Event)
+    failures: int = 0
+    """Writes of this job that failed in a row (the runner gives up after a few)."""
+    retry_at: float = 0.0
+    """Event-loop time before which the flusher does not try this job again (backoff)."""
 
     @property
     def id(self) -> str:

@@ -4,10 +4,16 @@
   input, streamed token by token with a configurable delay and an optional
   injected failure. The demo and the tests run on it, offline.
 * `OpenAIProvider`: any OpenAI-compatible ``/chat/completions`` endpoint,
-  streamed (server-sent events), configured from the environment.
+  streamed (server-sent events), configured from the environment. It sends
+  an optional system prompt, the thread's history and the input, and gives
+  up when the endpoint stays silent for `OpenAIProvider.idle_timeout`
+  seconds (a long reply that keeps streaming is never cut: the job's own
+  `JobsConfig.timeout` bounds the whole).
 
-A provider only produces tokens; the job runner owns persistence, stamps,
-limits and cancellation (cancelling the iterating task stops a provider).
+A provider gets a `Chat` (the input, and the thread's earlier messages as the
+runner read them, bounded: `quietsync.server.jobs.history`) and only produces
+tokens; the job runner owns persistence, stamps, limits and cancellation
+(cancelling the iterating task stops a provider).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import aiohttp
 import attrs
@@ -25,6 +31,8 @@ import attrs
 from quietsync.conflicts import QuietsyncError
 
 __all__ = [
+    "Chat",
+    "ChatMessage",
     "OpenAIProvider",
     "Provider",
     "ProviderError",
@@ -38,10 +46,26 @@ class ProviderError(QuietsyncError):
     """The provider could not produce (the rest of) a reply; the job ends in error."""
 
 
-class Provider(Protocol):
-    """Streams the reply to `prompt` as text tokens."""
+@attrs.frozen
+class ChatMessage:
+    """One earlier message of the thread, as a chat model takes it."""
 
-    def stream(self, prompt: str) -> AsyncIterator[str]: ...
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@attrs.frozen
+class Chat:
+    """What a job asks its provider: the `input`, after the thread's `history`."""
+
+    input: str
+    history: tuple[ChatMessage, ...] = ()
+
+
+class Provider(Protocol):
+    """Streams the reply to `chat` as text tokens."""
+
+    def stream(self, chat: Chat) -> AsyncIterator[str]: ...
 
 
 _SCRIPT = (
@@ -76,8 +100,8 @@ class ScriptedProvider:
         default=None, metadata={"help": "scripted failure after this many tokens"}
     )
 
-    async def stream(self, prompt: str) -> AsyncIterator[str]:
-        for i, token in enumerate(scripted_reply(prompt, self.tokens)):
+    async def stream(self, chat: Chat) -> AsyncIterator[str]:
+        for i, token in enumerate(scripted_reply(chat.input, self.tokens)):
             if self.fail_after is not None and i >= self.fail_after:
                 raise ProviderError(f"scripted failure after {self.fail_after} tokens")
             if self.token_delay:
@@ -85,24 +109,37 @@ class ScriptedProvider:
             yield token
 
 
+def _idle_timeout(_: object, __: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ProviderError(f"the provider's idle timeout must be seconds > 0, got {value!r}")
+
+
 @attrs.frozen
 class OpenAIProvider:
-    """Streams from an OpenAI-compatible ``POST {base_url}/chat/completions``."""
+    """Streams from an OpenAI-compatible ``POST {base_url}/chat/completions``.
+
+    `idle_timeout`: seconds the endpoint may stay silent (to connect, to
+    answer, between two chunks) before the job ends in error.
+    """
 
     base_url: str
     model: str
     api_key: str | None = None
-    timeout: float = 120.0
+    idle_timeout: float = attrs.field(default=60.0, validator=_idle_timeout)
+    system_prompt: str | None = None
 
-    async def stream(self, prompt: str) -> AsyncIterator[str]:
+    def messages(self, chat: Chat) -> list[dict[str, Any]]:
+        """The request's messages: the system prompt, the history, the input."""
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        history = [{"role": m.role, "content": m.content} for m in chat.history]
+        return [*system, *history, {"role": "user", "content": chat.input}]
+
+    async def stream(self, chat: Chat) -> AsyncIterator[str]:
         url = self.base_url.rstrip("/") + "/chat/completions"
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        body = {
-            "model": self.model,
-            "stream": True,
-            "messages": [{"role": "user", "content": prompt}],
-        }
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        body = {"model": self.model, "stream": True, "messages": self.messages(chat)}
+        idle = self.idle_timeout
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=idle, sock_read=idle)
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
@@ -113,6 +150,8 @@ class OpenAIProvider:
                     raise ProviderError(f"provider answered {response.status}: {detail}")
                 async for token in _sse_tokens(response.content):
                     yield token
+        except aiohttp.ServerTimeoutError as exc:
+            raise ProviderError(f"the provider sent nothing for {idle:g} s") from exc
         except aiohttp.ClientError as exc:
             raise ProviderError(f"provider unreachable at {url}: {exc}") from exc
 
@@ -139,7 +178,9 @@ async def _sse_tokens(lines: aiohttp.StreamReader) -> AsyncIterator[str]:
 def provider_from_env(env: Mapping[str, str] = os.environ) -> Provider:
     """The provider named by ``QUIETSYNC_PROVIDER`` (``scripted``, the default, or ``openai``).
 
-    ``openai`` reads ``OPENAI_BASE_URL``, ``OPENAI_API_KEY`` and ``QUIETSYNC_OPENAI_MODEL``.
+    ``openai`` reads ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``QUIETSYNC_OPENAI_MODEL``,
+    and optionally ``QUIETSYNC_SYSTEM_PROMPT`` and ``QUIETSYNC_PROVIDER_IDLE_TIMEOUT``
+    (seconds, default 60).
     """
     name = env.get("QUIETSYNC_PROVIDER", "scripted")
     if name == "scripted":
@@ -151,5 +192,18 @@ def provider_from_env(env: Mapping[str, str] = os.environ) -> Provider:
             raise ProviderError(
                 "the openai provider needs OPENAI_BASE_URL and QUIETSYNC_OPENAI_MODEL"
             )
-        return OpenAIProvider(base_url=base_url, model=model, api_key=env.get("OPENAI_API_KEY"))
+        idle = env.get("QUIETSYNC_PROVIDER_IDLE_TIMEOUT", "60")
+        try:
+            idle_timeout = float(idle)
+        except ValueError:
+            raise ProviderError(
+                f"QUIETSYNC_PROVIDER_IDLE_TIMEOUT must be seconds, got {idle!r}"
+            ) from None
+        return OpenAIProvider(
+            base_url=base_url,
+            model=model,
+            api_key=env.get("OPENAI_API_KEY"),
+            idle_timeout=idle_timeout,
+            system_prompt=env.get("QUIETSYNC_SYSTEM_PROMPT") or None,
+        )
     raise ProviderError(f"unknown provider {name!r}: use 'scripted' or 'openai'")

@@ -15,11 +15,22 @@ Its rules (the contract is ``docs/protocol.md``, "Jobs"):
    abort, or a restart only *asks* for an end; the flusher writes it (all five
    job fields, the notification if nobody watches) and then announces it. So
    the end is always after the last flush, and an abort answers once written.
-4. **Restart**: `recover` ends every job a previous process left streaming as
+4. **Failing writes**: a flush that fails is retried job by job, so one
+   job whose output cannot be stored (or one user's failing write) never
+   holds up the others. A job's failing write is retried with exponential
+   backoff (`JobsConfig.flush_interval` doubled per failure, at most
+   `_MAX_BACKOFF`); after `FLUSH_ATTEMPTS` failures in a row the job gives up:
+   its unwritten tokens are dropped and it ends as error `OUTPUT_NOT_STORED`
+   (an abort asked for stays aborted). If even that end cannot be written,
+   the job ends in memory only (its readers and its abort get their answer)
+   and the next start ends its stored state as "interrupted". Failures are
+   logged one line per cause (the exception's type: the messages differ from
+   job to job), rate limited (`quietsync.server.ratelog`).
+5. **Restart**: `recover` ends every job a previous process left streaming as
    error "interrupted", through the same path. Stopping the app (`close`)
    flushes what was received, ends the watchers' streams, and leaves
    streaming jobs to the next start — exactly like a crash.
-5. **Retention**: a finished job answers for `JobsConfig.retention` seconds after
+6. **Retention**: a finished job answers for `JobsConfig.retention` seconds after
    its end, then 404 (`get` checks; a purge task drops rows and memory).
 
 Everything here runs on the event loop; store work is handed to the store's
@@ -30,6 +41,7 @@ issues the stamps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -48,13 +60,15 @@ from quietsync.server.errors import (
     UnknownJobError,
 )
 from quietsync.server.jobs.config import JobsConfig
+from quietsync.server.jobs.history import thread_history
 from quietsync.server.jobs.job import Job
-from quietsync.server.jobs.providers import ProviderError
+from quietsync.server.jobs.providers import Chat, ProviderError
 from quietsync.server.jobs.store import JobRow
 from quietsync.server.jobs.writer import FlushItem, JobWriter
 from quietsync.server.live import Published
+from quietsync.server.ratelog import RateLimitedLog, describe
 
-__all__ = ["JobRunner", "JobSpec"]
+__all__ = ["FLUSH_ATTEMPTS", "OUTPUT_NOT_STORED", "JobRunner", "JobSpec"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +78,10 @@ Publish = Callable[[str, Published], None]
 
 INTERRUPTED = "interrupted"
 TIMEOUT = "timeout"
+OUTPUT_NOT_STORED = "the job's output could not be stored"
+FLUSH_ATTEMPTS = 4
+"""Failed writes in a row after which a job gives up (rule 4)."""
+_MAX_BACKOFF = 5.0
 _PURGE_EVERY = 60.0
 
 
@@ -101,6 +119,7 @@ class JobRunner:
         self._flusher: asyncio.Task[None] | None = None
         self._purger: asyncio.Task[None] | None = None
         self._closed = False
+        self._log = RateLimitedLog(log)
 
     @property
     def config(self) -> JobsConfig:
@@ -141,12 +160,10 @@ class JobRunner:
             # not cancelled: a write in flight must be applied and announced
             self._wake.set()
             await self._flusher
-        try:
-            await self._flush_once()
-        except StoreError:
-            log.exception("last flush of job output failed")
+        await self._flush_once(everything=True)
         for job in self._jobs.values():
             job.publish(None)
+        self._log.flush()
 
     # -- the API -----------------------------------------------------------
 
@@ -214,10 +231,27 @@ class JobRunner:
 
     # -- producing and ending ----------------------------------------------
 
+    async def _chat(self, job: Job) -> Chat:
+        """The job's input after its thread's history (none if the store cannot say)."""
+        user, thread = job.row.user, job.row.thread_id
+        try:
+            messages = await self._run_on_store(lambda: self._writer.thread_messages(user, thread))
+        except StoreError as exc:
+            self._log.failure(f"job history: {exc}", f"job {job.id} goes without history: {exc}")
+            messages = {}
+        return thread_history(
+            messages,
+            job.row.message_id,
+            job.prompt,
+            max_messages=self._config.history_messages,
+            max_chars=self._config.history_chars,
+        )
+
     async def _produce(self, job: Job) -> None:
         try:
             async with asyncio.timeout(self._config.timeout) as deadline:
-                async for token in self._provider.stream(job.prompt):
+                chat = await self._chat(job)
+                async for token in self._provider.stream(chat):
                     if job.ending is not None:
                         return
                     job.parts.append(token)
@@ -228,11 +262,12 @@ class JobRunner:
             else:
                 self._end(job, "error", TIMEOUT)
         except ProviderError as exc:
+            self._log.failure(f"provider: {exc}", f"job {job.id}: {exc}")
             self._end(job, "error", str(exc))
         except asyncio.CancelledError:
             raise  # an abort (which asked for its end) or the server stopping
         except Exception as exc:  # a provider bug: the job ends, the server goes on
-            log.exception("job %s: provider failed", job.id)
+            self._log.failure(f"provider bug: {describe(exc)}", f"job {job.id}: {describe(exc)}")
             self._end(job, "error", f"provider failed: {exc}")
         else:
             self._end(job, "complete", None)
@@ -251,28 +286,81 @@ class JobRunner:
     async def _flush_loop(self) -> None:
         """One write per tick, until `close` (which makes the last one itself)."""
         while not self._closed:
-            await self._wake.wait()
+            await self._next_tick()
             self._wake.clear()
-            try:
-                await self._flush_once()
-            except Exception:  # the store failed (or a bug): keep every job, retry
-                log.exception("flushing job output failed; retrying next tick")
-                self._wake.set()
+            await self._flush_once()
             if not self._closed:
                 await asyncio.sleep(self._config.flush_interval)
 
-    async def _flush_once(self) -> None:
-        jobs = [job for job in self._dirty.values() if job.dirty]
-        self._dirty.clear()
+    async def _next_tick(self) -> None:
+        """Wait to be woken, or until the first job backing off is due again."""
+        due = min((job.retry_at for job in self._dirty.values()), default=None)
+        if due is None:
+            await self._wake.wait()
+            return
+        delay = due - asyncio.get_running_loop().time()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(delay, 0.0)):
+                await self._wake.wait()
+
+    async def _flush_once(self, *, everything: bool = False) -> None:
+        """Write every dirty job that is due (`everything`: backing off or not).
+
+        Never raises: a failed write is retried job by job (rule 4).
+        """
+        now = asyncio.get_running_loop().time()
+        jobs = [j for j in self._dirty.values() if j.dirty and (everything or j.retry_at <= now)]
+        for job in [*self._dirty.values()]:
+            if job in jobs or not job.dirty:
+                del self._dirty[job.id]
         if not jobs:
             return
-        items = [self._item(job) for job in jobs]
         try:
-            await self._write(items, jobs)
-        except BaseException:
-            for job in jobs:
-                self._dirty.setdefault(job.id, job)
-            raise
+            await self._write([self._item(job) for job in jobs], jobs)
+        except Exception as exc:
+            if len(jobs) == 1:
+                await self._failed(jobs[0], exc)
+                return
+            for job in jobs:  # find the job (or the user) that fails; the others go on
+                try:
+                    await self._write([self._item(job)], [job])
+                except Exception as alone:
+                    await self._failed(job, alone)
+
+    async def _failed(self, job: Job, exc: Exception) -> None:
+        """Back `job` off after a failed write, or give up after `FLUSH_ATTEMPTS`."""
+        job.failures += 1
+        self._log.failure(
+            f"job write: {type(exc).__name__}",
+            f"writing job {job.id} of user {job.row.user!r} failed "
+            f"({job.failures} of {FLUSH_ATTEMPTS} tries): {describe(exc)}",
+        )
+        if job.failures < FLUSH_ATTEMPTS:
+            backoff = self._config.flush_interval * 2**job.failures
+            job.retry_at = asyncio.get_running_loop().time() + min(backoff, _MAX_BACKOFF)
+            self._dirty[job.id] = job
+            return
+        if job.task is not None:
+            job.task.cancel()
+        job.parts.clear()  # what could not be stored is dropped
+        aborted = job.ending is not None and job.ending[0] == "aborted"
+        job.ending = ("aborted", None) if aborted else ("error", OUTPUT_NOT_STORED)
+        try:
+            await self._write([self._item(job)], [job])
+        except Exception as last:
+            self._log.failure(
+                f"job end: {type(last).__name__}",
+                f"ending job {job.id} failed, it ends unwritten: {describe(last)}",
+            )
+            self._end_unwritten(job)
+
+    def _end_unwritten(self, job: Job) -> None:
+        """End `job` in memory only: its readers and abort answer; a restart interrupts it."""
+        assert job.ending is not None
+        status, error = job.ending
+        job.row = attrs.evolve(job.row, status=status, error=error, ended_ms=_now_ms())
+        job.publish(job.final_event())
+        job.done.set()
 
     def _item(self, job: Job) -> FlushItem:
         content = job.content + "".join(job.parts)
@@ -289,6 +377,7 @@ class JobRunner:
         for user, batch in result.published.items():
             self._publish(user, batch)
         for job, item, count, stamp in zip(jobs, items, taken, result.stamps, strict=True):
+            job.failures = 0
             old = len(job.content)
             job.content = item.content
             del job.parts[:count]
@@ -327,5 +416,5 @@ class JobRunner:
             horizon = now - int(self._config.retention * 1000)
             try:
                 await self._run_on_store(lambda h=horizon: self._writer.purge(h))
-            except StoreError:
-                log.exception("purging old jobs failed")
+            except StoreError as exc:
+                self._log.failure(f"job purge: {exc}", f"purging old jobs failed: {exc}")

@@ -13,6 +13,7 @@ version (``meta.jobs_schema_version``, `quietsync.server.sqlite_schema`):
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Collection
 from typing import Any
@@ -38,6 +39,15 @@ def _v1_jobs(db: sqlite3.Connection) -> None:
 def _v2_content_in_the_message_only(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs DROP COLUMN content")
 
+
+_THREAD_MESSAGES = (
+    "SELECT key, field, value FROM fields WHERE user = ? AND collection = 'messages'"
+    " AND field IN ('role', 'content', 'created_at', '_deleted') AND kind = 'lww'"
+    " AND value IS NOT NULL AND key IN (SELECT key FROM fields WHERE user = ?"
+    " AND collection = 'messages' AND field = 'thread_id' AND value = ?)"
+)
+"""A thread's messages: one range of the user's ``messages`` rows (the fields' primary
+key), matched on the stored JSON text of ``thread_id``."""
 
 STEPS: tuple[Step, ...] = (_v1_jobs, _v2_content_in_the_message_only)
 _COLUMNS = "user, job_id, thread_id, message_id, status, stamp, started_ms, error, ended_ms"
@@ -81,6 +91,16 @@ class SQLiteJobStore:
         with translated_errors("read jobs"):
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY started_ms").fetchall()
         return [_job(row) for row in rows]
+
+    def thread_messages(self, user: str, thread_id: str) -> dict[str, dict[str, Any]]:
+        with translated_errors("read a thread's messages"):
+            rows = self._db.execute(
+                _THREAD_MESSAGES, (user, user, json.dumps(thread_id, ensure_ascii=False))
+            ).fetchall()
+        messages: dict[str, dict[str, Any]] = {}
+        for key, field, value in rows:
+            messages.setdefault(key, {})[field] = json.loads(value)
+        return messages
 
     def purge(self, ended_before_ms: int) -> int:
         with translated_errors("purge jobs"):

@@ -16,7 +16,7 @@ decided by `quietsync.server.jobs.writer.JobWriter` and
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -62,4 +62,9 @@ class JobStore(Protocol):
 
     def purge(self, ended_before_ms: int) -> int:
         """Delete the rows of jobs that ended before `ended_before_ms`; how many went."""
+        ...
+
+    def thread_messages(self, user: str, thread_id: str) -> dict[str, dict[str, Any]]:
+        """`user`'s message records of thread `thread_id`: key -> their lww ``role``,
+        ``content``, ``created_at`` and ``_deleted`` fields (those that are set)."""
         ...

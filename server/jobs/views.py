@@ -46,27 +46,40 @@ def _spec_of(body: Any) -> tuple[JobSpec, str]:
     ids = {}
     for member in ("thread_id", "message_id"):
         try:
-            ids[member] = check_name("key", body.get(member))
+            ids[member] = _unicode(member, check_name("key", body.get(member)))
         except WireError as exc:
             raise InvalidJobRequestError(f"{member!r} must be a record key: {exc}") from exc
     text, mode = body.get("input"), body.get("mode")
     if not isinstance(text, str):
         raise InvalidJobRequestError(f"'input' must be a string, got {text!r:.80}")
+    _unicode("input", text)
     if mode not in _MODES:
         raise InvalidJobRequestError(f"'mode' must be one of {', '.join(_MODES)}, got {mode!r}")
     return JobSpec(ids["thread_id"], ids["message_id"], text), mode
+
+
+def _unicode(member: str, text: str) -> str:
+    """`text` if it is Unicode text: a lone surrogate (a JSON escape like ``\\ud800``) is not,
+    and could never be stored or sent (the job would echo it into its reply)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidJobRequestError(
+                f"{member!r} holds a lone surrogate at index {exc.start}: not Unicode text"
+            ) from None
+    return text
 
 
 def _offset(request: web.Request, job: Job) -> int:
     text = request.query.get("offset", "0")
     if not text.isascii() or not text.isdigit():
         raise InvalidJobRequestError(f"'offset' must be an integer >= 0, got {text!r}")
-    offset = int(text)
-    if offset > len(job.content):
+    if len(text) > len(str(len(job.content))) or int(text) > len(job.content):  # no huge int()
         raise InvalidJobRequestError(
-            f"'offset' {offset} is beyond the content's length {len(job.content)}"
+            f"'offset' {text:.30} is beyond the content's length {len(job.content)}"
         )
-    return offset
+    return int(text)
 
 
 def _job_of(request: web.Request) -> Job:

@@ -20,14 +20,20 @@ rely on (``docs/protocol.md``, "Jobs"):
    it replaces — even after a client with a fast clock wrote the field.
 5. An end of a complete/error job marked `FlushItem.notify` (nobody watches
    it) writes `notification_for(...)` in the same transaction (base None),
-   unless ``muted_threads/<thread>`` says muted or that notification record
-   already exists (a client wrote it first: one record, no conflict).
+   unless ``muted_threads/<thread>`` says muted or any field of that
+   notification record already exists: a client wrote it first (one record,
+   no conflict), or wrote a field of it as crdt text, which the server's lww
+   write must not turn over (logged, rate limited).
+7. The kind rule holds for the server's writes as for a push: every write is
+   lww, and a field stored with crdt writes is never written over
+   (`KindMismatchError`), so no replica ever pulls a field whose kind flips.
 6. Every field written appends one change to the user's log, numbered from
    the user's head; the changes are returned for the live hub.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from typing import Any
 
@@ -46,9 +52,12 @@ from quietsync.protocol import (
 )
 from quietsync.server.jobs.store import JobRow, JobStore
 from quietsync.server.live import Published
+from quietsync.server.ratelog import RateLimitedLog
 from quietsync.server.store import BatchWrite, Store, StoredField
 
 __all__ = ["FlushItem", "FlushResult", "JobWriter"]
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -80,6 +89,7 @@ class JobWriter:
         self._store = store
         self._jobs = jobs
         self._clock = clock
+        self._log = RateLimitedLog(log)
 
     @property
     def node(self) -> str:
@@ -101,19 +111,23 @@ class JobWriter:
                 batch = BatchWrite(first_seq=space.head() + 1)
                 stored = space.fields({ref for _, item in entries for ref in _refs_read(item)})
                 for index, item in entries:
-                    if item.start:
-                        _check_lww(item, stored)
+                    for ref in _job_values(item):
+                        _check_lww(ref, stored)  # before anything of this item is written
                     stamp = self._clock.now()
                     stamps[index] = stamp
                     for ref, value in _job_values(item).items():
-                        _put(batch, stored, ref, value, stamp, stored.get(ref), item)
+                        _put(batch, stored, ref, value, stamp, item)
                     if self._should_notify(item, stored):
-                        key, fields = notification_for(
-                            item.row.thread_id, _final_event(item, stamp), item.content
-                        )
+                        key, fields = _notification(item, stamp)
                         for field, value in fields.items():
-                            ref = FieldRef(NOTIFICATIONS, key, field)
-                            _put(batch, stored, ref, value, stamp, None, item)
+                            _put(
+                                batch,
+                                stored,
+                                FieldRef(NOTIFICATIONS, key, field),
+                                value,
+                                stamp,
+                                item,
+                            )
                         notified.append(item.row.job_id)
                     rows.append(attrs.evolve(item.row, stamp=stamp))
                 space.write(batch)
@@ -139,6 +153,10 @@ class JobWriter:
     def purge(self, ended_before_ms: int) -> int:
         return self._jobs.purge(ended_before_ms)
 
+    def thread_messages(self, user: str, thread_id: str) -> dict[str, dict[str, Any]]:
+        """The thread's message records a job's history is made of (`JobStore`)."""
+        return self._jobs.thread_messages(user, thread_id)
+
     def _should_notify(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> bool:
         if not _may_notify(item):
             return False
@@ -146,16 +164,24 @@ class JobWriter:
         deleted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, DELETED_FIELD))
         if muted is not None and muted.value is True and not (deleted and deleted.value is True):
             return False
-        key = _notification_key(item)
-        return not any(ref.collection == NOTIFICATIONS and ref.key == key for ref in stored)
+        key, _ = _notification(item, HLC.minimal(self.node))
+        existing = [
+            f for ref, f in stored.items() if (ref.collection, ref.key) == (NOTIFICATIONS, key)
+        ]
+        if any(f.kind != "lww" for f in existing):
+            self._log.failure(
+                f"notification kind: {item.row.user}",
+                f"notification {key!r} of user {item.row.user!r} not written: "
+                "the user wrote a field of it as crdt text",
+            )
+        return not existing
 
 
-def _check_lww(item: FlushItem, stored: dict[FieldRef, StoredField]) -> None:
-    """Refuse a start on a message whose job fields hold crdt writes (they are lww)."""
-    for ref in _job_values(item):
-        current = stored.get(ref)
-        if current is not None and current.kind != "lww":
-            raise KindMismatchError(ref.field, current.kind, "lww")
+def _check_lww(ref: FieldRef, stored: dict[FieldRef, StoredField]) -> None:
+    """The kind rule for a server write: raise unless `ref` is new or holds lww writes."""
+    current = stored.get(ref)
+    if current is not None and current.kind != "lww":
+        raise KindMismatchError(ref.field, current.kind, "lww")
 
 
 def _may_notify(item: FlushItem) -> bool:
@@ -163,11 +189,10 @@ def _may_notify(item: FlushItem) -> bool:
     return item.final and item.notify and item.row.status in ("complete", "error")
 
 
-def _notification_key(item: FlushItem) -> str:
-    """The key `notification_for` gives this end (it depends on the job and status only)."""
-    placeholder = _final_event(item, HLC.minimal("server"))
-    key, _ = notification_for(item.row.thread_id, placeholder, item.content)
-    return key
+def _notification(item: FlushItem, stamp: HLC) -> tuple[str, dict[str, Any]]:
+    """The notification this end writes with `stamp` (its key and field names do not
+    depend on the stamp)."""
+    return notification_for(item.row.thread_id, _final_event(item, stamp), item.content)
 
 
 def _final_event(item: FlushItem, stamp: HLC) -> JobEvent:
@@ -204,8 +229,8 @@ def _refs_read(item: FlushItem) -> set[FieldRef]:
         thread = item.row.thread_id
         refs |= {FieldRef(MUTED_THREADS, thread, "muted")}
         refs |= {FieldRef(MUTED_THREADS, thread, DELETED_FIELD)}
-        key = _notification_key(item)
-        refs |= {FieldRef(NOTIFICATIONS, key, field) for field in ("thread_id", "type")}
+        key, fields = _notification(item, HLC.minimal("server"))
+        refs |= {FieldRef(NOTIFICATIONS, key, field) for field in fields}
     return refs
 
 
@@ -215,10 +240,11 @@ def _put(
     ref: FieldRef,
     value: Any,
     stamp: HLC,
-    current: StoredField | None,
     item: FlushItem,
 ) -> None:
     """Write one lww field (base = the stamp it replaces): log it, and note its new state."""
+    _check_lww(ref, stored)
+    current = stored.get(ref)
     base = None if current is None else current.stamp
     stored[ref] = StoredField("lww", stamp, base, value=value)
     seq = batch.first_seq + len(batch.log)

@@ -17,6 +17,7 @@ def test_the_package_exports_exactly_the_public_names() -> None:
         "ChatPane",
         "FieldState",
         "HttpTransport",
+        "ClockSkewError",
         "JobGapError",
         "LiveMessage",
         "NodeIdMismatchError",

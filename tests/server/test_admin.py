@@ -101,7 +101,7 @@ def test_the_commands_say_what_they_did(tmp_path: Path, capsys: pytest.CaptureFi
 
 async def test_a_second_serve_on_one_database_is_refused_clearly(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({"secret-1": "alice"}))
+    tokens.write_text(json.dumps({"secret-1-ab7Fq2xZ": "alice"}))
     db = tmp_path / "s.db"
     async with serve_process(db, "--tokens", str(tokens)) as first:
         second = await asyncio.create_subprocess_exec(

@@ -13,7 +13,8 @@ from quietsync.server.jobs import JobsConfig, ScriptedProvider
 
 
 def test_tokens_from_the_environment() -> None:
-    assert tokens_from_env({"QUIETSYNC_TOKENS": json.dumps({"t1": "alice"})}) == {"t1": "alice"}
+    tokens = {"t1-0123456789abcdef": "alice"}
+    assert tokens_from_env({"QUIETSYNC_TOKENS": json.dumps(tokens)}) == tokens
     assert tokens_from_env({}) is None
     with pytest.raises(ConfigError, match="QUIETSYNC_TOKENS is not JSON"):
         tokens_from_env({"QUIETSYNC_TOKENS": "{"})
@@ -21,8 +22,9 @@ def test_tokens_from_the_environment() -> None:
 
 def test_tokens_file(tmp_path: Path) -> None:
     path = tmp_path / "tokens.json"
-    path.write_text(json.dumps({"t1": "alice", "t2": "bob"}))
-    assert load_tokens_file(path) == {"t1": "alice", "t2": "bob"}
+    tokens = {"t1-0123456789abcdef": "alice", "t2-0123456789abcdef": "bob"}
+    path.write_text(json.dumps(tokens))
+    assert load_tokens_file(path) == tokens
     with pytest.raises(ConfigError, match="cannot read tokens file"):
         load_tokens_file(tmp_path / "missing.json")
 

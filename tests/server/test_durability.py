@@ -12,8 +12,8 @@ import aiohttp
 from tests.server.helpers import Writer, pull_all, push
 from tests.server.processes import serve_process
 
-TOKENS = {"QUIETSYNC_TOKENS": json.dumps({"secret-1": "alice"})}
-HEADERS = {"Authorization": "Bearer secret-1"}
+TOKENS = {"QUIETSYNC_TOKENS": json.dumps({"secret-1-ab7Fq2xZ": "alice"})}
+HEADERS = {"Authorization": "Bearer secret-1-ab7Fq2xZ"}
 PUSHERS, BATCH, KILL_AFTER = 4, 5, 40
 
 

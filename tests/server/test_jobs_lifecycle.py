@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from quietsync.protocol import MESSAGES, NOTIFICATIONS, JobEvent, notification_for
 from quietsync.server.jobs import JobsConfig, OpenAIProvider
 from quietsync.testing import running_server
+from tests.server.fake_openai import chunk, fake_provider
 from tests.server.helpers import Writer
 from tests.server.job_helpers import (
     USERS,
@@ -288,33 +285,13 @@ async def test_a_finished_job_is_forgotten_after_its_retention(tmp_path: Path) -
 # -- the OpenAI-compatible provider, over a real local stream ---------------
 
 
-@pytest.fixture
-async def completions() -> AsyncIterator[str]:
-    """A local ``/chat/completions`` server streaming three tokens; its base URL."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        assert body["stream"] is True
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for token in ["Hel", "lo", "!"]:
-            chunk = {"choices": [{"delta": {"content": token}}]}
-            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        await response.write(b"data: [DONE]\n\n")
-        return response
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    async with TestServer(app, host="127.0.0.1") as test_server:
-        yield str(test_server.make_url("/v1"))
-
-
-async def test_a_job_streams_from_an_openai_compatible_endpoint(
-    tmp_path: Path, completions: str
-) -> None:
-    provider = OpenAIProvider(base_url=completions, model="tiny")
+async def test_a_job_streams_from_an_openai_compatible_endpoint(tmp_path: Path) -> None:
+    events = [chunk("Hel"), chunk("lo"), chunk("!"), "data: [DONE]"]
     async with (
-        serve(tmp_path, jobs=JobsConfig(provider=provider)) as server,
+        fake_provider(events) as fake,
+        serve(
+            tmp_path, jobs=JobsConfig(provider=OpenAIProvider(base_url=fake.url, model="tiny"))
+        ) as server,
         server.client("alice") as http,
     ):
         final = await wait_status(http, (await start(http))["job_id"])

@@ -16,12 +16,12 @@ from tests.server.processes import serve_process
 
 async def test_serve_takes_the_scripted_providers_settings(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({"secret-1": "alice"}))
+    tokens.write_text(json.dumps({"secret-1-ab7Fq2xZ": "alice"}))
     args = ("--tokens", str(tokens), "--job-tokens", "3", "--job-token-delay", "0")
     async with (
         serve_process(tmp_path / "s.db", *args) as server,
         aiohttp.ClientSession(
-            base_url=server.url, headers={"Authorization": "Bearer secret-1"}
+            base_url=server.url, headers={"Authorization": "Bearer secret-1-ab7Fq2xZ"}
         ) as http,
     ):
         final = await wait_unwatched(http, (await start(http))["job_id"])
@@ -31,9 +31,9 @@ async def test_serve_takes_the_scripted_providers_settings(tmp_path: Path) -> No
 async def test_stopping_the_server_ends_open_event_streams(tmp_path: Path) -> None:
     """A streaming job must not hold shutdown up: its readers' streams end, the job waits."""
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({"secret-1": "alice"}))
+    tokens.write_text(json.dumps({"secret-1-ab7Fq2xZ": "alice"}))
     args = ("--tokens", str(tokens), "--job-tokens", "200", "--job-token-delay", "0.05")
-    headers = {"Authorization": "Bearer secret-1"}
+    headers = {"Authorization": "Bearer secret-1-ab7Fq2xZ"}
     async with serve_process(tmp_path / "s.db", *args) as server:
         async with aiohttp.ClientSession(base_url=server.url, headers=headers) as http:
             job_id = (await start(http))["job_id"]

@@ -41,9 +41,9 @@ def _reset_peak(pid: int) -> None:
 
 async def test_huge_values_are_served_page_by_page_in_bounded_memory(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({"secret-1": "alice"}))
+    tokens.write_text(json.dumps({"secret-1-ab7Fq2xZ": "alice"}))
     args = ("--tokens", str(tokens), "--max-body-bytes", str(2 << 20))
-    headers = {"Authorization": "Bearer secret-1"}
+    headers = {"Authorization": "Bearer secret-1-ab7Fq2xZ"}
     w = Writer("n1")
     async with serve_process(tmp_path / "s.db", *args) as server:
         pid = server.proc.pid

@@ -7,6 +7,7 @@ change and no conflicts were recorded.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -15,6 +16,7 @@ import aiohttp
 import pytest
 
 from quietsync.conflicts import HLC, Clock
+from quietsync.protocol import MAX_NESTING
 from quietsync.testing import RunningServer
 from tests.server.helpers import Writer, conflicts_of, pull_all, push
 
@@ -151,6 +153,16 @@ def _bad_mutations(w: Writer) -> dict[str, tuple[dict[str, Any], str, str]]:
             w.crdt("k2", "body", b"garbage!"),
             "bad_crdt_update",
             "not a Yjs v1 update",
+        ),
+        "0x00 and junk": (  # 0x00 opens a valid v1 update: the rest must be read too
+            w.crdt("k2", "body", b"\x00junk " + "é".encode()),
+            "bad_crdt_update",
+            "not a Yjs v1 update",
+        ),
+        "empty update and junk": (
+            w.crdt("k2", "body", b"\x00\x00" + "😀".encode()),
+            "bad_crdt_update",
+            "trailing bytes",
         ),
         "yjs v2 update": (  # pycrdt alone reads it as an empty v1 update
             w.crdt("k2", "body", YJS_V2_UPDATE),
@@ -314,3 +326,133 @@ async def test_stamps_are_checked_against_the_server_clock_not_absorbed(
     assert status == 200
     # the refused stamp did not drag the server clock ahead: a later change logs normally
     assert stamp > HLC.parse((await pull_all(alice))[-1]["stamp"])
+
+
+def _nested(depth: int, leaf: Any = "é😀𝄞") -> Any:
+    """A value `depth` levels deep, alternating lists and objects, with a Unicode leaf."""
+    value = leaf
+    for level in range(depth):
+        value = [value] if level % 2 else {"ключ🔑": value}
+    return value
+
+
+async def test_a_value_at_the_nesting_limit_is_accepted(
+    alice: aiohttp.ClientSession, w1: Writer
+) -> None:
+    status, _ = await push(alice, [w1.lww("deep", "f", _nested(MAX_NESTING))])
+    assert status == 200
+    assert [c["value"] for c in await pull_all(alice)] == [_nested(MAX_NESTING)]
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING + 1, 300])
+async def test_a_value_nested_past_the_limit_is_an_invalid_mutation(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer, depth: int
+) -> None:
+    bad = w1.lww("k2", "f", _nested(depth))
+    status, body = await push(alice, [w1.lww("k3", "f", "good"), bad])
+    assert status == 422
+    assert [(r["index"], r["id"], r["code"]) for r in body["refused"]] == [
+        (1, bad["id"], "invalid_mutation")
+    ]
+    assert f"nested deeper than {MAX_NESTING} levels" in body["refused"][0]["reason"]
+    await assert_unchanged(alice, before)
+
+
+async def test_a_body_nested_too_deep_to_parse_is_400(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer
+) -> None:
+    """Past some hundreds of levels (where depends on the stack) the parser gives up."""
+    good = json.dumps({"mutations": [w1.lww("k2", "f", "x")]}).encode()
+    data = good.replace(b'"value": "x"', b'"value": ' + b"[" * 10_000 + b"]" * 10_000)
+    status, body = await post_raw(alice, data)
+    assert status == 400
+    error("bad_request", f"nested deeper than {MAX_NESTING} levels", body)
+    await assert_unchanged(alice, before)
+
+
+HUGE = [str(2**63), str(2**70), "9" * 5000]
+HUGE_QUERIES = [
+    (path, {name: number})
+    for path in ("/v1/pull", "/v1/conflicts")
+    for name in ("since", "limit")
+    for number in HUGE
+] + [("/v1/live", {"since": number}) for number in HUGE]
+
+
+@pytest.mark.parametrize(("path", "params"), HUGE_QUERIES)
+async def test_integers_past_64_bits_are_400(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], path: str, params: dict[str, str]
+) -> None:
+    """A live socket is refused before the upgrade, as a pull would be."""
+    headers = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": base64.b64encode(b"0123456789abcdef").decode()}  # fmt: skip
+    async with alice.get(path, params=params, headers=headers) as resp:
+        assert resp.status == 400
+        body = await resp.json()
+    name = next(iter(params))
+    error("bad_request", f"query parameter {name!r} must be an integer", body)
+    assert "2**63" in body["error"]["message"]
+    await assert_unchanged(alice, before)
+
+
+@pytest.mark.parametrize("offset", [str(2**63), "9" * 5000])
+@pytest.mark.parametrize("suffix", ["", "/events"])
+async def test_a_job_offset_past_64_bits_is_refused(
+    alice: aiohttp.ClientSession, offset: str, suffix: str
+) -> None:
+    ids = {"thread_id": "t1", "message_id": "m1", "input": "héllo 😀", "mode": "background"}
+    async with alice.post("/v1/jobs", json=ids) as resp:
+        assert resp.status == 202
+        job_id = (await resp.json())["job_id"]
+    async with alice.get(f"/v1/jobs/{job_id}{suffix}", params={"offset": offset}) as resp:
+        assert resp.status == 422
+        error("invalid_job_request", "is beyond the content's length", await resp.json())
+
+
+async def _raw_get(server: RunningServer, path: str, header: bytes) -> tuple[int, dict[str, Any]]:
+    """GET `path` with the raw header line `header` (bytes no HTTP client would send)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n".encode()
+        writer.write(request + header + b"\r\n\r\n")
+        head, _, body = (await asyncio.wait_for(reader.read(), 10)).partition(b"\r\n\r\n")
+    finally:
+        writer.close()
+    return int(head.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Authorization: Bearer \xff",
+        b"Authorization: Bearer token-\xff\xfe",
+        b"Authorization: \xff",
+    ],
+)
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/pull", "/v1/conflicts", "/v1/live", "/v1/live?token=%ED%A0%80", "/v1/live?token=%FF"],
+)
+async def test_an_authorization_header_that_is_not_utf8_is_401(
+    server: RunningServer, alice: aiohttp.ClientSession, before: list[dict[str, Any]],
+    header: bytes, path: str,
+) -> None:  # fmt: skip
+    status, body = await _raw_get(server, path, header)
+    assert status == 401
+    assert body["error"]["code"] == "unauthorized"
+    await assert_unchanged(alice, before)
+
+
+@pytest.mark.parametrize("member", ["id", "collection", "key", "field"])
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "a\\udc00\\u00e9"])
+async def test_a_lone_surrogate_in_a_name_is_malformed_json(
+    alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer, member: str, escape: str
+) -> None:
+    """No store can hold it (it is not UTF-8): the parser refuses the body, as documented."""
+    good = w1.lww("k2", "f", "é😀")
+    data = json.dumps({"mutations": [good]}).replace(json.dumps(good[member]), f'"{escape}"', 1)
+    status, body = await post_raw(alice, data.encode())
+    assert status == 400
+    error("malformed_json", "not valid JSON", body)
+    await assert_unchanged(alice, before)

@@ -12,6 +12,7 @@ import pytest
 
 from quietsync.protocol import Change, Mutation
 from quietsync.replica import (
+    Backoff,
     HttpTransport,
     LiveMessage,
     PullPage,
@@ -21,6 +22,7 @@ from quietsync.replica import (
     SyncStatus,
     TransportError,
 )
+from quietsync.replica.transport import ConflictPage
 from quietsync.testing import RunningServer, running_server
 
 TOKEN = "token-a"
@@ -124,5 +126,23 @@ class FlakyTransport:
                 self.connected.set()
             yield msg
 
+    async def conflicts(self, since: int, limit: int) -> ConflictPage:
+        return await self.inner.conflicts(since, limit)
+
     async def close(self) -> None:
         await self.inner.close()
+
+
+class RecordingBackoff(Backoff):
+    """Tiny delays, each recorded; `reached` is set once `enough` were asked for."""
+
+    def __init__(self, enough: int) -> None:
+        super().__init__(base=0.001, cap=0.004)
+        self.delays: list[float] = []
+        self.enough, self.reached = enough, asyncio.Event()
+
+    def next_delay(self) -> float:
+        self.delays.append(super().next_delay())
+        if len(self.delays) >= self.enough:
+            self.reached.set()
+        return self.delays[-1]

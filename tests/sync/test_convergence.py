@@ -13,7 +13,7 @@ import pytest
 from benchmarks.harness import Harness, HarnessConfig, HarnessFailure, _Node, run
 from quietsync.replica.replica import sync_port
 
-SEEDS = range(30)
+SEEDS = range(16)  # the suite budget; `python -m benchmarks.harness --seed N` replays any other
 
 
 @pytest.mark.parametrize("seed", SEEDS)

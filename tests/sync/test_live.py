@@ -10,7 +10,18 @@ from pathlib import Path
 from benchmarks.harness import ServerProcess
 from quietsync.replica import Backoff, Replica, SyncClient
 from quietsync.testing import RunningServer, running_server
-from tests.sync.conftest import TOKEN, WAIT, FlakyTransport, server_log, wait_record, wait_status
+from tests.sync.conftest import (
+    TOKEN,
+    WAIT,
+    FlakyTransport,
+    RecordingBackoff,
+    server_log,
+    wait_record,
+    wait_status,
+)
+
+SERVED_TOKEN = "token-a-0123456789"
+"""For `quietsync serve`, which wants tokens of 16 characters at least."""
 
 Open = Callable[[str], Replica]
 
@@ -51,19 +62,6 @@ async def test_a_subscriber_that_falls_behind_is_told_to_pull_and_catches_up(tmp
             assert [r["v"] for r in b.query("notes", order_by="v")] == list(range(50))
 
 
-class RecordingBackoff(Backoff):
-    def __init__(self, enough: int) -> None:
-        super().__init__(base=0.001, cap=0.004)
-        self.delays: list[float] = []
-        self.enough, self.reached = enough, asyncio.Event()
-
-    def next_delay(self) -> float:
-        self.delays.append(super().next_delay())
-        if len(self.delays) >= self.enough:
-            self.reached.set()
-        return self.delays[-1]
-
-
 async def test_an_unreachable_server_is_retried_with_backoff_never_in_a_busy_loop(
     open_replica: Open, tmp_path: Path
 ):
@@ -85,11 +83,11 @@ async def test_the_loop_survives_a_killed_server_and_drains_the_queue_after(
     open_replica: Open, tmp_path: Path
 ):
     tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({TOKEN: "alice"}))
+    tokens.write_text(json.dumps({SERVED_TOKEN: "alice"}))
     proc = ServerProcess(tmp_path / "server.db", tokens)
     await proc.start()
     a, b = open_replica("a"), open_replica("b")
-    client = SyncClient(a, proc.url, token=TOKEN, backoff=Backoff(base=0.01, cap=0.05))
+    client = SyncClient(a, proc.url, token=SERVED_TOKEN, backoff=Backoff(base=0.01, cap=0.05))
     try:
         await client.start()
         await wait_status(client, lambda s: s.online)
@@ -101,7 +99,7 @@ async def test_the_loop_survives_a_killed_server_and_drains_the_queue_after(
         await wait_status(client, lambda s: s.online and s.pending == 0)
     finally:
         await client.stop()
-    reader = SyncClient(b, proc.url, token=TOKEN)
+    reader = SyncClient(b, proc.url, token=SERVED_TOKEN)
     await reader.sync_once()
     await reader.stop()
     await proc.kill()

@@ -84,13 +84,13 @@ async def test_a_refused_mutation_is_set_aside_and_the_rest_goes_on(
     [refused] = b.refused()
     assert refused.mutation.id == "b:1" and "kind_mismatch" in refused.reason
     assert heard == [refused]  # told once, after the commit
-    warning = b.get(NOTIFICATIONS, "sync.refused:b:1")
+    warning = b.get(NOTIFICATIONS, "sync.refused:kind_mismatch")
     assert warning is not None and warning["type"] == "system.warning"
     assert set(warning) == {"thread_id", "type", "title", "body", "read_at", "created_at"}
     assert b.pending_count() == 0
     assert b.get("notes", "n1") == {"body": "plain value"}  # the server's field replaced it
     logged = {(c.collection, c.key) for c in await server_log(server)}
-    assert ("notes", "n2") in logged and (NOTIFICATIONS, "sync.refused:b:1") in logged
+    assert ("notes", "n2") in logged and (NOTIFICATIONS, "sync.refused:kind_mismatch") in logged
 
 
 async def test_a_batch_too_large_is_halved_and_a_lone_oversized_write_set_aside(tmp_path):
@@ -145,8 +145,11 @@ async def test_conflicts_land_once_and_notify_once_per_field(
     await ca.stop()
     await cb.stop()
     assert first.conflicts == 1
-    # each push that caused a conflict got it: a's first and fourth, b's second
-    assert len(a.conflicts()) == 2 and len(b.conflicts()) == 1
+    # a's first and fourth push and b's second each caused one; both replicas list
+    # all three (push answers and the user's conflict log), each once
+    assert len(a.conflicts()) == 3 and sorted(map(str, a.conflicts())) == sorted(
+        map(str, b.conflicts())
+    )
     notices = [n for n in a.query(NOTIFICATIONS) if n["type"] == "sync.conflict"]
     assert len(notices) == 1  # one per record and field
 
