@@ -83,7 +83,8 @@ def test_json_has_every_scenario_and_no_lost_data(quick_run: BenchRun) -> None:
     assert {r["scenario"] for r in quick_run.rows} == set(ISSUE_ORDER)
     for row in quick_run.rows:
         assert row["lost"] == 0, row
-        assert row["ops"] > 0 and row["seconds"] > 0, row
+        if not row["note"].startswith("trace not found"):  # a checkout without ../shared/data
+            assert row["ops"] > 0 and row["seconds"] > 0, row
 
 
 def test_stream_switch_has_one_row_per_job_count(quick_run: BenchRun) -> None:
