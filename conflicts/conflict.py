@@ -22,10 +22,16 @@ class FieldRef:
 
 @attrs.frozen
 class Side:
-    """One side of a conflict: the value a write carried and its stamp."""
+    """One side of a conflict: the value a write carried, its stamp, and who wrote it.
+
+    `user` is the user whose push carried the write, as the server knows it
+    (writes of different users meet in a shared space); None where nobody
+    recorded it (a replica's own merge, the server's own writes).
+    """
 
     value: Any
     stamp: HLC
+    user: str | None = None
 
     @property
     def node(self) -> str:
@@ -33,11 +39,14 @@ class Side:
         return self.stamp.node
 
     def to_json(self) -> dict[str, Any]:
-        return {"value": self.value, "stamp": str(self.stamp), "node": self.node}
+        side = {"value": self.value, "stamp": str(self.stamp), "node": self.node}
+        if self.user is not None:
+            side["user"] = self.user
+        return side
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Side:
-        return cls(value=obj["value"], stamp=HLC.parse(obj["stamp"]))
+        return cls(value=obj["value"], stamp=HLC.parse(obj["stamp"]), user=obj.get("user"))
 
 
 @attrs.frozen

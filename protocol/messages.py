@@ -32,6 +32,7 @@ __all__ = [
     "WirePushAnswer",
     "WireResult",
     "WireSide",
+    "WireSpacesChanged",
     "conflict_from_wire",
     "conflict_to_wire",
     "decode_answer",
@@ -48,6 +49,8 @@ class WireSide(msgspec.Struct, frozen=True):
     value: Any
     stamp: _Stamp
     node: str
+    user: str | None = None
+    """The user whose push wrote it (None: written by the server, or not recorded)."""
 
 
 class WireConflict(msgspec.Struct, frozen=True):
@@ -101,7 +104,12 @@ class WirePull(msgspec.Struct, frozen=True, tag="pull", tag_field="type"):
     cursor: _Count
 
 
-WireLive = WireHello | WireChanges | WirePull
+class WireSpacesChanged(msgspec.Struct, frozen=True, tag="spaces", tag_field="type"):
+    """Sent on a private space's sockets: the user's memberships changed (re-read them)."""
+
+
+WireLive = WireHello | WireChanges | WirePull | WireSpacesChanged
+
 
 A = TypeVar("A")
 _DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
@@ -129,7 +137,7 @@ def decode_answer(data: bytes | str, kind: type[A] | Any) -> A:
 
 def conflict_to_wire(conflict: Conflict) -> WireConflict:
     def side(s: Side) -> WireSide:
-        return WireSide(s.value, str(s.stamp), s.node)
+        return WireSide(s.value, str(s.stamp), s.node, s.user)
 
     return WireConflict(
         conflict.collection,
@@ -143,7 +151,7 @@ def conflict_to_wire(conflict: Conflict) -> WireConflict:
 
 def conflict_from_wire(wire: WireConflict) -> Conflict:
     def side(s: WireSide) -> Side:
-        return Side(s.value, HLC.parse(s.stamp))
+        return Side(s.value, HLC.parse(s.stamp), s.user)
 
     return Conflict(
         wire.collection,
