@@ -43,6 +43,7 @@ from quietsync.replica.outbox import RefusedMutation
 from quietsync.replica.records import FieldState
 from quietsync.replica.replica import Replica
 from quietsync.replica.schema import SCHEMA_VERSION
+from quietsync.replica.space_view import SpaceView
 from quietsync.replica.subscriptions import ChangeEvent, Origin, Unsubscribe
 from quietsync.replica.sync_backoff import Backoff
 from quietsync.replica.sync_client import SyncClient, SyncStatus, SyncSummary
@@ -76,6 +77,7 @@ __all__ = [
     "RequestRefusedError",
     "ResyncRequiredError",
     "SchemaVersionError",
+    "SpaceView",
     "StorageError",
     "StreamTracker",
     "Subscriber",
