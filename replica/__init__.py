@@ -25,6 +25,8 @@ from quietsync.replica.errors import (
     RequestRefusedError,
     ResyncRequiredError,
     SchemaVersionError,
+    SpaceNotFoundError,
+    SpaceRevokedError,
     StorageError,
     SyncError,
     TransportError,
@@ -47,7 +49,7 @@ from quietsync.replica.space_view import SpaceView
 from quietsync.replica.subscriptions import ChangeEvent, Origin, Unsubscribe
 from quietsync.replica.sync_backoff import Backoff
 from quietsync.replica.sync_client import SyncClient, SyncStatus, SyncSummary
-from quietsync.replica.transport import LiveMessage, PullPage, PushAnswer, Transport
+from quietsync.replica.transport import LiveMessage, PullPage, PushAnswer, SpaceInfo, Transport
 from quietsync.replica.transport_http import HttpTransport
 
 __all__ = [
@@ -77,6 +79,9 @@ __all__ = [
     "RequestRefusedError",
     "ResyncRequiredError",
     "SchemaVersionError",
+    "SpaceInfo",
+    "SpaceNotFoundError",
+    "SpaceRevokedError",
     "SpaceView",
     "StorageError",
     "StreamTracker",
