@@ -54,7 +54,7 @@ import attrs
 from pycrdt import get_update
 
 from quietsync.conflicts import HLC, CrdtText, FieldRef, canonical_equal, text_of
-from quietsync.protocol import DELETED_FIELD, Mutation
+from quietsync.protocol import DELETED_FIELD, Mutation, private_space
 from quietsync.replica import (
     HttpTransport,
     LiveMessage,
@@ -74,6 +74,7 @@ from quietsync.server.store import StoredField
 __all__ = ["HarnessConfig", "HarnessFailure", "HarnessStats", "replay_command", "run"]
 
 USER, TOKEN = "alice", "harness-token-0123"  # a served tokens file needs 16+ characters
+SPACE = private_space(USER)
 COLLECTION = "notes"
 KEYS = ("k0", "k1", "k2", "k3")
 LWW_FIELDS = ("title", "done")
@@ -377,17 +378,17 @@ def check(
     try:
         log, since = [], 0
         while True:
-            page = store.changes(USER, since, 5000, 1 << 30)
+            page = store.changes(SPACE, since, 5000, 1 << 30)
             log += page.changes
             since = page.cursor
             if not page.has_more:
                 break
-        conflicts = store.conflicts(USER, 0, 100_000, 1 << 30).conflicts
+        conflicts = store.conflicts(SPACE, 0, 100_000, 1 << 30).conflicts
         refs = {FieldRef(COLLECTION, k, f) for k in KEYS for f in (*LWW_FIELDS, TEXT_FIELD)}
         refs |= {FieldRef(c.collection, c.key, c.field) for c in log}
         refs |= {FieldRef(COLLECTION, k, DELETED_FIELD) for k in KEYS}
         acked_ids = [mid.rpartition(":") for mid in server_acked]
-        with store.transaction(USER) as tx:
+        with store.transaction(SPACE) as tx:
             fields = tx.fields(refs)
             marks = tx.marks({client for client, _, _ in acked_ids})
     finally:

@@ -45,7 +45,7 @@ _History = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 _Stamp = Annotated[str, msgspec.Meta(pattern=f"^{STAMP_PATTERN}$")]
 
 
-class WireSide(msgspec.Struct, frozen=True):
+class WireSide(msgspec.Struct, frozen=True, omit_defaults=True):
     value: Any
     stamp: _Stamp
     node: str

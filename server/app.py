@@ -42,9 +42,11 @@ from quietsync.server.auth import auth_middleware
 from quietsync.server.config import ServerConfig
 from quietsync.server.core import ServerCore
 from quietsync.server.errors import StoreError
-from quietsync.server.keys import CONFIG_KEY, CORE_KEY, HUB_KEY, SYNC_KEY
+from quietsync.server.keys import CONFIG_KEY, CORE_KEY, HUB_KEY, SPACES_KEY, SYNC_KEY
 from quietsync.server.live import LiveHub
 from quietsync.server.routes import add_routes
+from quietsync.server.spaces import SpaceService
+from quietsync.server.spaces.sqlite_store import SQLiteSpaceStore
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.sync import SyncService
 from quietsync.server.views import error_middleware
@@ -59,8 +61,15 @@ Feature = Callable[[web.Application], None]
 
 def _open(config: ServerConfig, hub: LiveHub, executor: ThreadPoolExecutor) -> ServerCore:
     store = SQLiteStore(config.db_path)
+    try:
+        spaces = SpaceService(
+            SQLiteSpaceStore(store), store, max_per_user=config.max_spaces_per_user
+        )
+    except BaseException:
+        store.close()
+        raise
     clock = Clock(config.node_id, max_drift_ms=config.max_drift_ms, last=store.last_stamp())
-    return ServerCore(config, store, clock, hub, executor)
+    return ServerCore(config, store, clock, hub, executor, spaces)
 
 
 async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -69,6 +78,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         core = await ServerCore.run_on(executor, lambda: _open(config, app[HUB_KEY], executor))
         app[CORE_KEY] = core
+        app[SPACES_KEY] = core.spaces
         app[SYNC_KEY] = SyncService(
             core.store,
             core.clock,

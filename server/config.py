@@ -205,6 +205,11 @@ class ServerConfig:
         validator=seconds_or_zero,
         metadata={"help": "seconds between two compactions (0: never; see quietsync compact)"},
     )
+    max_spaces_per_user: int = attrs.field(
+        default=1000,
+        validator=positive_int,
+        metadata={"help": "shared spaces one user may be a member of"},
+    )
     resolvers: Resolvers = attrs.field(factory=Resolvers)
     suppress_identical: bool = True
     """Count concurrent writes of identical content instead of reporting them as

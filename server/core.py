@@ -19,6 +19,7 @@ import attrs
 from quietsync.conflicts import Clock
 from quietsync.server.config import ServerConfig
 from quietsync.server.live import LiveHub
+from quietsync.server.spaces import SpaceService
 from quietsync.server.store import Store
 
 __all__ = ["ServerCore"]
@@ -28,7 +29,8 @@ T = TypeVar("T")
 
 @attrs.frozen
 class ServerCore:
-    """The open store, the server clock, the live hub, and the one thread store calls run on.
+    """The open store, the server clock, the live hub, the one thread store calls run on,
+    and the spaces' access rules.
 
     `store` and `clock` may only be touched on that thread (`run`).
     """
@@ -38,6 +40,8 @@ class ServerCore:
     clock: Clock
     hub: LiveHub
     executor: ThreadPoolExecutor
+    spaces: SpaceService
+    """Who may do what in which space (store thread only, like the store)."""
 
     async def run(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the store thread (sqlite3 blocks; the event loop must not)."""

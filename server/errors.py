@@ -15,6 +15,11 @@
             ├── UnknownJobError         no such job for this user, or past retention (404)
             ├── JobRunningError         the message already has a streaming job (409)
             ├── TooManyJobsError        the user has `JobsConfig.max_per_user` jobs streaming (429)
+            ├── SpaceNotFoundError      no such space, or the caller is not a member (404)
+            ├── ForbiddenError          a member without the role the request needs (403)
+            ├── PrivateSpaceError       a membership change on a private space (403)
+            ├── LastAdminError          the change would leave a space without an admin (409)
+            ├── TooManySpacesError      the user is in `max_spaces_per_user` spaces (429)
             └── ResyncRequiredError     the replica's cursor means nothing here: resync (409)
 
 Handlers never build error responses themselves: they raise, and the error
@@ -37,16 +42,21 @@ __all__ = [
     "BatchTooLargeError",
     "BodyTooLargeError",
     "ConfigError",
+    "ForbiddenError",
     "InvalidJobRequestError",
     "JobRunningError",
+    "LastAdminError",
     "MalformedJsonError",
     "MutationsRefusedError",
+    "PrivateSpaceError",
     "Refusal",
     "RequestError",
     "ResyncRequiredError",
     "ServerError",
+    "SpaceNotFoundError",
     "StoreError",
     "TooManyJobsError",
+    "TooManySpacesError",
     "UnauthorizedError",
     "UnknownJobError",
     "error_body",
@@ -122,6 +132,36 @@ class JobRunningError(RequestError):
 class TooManyJobsError(RequestError):
     status = 429
     code = "too_many_jobs"
+
+
+class SpaceNotFoundError(RequestError):
+    """Also answers for a space the caller is not a member of: an id reveals nothing."""
+
+    status = 404
+    code = "space_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("no such space (or you are not a member of it)")
+
+
+class ForbiddenError(RequestError):
+    status = 403
+    code = "forbidden"
+
+
+class PrivateSpaceError(RequestError):
+    status = 403
+    code = "private_space"
+
+
+class LastAdminError(RequestError):
+    status = 409
+    code = "last_admin"
+
+
+class TooManySpacesError(RequestError):
+    status = 429
+    code = "too_many_spaces"
 
 
 class ResyncRequiredError(RequestError):

@@ -1,9 +1,10 @@
 """The live WebSocket: each user's committed changes, pushed to their sockets as they commit.
 
-One `LiveHub` per app. A push (or a job flush) that commits publishes its
+One `LiveHub` per app. A socket follows one space (``?space=``, the user's
+private space by default). A push (or a job flush) that commits publishes its
 numbered changes to the hub, with the head they continue from (`after`) and
 their size in bytes, and the hub hands them to every `Subscription` of that
-user. Each socket is served by a `LiveSession`:
+space. Each socket is served by a `LiveSession`:
 
 1. subscribe first (so nothing committed from now on can be missed), then read
    the user's head and send ``{"type": "hello", "cursor": N, "history": H}``;
@@ -18,7 +19,13 @@ user. Each socket is served by a `LiveSession`:
    them (a client reading too slowly) is dropped: the client gets ``{"type":
    "pull", "cursor": C}`` (C = the last cursor sent) and the socket is closed
    with code 4000, so the server never buffers without bound. The client
-   pulls, then reconnects.
+   pulls, then reconnects;
+5. a user who loses read access to the space (`LiveHub.revoke`, after the
+   membership change committed) has each of their sockets on it closed with
+   code 4003 (`REVOKED_CLOSE_CODE`) and sent nothing more of it;
+6. a user whose memberships changed (`LiveHub.spaces_changed`) is sent
+   ``{"type": "spaces"}`` on their private space's sockets, so a replica
+   following all its spaces re-reads them.
 
 On shutdown `LiveHub.close_all` closes every socket with code 1001.
 """
@@ -33,7 +40,16 @@ from collections.abc import Awaitable, Callable
 import attrs
 from aiohttp import WSCloseCode, web
 
-from quietsync.protocol import Change, WireChanges, WireHello, WirePull, encode
+from quietsync.protocol import (
+    REVOKED_CLOSE_CODE,
+    Change,
+    WireChanges,
+    WireHello,
+    WirePull,
+    WireSpacesChanged,
+    encode,
+    private_space,
+)
 from quietsync.server.store import ChangePage
 
 __all__ = ["MUST_PULL_CLOSE_CODE", "LiveHub", "LiveSession", "Published", "Subscription"]
@@ -53,10 +69,18 @@ class Published:
 
 
 class Subscription:
-    """One socket's queue of published batches, bounded by `limit` changes and `max_bytes`."""
+    """One socket's queue of published batches, bounded by `limit` changes and `max_bytes`.
 
-    def __init__(self, user: str, ws: web.WebSocketResponse, limit: int, max_bytes: int) -> None:
+    Besides batches it carries two flags set from outside the socket's task:
+    `revoked` (its user lost the space: the session stops) and a pending
+    "spaces changed" notice (`take_notice`).
+    """
+
+    def __init__(
+        self, user: str, space: str, ws: web.WebSocketResponse, limit: int, max_bytes: int
+    ) -> None:
         self.user = user
+        self.space = space
         self.ws = ws
         self._limit = limit
         self._max_bytes = max_bytes
@@ -64,7 +88,9 @@ class Subscription:
         self._count = 0
         self._bytes = 0
         self._wake = asyncio.Event()
+        self._notice = False
         self.overflowed = False
+        self.revoked = False
 
     def offer(self, batch: Published) -> None:
         """Queue `batch`; past a limit, drop everything and mark the subscriber behind."""
@@ -79,11 +105,28 @@ class Subscription:
             self._items.append(batch)
         self._wake.set()
 
+    def revoke(self) -> None:
+        """Stop the socket: its user may no longer read its space (nothing more is queued)."""
+        self.revoked = True
+        self._items.clear()
+        self._wake.set()
+
+    def notice_spaces(self) -> None:
+        """Tell the socket's client its memberships changed (sent with the next wake-up)."""
+        self._notice = True
+        self._wake.set()
+
+    def take_notice(self) -> bool:
+        """True once per `notice_spaces` (the session sends the notice)."""
+        notice, self._notice = self._notice, False
+        return notice
+
     async def next_batches(self) -> list[Published] | None:
-        """The batches queued since the last call (waiting for some); None once overflowed."""
+        """The batches queued since the last call (waiting for a wake-up); None once
+        overflowed or revoked."""
         await self._wake.wait()
         self._wake.clear()
-        if self.overflowed:
+        if self.overflowed or self.revoked:
             return None
         batches = list(self._items)
         self._items.clear()
@@ -92,34 +135,44 @@ class Subscription:
 
 
 class LiveHub:
-    """Every open live socket, by user."""
+    """Every open live socket, by space."""
 
     def __init__(self, queue_limit: int, queue_max_bytes: int) -> None:
         self._queue_limit = queue_limit
         self._queue_max_bytes = queue_max_bytes
         self._subs: dict[str, set[Subscription]] = collections.defaultdict(set)
 
-    def subscribe(self, user: str, ws: web.WebSocketResponse) -> Subscription:
-        sub = Subscription(user, ws, self._queue_limit, self._queue_max_bytes)
-        self._subs[user].add(sub)
+    def subscribe(self, user: str, space: str, ws: web.WebSocketResponse) -> Subscription:
+        sub = Subscription(user, space, ws, self._queue_limit, self._queue_max_bytes)
+        self._subs[space].add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        subs = self._subs.get(sub.user)
+        subs = self._subs.get(sub.space)
         if subs is not None:
             subs.discard(sub)
             if not subs:
-                del self._subs[sub.user]
+                del self._subs[sub.space]
 
-    def listening(self, user: str) -> bool:
-        """True while `user` has a live socket (so publishing to them reaches somebody)."""
-        return user in self._subs
+    def listening(self, space: str) -> bool:
+        """True while `space` has a live socket (so publishing to it reaches somebody)."""
+        return space in self._subs
 
-    def publish(self, user: str, batch: Published) -> None:
-        """Hand one committed batch to every socket of `user`."""
+    def publish(self, space: str, batch: Published) -> None:
+        """Hand one committed batch to every socket of `space`."""
         if batch.changes:
-            for sub in self._subs.get(user, ()):
+            for sub in self._subs.get(space, ()):
                 sub.offer(batch)
+
+    def revoke(self, user: str, space: str) -> None:
+        """Stop every socket of `user` on `space` (they lost read access to it)."""
+        for sub in [s for s in self._subs.get(space, ()) if s.user == user]:
+            sub.revoke()
+
+    def spaces_changed(self, user: str) -> None:
+        """Send ``{"type": "spaces"}`` on `user`'s private space's sockets."""
+        for sub in self._subs.get(private_space(user), ()):
+            sub.notice_spaces()
 
     async def close_all(self) -> None:
         """Close every socket cleanly (1001, going away): the server is shutting down."""
@@ -155,7 +208,9 @@ class LiveSession:
             await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
             if sender.done() and not self._ws.closed:
                 exc = sender.exception()
-                if exc is None:  # the client fell behind and was told to pull
+                if exc is None and self._sub.revoked:
+                    await self._ws.close(code=REVOKED_CLOSE_CODE, message=b"revoked")
+                elif exc is None:  # the client fell behind and was told to pull
                     await self._ws.close(code=MUST_PULL_CLOSE_CODE, message=b"must pull")
                 elif not isinstance(exc, ConnectionError):  # a vanished client is routine
                     log.error("live socket failed", exc_info=exc)
@@ -169,12 +224,15 @@ class LiveSession:
             pass  # clients send nothing we act on; reading keeps close frames flowing
 
     async def _send_all(self, since: int | None) -> None:
-        """Hello, backlog, then live batches; returns (after telling the client) on overflow."""
+        """Hello, backlog, then live batches; returns on revocation, or (after telling the
+        client) on overflow."""
         cursor = await self._read_cursor()
         await self._ws.send_str(encode(WireHello(cursor, self._history)).decode())
         self._last = cursor if since is None else since
         await self._catch_up()
         while (batches := await self._sub.next_batches()) is not None:
+            if self._sub.take_notice():
+                await self._ws.send_str(encode(WireSpacesChanged()).decode())
             for batch in batches:
                 fresh = [c for c in batch.changes if c.seq is not None and c.seq > self._last]
                 if not fresh:
@@ -184,11 +242,12 @@ class LiveSession:
                     fresh = [c for c in fresh if c.seq is not None and c.seq > self._last]
                 if fresh:
                     await self._send(self._last, fresh, fresh[-1].seq)
-        await self._ws.send_str(encode(WirePull(self._last)).decode())
+        if not self._sub.revoked:
+            await self._ws.send_str(encode(WirePull(self._last)).decode())
 
     async def _catch_up(self) -> None:
-        """Send what the store holds after the last cursor sent."""
-        while True:
+        """Send what the store holds after the last cursor sent (until revoked)."""
+        while not self._sub.revoked:
             page = await self._read_page(self._last)
             if page.changes:
                 await self._send(self._last, page.changes, page.cursor)
@@ -197,6 +256,8 @@ class LiveSession:
 
     async def _send(self, after: int, changes: list[Change], cursor: int | None) -> None:
         assert cursor is not None
+        if self._sub.revoked:  # revoked while this was read: not one change more
+            return
         message = WireChanges([c.to_wire() for c in changes], cursor, after)
         await self._ws.send_str(encode(message).decode())
         self._last = cursor

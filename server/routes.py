@@ -14,6 +14,7 @@ from importlib import resources
 from aiohttp import web
 
 from quietsync.server import views
+from quietsync.server.spaces import views as space_views
 
 __all__ = ["OPENAPI_PATH", "add_routes", "openapi_description"]
 
@@ -37,3 +38,4 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/pull", views.pull)
     router.add_get("/v1/conflicts", views.conflicts)
     router.add_get("/v1/live", views.live)
+    space_views.add_routes(router)

@@ -25,6 +25,11 @@ Version history of the sync store:
    twice: law 5). Carried over: each field gets the seq of its last
    logged change and the id of the mutation that wrote it; each client the
    highest mutation number it pushed.
+3. spaces (``docs/protocol.md``, "Spaces"): every table keyed by ``user`` is
+   keyed by ``space`` (a user's rows become their private space's, ``u:<user>``),
+   and ``fields.writer`` keeps the user whose push wrote the field's state
+   (None for the server's own writes and rows from before), so a conflict
+   between two users names both.
 
 The **history id** (``meta.history_id``) names this database's history: it is
 created with the database and changed only by `quietsync backup` in the copy
@@ -40,6 +45,7 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 
+from quietsync.protocol import PRIVATE_PREFIX
 from quietsync.server.errors import ConfigError
 
 __all__ = ["SCHEMA_VERSION", "Step", "migrate", "new_history_id", "read_meta"]
@@ -150,7 +156,15 @@ def _v2_state_layout(db: sqlite3.Connection) -> None:
     _run(db, "DROP TABLE changes; DROP TABLE mutations")
 
 
-STEPS: tuple[Step, ...] = (_v1_log_layout, _v2_state_layout)
+def _v3_spaces(db: sqlite3.Connection) -> None:
+    """Rows keyed by space, not user: a user's rows become their private space's."""
+    for table in ("fields", "heads", "clients", "conflicts"):
+        db.execute(f"ALTER TABLE {table} RENAME COLUMN user TO space")
+        db.execute(f"UPDATE {table} SET space = ? || space", (PRIVATE_PREFIX,))
+    db.execute("ALTER TABLE fields ADD COLUMN writer TEXT")
+
+
+STEPS: tuple[Step, ...] = (_v1_log_layout, _v2_state_layout, _v3_spaces)
 SCHEMA_VERSION = len(STEPS)
 
 

@@ -10,18 +10,19 @@ serves a database: a second one is refused (an exclusive lock on
 writes.
 
 Tables (schema and migrations: `server.sqlite_schema`; every row keyed by
-``user`` first, so one user's space is a key range):
+``space`` first, so one space is a key range; see `quietsync.protocol.spaces`):
 
-* ``fields(user, collection, key, field, seq, size, kind, stamp, base, mid,
-  value, state)``: every field's current state, the seq of its last change,
-  its size and the id of the write that made it; an index on ``(user, seq,
-  size)`` serves pulls (a page is cut by size from the index alone: reading
-  a column of this WITHOUT ROWID table reads the whole row, values and all),
-  a partial index the tombstones compaction looks for;
-* ``heads(user, seq, gc_seq, stamp)``: each user's head, tombstone horizon
+* ``fields(space, collection, key, field, seq, size, kind, stamp, base, mid,
+  value, state, writer)``: every field's current state, the seq of its last
+  change, its size, the id of the write that made it and the user who pushed
+  it; an index on ``(space, seq, size)`` serves pulls (a page is cut by size
+  from the index alone: reading a column of this WITHOUT ROWID table reads
+  the whole row, values and all), a partial index the tombstones compaction
+  looks for;
+* ``heads(space, seq, gc_seq, stamp)``: each space's head, tombstone horizon
   and the highest stamp written (`last_stamp` reads this small table);
-* ``clients(user, client, hw, last)``: one `ClientMark` per pushing client;
-* ``conflicts(pos, user, collection, key, field, loser, body)``: conflicts
+* ``clients(space, client, hw, last)``: one `ClientMark` per pushing client;
+* ``conflicts(pos, space, collection, key, field, loser, body)``: conflicts
   detected, as `Conflict` JSON, one per losing write;
 * ``meta(name, value)``: the schema versions and the history id.
 
@@ -73,14 +74,14 @@ _SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
 }
 _TOMBSTONE = _SCALAR_TEXT[bool](True)
 _UPSERT_FIELD = (
-    "INSERT INTO fields (user, collection, key, field, seq, size, kind, stamp, base, mid, value,"
-    " state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user, collection, key, field)"
-    " DO UPDATE SET seq = excluded.seq, size = excluded.size, kind = excluded.kind,"
-    " stamp = excluded.stamp, base = excluded.base, mid = excluded.mid, value = excluded.value,"
-    " state = excluded.state"
+    "INSERT INTO fields (space, collection, key, field, seq, size, kind, stamp, base, mid, value,"
+    " state, writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (space, collection, key, field) DO UPDATE SET seq = excluded.seq,"
+    " size = excluded.size, kind = excluded.kind, stamp = excluded.stamp, base = excluded.base,"
+    " mid = excluded.mid, value = excluded.value, state = excluded.state, writer = excluded.writer"
 )
 _TOMBSTONES = (  # the partial index's own condition, as literals, or SQLite cannot use it
-    "SELECT user, collection, key FROM fields INDEXED BY fields_tombstones"
+    "SELECT space, collection, key FROM fields INDEXED BY fields_tombstones"
     f" WHERE field = '{DELETED_FIELD}' AND value = '{_TOMBSTONE}' AND stamp < ? LIMIT 500"
 )
 _JOURNAL_LIMIT = 64 * 1024 * 1024
@@ -130,7 +131,7 @@ def _page_end(sizes: Sequence[tuple[int, int]], limit: int, max_bytes: int) -> i
 
 
 def _stored(
-    kind: str, value: str | None, state: bytes | None, stamp: str, base: str | None
+    kind: str, value: str | None, state: bytes | None, stamp: str, base: str | None, writer: str
 ) -> StoredField:
     """A row of ``fields`` as a `StoredField`."""
     return StoredField(
@@ -139,23 +140,24 @@ def _stored(
         base=_stamp_or_none(base),
         value=None if value is None else json.loads(value),
         state=state,
+        writer=writer,
     )
 
 
 class _SQLiteTransaction:
     """`server.store.Transaction` on an open ``BEGIN IMMEDIATE``."""
 
-    def __init__(self, db: sqlite3.Connection, user: str) -> None:
+    def __init__(self, db: sqlite3.Connection, space: str) -> None:
         self._db = db
-        self._user = user
+        self._space = space
 
     def marks(self, clients: Collection[str]) -> dict[str, ClientMark]:
         found: dict[str, ClientMark] = {}
         for chunk in _chunks(list(clients)):
             rows = self._db.execute(
-                f"SELECT client, hw, last FROM clients WHERE user = ?"
+                f"SELECT client, hw, last FROM clients WHERE space = ?"
                 f" AND client IN ({','.join('?' * len(chunk))})",
-                [self._user, *chunk],
+                [self._space, *chunk],
             )
             for client, hw, last in rows:
                 runs = () if last is None else tuple(tuple(run) for run in json.loads(last))
@@ -170,13 +172,13 @@ class _SQLiteTransaction:
             wanted = ",".join(["(?, ?, ?)"] * len(chunk))
             rows = self._db.execute(
                 f"WITH w(c, k, f) AS (VALUES {wanted})"
-                " SELECT collection, key, field, kind, value, state, stamp, base"
-                " FROM w CROSS JOIN fields ON fields.user = ? AND fields.collection = w.c"
+                " SELECT collection, key, field, kind, value, state, stamp, base, writer"
+                " FROM w CROSS JOIN fields ON fields.space = ? AND fields.collection = w.c"
                 " AND fields.key = w.k AND fields.field = w.f",
-                [*chain.from_iterable(chunk), self._user],
+                [*chain.from_iterable(chunk), self._space],
             )
-            for collection, key, field, kind, value, state, stamp, base in rows:
-                found[asked[collection, key, field]] = _stored(kind, value, state, stamp, base)
+            for collection, key, field, *row in rows:
+                found[asked[collection, key, field]] = _stored(*row)
         return found
 
     def records(self, keys: Collection[tuple[str, str]]) -> dict[FieldKey, StoredField]:
@@ -185,25 +187,26 @@ class _SQLiteTransaction:
             wanted = ",".join(["(?, ?)"] * len(chunk))
             rows = self._db.execute(
                 f"WITH w(c, k) AS (VALUES {wanted})"
-                " SELECT collection, key, field, kind, value, state, stamp, base"
-                " FROM w CROSS JOIN fields ON fields.user = ? AND fields.collection = w.c"
+                " SELECT collection, key, field, kind, value, state, stamp, base, writer"
+                " FROM w CROSS JOIN fields ON fields.space = ? AND fields.collection = w.c"
                 " AND fields.key = w.k",
-                [*chain.from_iterable(chunk), self._user],
+                [*chain.from_iterable(chunk), self._space],
             )
-            for collection, key, field, kind, value, state, stamp, base in rows:
-                found[collection, key, field] = _stored(kind, value, state, stamp, base)
+            for collection, key, field, *row in rows:
+                found[collection, key, field] = _stored(*row)
         return found
 
     def head(self) -> int:
-        row = self._db.execute("SELECT seq FROM heads WHERE user = ?", (self._user,)).fetchone()
+        row = self._db.execute("SELECT seq FROM heads WHERE space = ?", (self._space,)).fetchone()
         return row[0] if row else 0
 
     def write(self, batch: BatchWrite) -> None:
-        db, user = self._db, self._user
+        db, space = self._db, self._space
         crdt = batch.fields
         if batch.log and batch.first_seq <= self.head():
-            raise StoreError(f"seq {batch.first_seq} of {user!r} is already written")
+            raise StoreError(f"seq {batch.first_seq} of {space!r} is already written")
         highest = ""  # the highest stamp written: the heads row keeps it for the clock
+        writer = batch.writer
 
         def row(seq: int, m: Any) -> tuple[Any, ...]:
             if m.kind == "crdt":  # the field's merged state, under its highest stamp
@@ -216,7 +219,7 @@ class _SQLiteTransaction:
             nonlocal highest
             highest = max(highest, str(stamp))
             return (
-                user,
+                space,
                 m.collection,
                 m.key,
                 m.field,
@@ -228,32 +231,33 @@ class _SQLiteTransaction:
                 m.id,
                 value,
                 blob,
+                writer,
             )
 
         # Rows are generated, not listed: each is bound and freed before the next is built,
         # so a push of 1,000 does not hold 1,000 rows alive (and through the cyclic GC).
         db.executemany(_UPSERT_FIELD, (row(seq, m) for seq, m in batch.final_writes()))
         db.executemany(
-            "INSERT INTO clients (user, client, hw, last) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (user, client) DO UPDATE SET hw = excluded.hw, last = excluded.last",
+            "INSERT INTO clients (space, client, hw, last) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (space, client) DO UPDATE SET hw = excluded.hw, last = excluded.last",
             (
-                (user, client, mark.hw, json.dumps(mark.last, separators=(",", ":")))
+                (space, client, mark.hw, json.dumps(mark.last, separators=(",", ":")))
                 for client, mark in batch.marks.items()
             ),
         )
         db.executemany(  # one report per losing write (law 5), however often it loses
-            "INSERT OR IGNORE INTO conflicts (user, collection, key, field, loser, body)"
+            "INSERT OR IGNORE INTO conflicts (space, collection, key, field, loser, body)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (
-                (user, c.collection, c.key, c.field, str(c.loser.stamp), _dumps(c.to_json()))
+                (space, c.collection, c.key, c.field, str(c.loser.stamp), _dumps(c.to_json()))
                 for c in batch.conflicts
             ),
         )
         if batch.log:
             db.execute(
-                "INSERT INTO heads (user, seq, stamp) VALUES (?, ?, ?) ON CONFLICT (user)"
+                "INSERT INTO heads (space, seq, stamp) VALUES (?, ?, ?) ON CONFLICT (space)"
                 " DO UPDATE SET seq = excluded.seq, stamp = max(ifnull(stamp, ''), excluded.stamp)",
-                (user, batch.last_seq, highest),
+                (space, batch.last_seq, highest),
             )
 
 
@@ -266,8 +270,8 @@ class SQLiteWriteTransaction:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.connection = db
 
-    def space(self, user: str) -> _SQLiteTransaction:
-        return _SQLiteTransaction(self.connection, user)
+    def space(self, space: str) -> _SQLiteTransaction:
+        return _SQLiteTransaction(self.connection, space)
 
 
 def _change_from_row(row: tuple[Any, ...]) -> Change:
@@ -326,8 +330,8 @@ class SQLiteStore:
             self._release()
             raise
 
-    def transaction(self, user: str) -> AbstractContextManager[_SQLiteTransaction]:
-        return self._begin(lambda: _SQLiteTransaction(self._db, user))
+    def transaction(self, space: str) -> AbstractContextManager[_SQLiteTransaction]:
+        return self._begin(lambda: _SQLiteTransaction(self._db, space))
 
     def write_transaction(self) -> AbstractContextManager[SQLiteWriteTransaction]:
         return self._begin(lambda: SQLiteWriteTransaction(self._db))
@@ -351,55 +355,55 @@ class SQLiteStore:
                 self._db.execute("ROLLBACK")
             raise
 
-    def changes(self, user: str, since: int, limit: int, max_bytes: int) -> ChangePage:
+    def changes(self, space: str, since: int, limit: int, max_bytes: int) -> ChangePage:
         with translated_errors("read changes"):
             # sizes first (an index walk, no values read), then exactly the rows that fit
             sizes = self._db.execute(
-                "SELECT seq, size FROM fields WHERE user = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (user, since, limit + 1),
+                "SELECT seq, size FROM fields WHERE space = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (space, since, limit + 1),
             ).fetchall()
             take = _page_end(sizes, limit, max_bytes)
             rows = []
             if take:
                 rows = self._db.execute(
                     "SELECT seq, mid, collection, key, field, kind, value, state, stamp, base"
-                    " FROM fields WHERE user = ? AND seq > ? AND seq <= ? ORDER BY seq",
-                    (user, since, sizes[take - 1][0]),
+                    " FROM fields WHERE space = ? AND seq > ? AND seq <= ? ORDER BY seq",
+                    (space, since, sizes[take - 1][0]),
                 ).fetchall()
             has_more = take < len(sizes)
-            cursor = rows[-1][0] if has_more else max(since, self._head(user))
+            cursor = rows[-1][0] if has_more else max(since, self._head(space))
         return ChangePage([_change_from_row(r) for r in rows], cursor, has_more)
 
-    def _head(self, user: str) -> int:
-        row = self._db.execute("SELECT seq FROM heads WHERE user = ?", (user,)).fetchone()
+    def _head(self, space: str) -> int:
+        row = self._db.execute("SELECT seq FROM heads WHERE space = ?", (space,)).fetchone()
         return row[0] if row else 0
 
-    def cursor(self, user: str) -> int:
+    def cursor(self, space: str) -> int:
         with translated_errors("read the cursor"):
-            return self._head(user)
+            return self._head(space)
 
-    def horizon(self, user: str) -> int:
+    def horizon(self, space: str) -> int:
         with translated_errors("read the horizon"):
-            row = self._db.execute("SELECT gc_seq FROM heads WHERE user = ?", (user,)).fetchone()
+            row = self._db.execute("SELECT gc_seq FROM heads WHERE space = ?", (space,)).fetchone()
         return row[0] if row else 0
 
     def history(self) -> str:
         return self._history
 
-    def conflicts(self, user: str, since: int, limit: int, max_bytes: int) -> ConflictPage:
+    def conflicts(self, space: str, since: int, limit: int, max_bytes: int) -> ConflictPage:
         with translated_errors("read conflicts"):
             sizes = self._db.execute(
-                "SELECT pos, length(body) FROM conflicts WHERE user = ? AND pos > ?"
+                "SELECT pos, length(body) FROM conflicts WHERE space = ? AND pos > ?"
                 " ORDER BY pos LIMIT ?",
-                (user, since, limit + 1),
+                (space, since, limit + 1),
             ).fetchall()
             take = _page_end(sizes, limit, max_bytes)
             rows = []
             if take:
                 rows = self._db.execute(
-                    "SELECT pos, body FROM conflicts WHERE user = ? AND pos > ? AND pos <= ?"
+                    "SELECT pos, body FROM conflicts WHERE space = ? AND pos > ? AND pos <= ?"
                     " ORDER BY pos",
-                    (user, since, sizes[take - 1][0]),
+                    (space, since, sizes[take - 1][0]),
                 ).fetchall()
         return ConflictPage(
             [Conflict.from_json(json.loads(body)) for _, body in rows],
@@ -419,17 +423,18 @@ class SQLiteStore:
         while True:
             with self._begin(lambda: self._db), translated_errors("collect tombstones"):
                 records = self._db.execute(_TOMBSTONES, (cutoff,)).fetchall()
-                for user, collection, key in records:
+                for space, collection, key in records:
                     (last,) = self._db.execute(
-                        "SELECT max(seq) FROM fields WHERE user = ? AND collection = ? AND key = ?",
-                        (user, collection, key),
+                        "SELECT max(seq) FROM fields"
+                        " WHERE space = ? AND collection = ? AND key = ?",
+                        (space, collection, key),
                     ).fetchone()
                     self._db.execute(
-                        "DELETE FROM fields WHERE user = ? AND collection = ? AND key = ?",
-                        (user, collection, key),
+                        "DELETE FROM fields WHERE space = ? AND collection = ? AND key = ?",
+                        (space, collection, key),
                     )
                     self._db.execute(
-                        "UPDATE heads SET gc_seq = max(gc_seq, ?) WHERE user = ?", (last, user)
+                        "UPDATE heads SET gc_seq = max(gc_seq, ?) WHERE space = ?", (last, space)
                     )
             removed += len(records)
             if len(records) < 500:

@@ -1,7 +1,9 @@
 """The storage interface of the server: what a backend must do, and nothing more.
 
 A backend (`server.sqlite_store.SQLiteStore` today, PostgreSQL next) keeps
-**state, not history**. Per user:
+**state, not history**. Per space (a user's private space, or a shared one:
+`quietsync.protocol.spaces`; who may touch which is `quietsync.server.spaces`'
+business, not the store's):
 
 * every field's current state (kind, value or merged Yjs state, stamp, base)
   with the ``seq`` of its last change and the id of the write that made it: a
@@ -19,8 +21,8 @@ And once per database: its history id (see `quietsync.server.sqlite_schema`).
 
 A backend holds NO merge policy: `server.sync.SyncService` decides what to
 write and hands it one `BatchWrite` per push, committed in one transaction or
-not at all. Every method takes the user id and touches only that user's rows:
-isolation between users is a property of this interface, not of the handlers.
+not at all. Every method takes the space id and touches only that space's rows:
+isolation between spaces is a property of this interface, not of the handlers.
 
 Pages are bounded in count and in bytes (`max_bytes`); a single value larger
 than a page is delivered alone. Backends are synchronous: they are called from
@@ -67,7 +69,8 @@ class StoredField:
     """A field's state: its kind, the winning write's stamp and base, and its content.
 
     `value` is the JSON value of an lww field; `state` the merged Yjs state of a
-    crdt field (the other one is None).
+    crdt field (the other one is None). `writer` is the user whose push wrote
+    it (None: the server's own write, or stored before writers were kept).
     """
 
     kind: Kind
@@ -75,6 +78,7 @@ class StoredField:
     base: HLC | None = None
     value: object = None
     state: bytes | None = None
+    writer: str | None = None
 
 
 @attrs.frozen
@@ -124,6 +128,8 @@ class BatchWrite:
     twice keeps the later write (its earlier seq is never seen again). An lww
     write of `log` needs nothing in `fields`; a crdt write's field takes the
     merged state given in `fields`. `marks` are the clients' new marks.
+    `writer` is the user who pushed the batch (None for the server's own
+    writes): every field written keeps it as its writer.
 
     The log holds plain `Mutation`s rather than numbered `Change`s, and a push
     builds no `StoredField` for an lww write: at 1,000 writes a push those
@@ -136,6 +142,7 @@ class BatchWrite:
     fields: dict[FieldRef, StoredField] = attrs.Factory(dict)
     marks: dict[str, ClientMark] = attrs.Factory(dict)
     conflicts: list[Conflict] = attrs.Factory(list)
+    writer: str | None = None
 
     @property
     def last_seq(self) -> int:
@@ -171,7 +178,7 @@ class BatchWrite:
 
 @attrs.frozen
 class ChangePage:
-    """A page of a user's changed fields, as changes, in seq order.
+    """A page of a space's changed fields, as changes, in seq order.
 
     `cursor`: every change up to it is in this page or was overwritten later
     (the last seq returned while `has_more`; the head at the end).
@@ -184,7 +191,7 @@ class ChangePage:
 
 @attrs.frozen
 class ConflictPage:
-    """A page of a user's conflicts: `cursor` is an opaque position for the next page."""
+    """A page of a space's conflicts: `cursor` is an opaque position for the next page."""
 
     conflicts: list[Conflict]
     cursor: int
@@ -192,7 +199,7 @@ class ConflictPage:
 
 
 class Transaction(Protocol):
-    """One user's space inside one open write transaction."""
+    """One space inside one open write transaction."""
 
     def marks(self, clients: Collection[str]) -> dict[str, ClientMark]:
         """The marks of these clients (absent: never pushed)."""
@@ -207,7 +214,7 @@ class Transaction(Protocol):
         ...
 
     def head(self) -> int:
-        """The highest seq handed out to the user (0: none), as of this transaction."""
+        """The highest seq handed out in the space (0: none), as of this transaction."""
         ...
 
     def write(self, batch: BatchWrite) -> None:
@@ -216,47 +223,47 @@ class Transaction(Protocol):
 
 
 class WriteTransaction(Protocol):
-    """One open write transaction over any number of users' spaces.
+    """One open write transaction over any number of spaces.
 
-    Features that write into several users' records at once (the jobs
-    flusher: every job with news, of every user, in one fsync) use it; a
+    Features that write into several spaces at once (the jobs flusher:
+    every job with news, of every space, in one fsync) use it; a
     backend's companion stores (the jobs table) write their own rows inside it.
     """
 
-    def space(self, user: str) -> Transaction:
-        """`user`'s space inside this transaction (write it at most once per transaction)."""
+    def space(self, space: str) -> Transaction:
+        """`space` inside this transaction (write it at most once per transaction)."""
         ...
 
 
 class Store(Protocol):
     """A server storage backend (see the module docstring)."""
 
-    def transaction(self, user: str) -> AbstractContextManager[Transaction]:
-        """Open a write transaction on `user`'s space: commit on exit, roll back on error."""
+    def transaction(self, space: str) -> AbstractContextManager[Transaction]:
+        """Open a write transaction on `space`: commit on exit, roll back on error."""
         ...
 
     def write_transaction(self) -> AbstractContextManager[WriteTransaction]:
-        """One write transaction over every user's space: commit on exit, roll back on error."""
+        """One write transaction over every space: commit on exit, roll back on error."""
         ...
 
-    def changes(self, user: str, since: int, limit: int, max_bytes: int) -> ChangePage:
+    def changes(self, space: str, since: int, limit: int, max_bytes: int) -> ChangePage:
         """The fields changed after `since`: at most `limit`, about `max_bytes` (at least one)."""
         ...
 
-    def cursor(self, user: str) -> int:
-        """The user's head: the highest seq handed out (0: none yet)."""
+    def cursor(self, space: str) -> int:
+        """The space's head: the highest seq handed out (0: none yet)."""
         ...
 
-    def horizon(self, user: str) -> int:
-        """The user's tombstone horizon: a cursor below it may have missed a removed delete."""
+    def horizon(self, space: str) -> int:
+        """The space's tombstone horizon: a cursor below it may have missed a removed delete."""
         ...
 
     def history(self) -> str:
         """The id of this database's history (a restored backup has another)."""
         ...
 
-    def conflicts(self, user: str, since: int, limit: int, max_bytes: int) -> ConflictPage:
-        """Up to `limit` of `user`'s conflicts after position `since`, oldest first."""
+    def conflicts(self, space: str, since: int, limit: int, max_bytes: int) -> ConflictPage:
+        """Up to `limit` of `space`'s conflicts after position `since`, oldest first."""
         ...
 
     def last_stamp(self) -> HLC | None:
@@ -266,7 +273,7 @@ class Store(Protocol):
     def collect_tombstones(self, deleted_before_ms: int) -> int:
         """Remove every record deleted before `deleted_before_ms` (wall clock of the tombstone).
 
-        Each user's horizon rises past the seqs removed, so a replica that may
+        Each space's horizon rises past the seqs removed, so a replica that may
         not have seen such a delete is told to resync. Returns how many
         records went.
         """

@@ -41,10 +41,15 @@ Rules:
   once per write, as a conflict on ``_deleted`` (the push reads each
   touched record's tombstone with the fields it writes, and all fields of a
   record only when the push deletes it).
-* Changes are numbered here, consecutively from the user's head as read
+* Changes are numbered here, consecutively from the space's head as read
   inside the same transaction.
 * The server clock observes every accepted stamp after the commit (it keeps
   only the highest, so observing the highest is observing them all).
+
+Every call acts on one space (`quietsync.protocol.spaces`; the caller has
+checked the user may, `quietsync.server.spaces`). Conflicts name the users on
+each side (`Side.user`): the pusher, and the writer the store keeps for each
+field.
 
 A pull answers from the store's state, unless the replica must resync
 (`ResyncRequiredError`, ``docs/protocol.md``): it knows another history of
@@ -59,10 +64,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 
 import attrs
 
 from quietsync.conflicts import (
+    HLC,
     Clock,
     ClockDriftError,
     Conflict,
@@ -131,6 +138,8 @@ class PushResult:
     history: str
     written: BatchWrite
     """What the push committed."""
+    space: str
+    """The space it was committed in."""
 
     def changes(self) -> list[Change]:
         """The changes the push committed, numbered (built on demand, for live sockets)."""
@@ -213,8 +222,12 @@ class SyncService:
         self._page_max_bytes = page_max_bytes
         self._suppress_identical = suppress_identical
 
-    def push(self, user: str, writes: list[Mutation | Unreadable]) -> PushResult:
-        """Apply a decoded push atomically, or raise a `RequestError`, changing nothing."""
+    def push(
+        self, space: str, writes: list[Mutation | Unreadable], *, by: str | None = None
+    ) -> PushResult:
+        """Apply a decoded push to `space` atomically, or raise a `RequestError`, changing
+        nothing. `by` is the user pushing: the fields written keep it as their writer, and
+        conflicts name the users on each side."""
         if len(writes) > self._max_batch:
             raise BatchTooLargeError(
                 f"{len(writes)} mutations in one push; at most {self._max_batch} allowed"
@@ -233,13 +246,14 @@ class SyncService:
                     refused.append(Refusal(index, m.id, "invalid_mutation", str(exc)))
                 else:
                     valid.append((index, m, (m.collection, m.key, m.field), client, n))
-        with self._store.transaction(user) as tx:
+        with self._store.transaction(space) as tx:
             touched = {key for _, _, key, _, _ in valid}
             tombstones = {(c, k, DELETED_FIELD) for c, k, _ in touched}
+            stored = tx.fields(touched | tombstones)  # tombstones for `_report_deletes`
             batch = _Batch(
                 marks=tx.marks({client for *_, client, _ in valid}),
-                fields=dict(tx.fields(touched | tombstones)),  # tombstones for `_report_deletes`
-                write=BatchWrite(first_seq=tx.head() + 1),
+                fields=dict(stored),
+                write=BatchWrite(first_seq=tx.head() + 1, writer=by),
                 drift_bound=self._clock.drift_bound(),
                 refused=refused,
             )
@@ -252,6 +266,7 @@ class SyncService:
             if batch.refused:
                 batch.refused.sort(key=lambda r: r.index)
                 raise MutationsRefusedError(batch.refused, len(writes))
+            _name_writers(batch.write.conflicts, stored.values(), by, [m for _, m, *_ in valid])
             batch.write.marks.update(
                 (client, ClientMark.after(batch.marks.get(client), outcomes.items()))
                 for client, outcomes in batch.answered.items()
@@ -267,6 +282,7 @@ class SyncService:
             written.last_seq,
             self.history,
             written,
+            space,
         )
 
     @property
@@ -274,29 +290,29 @@ class SyncService:
         """The id of the server's history (see `server.sqlite_schema`)."""
         return self._store.history()
 
-    def check_cursor(self, user: str, since: int, history: str | None) -> None:
+    def check_cursor(self, space: str, since: int, history: str | None) -> None:
         """Raise `ResyncRequiredError` unless a replica at `since` in `history` can go on."""
         if history is not None and history != self.history:
             raise ResyncRequiredError("history_changed", self.history)
-        if since > self._store.cursor(user):
+        if since > self._store.cursor(space):
             raise ResyncRequiredError("cursor_ahead", self.history)
-        if 0 < since < self._store.horizon(user):
+        if 0 < since < self._store.horizon(space):
             raise ResyncRequiredError("cursor_too_old", self.history)
 
-    def pull(self, user: str, since: int, limit: int, history: str | None = None) -> ChangePage:
+    def pull(self, space: str, since: int, limit: int, history: str | None = None) -> ChangePage:
         """The fields changed after `since` (after `check_cursor`), a page bounded in bytes."""
-        self.check_cursor(user, since, history)
-        return self._store.changes(user, since, limit, self._page_max_bytes)
+        self.check_cursor(space, since, history)
+        return self._store.changes(space, since, limit, self._page_max_bytes)
 
-    def page(self, user: str, since: int, limit: int) -> ChangePage:
+    def page(self, space: str, since: int, limit: int) -> ChangePage:
         """`pull` without the cursor check (a live socket that already passed it)."""
-        return self._store.changes(user, since, limit, self._page_max_bytes)
+        return self._store.changes(space, since, limit, self._page_max_bytes)
 
-    def cursor(self, user: str) -> int:
-        return self._store.cursor(user)
+    def cursor(self, space: str) -> int:
+        return self._store.cursor(space)
 
-    def conflicts(self, user: str, since: int, limit: int) -> ConflictPage:
-        return self._store.conflicts(user, since, limit, self._page_max_bytes)
+    def conflicts(self, space: str, since: int, limit: int) -> ConflictPage:
+        return self._store.conflicts(space, since, limit, self._page_max_bytes)
 
     def close(self) -> None:
         self._store.close()
@@ -406,6 +422,32 @@ class SyncService:
                 key, attrs.evolve(m, value=state.value, stamp=state.stamp, base=state.base)
             )
         return merge.outcome
+
+
+def _name_writers(
+    conflicts: list[Conflict],
+    stored: Iterable[StoredField],
+    by: str | None,
+    pushed: list[Mutation],
+) -> None:
+    """Name the user on each side of `conflicts` (`Side.user`), in place.
+
+    A stamp names one write: a side stamped like a write of this push was
+    `by`'s, one stamped like a stored field's state was that field's writer.
+    (A resolver's derived stamp is neither: that side names nobody.)
+    """
+    if not conflicts:
+        return
+    writers: dict[HLC, str | None] = {f.stamp: f.writer for f in stored}
+    writers.update((m.stamp, by) for m in pushed)
+    conflicts[:] = [
+        attrs.evolve(
+            c,
+            winner=attrs.evolve(c.winner, user=writers.get(c.winner.stamp)),
+            loser=attrs.evolve(c.loser, user=writers.get(c.loser.stamp)),
+        )
+        for c in conflicts
+    ]
 
 
 def _as_write(state: StoredField) -> FieldWrite:

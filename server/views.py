@@ -33,6 +33,7 @@ from quietsync.server.errors import (
 )
 from quietsync.server.keys import CONFIG_KEY, CORE_KEY, HUB_KEY, SYNC_KEY, USER_KEY
 from quietsync.server.live import LiveSession, Published
+from quietsync.server.spaces.access import in_space, requested_space
 from quietsync.server.store import ChangePage
 
 __all__ = ["conflicts", "error_middleware", "health", "json_body", "live", "pull", "push"]
@@ -150,19 +151,19 @@ def _history_param(request: web.Request) -> str | None:
 
 
 async def push(request: web.Request) -> web.Response:
-    user = request[USER_KEY]
+    user, sync = request[USER_KEY], request.app[SYNC_KEY]
     try:
         writes = decode_writes(await read_body(request))
     except NotJsonError as exc:
         raise MalformedJsonError(f"request body is not valid JSON: {exc}") from exc
     except WireError as exc:
         raise BadRequestError(str(exc)) from exc
-    result = await _on_store_thread(request, request.app[SYNC_KEY].push, user, writes)
-    hub = request.app[HUB_KEY]
-    if hub.listening(user):  # else numbering 1,000 changes would be for nobody
-        written = result.written
+    result = await in_space(request, "write", lambda space: sync.push(space, writes, by=user))
+    hub, written = request.app[HUB_KEY], result.written
+    if hub.listening(result.space):  # else numbering 1,000 changes would be for nobody
         hub.publish(
-            user, Published(written.first_seq - 1, written.changes(), request.content_length or 0)
+            result.space,
+            Published(written.first_seq - 1, written.changes(), request.content_length or 0),
         )
     return _json_response(result.to_json_bytes())
 
@@ -171,7 +172,7 @@ async def pull(request: web.Request) -> web.Response:
     since, limit = _page_params(request)
     history = _history_param(request)
     sync = request.app[SYNC_KEY]
-    page = await _on_store_thread(request, sync.pull, request[USER_KEY], since, limit, history)
+    page = await in_space(request, "read", lambda space: sync.pull(space, since, limit, history))
     changes = [c.to_wire() for c in page.changes]
     return _json_response(encode(WirePullAnswer(changes, page.cursor, page.has_more, sync.history)))
 
@@ -179,7 +180,7 @@ async def pull(request: web.Request) -> web.Response:
 async def conflicts(request: web.Request) -> web.Response:
     since, limit = _page_params(request)
     sync = request.app[SYNC_KEY]
-    page = await _on_store_thread(request, sync.conflicts, request[USER_KEY], since, limit)
+    page = await in_space(request, "read", lambda space: sync.conflicts(space, since, limit))
     conflicts = [conflict_to_wire(c) for c in page.conflicts]
     return _json_response(
         encode({"conflicts": conflicts, "cursor": page.cursor, "has_more": page.has_more})
@@ -192,19 +193,22 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     history = _history_param(request)
     sync, hub = request.app[SYNC_KEY], request.app[HUB_KEY]
     page_size = request.app[CONFIG_KEY].pull_limit_default
-    # a cursor that cannot go on is answered before the upgrade, as a pull would be
-    await _on_store_thread(request, sync.check_cursor, user, since or 0, history)
-
-    async def read_cursor() -> int:
-        return await _on_store_thread(request, sync.cursor, user)
-
-    async def read_page(after: int) -> ChangePage:
-        return await _on_store_thread(request, sync.page, user, after, page_size)
-
     ws = web.WebSocketResponse(heartbeat=30.0)
-    await ws.prepare(request)
-    sub = hub.subscribe(user, ws)
+    # Subscribed before the access check: a removal committed after the check revokes
+    # this subscription (`LiveHub.revoke`); one committed before it fails the check.
+    space = requested_space(request)
+    sub = hub.subscribe(user, space, ws)
     try:
+        # a cursor that cannot go on is answered before the upgrade, as a pull would be
+        await in_space(request, "read", lambda s: sync.check_cursor(s, since or 0, history))
+
+        async def read_cursor() -> int:
+            return await _on_store_thread(request, sync.cursor, space)
+
+        async def read_page(after: int) -> ChangePage:
+            return await _on_store_thread(request, sync.page, space, after, page_size)
+
+        await ws.prepare(request)
         await LiveSession(sub, sync.history, read_cursor, read_page).serve(since)
     finally:
         hub.unsubscribe(sub)

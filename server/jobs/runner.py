@@ -374,8 +374,8 @@ class JobRunner:
         """Write `items` in one transaction, then apply, publish and announce them."""
         taken = [len(job.parts) for job in jobs]
         result = await self._run_on_store(lambda: self._writer.write(items))
-        for user, batch in result.published.items():
-            self._publish(user, batch)
+        for space, batch in result.published.items():
+            self._publish(space, batch)
         for job, item, count, stamp in zip(jobs, items, taken, result.stamps, strict=True):
             job.failures = 0
             old = len(job.content)

@@ -41,12 +41,12 @@ def _v2_content_in_the_message_only(db: sqlite3.Connection) -> None:
 
 
 _THREAD_MESSAGES = (
-    "SELECT key, field, value FROM fields WHERE user = ? AND collection = 'messages'"
+    "SELECT key, field, value FROM fields WHERE space = ? AND collection = 'messages'"
     " AND field IN ('role', 'content', 'created_at', '_deleted') AND kind = 'lww'"
-    " AND value IS NOT NULL AND key IN (SELECT key FROM fields WHERE user = ?"
+    " AND value IS NOT NULL AND key IN (SELECT key FROM fields WHERE space = ?"
     " AND collection = 'messages' AND field = 'thread_id' AND value = ?)"
 )
-"""A thread's messages: one range of the user's ``messages`` rows (the fields' primary
+"""A thread's messages: one range of the space's ``messages`` rows (the fields' primary
 key), matched on the stored JSON text of ``thread_id``."""
 
 STEPS: tuple[Step, ...] = (_v1_jobs, _v2_content_in_the_message_only)
@@ -92,10 +92,10 @@ class SQLiteJobStore:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY started_ms").fetchall()
         return [_job(row) for row in rows]
 
-    def thread_messages(self, user: str, thread_id: str) -> dict[str, dict[str, Any]]:
+    def thread_messages(self, space: str, thread_id: str) -> dict[str, dict[str, Any]]:
         with translated_errors("read a thread's messages"):
             rows = self._db.execute(
-                _THREAD_MESSAGES, (user, user, json.dumps(thread_id, ensure_ascii=False))
+                _THREAD_MESSAGES, (space, space, json.dumps(thread_id, ensure_ascii=False))
             ).fetchall()
         messages: dict[str, dict[str, Any]] = {}
         for key, field, value in rows:

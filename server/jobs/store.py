@@ -64,7 +64,7 @@ class JobStore(Protocol):
         """Delete the rows of jobs that ended before `ended_before_ms`; how many went."""
         ...
 
-    def thread_messages(self, user: str, thread_id: str) -> dict[str, dict[str, Any]]:
-        """`user`'s message records of thread `thread_id`: key -> their lww ``role``,
+    def thread_messages(self, space: str, thread_id: str) -> dict[str, dict[str, Any]]:
+        """The message records of thread `thread_id` in `space`: key -> their lww ``role``,
         ``content``, ``created_at`` and ``_deleted`` fields (those that are set)."""
         ...

@@ -27,8 +27,9 @@ rely on (``docs/protocol.md``, "Jobs"):
 7. The kind rule holds for the server's writes as for a push: every write is
    lww, and a field stored with crdt writes is never written over
    (`KindMismatchError`), so no replica ever pulls a field whose kind flips.
-6. Every field written appends one change to the user's log, numbered from
-   the user's head; the changes are returned for the live hub.
+6. Every field written appends one change to the space's log (the job's
+   user's private space), numbered from the space's head; the changes are
+   returned for the live hub.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from quietsync.protocol import (
     JobEvent,
     Mutation,
     notification_for,
+    private_space,
 )
 from quietsync.server.jobs.store import JobRow, JobStore
 from quietsync.server.live import Published
@@ -74,7 +76,7 @@ class FlushItem:
 
 @attrs.frozen
 class FlushResult:
-    """What one transaction committed: each item's stamp, and the changes per user."""
+    """What one transaction committed: each item's stamp, and the changes per space."""
 
     stamps: list[HLC]
     published: dict[str, Published]
@@ -107,7 +109,7 @@ class JobWriter:
         with self._store.write_transaction() as tx:
             rows = []
             for user, entries in by_user.items():
-                space = tx.space(user)
+                space = tx.space(private_space(user))
                 batch = BatchWrite(first_seq=space.head() + 1)
                 stored = space.fields({ref for _, item in entries for ref in _refs_read(item)})
                 for index, item in entries:
@@ -132,7 +134,9 @@ class JobWriter:
                     rows.append(attrs.evolve(item.row, stamp=stamp))
                 space.write(batch)
                 size = sum(len(item.content) for _, item in entries)
-                published[user] = Published(batch.first_seq - 1, batch.changes(), size)
+                published[private_space(user)] = Published(
+                    batch.first_seq - 1, batch.changes(), size
+                )
             self._jobs.save(tx, rows)
         return FlushResult([stamps[i] for i in range(len(items))], published, notified)
 
@@ -145,7 +149,7 @@ class JobWriter:
         with self._store.write_transaction() as tx:
             for row in rows:
                 ref = FieldRef(MESSAGES, row.message_id, "content")
-                field = tx.space(row.user).fields({ref}).get(ref)
+                field = tx.space(private_space(row.user)).fields({ref}).get(ref)
                 if field is not None and isinstance(field.value, str):
                     contents[row.user, row.job_id] = field.value
         return [attrs.evolve(r, content=contents.get((r.user, r.job_id), "")) for r in rows]
@@ -155,7 +159,7 @@ class JobWriter:
 
     def thread_messages(self, user: str, thread_id: str) -> dict[str, dict[str, Any]]:
         """The thread's message records a job's history is made of (`JobStore`)."""
-        return self._jobs.thread_messages(user, thread_id)
+        return self._jobs.thread_messages(private_space(user), thread_id)
 
     def _should_notify(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> bool:
         if not _may_notify(item):

@@ -73,16 +73,25 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-async def push(http: aiohttp.ClientSession, mutations: list[Any]) -> tuple[int, dict[str, Any]]:
-    async with http.post("/v1/push", json={"mutations": mutations}) as resp:
+def _in(space: str | None) -> dict[str, str]:
+    """The query parameters naming `space` (none: the private space)."""
+    return {} if space is None else {"space": space}
+
+
+async def push(
+    http: aiohttp.ClientSession, mutations: list[Any], space: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    async with http.post("/v1/push", json={"mutations": mutations}, params=_in(space)) as resp:
         return resp.status, await resp.json()
 
 
-async def pull_all(http: aiohttp.ClientSession, since: int = 0) -> list[dict[str, Any]]:
-    """Every change after `since`, following `has_more`."""
+async def pull_all(
+    http: aiohttp.ClientSession, since: int = 0, space: str | None = None
+) -> list[dict[str, Any]]:
+    """Every change of `space` after `since`, following `has_more`."""
     changes: list[dict[str, Any]] = []
     while True:
-        async with http.get("/v1/pull", params={"since": since}) as resp:
+        async with http.get("/v1/pull", params={"since": since, **_in(space)}) as resp:
             assert resp.status == 200, await resp.text()
             page = await resp.json()
         changes += page["changes"]
@@ -91,8 +100,10 @@ async def pull_all(http: aiohttp.ClientSession, since: int = 0) -> list[dict[str
             return changes
 
 
-async def conflicts_of(http: aiohttp.ClientSession) -> list[dict[str, Any]]:
-    async with http.get("/v1/conflicts") as resp:
+async def conflicts_of(
+    http: aiohttp.ClientSession, space: str | None = None
+) -> list[dict[str, Any]]:
+    async with http.get("/v1/conflicts", params=_in(space)) as resp:
         assert resp.status == 200, await resp.text()
         return (await resp.json())["conflicts"]
 
@@ -100,3 +111,17 @@ async def conflicts_of(http: aiohttp.ClientSession) -> list[dict[str, Any]]:
 def decoded(mutations: list[Any]) -> list[Mutation | Unreadable]:
     """A push of these mutations (JSON-able objects), decoded as the server decodes a body."""
     return decode_writes(json.dumps({"mutations": mutations}).encode())
+
+
+async def new_space(http: aiohttp.ClientSession, name: str = "shared") -> str:
+    """Create a shared space (the session's user is its admin); its id."""
+    async with http.post("/v1/spaces", json={"name": name}) as resp:
+        assert resp.status == 201, await resp.text()
+        return str((await resp.json())["id"])
+
+
+async def set_member(
+    http: aiohttp.ClientSession, space: str, user: str, role: str
+) -> tuple[int, dict[str, Any]]:
+    async with http.put(f"/v1/spaces/{space}/members/{user}", json={"role": role}) as resp:
+        return resp.status, await resp.json()

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from quietsync.cli import main
-from quietsync.protocol import DELETED_FIELD
+from quietsync.protocol import DELETED_FIELD, private_space
 from quietsync.server.admin import backup_database, compact_database, restore_database
 from quietsync.server.errors import ConfigError
 from quietsync.server.keys import CORE_KEY
@@ -44,7 +44,7 @@ async def test_a_backup_is_taken_online_and_is_a_history_of_its_own(tmp_path: Pa
     assert history != live and history_of(copy) == history
     store = SQLiteStore(copy)
     try:
-        page = store.changes("alice", 0, 1000, 1 << 20)
+        page = store.changes(private_space("alice"), 0, 1000, 1 << 20)
         assert [c.value for c in page.changes] == list(range(50))
     finally:
         store.close()
@@ -85,7 +85,7 @@ async def test_compact_collects_old_tombstones_of_a_stopped_server(tmp_path: Pat
     async with running_server(db) as again, again.client("alice") as http:
         assert [c["key"] for c in await pull_all(http)] == ["kept"]
         core = again.app[CORE_KEY]
-        assert await core.run(lambda: core.store.horizon("alice")) == 3
+        assert await core.run(lambda: core.store.horizon(private_space("alice"))) == 3
 
 
 def test_the_commands_say_what_they_did(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,7 +33,7 @@ from quietsync.conflicts import (
     merge_field,
     wall_clock_ms,
 )
-from quietsync.protocol import JOB_FIELDS, MESSAGES, Mutation
+from quietsync.protocol import JOB_FIELDS, MESSAGES, Mutation, private_space
 from quietsync.server.jobs.sqlite_store import SQLiteJobStore
 from quietsync.server.jobs.store import JobRow
 from quietsync.server.jobs.writer import FlushItem, JobWriter
@@ -74,7 +74,7 @@ class _State:
 
 
 def _fields(store: SQLiteStore, refs: set[FieldRef]) -> dict[FieldRef, StoredField]:
-    with store.transaction("alice") as tx:
+    with store.transaction(private_space("alice")) as tx:
         return tx.fields(refs)
 
 
@@ -98,7 +98,7 @@ def test_job_writes_never_conflict_and_always_win(plan: list[Any]) -> None:
                 _, message, field = step
                 stamp = client.now()
                 m = Mutation(f"phone:{pushes}", MESSAGES, message, field, "lww", stamp, None, "x")
-                sync.push("alice", decoded([m.to_json()]))
+                sync.push(private_space("alice"), decoded([m.to_json()]))
                 jobs[message].written_after = True
                 continue
             items = []
@@ -122,7 +122,7 @@ def test_job_writes_never_conflict_and_always_win(plan: list[Any]) -> None:
             before = _fields(store, refs)
             result = writer.write(items)
             after = _fields(store, refs)
-            published = result.published.get("alice")
+            published = result.published.get(private_space("alice"))
             changes = {(c.key, c.field): c for c in (published.changes if published else [])}
             for item, stamp in zip(items, result.stamps, strict=True):
                 message = item.row.message_id
@@ -140,7 +140,7 @@ def test_job_writes_never_conflict_and_always_win(plan: list[Any]) -> None:
                     assert change.value == after[ref].value
                 jobs[message].written_after = False
         replayed: dict[FieldRef, FieldWrite] = {}
-        for change in sync.pull("alice", 0, 10_000).changes:
+        for change in sync.pull(private_space("alice"), 0, 10_000).changes:
             ref = FieldRef(change.collection, change.key, change.field)
             merged = merge_field(
                 replayed.get(ref), FieldWrite(change.value, change.stamp, change.base), ref=ref
@@ -163,7 +163,7 @@ def test_one_write_is_one_transaction_across_users() -> None:
     jobs = SQLiteJobStore(store)
     writer = JobWriter(store, jobs, clock)
     crdt = Writer("phone").text("m2", "content", "draft", collection=MESSAGES)
-    sync.push("bob", decoded([crdt]))
+    sync.push(private_space("bob"), decoded([crdt]))
     rows = [
         JobRow(user, f"job-{user}", "t1", message, "streaming", HLC.minimal("server"), 0)
         for user, message in (("alice", "m1"), ("bob", "m2"))
@@ -171,10 +171,10 @@ def test_one_write_is_one_transaction_across_users() -> None:
     try:
         with pytest.raises(KindMismatchError):
             writer.write([FlushItem(row, "", start=True) for row in rows])
-        assert sync.pull("alice", 0, 100).changes == []
+        assert sync.pull(private_space("alice"), 0, 100).changes == []
         assert jobs.load() == []
         result = writer.write([FlushItem(rows[0], "", start=True)])
-        assert {c.field for c in result.published["alice"].changes} == JOB_FIELDS
+        assert {c.field for c in result.published[private_space("alice")].changes} == JOB_FIELDS
         assert [r.job_id for r in jobs.load()] == ["job-alice"]
     finally:
         store.close()

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from quietsync.protocol import private_space
 from quietsync.server.keys import CORE_KEY, SYNC_KEY
 from quietsync.server.live import MUST_PULL_CLOSE_CODE
 from quietsync.testing import RunningServer, running_server
@@ -133,7 +134,7 @@ async def test_a_batch_that_overtakes_another_is_preceded_by_the_gap(
         # seq 2 commits without being published (as if its publish were still on its way)
         sync, core = server.app[SYNC_KEY], server.app[CORE_KEY]
         body = {"mutations": [w1.lww("b", "f", 2)]}
-        await core.run(lambda: sync.push("alice", decoded(body["mutations"])))
+        await core.run(lambda: sync.push(private_space("alice"), decoded(body["mutations"])))
         await push(alice, [w1.lww("c", "f", 3)])  # seq 3 is published first
         changes = await receive_changes(ws, 2)
         assert [(c["seq"], c["value"]) for c in changes] == [(2, 2), (3, 3)]

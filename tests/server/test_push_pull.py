@@ -94,7 +94,12 @@ async def test_concurrent_different_writes_report_one_conflict(
     assert body["results"] == [{"id": newer["id"], "outcome": "applied"}]
     [conflict] = body["conflicts"]
     assert conflict["winner"]["value"] == "from n2"
-    assert conflict["loser"] == {"value": "from n1", "stamp": older["stamp"], "node": "n1"}
+    assert conflict["loser"] == {
+        "value": "from n1",
+        "stamp": older["stamp"],
+        "node": "n1",
+        "user": "alice",
+    }
     assert conflict["detected_by"] == "server"
     assert await conflicts_of(alice) == [conflict]
 

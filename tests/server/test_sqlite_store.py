@@ -111,19 +111,20 @@ def _old_layout_database(path: Path) -> None:
 
 
 def test_a_database_of_the_append_only_layout_is_migrated(tmp_path: Path) -> None:
+    """...through every step: a user's rows end up in their private space (``u:<user>``)."""
     _old_layout_database(tmp_path / "server.db")
     store = SQLiteStore(tmp_path / "server.db")
     try:
-        page = store.changes("alice", 0, 10, 1 << 20)
+        page = store.changes("u:alice", 0, 10, 1 << 20)
         assert [(c.seq, c.id, c.key, c.value) for c in page.changes] == [
             (2, "n1:2", "a", "second"),  # the field's state, with the seq of its last change
             (3, "n2:7", "b", {"x": 1}),
         ]
-        assert (page.cursor, store.cursor("alice"), store.cursor("bob")) == (3, 3, 1)
+        assert (page.cursor, store.cursor("u:alice"), store.cursor("u:bob")) == (3, 3, 1)
         assert store.last_stamp() == HLC(4, 0, "n1")  # bob's: a restarted clock starts above
-        [kept] = store.conflicts("alice", 0, 10, 1 << 20).conflicts
+        [kept] = store.conflicts("u:alice", 0, 10, 1 << 20).conflicts
         assert kept.loser.stamp == HLC(1, 0, "n2")
-        with store.transaction("alice") as tx:
+        with store.transaction("u:alice") as tx:
             assert tx.marks(["n1", "n2"]) == {"n1": ClientMark(2), "n2": ClientMark(7)}
         db = store.connection
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}

@@ -215,7 +215,9 @@ def test_the_answer_to_a_push_is_the_json_of_its_parts(
         Conflict("c", 'k"é', "f", Side(v, stamp), Side("lost", stamp), "s") for v in values
     ]
     written = BatchWrite(cursor + 1)
-    text = PushResult(results, conflicts, suppressed, cursor, "h" * 32, written).to_json_bytes()
+    text = PushResult(
+        results, conflicts, suppressed, cursor, "h" * 32, written, "u:alice"
+    ).to_json_bytes()
     assert json.loads(text) == {
         "results": [{"id": mid, "outcome": outcome} for mid, outcome in results],
         "conflicts": [c.to_json() for c in conflicts],
