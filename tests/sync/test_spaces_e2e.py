@@ -52,6 +52,14 @@ def client(replica: Replica, server: RunningServer, user: str, **kwargs: Any) ->
     return SyncClient(replica, server.url, token=server.token(user), **kwargs)
 
 
+async def sync_once(replica: Replica, server: RunningServer, user: str, **kwargs: Any) -> None:
+    once = client(replica, server, user, **kwargs)
+    try:
+        await once.sync_once()
+    finally:
+        await once.stop()
+
+
 async def until(view: Any, check: Callable[[], bool]) -> None:
     """Wait (on the space's ``notes`` change events, no polling) until `check()` holds."""
     changed = asyncio.Event()
@@ -90,18 +98,14 @@ async def test_two_users_sharing_a_space_converge(server: RunningServer, tmp_pat
 async def test_a_replica_syncing_one_space_gets_only_that_space(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    one, other = (await create_space(server, "alice", n) for n in ("one", "other"))
+    one, other = [await create_space(server, "alice", n) for n in ("one", "other")]
     with Replica.open(tmp_path / "writer.db") as writer:
         writer.put("notes", "k", {"v": "private"})
         writer.space(one).put("notes", "k", {"v": "one"})
         writer.space(other).put("notes", "k", {"v": "other"})
-        await client(writer, server, "alice").sync_once()
+        await sync_once(writer, server, "alice")
     with Replica.open(tmp_path / "reader.db") as reader:
-        chosen = client(reader, server, "alice", spaces=[one])
-        try:
-            await chosen.sync_once()
-        finally:
-            await chosen.stop()
+        await sync_once(reader, server, "alice", spaces=[one])
         assert reader.space(one).get("notes", "k") == {"v": "one"}
         assert reader.get("notes", "k") is None
         assert reader.space(other).get("notes", "k") is None
@@ -113,7 +117,7 @@ async def test_a_space_added_mid_way_is_pulled_from_zero(
     space = await create_space(server, "alice", "later")
     with Replica.open(tmp_path / "a.db") as a, Replica.open(tmp_path / "b.db") as b:
         a.space(space).put_many("notes", {f"k{i} 🔑": {"n": i} for i in range(50)})
-        await client(a, server, "alice").sync_once()
+        await sync_once(a, server, "alice")
         async with client(b, server, "bob") as bob:
             await wait_status(bob, lambda s: s.online)
             assert space not in bob.status.spaces
@@ -129,7 +133,7 @@ async def test_removal_purges_the_space_and_sets_unsynced_writes_aside(
     await set_member(server, space, "bob", "write")
     with Replica.open(tmp_path / "b.db") as b:
         b.space(space).put("notes", "synced", {"v": "ok ✓"})
-        await client(b, server, "bob").sync_once()
+        await sync_once(b, server, "bob")
         b.space(space).put("notes", "unsynced", {"v": "pas encore"})  # bob is offline
         await set_member(server, space, "bob", None)
         bob = client(b, server, "bob")
