@@ -388,7 +388,9 @@ class SyncClient:
         for space in gone:
             await self._stop_space(space)
             self._purge(space, REVOKED)
-        self._show()
+        if gone:
+            self._show()  # a purged space's error goes with it
+        self._set_status(spaces=frozenset(self._syncs), pending=self._port.pending_count())
 
     # -- one exchange ----------------------------------------------------------
 
