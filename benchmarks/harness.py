@@ -66,7 +66,7 @@ from quietsync.replica import (
 )
 from quietsync.replica.errors import TransportError
 from quietsync.replica.replica import sync_port
-from quietsync.replica.transport import ConflictPage
+from quietsync.replica.transport import ConflictPage, SpaceInfo
 from quietsync.server.admin import backup_database, restore_database
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import StoredField
@@ -191,28 +191,34 @@ class FaultyTransport:
         if not self.online:
             raise TransportError("harness: replica is offline")
 
-    async def push(self, mutations: Sequence[Mutation]) -> PushAnswer:
+    async def push(self, mutations: Sequence[Mutation], space: str | None = None) -> PushAnswer:
         self._check_online()
-        answer = await self._inner.push(mutations)
+        answer = await self._inner.push(mutations, space)
         if self._rng.random() < self.p_lose:
             self._stats.lost_answers += 1
             raise TransportError("harness: push answer lost after the server applied it")
         self.acknowledged.update(answer.outcomes)
         return answer
 
-    async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
+    async def pull(
+        self, since: int, limit: int, history: str | None = None, space: str | None = None
+    ) -> PullPage:
         self._check_online()
-        return await self._inner.pull(since, limit, history)
+        return await self._inner.pull(since, limit, history, space)
 
     def live(
-        self, since: int, history: str | None = None
+        self, since: int, history: str | None = None, space: str | None = None
     ) -> AbstractAsyncContextManager[AsyncIterator[LiveMessage]]:
         self._check_online()
-        return self._inner.live(since, history)
+        return self._inner.live(since, history, space)
 
-    async def conflicts(self, since: int, limit: int) -> ConflictPage:
+    async def conflicts(self, since: int, limit: int, space: str | None = None) -> ConflictPage:
         self._check_online()
-        return await self._inner.conflicts(since, limit)
+        return await self._inner.conflicts(since, limit, space)
+
+    async def spaces(self) -> list[SpaceInfo]:
+        self._check_online()
+        return await self._inner.spaces()
 
     async def close(self) -> None:
         await self._inner.close()

@@ -96,18 +96,33 @@ def check_name(member: str, value: object) -> str:
 
     Replicas check names with this before writing, so nothing they store can
     be refused by the server for its name (nor fail to encode: a lone
-    surrogate is not UTF-8). Raises `WireError` (a ValueError).
+    surrogate is not UTF-8). NUL is no name's character (`_check_nul`).
+    Raises `WireError` (a ValueError).
     """
     if not isinstance(value, str) or not value:
         raise WireError(f"{member!r} must be a non-empty string, got {value!r}")
     if len(value) > _NAME_LIMITS[member]:
         raise WireError(f"{member!r} is longer than {_NAME_LIMITS[member]} characters")
+    _check_nul(member, value)
     if not value.isascii():
         try:
             value.encode()
         except UnicodeEncodeError:
             raise WireError(f"{member!r} is not valid UTF-8 (a lone surrogate)") from None
     return value
+
+
+def _check_nul(member: str, value: str) -> None:
+    """`WireError` if `value` holds NUL (U+0000).
+
+    PostgreSQL text cannot store NUL at all, so a name holding one could be
+    refused by one server backend and taken by another; and the replica uses
+    NUL as the separator of its space-qualified collection names
+    (`quietsync.replica.spaces`), which is only collision-proof because no
+    name can hold it.
+    """
+    if "\x00" in value:
+        raise WireError(f"{member!r} holds NUL (U+0000), which no name may hold")
 
 
 _SAFE_INT: Final = 2**63
@@ -147,6 +162,8 @@ def _domain(wire: WireWrite, parsed: bool) -> tuple[Any, ...]:
 
     `parsed`: `wire` was decoded from JSON bytes, not converted from Python objects.
     """
+    for member in ("id", "collection", "key", "field"):
+        _check_nul(member, getattr(wire, member))
     if wire.kind == "lww":
         if wire.value is msgspec.UNSET:
             raise WireError("an lww write needs 'value' (null is a value)")

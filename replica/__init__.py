@@ -25,6 +25,8 @@ from quietsync.replica.errors import (
     RequestRefusedError,
     ResyncRequiredError,
     SchemaVersionError,
+    SpaceNotFoundError,
+    SpaceRevokedError,
     StorageError,
     SyncError,
     TransportError,
@@ -43,10 +45,11 @@ from quietsync.replica.outbox import RefusedMutation
 from quietsync.replica.records import FieldState
 from quietsync.replica.replica import Replica
 from quietsync.replica.schema import SCHEMA_VERSION
+from quietsync.replica.space_view import SpaceView
 from quietsync.replica.subscriptions import ChangeEvent, Origin, Unsubscribe
 from quietsync.replica.sync_backoff import Backoff
 from quietsync.replica.sync_client import SyncClient, SyncStatus, SyncSummary
-from quietsync.replica.transport import LiveMessage, PullPage, PushAnswer, Transport
+from quietsync.replica.transport import LiveMessage, PullPage, PushAnswer, SpaceInfo, Transport
 from quietsync.replica.transport_http import HttpTransport
 
 __all__ = [
@@ -76,6 +79,10 @@ __all__ = [
     "RequestRefusedError",
     "ResyncRequiredError",
     "SchemaVersionError",
+    "SpaceInfo",
+    "SpaceNotFoundError",
+    "SpaceRevokedError",
+    "SpaceView",
     "StorageError",
     "StreamTracker",
     "Subscriber",

@@ -16,7 +16,9 @@
         │   └── RequestRefusedError     a 4xx answer (`status`, `code`): retrying cannot help
         │       ├── PushRefusedError    a 422 naming the mutations the server refused
         │       ├── ResyncRequiredError a 409: the cursor means nothing there; the client resyncs
+        │       ├── SpaceNotFoundError  a 404: no such space, or the user is not a member
         │       └── UnknownJobError     no such job for this user (never, expired, or not yours)
+        ├── SpaceRevokedError       the server closed a space's live socket: access revoked
         └── JobGapError                 a job event starts past the content held: resume
 
 The merge core's own errors pass through unchanged, because they mean the same
@@ -47,6 +49,8 @@ __all__ = [
     "RequestRefusedError",
     "ResyncRequiredError",
     "SchemaVersionError",
+    "SpaceNotFoundError",
+    "SpaceRevokedError",
     "StorageError",
     "SyncError",
     "TransportError",
@@ -194,6 +198,19 @@ class ResyncRequiredError(RequestRefusedError):
         super().__init__(status, code, message)
         self.reason = reason
         self.history = history
+
+
+class SpaceNotFoundError(RequestRefusedError):
+    """``404 space_not_found``: the space does not exist or the user is not a member
+    (the server answers both alike). The sync client purges a space it synced
+    (`SyncClient`, rule 12)."""
+
+
+class SpaceRevokedError(SyncError):
+    """The server closed a space's live socket with code 4003: the user lost read access.
+
+    The sync client purges the space (`SyncClient`, rule 12).
+    """
 
 
 class UnknownJobError(RequestRefusedError):

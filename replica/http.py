@@ -9,7 +9,10 @@ becomes the same `SyncError` wherever it happens:
   nothing is known about what the server did;
 * a 4xx answer: the `RequestRefusedError` its body describes
   (`PushRefusedError` when it names refused mutations, `UnknownJobError` for
-  ``unknown_job``): retrying the same request cannot help;
+  ``unknown_job``, `SpaceNotFoundError` for ``space_not_found``): retrying
+  the same request cannot help;
+* a WebSocket the server closes with code 4003 (access to its space
+  revoked): `SpaceRevokedError`;
 * an answer the protocol does not allow (not JSON, not UTF-8, over
   `max_answer_bytes`): `ProtocolError`.
 
@@ -27,11 +30,14 @@ from typing import Any
 
 import aiohttp
 
+from quietsync.protocol import REVOKED_CLOSE_CODE
 from quietsync.replica.errors import (
     ProtocolError,
     PushRefusedError,
     RequestRefusedError,
     ResyncRequiredError,
+    SpaceNotFoundError,
+    SpaceRevokedError,
     TransportError,
     UnknownJobError,
 )
@@ -58,6 +64,8 @@ def decode_error(status: int, body: Any) -> RequestRefusedError:
     code, message = str(error.get("code", "http_error")), str(error.get("message", ""))
     if code == "unknown_job":
         return UnknownJobError(status, code, message)
+    if code == "space_not_found":
+        return SpaceNotFoundError(status, code, message)
     resync = body.get("resync")
     if code == "resync":
         if not isinstance(resync, dict) or not all(
@@ -82,6 +90,15 @@ def _json(data: bytes, what: str) -> Any:
         return json.loads(data)
     except ValueError as exc:
         raise ProtocolError(f"{what}: the answer is not JSON: {data[:200]!r}") from exc
+
+
+def _refusal_body(data: bytes) -> Any:
+    """A 4xx body: its JSON, or its text when it is none (a router's or a proxy's page;
+    a server from before an endpoint answers a plain ``404: Not Found``)."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data[:200].decode(errors="replace")
 
 
 async def _read(resp: aiohttp.ClientResponse, limit: int | None, what: str) -> bytes:
@@ -172,7 +189,7 @@ class HttpClient:
         if status >= 500:
             raise TransportError(f"{what}: the server answered {status}: {data[:200]!r}")
         if status >= 400:
-            raise decode_error(status, _json(data, what))
+            raise decode_error(status, _refusal_body(data))
         return data
 
     async def json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -219,3 +236,5 @@ class HttpClient:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     break
                 yield msg.data
+        if ws.close_code == REVOKED_CLOSE_CODE:
+            raise SpaceRevokedError(f"{what}: closed by the server, access revoked (4003)")

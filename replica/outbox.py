@@ -32,6 +32,7 @@ from quietsync.conflicts import HLC
 from quietsync.protocol import Kind, Mutation
 from quietsync.replica.errors import UnknownMutationError
 from quietsync.replica.layout import value_text
+from quietsync.replica.spaces import CollectionRange, SpaceKey, unqualify
 from quietsync.replica.store import OutboxRow, RefusedRow, Store
 
 __all__ = ["Outbox", "RefusedMutation"]
@@ -39,10 +40,12 @@ __all__ = ["Outbox", "RefusedMutation"]
 
 @attrs.frozen
 class RefusedMutation:
-    """A mutation the server refused for good, with its reason."""
+    """A mutation set aside for good, with the reason: the server's, or ``space_revoked``."""
 
     mutation: Mutation
     reason: str
+    space: SpaceKey = None
+    """The shared space it was written to (None: the private space)."""
 
 
 def _done(row: OutboxRow) -> set[int]:
@@ -78,12 +81,15 @@ class Outbox:
         self.last_n += count
         return OutboxRow(n, collection, kind, stamp, fields, bases, update, count, None)
 
-    def batch(self, limit: int) -> list[Mutation]:
-        """The oldest `limit` pending mutations, in write order."""
+    def batch(self, limit: int, within: CollectionRange | None = None) -> list[Mutation]:
+        """The oldest `limit` pending mutations (of `within`'s collections), in write order.
+
+        Their collections are as stored (space-qualified, `replica.spaces`).
+        """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         batch: list[Mutation] = []
-        for row in self._store.outbox(limit):
+        for row in self._store.outbox(limit, within):
             for _, m in self._mutations(row):
                 batch.append(m)
                 if len(batch) == limit:
@@ -112,11 +118,26 @@ class Outbox:
                     return
         raise UnknownMutationError(mutation_id)
 
+    def set_aside(self, within: CollectionRange, reason: str) -> list[Mutation]:
+        """Set every pending mutation of `within`'s collections aside with `reason`.
+
+        What a space the replica can no longer sync had queued (`replica.purge`):
+        never silently lost, listed by `refused()`. Returns them as stored.
+        """
+        rows = self._store.outbox(-1, within)
+        refused = [(row.n + p, m) for row in rows for p, m in self._mutations(row)]
+        self._store.add_refused([_refused_row(n, m, reason) for n, m in refused])
+        self._store.remove_outbox([row.n for row in rows])
+        return [m for _, m in refused]
+
     def refused(self) -> list[RefusedMutation]:
-        return [
-            RefusedMutation(self._refused_mutation(row), row.reason)
-            for row in self._store.refused()
-        ]
+        """Every mutation set aside, oldest first, each with its space's own collection name."""
+        found = []
+        for row in self._store.refused():
+            space, collection = unqualify(row.collection)
+            mutation = attrs.evolve(self._refused_mutation(row), collection=collection)
+            found.append(RefusedMutation(mutation, row.reason, space))
+        return found
 
     def pending_count(self) -> int:
         return self._store.pending_count()

@@ -22,6 +22,10 @@ The invariants:
 4. Stamps only grow and subscribers hear about committed changes only
    (`replica.core`).
 
+The record calls live in `replica.space_view.SpaceView`: a `Replica` is the
+view of the private space, `Replica.space(id)` the view of a shared one
+(`replica.spaces` keeps the spaces apart); the invariants hold in every space.
+
 Deletion is the LWW tombstone field ``_deleted`` (`quietsync.protocol.DELETED_FIELD`);
 any later local write to the record (a put or a text edit) revives it by
 writing ``_deleted: False``. The other fields stay stored under a tombstone.
@@ -29,30 +33,30 @@ writing ``_deleted: False``. The other fields stay stored under a tombstone.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from os import PathLike
 from pathlib import Path
-from typing import Any
 
-from quietsync.conflicts import Conflict, wall_clock_ms
-from quietsync.protocol import DELETED_FIELD, check_name
+from quietsync.conflicts import wall_clock_ms
 from quietsync.replica.core import ReplicaCore
-from quietsync.replica.local import encode_records
 from quietsync.replica.outbox import RefusedMutation
-from quietsync.replica.records import decode_records, encode_json
-from quietsync.replica.subscriptions import Callback, Unsubscribe
+from quietsync.replica.space_view import SpaceView
+from quietsync.replica.spaces import PRIVATE, SpaceKey, space_key
 from quietsync.replica.sync_port import SyncPort
 
 __all__ = ["Replica", "sync_port"]
 
 
-class Replica:
-    """A local replica file, opened by `Replica.open`; see the module docstring."""
+class Replica(SpaceView):
+    """A local replica file, opened by `Replica.open`; see the module docstring.
+
+    Its record calls (`SpaceView`) are the private space's; `space(id)` gives
+    a shared space's.
+    """
 
     def __init__(self, core: ReplicaCore) -> None:
-        self._core = core
+        super().__init__(core, PRIVATE)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -103,136 +107,20 @@ class Replica:
         """
         return self._core.transaction()
 
-    # -- records ---------------------------------------------------------------
+    # -- spaces ----------------------------------------------------------------
 
-    def put(self, collection: str, key: str, fields: Mapping[str, Any]) -> None:
-        """Merge `fields` into the record, each field stamped; one transaction."""
-        self.put_many(collection, {key: fields})
+    def space(self, space_id: str) -> SpaceView:
+        """The records of the space `space_id` (`SpaceView`: the same calls as here).
 
-    def put_many(self, collection: str, records: Mapping[str, Mapping[str, Any]]) -> None:
-        """`put` for many records of one collection, in one transaction.
-
-        Every value is checked before anything is written: a value that is not
-        JSON is a `TypeError` naming it, and nothing is written.
+        A ``u:`` id is this replica's private space (a replica holds one user's
+        data), which is this object's own; any other id is a shared space,
+        kept apart from every other space (`quietsync.replica.spaces`).
+        `ValueError` if `space_id` cannot be a space id.
         """
-        check_name("collection", collection)
-        encoded = encode_records(records)
-        core = self._core
-        with core.transaction():
-            core.events += core.writer.put_many(collection, encoded)
+        space = space_key(space_id)
+        return self if space is None else SpaceView(self._core, space)
 
-    def delete(self, collection: str, key: str) -> None:
-        """Delete the record (a tombstone that syncs like any field write)."""
-        check_name("collection", collection)
-        check_name("key", key)
-        core = self._core
-        with core.transaction():
-            core.events += core.writer.delete(collection, key)
-
-    def get(self, collection: str, key: str) -> dict[str, Any] | None:
-        """The record's fields (CRDT text as a plain string); None if absent or deleted."""
-        row = self._core.reading().record(collection, key)
-        record = None if row is None else decode_records([row.vals])[0]
-        if record is not None:
-            self._core.texts.patch(collection, key, record)
-        return record
-
-    def keys(
-        self,
-        collection: str,
-        where: Mapping[str, Any] | None = None,
-        order_by: str | None = None,
-        limit: int | None = None,
-    ) -> list[str]:
-        """The keys of the records `query()` returns, in the same order."""
-        return [key for key, _ in self._select(collection, where, order_by, limit)]
-
-    def query(
-        self,
-        collection: str,
-        where: Mapping[str, Any] | None = None,
-        order_by: str | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Live records whose LWW fields equal `where`, sorted by `order_by`, at most `limit`.
-
-        Equality is canonical (``1 == 1.0``, key order irrelevant); a record
-        without a `where` field does not match, and a CRDT text field matches
-        its current text. The first query on a `where` field builds an index
-        on it (kept in the file), so later ones are one index range scan: a
-        thread's 1,000 messages out of 100k records in a few milliseconds.
-        Field names holding ``"``, ``\\`` or a control character cannot be queried
-        (`ValueError`).
-        """
-        rows = self._select(collection, where, order_by, limit)
-        decoded = decode_records([vals for _, vals in rows])
-        texts = self._core.texts
-        if texts.any_stale(collection):
-            for (key, _), record in zip(rows, decoded, strict=True):
-                if record is not None:
-                    texts.patch(collection, key, record)
-        return [record for record in decoded if record is not None]
-
-    def _select(
-        self,
-        collection: str,
-        where: Mapping[str, Any] | None,
-        order_by: str | None,
-        limit: int | None,
-    ) -> list[tuple[str, str]]:
-        conds = [(f, encode_json(f"where {f!r}", v)) for f, v in (where or {}).items()]
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
-        core = self._core
-        store = core.reading()
-        used = {field for field, _ in conds} | ({order_by} if order_by else set())
-        if used & core.texts.stale_field_names(collection):
-            with core.transaction():  # SQL must see the current text of what it compares
-                core.texts.materialize(collection, used)
-        return store.select(collection, conds, order_by, -1 if limit is None else limit)
-
-    # -- CRDT text ---------------------------------------------------------------
-
-    def text_insert(self, collection: str, key: str, field: str, index: int, text: str) -> None:
-        """Insert `text` at code point `index` of a CRDT text field (created on first insert).
-
-        Positions are Python ``str`` indexes (code points). The first insert
-        into a new field creates it deterministically (`initial_text_update`),
-        so two replicas initialising it with the same text converge to one
-        copy, not two. Text holding a lone surrogate is a `ValueError`.
-        """
-        if not isinstance(text, str):
-            raise TypeError(f"text to insert must be a str, got {type(text).__name__}")
-        if text:
-            self.text_edits(collection, key, field, [(index, 0, text)])
-
-    def text_delete(self, collection: str, key: str, field: str, index: int, length: int) -> None:
-        """Delete `length` code points at `index` of a CRDT text field."""
-        if length:
-            self.text_edits(collection, key, field, [(index, length, "")])
-
-    def text_edits(
-        self, collection: str, key: str, field: str, ops: Iterable[tuple[int, int, str]]
-    ) -> None:
-        """Apply many edits to a CRDT text field as one write (one stamp, one update).
-
-        Each op is ``(index, delete_count, insert_text)`` in code points, applied
-        in order, each against the text the ones before it left: the form an
-        editor's change list or an import takes. A new field's first op must
-        insert at 0 without deleting. A bad op (`IndexError`, `TypeError`,
-        `ValueError`) leaves the field as it was.
-        """
-        check_name("collection", collection)
-        check_name("key", key)
-        check_name("field", field)
-        if field == DELETED_FIELD:
-            raise ValueError(f"{DELETED_FIELD!r} is the tombstone field, not text")
-        edits = [op for op in ops if op[1] or op[2]]
-        if not edits:
-            return
-        core = self._core
-        with core.transaction():
-            core.events += core.writer.text_edit(collection, key, field, edits)
+    # -- text compaction ---------------------------------------------------------
 
     def compact(self) -> int:
         """Fold every text field's edits into its snapshot, then rewrite the file smaller.
@@ -251,33 +139,23 @@ class Replica:
 
     # -- what sync reported ------------------------------------------------------
 
-    def conflicts(self) -> list[Conflict]:
-        """Every conflict the server reported to this replica, oldest first."""
-        return [Conflict.from_json(json.loads(b)) for b in self._core.reading().conflicts()]
-
     def suppressed_count(self) -> int:
         """Concurrent writes of identical content the server counted (never reported)."""
         return int(self._core.reading().meta().get("suppressed", "0"))
 
     def refused(self) -> list[RefusedMutation]:
-        """Writes the server refused for good, with its reasons (set aside, never retried)."""
+        """Writes set aside for good, in every space, with the reasons: the server's, or
+        ``space_revoked`` for writes to a space this replica lost (never retried)."""
         self._core.reading()
         return self._core.outbox.refused()
 
     def pending_count(self) -> int:
-        """Local writes not yet acknowledged by the server."""
+        """Local writes not yet acknowledged by the server, in every space."""
         self._core.reading()
         return self._core.outbox.pending_count()
 
-    # -- subscriptions ---------------------------------------------------------
 
-    def subscribe(
-        self, collection: str, callback: Callback, *, key: str | None = None
-    ) -> Unsubscribe:
-        """Call `callback(ChangeEvent)` after each commit that changes a matching record."""
-        return self._core.subs.subscribe(collection, callback, key=key)
-
-
-def sync_port(replica: Replica) -> SyncPort:
-    """The sync side of `replica`, for the sync client and the stream tracker (not for apps)."""
-    return SyncPort(replica._core)
+def sync_port(replica: Replica, space: SpaceKey = PRIVATE) -> SyncPort:
+    """The sync side of `replica`'s space `space` (the private one by default), for the
+    sync client and the stream tracker (not for apps)."""
+    return SyncPort(replica._core, space)

@@ -21,6 +21,9 @@ what the reason calls for:
   (`finish_sweep`), unless a local write to them is still pending (it is
   pushed, and recreates the record). Requeueing here would resurrect them.
 
+Each space resyncs alone (its own cursor, `replica.spaces`): every function
+takes the range of stored collection names of the space concerned.
+
 Must not import `quietsync.server`.
 """
 
@@ -32,11 +35,20 @@ from collections.abc import Iterable
 from quietsync.protocol import Change
 from quietsync.replica.layout import StoredField, json_string, load_record, object_text
 from quietsync.replica.outbox import Outbox
-from quietsync.replica.store import OutboxRow, Store
+from quietsync.replica.spaces import CollectionRange
+from quietsync.replica.store import OutboxRow, RecordRow, Store
 from quietsync.replica.subscriptions import ChangeEvent
 from quietsync.replica.texts import TextFields
 
-__all__ = ["REQUEUE", "SWEEP", "begin_sweep", "finish_sweep", "note_seen", "requeue_all"]
+__all__ = [
+    "REQUEUE",
+    "SWEEP",
+    "begin_sweep",
+    "drop_record",
+    "finish_sweep",
+    "note_seen",
+    "requeue_all",
+]
 
 REQUEUE = frozenset({"history_changed", "cursor_ahead"})
 """Resync reasons that mean the server may have lost acknowledged writes."""
@@ -44,14 +56,14 @@ SWEEP = frozenset({"cursor_too_old"})
 """Resync reasons that mean the server removed deletes the replica may have missed."""
 
 
-def requeue_all(store: Store, texts: TextFields, outbox: Outbox) -> int:
+def requeue_all(store: Store, texts: TextFields, outbox: Outbox, within: CollectionRange) -> int:
     """Queue every stored field as a fresh mutation (stamp and base kept); how many.
 
     One outbox row per record and stamp (a row holds one stamp), in key
     order; a CRDT field carries its whole Yjs state as its update.
     """
     queued = 0
-    for collection in store.collections():
+    for collection in store.collections(within):
         rows: list[OutboxRow] = []
         for record in store.scan(collection):
             by_stamp: dict[str, dict[str, StoredField]] = {}
@@ -92,9 +104,9 @@ def _row(
     )
 
 
-def begin_sweep(store: Store) -> None:
-    """Mark every record: the server has sent none of them yet."""
-    store.sweep_begin()
+def begin_sweep(store: Store, within: CollectionRange) -> None:
+    """Mark every record of the space: the server has sent none of them yet."""
+    store.sweep_begin(within)
 
 
 def note_seen(store: Store, changes: Iterable[Change]) -> None:
@@ -106,19 +118,31 @@ def note_seen(store: Store, changes: Iterable[Change]) -> None:
         store.sweep_seen(collection, seen)
 
 
-def finish_sweep(store: Store, texts: TextFields, outbox: Outbox) -> list[ChangeEvent]:
-    """Drop the records still marked (the server removed them), unless a write is pending."""
+def finish_sweep(
+    store: Store, texts: TextFields, outbox: Outbox, within: CollectionRange
+) -> list[ChangeEvent]:
+    """Drop the space's records still marked (the server removed them), unless a write
+    is pending."""
     pending = outbox.pending_keys()
     events = []
-    for collection, key in store.sweep_left():
+    for collection, key in store.sweep_left(within):
         row = store.record(collection, key)
         if row is None or (collection, key) in pending:
             continue
-        fields = load_record(row.vals, row.stamps)
-        for name, field in fields.items():
-            if field.kind == "crdt":
-                texts.drop((collection, key, name))
-        store.drop_record(collection, key)
-        events.append(ChangeEvent(collection, key, frozenset(fields), "remote"))
-    store.sweep_end()
+        events.append(drop_record(store, texts, collection, row))
+    store.sweep_end(within)
     return events
+
+
+def drop_record(store: Store, texts: TextFields, collection: str, row: RecordRow) -> ChangeEvent:
+    """Remove a record and its text fields without a trace (no tombstone, nothing queued).
+
+    For records the server no longer has for this replica: swept after a
+    resync, or purged with their space (`SyncPort.purge`).
+    """
+    fields = load_record(row.vals, row.stamps)
+    for name, field in fields.items():
+        if field.kind == "crdt":
+            texts.drop((collection, row.key, name))
+    store.drop_record(collection, row.key)
+    return ChangeEvent(collection, row.key, frozenset(fields), "remote")

@@ -5,7 +5,9 @@ version); the hot paths in `replica.store` use the raw connection instead.
 Migrations run inside the caller's transaction, so a crash half-way through
 leaves the file at the old version.
 
-Tables:
+Tables (every ``collection`` column holds a space-qualified name,
+`replica.spaces`: a private collection's own name, a shared one's prefixed
+with its space):
 
 * ``meta(name, value)``: ``schema_version``, ``node_id``, ``cursor`` (last pull
   cursor), ``suppressed`` (identical-content events the server counted),
@@ -39,7 +41,8 @@ Tables:
 * ``refused(n, collection, key, field, kind, value, update, stamp, base, reason)``:
   single mutations the server permanently refused.
 * ``conflicts(n, body)``: conflicts the server reported, ``body`` the canonical
-  JSON of `Conflict.to_json()`, stored once per field and losing write (law 5
+  JSON of `Conflict.to_json()` (plus ``"space"``: the shared space's id, absent
+  for the private space), stored once per space, field and losing write (law 5
   of `conflicts.lww`), however it came: a push answer, or the user's conflict
   log (`replica.conflict_feed`), even when the two name different winners
   (a losing write met again after a restore).
@@ -48,7 +51,8 @@ Tables:
   ``history`` (the server history the cursor belongs to), and
   ``conflict_position`` with ``conflict_history``: the replica's position in
   the user's conflict log and the history it was read in
-  (`replica.conflict_feed`; absent: from 0, so no migration).
+  (`replica.conflict_feed`; absent: from 0, so no migration); a shared
+  space's own copies of these carry its id (`replica.spaces.meta_key`).
 
 Version history: 1 = per-field rows (``fields``) and a per-field outbox; 2 =
 index ``fields_by_value``; 3 = one row per record and outbox rows of many
@@ -56,7 +60,9 @@ mutations (a batch of 1,000 records of 3 fields wrote 6,000 rows in version
 2 and writes 1,012 now), data carried over; 4 = the ``sweep`` table; 5 =
 ``text_updates`` and ``texts.fresh`` (an edit costs its own size, not the
 document's); 6 = conflicts unique per field and losing write (index
-``conflicts_by_loser``; earlier repeats dropped, the first kept).
+``conflicts_by_loser``; earlier repeats dropped, the first kept); 7 = that
+index per space too (a shared space's conflicts carry ``"space"`` in their
+body; ``coalesce`` because a unique index never finds two NULLs equal).
 
 Must not import `quietsync.server`.
 """
@@ -188,6 +194,14 @@ def _v6_conflicts_once_per_losing_write(db: sqlite_utils.Database) -> None:
     db.execute(f"CREATE UNIQUE INDEX conflicts_by_loser ON conflicts ({_LOSING_WRITE})")
 
 
+def _v7_conflicts_once_per_space(db: sqlite_utils.Database) -> None:
+    db.execute("DROP INDEX conflicts_by_loser")
+    db.execute(
+        "CREATE UNIQUE INDEX conflicts_by_loser ON conflicts "
+        f"(coalesce(body ->> '$.space', ''), {_LOSING_WRITE})"
+    )
+
+
 _MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v1_tables,
     _v2_query_index,
@@ -195,6 +209,7 @@ _MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _v4_sweep,
     _v5_text_updates,
     _v6_conflicts_once_per_losing_write,
+    _v7_conflicts_once_per_space,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

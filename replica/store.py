@@ -32,6 +32,7 @@ import sqlite_utils
 
 from quietsync.replica import schema
 from quietsync.replica.errors import NotAReplicaError, SchemaVersionError, StorageError
+from quietsync.replica.spaces import CollectionRange
 
 __all__ = [
     "OutboxRow",
@@ -136,7 +137,7 @@ class Store(Protocol):
         self, collection: str, where: Sequence[tuple[str, str]], order_by: str | None, limit: int
     ) -> list[tuple[str, str]]: ...
     def append_outbox(self, rows: Iterable[OutboxRow]) -> None: ...
-    def outbox(self, limit: int) -> list[OutboxRow]: ...
+    def outbox(self, limit: int, within: CollectionRange | None = None) -> list[OutboxRow]: ...
     def outbox_between(self, first: int, last: int) -> list[OutboxRow]: ...
     def set_outbox_done(self, items: Iterable[tuple[int, str]]) -> None: ...
     def remove_outbox(self, numbers: Iterable[int]) -> None: ...
@@ -145,12 +146,15 @@ class Store(Protocol):
     def pending_count(self) -> int: ...
     def add_conflicts(self, bodies: Iterable[str]) -> list[str]: ...
     def conflicts(self) -> list[str]: ...
-    def collections(self) -> list[str]: ...
+    def drop_conflicts(self, space: str) -> None: ...
+    def collections(self, within: CollectionRange | None = None) -> list[str]: ...
     def scan(self, collection: str) -> Iterator[RecordRow]: ...
-    def sweep_begin(self) -> None: ...
+    def drop_range(self, within: CollectionRange) -> None: ...
+    def delete_meta(self, names: Iterable[str]) -> None: ...
+    def sweep_begin(self, within: CollectionRange | None = None) -> None: ...
     def sweep_seen(self, collection: str, keys: Iterable[str]) -> None: ...
-    def sweep_left(self) -> list[tuple[str, str]]: ...
-    def sweep_end(self) -> None: ...
+    def sweep_left(self, within: CollectionRange | None = None) -> list[tuple[str, str]]: ...
+    def sweep_end(self, within: CollectionRange | None = None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -194,6 +198,15 @@ def _path(field: str) -> str:
 
 
 _LIVE = f"coalesce(vals -> {_path('_deleted')}, 'false') != 'true'"
+
+
+def _within(within: CollectionRange | None) -> tuple[str, list[str]]:
+    """The SQL condition (``AND ...``) and parameters keeping `within`'s collections."""
+    if within is None:
+        return "", []
+    if within.high is None:
+        return " AND collection >= ?", [within.low]
+    return " AND collection >= ? AND collection < ?", [within.low, within.high]
 
 
 def _translate(exc: sqlite3.Error) -> StorageError:
@@ -433,9 +446,11 @@ class SqliteStore:
     def append_outbox(self, rows: Iterable[OutboxRow]) -> None:
         self._many(_INSERT_OUTBOX, rows)
 
-    def outbox(self, limit: int) -> list[OutboxRow]:
-        sql = f"SELECT {_OUTBOX_COLS} FROM outbox ORDER BY n LIMIT ?"
-        return [OutboxRow(*r) for r in self._run(sql, (limit,))]
+    def outbox(self, limit: int, within: CollectionRange | None = None) -> list[OutboxRow]:
+        """The oldest `limit` rows (-1: all), of `within`'s collections if given."""
+        cond, params = _within(within)
+        sql = f"SELECT {_OUTBOX_COLS} FROM outbox WHERE 1{cond} ORDER BY n LIMIT ?"
+        return [OutboxRow(*r) for r in self._run(sql, (*params, limit))]
 
     def outbox_between(self, first: int, last: int) -> list[OutboxRow]:
         """Rows that may hold mutations `first` .. `last`: the row at or before `first`, onwards."""
@@ -473,10 +488,29 @@ class SqliteStore:
     def conflicts(self) -> list[str]:
         return [r[0] for r in self._run("SELECT body FROM conflicts ORDER BY n")]
 
-    # -- resync (`replica.resync`) ----------------------------------------------
+    def drop_conflicts(self, space: str) -> None:
+        """Forget the conflicts of shared space `space` (bodies naming it, `replica.schema`)."""
+        self._run("DELETE FROM conflicts WHERE body ->> '$.space' = ?", (space,))
 
-    def collections(self) -> list[str]:
-        return [r[0] for r in self._run("SELECT DISTINCT collection FROM records ORDER BY 1")]
+    # -- ranges of collections: resync (`replica.resync`), spaces (`replica.spaces`) --
+
+    def collections(self, within: CollectionRange | None = None) -> list[str]:
+        """The collections holding records or pending writes (of `within`, if given)."""
+        cond, params = _within(within)
+        sql = (
+            f"SELECT collection FROM records WHERE 1{cond} "
+            f"UNION SELECT collection FROM outbox WHERE 1{cond} ORDER BY 1"
+        )
+        return [r[0] for r in self._run(sql, params * 2)]
+
+    def drop_range(self, within: CollectionRange) -> None:
+        """Delete the records, text states and sweep marks of `within`'s collections."""
+        cond, params = _within(within)
+        for table in ("records", "texts", "text_updates", "sweep"):
+            self._run(f"DELETE FROM {table} WHERE 1{cond}", params)
+
+    def delete_meta(self, names: Iterable[str]) -> None:
+        self._many("DELETE FROM meta WHERE name = ?", ((name,) for name in names))
 
     def scan(self, collection: str) -> Iterator[RecordRow]:
         """Every record of `collection`, in key order, read a chunk at a time."""
@@ -489,18 +523,23 @@ class SqliteStore:
             yield from (RecordRow(*row) for row in rows)
             after = rows[-1][0]
 
-    def sweep_begin(self) -> None:
-        self._run("INSERT OR IGNORE INTO sweep SELECT collection, key FROM records")
+    def sweep_begin(self, within: CollectionRange | None = None) -> None:
+        cond, params = _within(within)
+        sql = f"INSERT OR IGNORE INTO sweep SELECT collection, key FROM records WHERE 1{cond}"
+        self._run(sql, params)
 
     def sweep_seen(self, collection: str, keys: Iterable[str]) -> None:
         sql = "DELETE FROM sweep WHERE collection = ? AND key = ?"
         self._many(sql, ((collection, key) for key in keys))
 
-    def sweep_left(self) -> list[tuple[str, str]]:
-        return [(c, k) for c, k in self._run("SELECT collection, key FROM sweep")]
+    def sweep_left(self, within: CollectionRange | None = None) -> list[tuple[str, str]]:
+        cond, params = _within(within)
+        sql = f"SELECT collection, key FROM sweep WHERE 1{cond}"
+        return [(c, k) for c, k in self._run(sql, params)]
 
-    def sweep_end(self) -> None:
-        self._run("DELETE FROM sweep")
+    def sweep_end(self, within: CollectionRange | None = None) -> None:
+        cond, params = _within(within)
+        self._run(f"DELETE FROM sweep WHERE 1{cond}", params)
 
     # -- lifecycle ------------------------------------------------------------
 

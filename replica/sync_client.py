@@ -1,6 +1,9 @@
 """`SyncClient`: keeps one `Replica` in sync with the server, through a `Transport`.
 
-All sync policy lives here; the transport only moves bytes. Rules:
+All sync policy lives here and in `replica.space_sync` (one space's
+exchange); the transport only moves bytes. Rules 1-11 hold for every space
+on its own (its own outbox entries, cursor, history, conflict position,
+live socket and backoff):
 
 1. **Removed only when acknowledged.** An outbox entry leaves the outbox when
    the server's answer names its id (any outcome), or when rule 4 skips it.
@@ -61,6 +64,22 @@ All sync policy lives here; the transport only moves bytes. Rules:
     status shows `ClockSkewError` (online or not) until a push is accepted;
     a pulled stamp too far ahead of this device is a `ClockSkewError` too.
 
+12. **A set of spaces.** ``spaces=None`` syncs every space the user is a
+    member of: the client reads ``GET /v1/spaces`` at start and again
+    whenever the private space's socket says ``{"type": "spaces"}`` or a
+    space's socket is closed for revocation (4003); a server without that
+    endpoint (404) is synced as before, private space only. An explicit
+    collection of ids syncs those alone (a ``u:`` id is the private space).
+    A space added (a new membership, or `add_space`) is pulled from cursor 0.
+13. **A space lost is purged, and its writes set aside.** A shared space
+    answered ``404 space_not_found``, closed with 4003, or missing from
+    ``GET /v1/spaces`` is purged from the replica (records, texts,
+    conflicts, cursor), and its writes not yet acknowledged are set aside
+    with reason ``space_revoked``: `Replica.refused()` lists them,
+    `on_refused` hears of them; nothing is silently lost. `drop_space`
+    does the same at the app's request (reason ``space_dropped``), or only
+    stops syncing with ``purge=False``. The private space is never purged.
+
 Must not import `quietsync.server`.
 """
 
@@ -70,35 +89,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TypeVar
 
 import attrs
 
-from quietsync.conflicts import (
-    ClockDriftError,
-    Conflict,
-    CrdtUpdateError,
-    KindMismatchError,
-    QuietsyncError,
-    canonical_equal,
-)
-from quietsync.protocol import Change, Mutation
-from quietsync.replica.conflict_feed import follow_conflicts
+from quietsync.conflicts import Conflict, QuietsyncError
 from quietsync.replica.errors import (
     ClockSkewError,
     ProtocolError,
-    PushRefusedError,
     RequestRefusedError,
-    ResyncRequiredError,
+    SpaceNotFoundError,
+    SpaceRevokedError,
     SyncError,
-    TransportError,
 )
 from quietsync.replica.outbox import RefusedMutation
 from quietsync.replica.replica import Replica, sync_port
+from quietsync.replica.space_sync import SERVER_INPUT, SpaceSync, SyncSummary
+from quietsync.replica.spaces import PRIVATE, SpaceKey, space_key
 from quietsync.replica.sync_backoff import Backoff
-from quietsync.replica.transport import LiveMessage, PullPage, PushAnswer, Transport
+from quietsync.replica.transport import Transport
 from quietsync.replica.transport_http import HttpTransport
 
 __all__ = ["SyncClient", "SyncStatus", "SyncSummary"]
@@ -106,11 +117,9 @@ __all__ = ["SyncClient", "SyncStatus", "SyncSummary"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_TOO_BIG = frozenset({"body_too_large", "batch_too_large"})
-_SERVER_INPUT = (RecursionError, UnicodeError, ValueError)
-"""What decoding or storing a server's answer can raise besides our own errors (rule 9)."""
-_UNAPPLICABLE = (KindMismatchError, CrdtUpdateError, *_SERVER_INPUT)
-"""Why one pulled change may not apply while the rest of its page does (rule 10)."""
+REVOKED, DROPPED = "space_revoked", "space_dropped"
+"""The reasons a lost (rule 13) or dropped space's pending writes are set aside with."""
+_LOST = (SpaceNotFoundError, SpaceRevokedError)
 
 
 @contextlib.contextmanager
@@ -118,7 +127,7 @@ def _server_input() -> Iterator[None]:
     """Rule 9: whatever a server's answer makes the code below raise is a `ProtocolError`."""
     try:
         yield
-    except _SERVER_INPUT as exc:
+    except SERVER_INPUT as exc:
         if isinstance(exc, QuietsyncError):
             raise
         raise ProtocolError(f"the server sent what this replica cannot take: {exc!r:.200}") from exc
@@ -130,36 +139,29 @@ class SyncStatus:
 
     online: bool = False
     pending: int = 0
+    """Local writes not yet acknowledged, in every space."""
     last_error: str | None = None
     last_sync_at: float | None = None
-    """Unix time (seconds) of the last complete push + pull."""
+    """Unix time (seconds) of the last complete push + pull (of any space)."""
     error: QuietsyncError | None = None
     """The failure `last_error` describes, typed (a `SyncError` subclass, or the replica's
-    `StorageError`); `ClockSkewError` while this device's clock is wrong, even online."""
+    `StorageError`); `ClockSkewError` while this device's clock is wrong, even online.
+    With several spaces failing, the private space's failure, else the first by id."""
     skipped_changes: int = 0
     """Pulled changes this client could not apply and went past (module docstring, rule 10)."""
-
-
-@attrs.frozen
-class SyncSummary:
-    """What one `sync_once` did."""
-
-    pushed: int = 0
-    pulled: int = 0
-    conflicts: int = 0
-    suppressed: int = 0
-    refused: int = 0
-    skipped: int = 0
-    """Entries dropped unsent because the server already held their value (rule 4)."""
+    spaces: frozenset[str | None] = frozenset()
+    """The spaces being synced (None: the private space)."""
 
 
 class SyncClient:
     """Syncs `replica` with the server at `url` as the user of `token` (module docstring).
 
     Pass `transport=` instead of `url`/`token` to talk through another
-    `Transport`. `on_refused` and `on_conflicts` hear about refused writes and
-    conflicts (rule 7). `on_status` is called with every new
-    `SyncStatus`; `statuses()` iterates them too.
+    `Transport`. `spaces` chooses the spaces (rule 12): None for every space
+    the user is a member of, or a collection of space ids. `on_refused` and
+    `on_conflicts` hear about refused writes and conflicts (rule 7).
+    `on_status` is called with every new `SyncStatus`; `statuses()` iterates
+    them too.
     """
 
     def __init__(
@@ -169,6 +171,7 @@ class SyncClient:
         *,
         token: str | None = None,
         transport: Transport | None = None,
+        spaces: Iterable[str] | None = None,
         batch_size: int = 500,
         pull_limit: int = 1000,
         on_refused: Callable[[list[RefusedMutation]], object] | None = None,
@@ -185,6 +188,8 @@ class SyncClient:
             transport = HttpTransport(str(url), token=token)
         if batch_size < 1 or pull_limit < 1:
             raise ValueError("batch_size and pull_limit must be >= 1")
+        if isinstance(spaces, str):
+            raise ValueError("spaces is a collection of space ids, not one id")
         self.replica = replica
         self._port = sync_port(replica)
         self._transport = transport
@@ -195,12 +200,18 @@ class SyncClient:
         self._on_status = on_status
         self._coalesce = coalesce
         self._backoff = backoff or Backoff()
-        self._lock = asyncio.Lock()
-        self._status = SyncStatus(pending=self._port.pending_count())
+        self._every_space = spaces is None
+        self._syncs: dict[SpaceKey, SpaceSync] = {}
+        self._tasks: dict[SpaceKey, asyncio.Task[None]] = {}
+        self._members: asyncio.Task[None] | None = None  # while started
+        for space in [PRIVATE] if spaces is None else {space_key(s) for s in spaces}:
+            self._add(space)
+        self._dropped: set[str] = set()  # spaces=None: shared spaces the app dropped
+        self._errors: dict[SpaceKey, QuietsyncError] = {}
+        self._status = SyncStatus(pending=self._port.pending_count(), spaces=frozenset(self._syncs))
         self._watchers: set[asyncio.Queue[SyncStatus]] = set()
-        self._wrote = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._news = asyncio.Event()  # the user's memberships may have changed (rule 12)
         self._clock_skew: ClockSkewError | None = None  # rule 11, until a push is accepted
         self._port.on_outbox(self._local_write)  # for the client's lifetime: pending count, wakeups
 
@@ -234,236 +245,229 @@ class SyncClient:
         finally:
             self._watchers.discard(queue)
 
-    def _failed(self, exc: QuietsyncError) -> None:
-        self._set_status(online=False, error=exc, last_error=str(exc), pending=self._pending())
-
-    def _healthy(self, **changes: object) -> None:
-        """Online; the only error left to show is a wrong clock (rule 11)."""
-        error = self._clock_skew
-        last_error = None if error is None else str(error)
+    def _show(self, **changes: object) -> None:
+        """The status from the spaces' errors: online when none failed (a wrong clock aside)."""
+        failing = sorted(self._errors, key=lambda s: (s is not None, s or ""))
+        error = self._errors[failing[0]] if failing else self._clock_skew
         self._set_status(
-            online=True, error=error, last_error=last_error, pending=self._pending(), **changes
+            online=not failing,
+            error=error,
+            last_error=None if error is None else str(error),
+            pending=self._port.pending_count(),
+            spaces=frozenset(self._syncs),
+            **changes,
         )
+
+    def _failed(self, space: SpaceKey, exc: QuietsyncError) -> None:
+        self._errors[space] = exc
+        self._show()
+
+    def _healthy(self, space: SpaceKey, **changes: object) -> None:
+        """`space` synced; the only error left to show may be a wrong clock (rule 11)."""
+        self._errors.pop(space, None)
+        self._show(**changes)
+
+    def _went_past(self, skipped: int) -> None:
+        self._set_status(skipped_changes=self._status.skipped_changes + skipped)
+
+    def _update_pending(self) -> None:
+        self._set_status(pending=self._port.pending_count())
 
     def _local_write(self) -> None:
-        self._wrote.set()
+        for sync in self._syncs.values():
+            sync.wrote.set()
         if not self._port.closed:
-            self._set_status(pending=self._port.pending_count())
+            self._update_pending()
 
-    # -- one exchange ----------------------------------------------------------
+    def _tell_refused(self, items: list[RefusedMutation]) -> None:
+        self._tell(self._on_refused, items)
 
-    async def sync_once(self) -> SyncSummary:
-        """Push the whole outbox, then pull until the log is exhausted.
-
-        Raises `TransportError` (status goes offline) if the server cannot be
-        reached; what was acknowledged before that stays acknowledged.
-        """
-        try:
-            with _server_input():
-                summary = await self.push()
-                pulled = await self.pull()
-        except SyncError as exc:
-            self._failed(exc)
-            raise
-        self._healthy(last_sync_at=time.time())
-        return attrs.evolve(summary, pulled=pulled)
-
-    def _pending(self) -> int:
-        return self._port.pending_count()
-
-    async def push(self) -> SyncSummary:
-        """Push the whole outbox in batches (rules 1-4); `sync_once` is this, then `pull`."""
-        total = SyncSummary()
-        async with self._lock:
-            while batch := self._port.outbox_batch(self._batch_size):
-                send = self._skip_held(batch)
-                total = attrs.evolve(total, skipped=total.skipped + len(batch) - len(send))
-                if send:
-                    total = await self._push_batch(send, total)
-                self._set_status(pending=self._pending())
-        return total
-
-    def _skip_held(self, batch: list[Mutation]) -> list[Mutation]:
-        """Rule 4: drop entries whose value the server already holds under a newer stamp."""
-        held, by_id = [], {m.id: m for m in batch}
-        for mid, state in self._port.held_by_others(batch).items():
-            m = by_id[mid]
-            if (
-                m.kind == "lww"
-                and state.kind == "lww"
-                and state.write.stamp > m.stamp
-                and canonical_equal(state.write.value, m.value)
-            ):
-                held.append(mid)
-        if held:
-            self._port.mark_pushed(held)
-        return [m for m in batch if m.id not in held]
-
-    async def _push_batch(self, batch: list[Mutation], total: SyncSummary) -> SyncSummary:
-        try:
-            answer = await self._transport.push(batch)
-        except PushRefusedError as exc:
-            return attrs.evolve(total, refused=total.refused + self._set_aside(batch, exc.refused))
-        except RequestRefusedError as exc:
-            if exc.code not in _TOO_BIG:
-                raise
-            if len(batch) > 1:
-                self._batch_size = max(1, len(batch) // 2)
-                return total
-            set_aside = self._set_aside(batch, [(batch[0].id, f"{exc.code}: {exc.message}")])
-            return attrs.evolve(total, refused=total.refused + set_aside)
-        self._accept(batch, answer)
-        return attrs.evolve(
-            total,
-            pushed=total.pushed + len(batch),
-            conflicts=total.conflicts + len(answer.conflicts),
-            suppressed=total.suppressed + answer.suppressed,
-        )
-
-    def _set_aside(self, batch: list[Mutation], refused: list[tuple[str, str]]) -> int:
-        by_id = {m.id: m for m in batch}
-        if not refused or any(mid not in by_id for mid, _ in refused):
-            raise ProtocolError(f"the server refused mutations not in the batch: {refused!r:.200}")
-        with self._port.transaction():
-            for mid, reason in refused:
-                self._port.mark_refused(mid, reason)
-                if reason.startswith("kind_mismatch"):  # the server's field will come in
-                    m = by_id[mid]
-                    self._port.forget_field(m.collection, m.key, m.field)
-        drift = [why for _, why in refused if why.startswith("clock_drift")]
-        if drift:
-            self._clock_skew = ClockSkewError(
-                f"this device's clock is ahead of the server's, so the server refused "
-                f"{len(drift)} write(s) ({drift[0]:.120}); set the clock right "
-                "(writes made meanwhile are set aside: Replica.refused())"
-            )
-        self._tell(self._on_refused, [RefusedMutation(by_id[mid], why) for mid, why in refused])
-        return len(refused)
-
-    def _accept(self, batch: list[Mutation], answer: PushAnswer) -> None:
-        missing = [m.id for m in batch if m.id not in answer.outcomes]
-        if missing:
-            raise ProtocolError(f"the push answer has no outcome for {missing[:5]}")
-        self._clock_skew = None  # the server took writes stamped by this clock
-        with self._port.transaction():
-            self._port.mark_pushed([m.id for m in batch])
-            self._port.record_conflicts(answer.conflicts)
-            self._port.add_suppressed(answer.suppressed)
-        if answer.conflicts:
-            self._tell(self._on_conflicts, answer.conflicts)
+    def _tell_conflicts(self, items: list[Conflict]) -> None:
+        self._tell(self._on_conflicts, items)
 
     @staticmethod
     def _tell(callback: Callable[[list[T]], object] | None, items: list[T]) -> None:
         """Rule 7: call the app's callback with what was just committed; never raise."""
-        if callback is not None:
+        if callback is not None and items:
             try:
                 callback(items)
             except Exception:
                 log.exception("%r failed; sync goes on", callback)
 
-    async def pull(self) -> int:
-        """Pull and apply pages until the log is exhausted; returns how many changes came.
+    # -- the set of spaces (rules 12 and 13) -----------------------------------------------
 
-        A page that meets a local field of the other kind (written here, not yet
-        refused by the server) is retried once after a push, which sets that
-        write aside and lets the server's field in (rule 2); what still cannot
-        be applied then is gone past (rule 10).
+    def _add(self, space: SpaceKey) -> SpaceSync:
+        backoff = (
+            self._backoff
+            if space is None
+            else Backoff(
+                self._backoff.base,
+                self._backoff.cap,
+                self._backoff.rng,
+                settled=self._backoff.settled,
+            )
+        )
+        sync = self._syncs[space] = SpaceSync(
+            self,
+            sync_port(self.replica, space),
+            self._transport,
+            space=space,
+            batch_size=self._batch_size,
+            pull_limit=self._pull_limit,
+            coalesce=self._coalesce,
+            backoff=backoff,
+        )
+        if self._running:
+            self._tasks[space] = asyncio.create_task(self._run(sync), name=f"quietsync-{space}")
+        return sync
+
+    @property
+    def _running(self) -> bool:
+        return self._members is not None
+
+    async def add_space(self, space_id: str) -> None:
+        """Sync the space `space_id` too, from cursor 0 if the replica holds none of it."""
+        space = space_key(space_id)
+        if space is not None:
+            self._dropped.discard(space)
+        if space not in self._syncs:
+            self._add(space)
+            self._show()
+
+    async def drop_space(self, space_id: str, *, purge: bool = True) -> None:
+        """Stop syncing `space_id`; with `purge`, forget it locally (rule 13): its records
+        go, its writes not yet acknowledged are set aside (reason ``space_dropped``)."""
+        space = space_key(space_id)
+        if space is not None:
+            self._dropped.add(space)
+        await self._stop_space(space)
+        if purge and space is not None:
+            self._purge(space, DROPPED)
+        self._show()
+
+    async def _stop_space(self, space: SpaceKey) -> None:
+        self._syncs.pop(space, None)
+        self._errors.pop(space, None)
+        task = self._tasks.pop(space, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _purge(self, space: str, reason: str) -> None:
+        refused = sync_port(self.replica, space).purge(reason)
+        log.warning("sync: space %r purged (%s); %d writes set aside", space, reason, len(refused))
+        self._tell_refused([RefusedMutation(m, reason, space) for m in refused])
+
+    async def _lose(self, space: SpaceKey, exc: SyncError) -> None:
+        """Rule 13: the user cannot read `space` any more."""
+        if space is None:  # never purged: an error like any other
+            raise exc
+        await self._stop_space(space)
+        self._purge(space, REVOKED)
+        self._memberships_changed()
+        self._show()
+
+    def _memberships_changed(self) -> None:
+        self._news.set()
+
+    async def _refresh_spaces(self) -> None:
+        """Read the user's spaces and sync those chosen; purge the ones gone (rules 12-13)."""
+        try:
+            listed = await self._transport.spaces()
+        except RequestRefusedError as exc:
+            if exc.status == 404 and not isinstance(exc, SpaceNotFoundError):
+                return  # a server from before spaces: the private space is all there is
+            raise
+        shared = {s.id for s in listed if not s.private}
+        gone = [s for s in self._syncs if s is not None and s not in shared]
+        if self._every_space:
+            gone += sorted(sync_port(self.replica).local_spaces() - shared - set(self._syncs))
+            for space in sorted(shared - self._dropped - set(self._syncs)):
+                self._add(space)
+        for space in gone:
+            await self._stop_space(space)
+            self._purge(space, REVOKED)
+        if gone:
+            self._show()  # a purged space's error goes with it
+        self._set_status(spaces=frozenset(self._syncs), pending=self._port.pending_count())
+
+    # -- one exchange ----------------------------------------------------------
+
+    async def sync_once(self) -> SyncSummary:
+        """Push every synced space's outbox, then pull it until its log is exhausted.
+
+        Raises the first `SyncError` met (status goes offline) once every space
+        was tried, e.g. `TransportError` if the server cannot be reached; what
+        was acknowledged before that stays acknowledged.
         """
+        total, first = SyncSummary(), None
         try:
-            return await self._pull_or_resync(go_past=False)
-        except KindMismatchError:
-            await self.push()
-        return await self._pull_or_resync(go_past=True)
-
-    async def _pull_or_resync(self, go_past: bool) -> int:
-        """Pull to the end; if the server cannot continue the cursor, resync first (rule 8)."""
-        try:
-            pulled = await self._pull_pages(go_past)
-        except ResyncRequiredError as exc:
-            queued = self._port.restart(exc.history, exc.reason)
-            log.warning("sync: %s; starting over from 0 (%d writes queued again)", exc, queued)
-            if queued:
-                await self.push()
-            pulled = await self._pull_pages(go_past)
-        if self._port.sweeping:  # the pull from 0 is complete: the rest was removed
-            self._port.finish_sweep()
-        if new := await follow_conflicts(self._port, self._transport, self._pull_limit):
-            self._tell(self._on_conflicts, new)
-        return pulled
-
-    async def _pull_pages(self, go_past: bool) -> int:
-        pulled = 0
-        async with self._lock:
-            while True:
-                since, history = self._port.cursor, self._port.history
-                page = await self._transport.pull(since, self._pull_limit, history)
-                _check_page(page, since, history)
-                self._apply_page(page, go_past)
-                pulled += len(page.changes)
-                if not page.has_more:
-                    return pulled
-
-    def _apply_page(self, page: PullPage, go_past: bool) -> None:
-        """Apply a page with its cursor; one by one if some of it cannot be applied (rule 10).
-
-        One by one is not one transaction, which is fine: every change is
-        idempotent, so a crash halfway pulls the page again from the old cursor.
-        """
-        try:
-            self._merge(page.changes, page.cursor, page.history)
-            return
-        except _UNAPPLICABLE as exc:
-            if isinstance(exc, KindMismatchError) and not go_past:
-                raise  # `pull` pushes first: the local write of that kind is set aside
-        skipped = 0
-        for change in page.changes:
+            if self._every_space:
+                with _server_input():
+                    await self._refresh_spaces()
+        except SyncError as exc:
+            self._failed(PRIVATE, exc)
+            raise
+        for sync in list(self._syncs.values()):
             try:
-                self._merge([change])
-            except _UNAPPLICABLE as exc:
-                if isinstance(exc, KindMismatchError) and not go_past:
-                    raise
-                skipped += 1
-                log.warning(
-                    "sync: going past pulled change %r (%s/%s.%s): %r",
-                    change.id,
-                    change.collection,
-                    change.key,
-                    change.field,
-                    exc,
-                )
-        self._port.apply_remote([], page.cursor, page.history)
-        self._set_status(skipped_changes=self._status.skipped_changes + skipped)
+                total += await self._sync_space(sync)
+            except SyncError as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+        return total
 
-    def _merge(
-        self, changes: Sequence[Change], cursor: int | None = None, history: str | None = None
-    ) -> None:
+    async def _sync_space(self, sync: SpaceSync) -> SyncSummary:
         try:
-            self._port.apply_remote(changes, cursor, history)
-        except ClockDriftError as exc:
-            raise ClockSkewError(
-                f"a pulled change is stamped too far ahead of this device's clock ({exc}); "
-                "this device's clock is probably behind: set it right"
-            ) from exc
+            with _server_input():
+                summary = await sync.sync_once()
+        except _LOST as exc:
+            await self._lose(sync.space, exc)
+            return SyncSummary()
+        except SyncError as exc:
+            self._failed(sync.space, exc)
+            raise
+        self._healthy(sync.space, last_sync_at=time.time())
+        return summary
+
+    async def push(self) -> SyncSummary:
+        """Push every synced space's outbox in batches (rules 1-4)."""
+        total = SyncSummary()
+        for sync in list(self._syncs.values()):
+            total += await sync.push()
+        return total
+
+    async def pull(self) -> int:
+        """Pull every synced space to the end of its log; how many changes came."""
+        return sum([await sync.pull() for sync in list(self._syncs.values())])
 
     # -- the live loop ---------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the live loop in the background (idempotent)."""
-        if self._task is None or self._task.done():
-            self._stopping.clear()
-            self._task = asyncio.create_task(self._run(), name="quietsync-sync")
+        """Start the live loops in the background, one per space (idempotent)."""
+        if self._running:
+            return
+        self._stopping.clear()
+        self._members = asyncio.create_task(self._follow_members(), name="quietsync-spaces")
+        for space, sync in self._syncs.items():
+            self._tasks[space] = asyncio.create_task(self._run(sync), name=f"quietsync-{space}")
+        if self._every_space:
+            self._news.set()
 
     async def stop(self) -> None:
-        """Stop the live loop and close the transport; the outbox stays as it is.
+        """Stop the live loops and close the transport; the outbox stays as it is.
 
         The client can be started (or used for `sync_once`) again afterwards.
         """
         self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [*self._tasks.values(), *([self._members] if self._members else [])]
+        self._tasks, self._members = {}, None
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
         await self._transport.close()
         self._set_status(online=False)
 
@@ -476,108 +480,42 @@ class SyncClient:
     ) -> None:
         await self.stop()
 
-    async def _run(self) -> None:
+    async def _run(self, sync: SpaceSync) -> None:
+        """One space's loop: sync, follow its socket, back off on failure (rule 6)."""
         while not self._stopping.is_set():
             try:
                 with _server_input():
-                    await self.sync_once()
-                    await self._follow_live()  # returns when the server asks for a pull
+                    await sync.sync_once()
+                    self._healthy(sync.space, last_sync_at=time.time())
+                    await sync.follow_live()  # returns when the server asks for a pull
+            except _LOST as exc:
+                if sync.space is not None:
+                    await self._lose(sync.space, exc)
+                    return
+                self._failed(sync.space, exc)
             except QuietsyncError as exc:  # SyncError, or the replica failing (StorageError)
-                self._failed(exc)
+                self._failed(sync.space, exc)
                 log.info("sync: %s; retrying after backoff", exc)
             except Exception as exc:  # a failure nobody foresaw: reported, never the loop's end
                 log.exception("sync: unexpected failure; retrying after backoff")
-                self._failed(SyncError(f"unexpected failure: {exc!r:.200}"))
-            await self._pause(self._backoff.next_delay())
+                self._failed(sync.space, SyncError(f"unexpected failure: {exc!r:.200}"))
+            await self._pause(sync.backoff.next_delay())
+
+    async def _follow_members(self) -> None:
+        """Re-read the user's spaces whenever the server says they changed (rule 12)."""
+        backoff = Backoff(self._backoff.base, self._backoff.cap, self._backoff.rng)
+        while not self._stopping.is_set():
+            await self._news.wait()
+            self._news.clear()
+            try:
+                with _server_input():
+                    await self._refresh_spaces()
+                backoff.reset()
+            except QuietsyncError as exc:
+                self._failed(PRIVATE, exc)
+                self._news.set()
+                await self._pause(backoff.next_delay())
 
     async def _pause(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay)
-
-    async def _follow_live(self) -> None:
-        """Follow the socket until the server asks for a pull (return) or it drops (raise)."""
-        loop = asyncio.get_running_loop()
-        opened = loop.time()
-        try:
-            async with self._transport.live(self._port.cursor, self._port.history) as messages:
-                reader = asyncio.create_task(self._read_live(messages))
-                pusher = asyncio.create_task(self._push_on_writes())
-                try:
-                    done, _ = await asyncio.wait(
-                        {reader, pusher}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    for task in done:
-                        task.result()
-                finally:
-                    for task in (reader, pusher):
-                        task.cancel()
-                    await asyncio.gather(reader, pusher, return_exceptions=True)
-        finally:
-            if loop.time() - opened >= self._backoff.settled:  # up for a while: progress
-                self._backoff.reset()
-
-    async def _read_live(self, messages: AsyncIterator[LiveMessage]) -> None:
-        async for msg in messages:
-            if msg.type == "pull":
-                await self.pull()
-                return
-            if msg.type == "changes" and msg.changes:
-                _check_live(msg)
-                if not self._apply_live(msg):
-                    await self.pull()
-                self._backoff.reset()
-                self._healthy(last_sync_at=time.time())
-        raise TransportError("the live socket was closed by the server")
-
-    def _apply_live(self, msg: LiveMessage) -> bool:
-        """Apply a live batch that continues the cursor; False if a pull must fill in."""
-        cursor = self._port.cursor
-        fresh = [c for c in msg.changes if (c.seq or 0) > cursor]
-        if not fresh:
-            return True
-        if self._lock.locked() or msg.after is None or msg.after > cursor:
-            return False  # a gap (or a pull in flight): a pull fills it in order
-        try:
-            self._merge(fresh, msg.cursor)
-        except _UNAPPLICABLE:
-            return False  # `pull` knows how to get past these (rules 2 and 10)
-        return True
-
-    async def _push_on_writes(self) -> None:
-        while True:
-            await self._wrote.wait()
-            await asyncio.sleep(self._coalesce)  # let a burst of writes become one push
-            self._wrote.clear()
-            await self.push()
-            self._backoff.reset()
-            self._healthy()
-
-
-def _check_page(page: PullPage, since: int, history: str | None) -> None:
-    """Rule 9: refuse a pull page that cannot follow `since` (``docs/protocol.md``, "Pull")."""
-    if history is not None and page.history is not None and page.history != history:
-        raise ProtocolError(
-            f"a pull in history {history!r} was answered from history {page.history!r} "
-            "(the server should have asked for a resync)"
-        )
-    if page.cursor < since:
-        raise ProtocolError(f"the pull cursor went back from {since} to {page.cursor}")
-    if page.has_more and (page.cursor == since or not page.changes):
-        raise ProtocolError(
-            f"the server has more after {since} but its page does not advance "
-            f"(cursor {page.cursor}, {len(page.changes)} changes)"
-        )
-    _check_seqs(page.changes, since, page.cursor, "a pull page")
-
-
-def _check_live(msg: LiveMessage) -> None:
-    """Rule 9: a live batch holds changes after `after` up to `cursor`, no others."""
-    if msg.after is not None and msg.after > msg.cursor:
-        raise ProtocolError(f"a live batch after {msg.after} ends before it, at {msg.cursor}")
-    _check_seqs(msg.changes, msg.after or 0, msg.cursor, "a live batch")
-
-
-def _check_seqs(changes: Sequence[Change], after: int, cursor: int, what: str) -> None:
-    wrong = [c.seq for c in changes if c.seq is None or not after < c.seq <= cursor]
-    if wrong:
-        raise ProtocolError(f"{what} in ({after}, {cursor}] holds changes with seqs {wrong[:5]}")

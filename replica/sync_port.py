@@ -23,6 +23,16 @@ the outbox, record what the server answered, and merge remote changes:
    the cursor, `restart` starts over from 0 in the server's history, after
    requeueing every field or while sweeping records the server removed
    (`quietsync.replica.resync`).
+5. **One port, one space.** A port is bound to one space (`space`; the
+   private one by default): its cursor, history, conflict position, sweep,
+   outbox batches and remote changes are that space's alone, and the names
+   it hands out and takes in are the space's own collection names (the
+   stored, qualified ones stay inside: `quietsync.replica.spaces`). Outbox
+   acknowledgements go by mutation id, which is unique across spaces.
+6. **A space lost is purged, its writes set aside.** `purge` removes a
+   shared space's records, texts, conflicts and sync state, and moves its
+   pending writes to `Replica.refused()` with the reason given: never
+   silently lost.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 
+import attrs
+
 from quietsync.conflicts import Clock, Conflict, KindMismatchError, canonical_json
 from quietsync.protocol import DELETED_FIELD, KINDS, Change, Mutation
 from quietsync.replica import resync
@@ -38,17 +50,37 @@ from quietsync.replica.core import ReplicaCore
 from quietsync.replica.layout import StoredField, dump_record, load_record, value_text
 from quietsync.replica.records import FieldState, field_state
 from quietsync.replica.remote import merge_changes
+from quietsync.replica.spaces import (
+    PRIVATE,
+    SHARED,
+    SpaceKey,
+    collection_range,
+    meta_key,
+    qualify,
+    unqualify,
+)
 from quietsync.replica.store import RecordRow
 from quietsync.replica.subscriptions import ChangeEvent, Unsubscribe
 
 __all__ = ["SyncPort"]
 
+_SYNC_STATE = ("cursor", "history", "sweep", "conflict_position", "conflict_history")
+"""The meta names of a space's sync state (`replica.spaces.meta_key` scopes them)."""
+
 
 class SyncPort:
-    """The sync side of one replica (see the module docstring)."""
+    """The sync side of one replica's space `space` (see the module docstring)."""
 
-    def __init__(self, core: ReplicaCore) -> None:
+    def __init__(self, core: ReplicaCore, space: SpaceKey = PRIVATE) -> None:
         self._core = core
+        self.space = space
+        self._range = collection_range(space)
+
+    def _meta(self, name: str) -> str:
+        return meta_key(self.space, name)
+
+    def _stored(self, collection: str) -> str:
+        return qualify(self.space, collection)
 
     @property
     def node_id(self) -> str:
@@ -98,14 +130,16 @@ class SyncPort:
             raise ValueError(f"cursor must be a non-negative int, got {cursor!r}")
         if changes:
             core.remote_mark = core.outbox.last_n
+        if self.space is not None:
+            changes = [attrs.evolve(c, collection=self._stored(c.collection)) for c in changes]
         with core.transaction():
             events = merge_changes(core.store, core.texts, changes)
             if changes:  # observing the highest stamp leaves the clock where all would
                 core.clock.observe(max(change.stamp for change in changes))
             if cursor is not None:
-                core.store.set_meta({"cursor": str(cursor)})
+                core.store.set_meta({self._meta("cursor"): str(cursor)})
             if history is not None:
-                core.store.set_meta({"history": history})
+                core.store.set_meta({self._meta("history"): history})
             if changes and self.sweeping:
                 resync.note_seen(core.store, changes)
             core.events.extend(events)
@@ -114,17 +148,17 @@ class SyncPort:
     @property
     def cursor(self) -> int:
         """The pull cursor stored by the last `apply_remote` that carried one (0: none yet)."""
-        return int(self._core.reading().meta().get("cursor", "0"))
+        return int(self._core.reading().meta().get(self._meta("cursor"), "0"))
 
     @property
     def history(self) -> str | None:
         """The server history the cursor belongs to (None: not known yet)."""
-        return self._core.reading().meta().get("history")
+        return self._core.reading().meta().get(self._meta("history"))
 
     @property
     def sweeping(self) -> bool:
         """True while a resync sweeps records the server may have removed."""
-        return self._core.reading().meta().get("sweep") == "1"
+        return self._core.reading().meta().get(self._meta("sweep")) == "1"
 
     def restart(self, history: str, reason: str) -> int:
         """Start over from cursor 0 in `history`, as resync `reason` calls for; how many
@@ -133,24 +167,25 @@ class SyncPort:
         queued = 0
         with core.transaction():
             if reason in resync.REQUEUE:
-                queued = resync.requeue_all(core.store, core.texts, core.outbox)
+                queued = resync.requeue_all(core.store, core.texts, core.outbox, self._range)
             elif reason in resync.SWEEP:
-                resync.begin_sweep(core.store)
-                core.store.set_meta({"sweep": "1"})
-            core.store.set_meta({"cursor": "0", "history": history})
+                resync.begin_sweep(core.store, self._range)
+                core.store.set_meta({self._meta("sweep"): "1"})
+            core.store.set_meta({self._meta("cursor"): "0", self._meta("history"): history})
         return queued
 
     def finish_sweep(self) -> list[ChangeEvent]:
         """After a complete pull from 0: drop the records the server no longer has."""
         core = self._core
         with core.transaction():
-            events = resync.finish_sweep(core.store, core.texts, core.outbox)
-            core.store.set_meta({"sweep": "0"})
+            events = resync.finish_sweep(core.store, core.texts, core.outbox, self._range)
+            core.store.set_meta({self._meta("sweep"): "0"})
             core.events.extend(events)
         return events
 
     def field_state(self, collection: str, key: str, field: str) -> FieldState | None:
         """The stored winner of one field (the stream tracker compares stamps with it)."""
+        collection = self._stored(collection)
         row = self._core.reading().record(collection, key)
         stored = None if row is None else load_record(row.vals, row.stamps).get(field)
         return None if stored is None else self._field_state(collection, key, field, stored)
@@ -170,9 +205,16 @@ class SyncPort:
     # -- the outbox ------------------------------------------------------------------
 
     def outbox_batch(self, limit: int = 100) -> list[Mutation]:
-        """The oldest pending mutations, in write order (refused ones never return)."""
+        """The space's oldest pending mutations, in write order (refused ones never return)."""
         self._core.reading()
-        return self._core.outbox.batch(limit)
+        batch = self._core.outbox.batch(limit, self._range)
+        if self.space is None:
+            return batch
+        return [attrs.evolve(m, collection=self._own(m.collection)) for m in batch]
+
+    def _own(self, stored: str) -> str:
+        """The space's own name of a collection stored under `stored`."""
+        return stored[len(self._range.low) :]
 
     def mark_pushed(self, ids: Iterable[str]) -> int:
         """Remove mutations the server acknowledged; returns how many were pending."""
@@ -206,7 +248,7 @@ class SyncPort:
         by_collection: dict[str, list[Mutation]] = {}
         for m in mutations:
             if core.outbox.number(m.id) <= core.remote_mark:
-                by_collection.setdefault(m.collection, []).append(m)
+                by_collection.setdefault(self._stored(m.collection), []).append(m)
         found: dict[str, FieldState] = {}
         for collection, group in by_collection.items():
             rows = {r.key: r for r in store.records(collection, sorted({m.key for m in group}))}
@@ -230,6 +272,7 @@ class SyncPort:
         field stay queued. True if there was such a field.
         """
         core = self._core
+        collection = self._stored(collection)
         with core.transaction():
             row = core.store.record(collection, key)
             fields = {} if row is None else load_record(row.vals, row.stamps)
@@ -245,9 +288,16 @@ class SyncPort:
 
     # -- what the server reported ----------------------------------------------------
 
+    def _body(self, conflict: Conflict) -> str:
+        """How the conflict log stores `conflict` (a shared space's carry its id)."""
+        body = conflict.to_json()
+        if self.space is not None:
+            body["space"] = self.space
+        return canonical_json(body)
+
     def record_conflicts(self, conflicts: Iterable[Conflict]) -> int:
         """Store conflicts the server reported, each once; returns how many were new."""
-        bodies = [canonical_json(c.to_json()) for c in conflicts]
+        bodies = [self._body(c) for c in conflicts]
         with self._core.transaction():
             return len(self._core.store.add_conflicts(bodies))
 
@@ -259,9 +309,9 @@ class SyncPort:
         replica's history changed (a resync), the log is read again from 0.
         """
         meta = self._core.reading().meta()
-        if meta.get("conflict_history") != meta.get("history", ""):
+        if meta.get(self._meta("conflict_history")) != meta.get(self._meta("history"), ""):
             return 0
-        return int(meta.get("conflict_position", "0"))
+        return int(meta.get(self._meta("conflict_position"), "0"))
 
     def record_conflict_page(self, conflicts: Sequence[Conflict], position: int) -> list[Conflict]:
         """Store a page of the conflict log and the position after it, atomically;
@@ -269,11 +319,16 @@ class SyncPort:
         if type(position) is not int or position < 0:
             raise ValueError(f"position must be a non-negative int, got {position!r}")
         core = self._core
-        by_body = {canonical_json(c.to_json()): c for c in conflicts}
+        by_body = {self._body(c): c for c in conflicts}
         with core.transaction():
             new = core.store.add_conflicts(list(by_body))
-            history = core.store.meta().get("history", "")
-            core.store.set_meta({"conflict_position": str(position), "conflict_history": history})
+            history = core.store.meta().get(self._meta("history"), "")
+            core.store.set_meta(
+                {
+                    self._meta("conflict_position"): str(position),
+                    self._meta("conflict_history"): history,
+                }
+            )
         return [by_body[body] for body in new]
 
     def add_suppressed(self, count: int) -> None:
@@ -284,3 +339,30 @@ class SyncPort:
         with core.transaction():
             total = int(core.store.meta().get("suppressed", "0")) + count
             core.store.set_meta({"suppressed": str(total)})
+
+    # -- losing a space --------------------------------------------------------------
+
+    def purge(self, reason: str) -> list[Mutation]:
+        """Forget this shared space: its records, texts, conflicts and sync state, in one
+        transaction; its pending writes are set aside with `reason` and returned.
+
+        Subscribers hear of every record removed (origin ``remote``). Adding the
+        space again later pulls it from 0.
+        """
+        space = self.space
+        if space is None:
+            raise ValueError("the private space cannot be purged")
+        core = self._core
+        with core.transaction():
+            refused = core.outbox.set_aside(self._range, reason)
+            for collection in core.store.collections(self._range):
+                for row in list(core.store.scan(collection)):
+                    core.events.append(resync.drop_record(core.store, core.texts, collection, row))
+            core.store.drop_range(self._range)
+            core.store.drop_conflicts(space)
+            core.store.delete_meta(self._meta(name) for name in _SYNC_STATE)
+        return [attrs.evolve(m, collection=self._own(m.collection)) for m in refused]
+
+    def local_spaces(self) -> set[str]:
+        """The shared spaces this replica holds records or pending writes of."""
+        return {unqualify(c)[0] for c in self._core.reading().collections(SHARED)} - {PRIVATE}

@@ -5,6 +5,10 @@ retries, no batching, no backoff: `replica.sync_client` does all of that). So
 the real aiohttp transport (`replica.transport_http`) stays small and tests can
 put a fault-injecting or in-memory transport in its place.
 
+Every sync call names its space (`space`: a shared space's id; None, the
+default, is the private space and sends no ``space`` parameter at all, so a
+server from before spaces is spoken to exactly as before).
+
 The decoders here turn the server's 2xx answers (``docs/protocol.md``) into
 attrs values, through the schemas both sides share
 (`quietsync.protocol.messages`: one pass over the bytes), and raise
@@ -25,6 +29,7 @@ import attrs
 
 from quietsync.conflicts import Conflict
 from quietsync.protocol import (
+    PRIVATE_PREFIX,
     Change,
     Mutation,
     WireChange,
@@ -36,21 +41,26 @@ from quietsync.protocol import (
     WireLive,
     WirePullAnswer,
     WirePushAnswer,
+    WireSpacesAnswer,
+    WireSpacesChanged,
     conflict_from_wire,
     decode_answer,
 )
 from quietsync.replica.errors import ProtocolError
+from quietsync.replica.spaces import check_space
 
 __all__ = [
     "ConflictPage",
     "LiveMessage",
     "PullPage",
     "PushAnswer",
+    "SpaceInfo",
     "Transport",
     "decode_conflicts",
     "decode_live",
     "decode_pull",
     "decode_push",
+    "decode_spaces",
 ]
 
 
@@ -85,14 +95,26 @@ class ConflictPage:
 
 
 @attrs.frozen
+class SpaceInfo:
+    """A space the user is a member of (``GET /v1/spaces``), with the user's role there."""
+
+    id: str
+    name: str
+    role: Literal["read", "write", "admin"]
+    private: bool
+
+
+@attrs.frozen
 class LiveMessage:
     """One message of the live socket; `changes` is empty except for ``changes``.
 
     A ``changes`` message holds every change after `after` up to `cursor`
-    (those overwritten later excepted); a ``hello`` names the `history`.
+    (those overwritten later excepted); a ``hello`` names the `history`; a
+    ``spaces`` message (private space only, `cursor` 0) says the user's
+    memberships changed.
     """
 
-    type: Literal["hello", "changes", "pull"]
+    type: Literal["hello", "changes", "pull", "spaces"]
     cursor: int
     changes: list[Change] = attrs.Factory(list)
     after: int | None = None
@@ -102,23 +124,30 @@ class LiveMessage:
 class Transport(Protocol):
     """One user's connection to one server; every method may raise `TransportError`."""
 
-    async def push(self, mutations: Sequence[Mutation]) -> PushAnswer:
+    async def push(self, mutations: Sequence[Mutation], space: str | None = None) -> PushAnswer:
         """Send one batch; `PushRefusedError` names refused mutations (nothing applied)."""
         ...
 
-    async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
+    async def pull(
+        self, since: int, limit: int, history: str | None = None, space: str | None = None
+    ) -> PullPage:
         """The changes after `since`, at most `limit`; `ResyncRequiredError` if `since`
         means nothing in the server's history (`history`: the one the replica knows)."""
         ...
 
     def live(
-        self, since: int, history: str | None = None
+        self, since: int, history: str | None = None, space: str | None = None
     ) -> AbstractAsyncContextManager[AsyncIterator[LiveMessage]]:
-        """Open the live socket from `since`; iterating ends when the server closes it."""
+        """Open the live socket from `since`; iterating ends when the server closes it,
+        with `SpaceRevokedError` if it closed it because access was revoked (4003)."""
         ...
 
-    async def conflicts(self, since: int, limit: int) -> ConflictPage:
-        """The user's conflicts after position `since` (the log every replica follows)."""
+    async def conflicts(self, since: int, limit: int, space: str | None = None) -> ConflictPage:
+        """The space's conflicts after position `since` (the log every replica follows)."""
+        ...
+
+    async def spaces(self) -> list[SpaceInfo]:
+        """The spaces the user is a member of, the private one first (``GET /v1/spaces``)."""
         ...
 
     async def close(self) -> None:
@@ -171,6 +200,28 @@ def decode_conflicts(data: bytes | str) -> ConflictPage:
     return ConflictPage(_conflicts(wire.conflicts), wire.cursor, wire.has_more)
 
 
+def decode_spaces(data: bytes | str) -> list[SpaceInfo]:
+    """Decode a 200 answer of ``GET /v1/spaces``.
+
+    The protocol's promises are checked, since the client acts on them: the
+    private space (a ``u:`` id) comes first and alone, no shared space has a
+    ``u:`` id, no id repeats, and every id is one the replica can hold.
+    """
+    wire: WireSpacesAnswer = _decode(data, WireSpacesAnswer, "a spaces answer")
+    found = [SpaceInfo(s.id, s.name, s.role, s.private) for s in wire.spaces]
+    private = [s.private or s.id.startswith(PRIVATE_PREFIX) for s in found]
+    if private != [True] + [False] * (len(found) - 1) or not found[0].id.startswith(PRIVATE_PREFIX):
+        raise ProtocolError("a spaces answer must list the private space ('u:' id) first, alone")
+    if len({s.id for s in found}) != len(found):
+        raise ProtocolError("a spaces answer lists a space twice")
+    try:
+        for space in found:
+            check_space(space.id)
+    except ValueError as exc:
+        raise ProtocolError(f"a spaces answer holds an id no space can have: {exc}") from exc
+    return found
+
+
 def decode_live(data: bytes | str) -> LiveMessage:
     """Decode one live socket message."""
     wire = _decode(data, WireLive, "a live message")
@@ -182,4 +233,6 @@ def decode_live(data: bytes | str) -> LiveMessage:
         return LiveMessage("changes", wire.cursor, changes, after=after)
     if isinstance(wire, WireHello):
         return LiveMessage("hello", wire.cursor, history=wire.history)
+    if isinstance(wire, WireSpacesChanged):
+        return LiveMessage("spaces", 0)
     return LiveMessage("pull", wire.cursor)

@@ -2,7 +2,8 @@
 
 It speaks the sync endpoints of ``docs/protocol.md`` through the replica's one
 HTTP layer (`quietsync.replica.http`), which translates every network or
-server failure into a `SyncError`; the answers are decoded by
+server failure into a `SyncError`; a space is the ``space`` query parameter
+(none for the private space); the answers are decoded by
 `quietsync.replica.transport`, so a malformed one is a `ProtocolError`.
 """
 
@@ -18,10 +19,12 @@ from quietsync.replica.transport import (
     LiveMessage,
     PullPage,
     PushAnswer,
+    SpaceInfo,
     decode_conflicts,
     decode_live,
     decode_pull,
     decode_push,
+    decode_spaces,
 )
 
 __all__ = ["MAX_ANSWER_BYTES", "HttpTransport"]
@@ -54,30 +57,45 @@ class HttpTransport:
     async def close(self) -> None:
         await self._http.close()
 
-    async def push(self, mutations: Sequence[Mutation]) -> PushAnswer:
+    async def push(self, mutations: Sequence[Mutation], space: str | None = None) -> PushAnswer:
         body = encode({"mutations": [m.to_wire() for m in mutations]})
         headers = {"Content-Type": "application/json"}
-        return decode_push(await self._http.body("POST", "/v1/push", data=body, headers=headers))
+        data = await self._http.body(
+            "POST", "/v1/push", data=body, headers=headers, params=_space(space)
+        )
+        return decode_push(data)
 
-    async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
-        params = _cursor(since, history) | {"limit": str(limit)}
+    async def pull(
+        self, since: int, limit: int, history: str | None = None, space: str | None = None
+    ) -> PullPage:
+        params = _cursor(since, history, space) | {"limit": str(limit)}
         return decode_pull(await self._http.body("GET", "/v1/pull", params=params))
 
-    async def conflicts(self, since: int, limit: int) -> ConflictPage:
-        params = {"since": str(since), "limit": str(limit)}
+    async def conflicts(self, since: int, limit: int, space: str | None = None) -> ConflictPage:
+        params = _space(space) | {"since": str(since), "limit": str(limit)}
         return decode_conflicts(await self._http.body("GET", "/v1/conflicts", params=params))
+
+    async def spaces(self) -> list[SpaceInfo]:
+        return decode_spaces(await self._http.body("GET", "/v1/spaces"))
 
     @asynccontextmanager
     async def live(
-        self, since: int, history: str | None = None
+        self, since: int, history: str | None = None, space: str | None = None
     ) -> AsyncIterator[AsyncIterator[LiveMessage]]:
-        async with self._http.websocket("/v1/live", params=_cursor(since, history)) as texts:
+        params = _cursor(since, history, space)
+        async with self._http.websocket("/v1/live", params=params) as texts:
             yield _messages(texts)
 
 
-def _cursor(since: int, history: str | None) -> dict[str, str]:
+def _space(space: str | None) -> dict[str, str]:
+    """The query parameter naming a shared space (none for the private space)."""
+    return {} if space is None else {"space": space}
+
+
+def _cursor(since: int, history: str | None, space: str | None) -> dict[str, str]:
     """The query parameters naming a cursor (and the history it belongs to, once known)."""
-    return {"since": str(since)} if history is None else {"since": str(since), "history": history}
+    params = _space(space) | {"since": str(since)}
+    return params if history is None else params | {"history": history}
 
 
 async def _messages(texts: AsyncIterator[str]) -> AsyncIterator[LiveMessage]:

@@ -47,6 +47,10 @@ def test_crdt_change_round_trips(update: bytes, seq: int | None) -> None:
         ({"update": "AAAA"}, "carries 'value', not 'update'"),
         ({"value": "\ud800"}, "'value' is not storable JSON"),
         ({"value": {"x": float("nan")}}, "'value' is not storable JSON"),
+        ({"collection": "a\x00b"}, "'collection' holds NUL"),
+        ({"key": "\x00"}, "'key' holds NUL"),
+        ({"field": "f\x00"}, "'field' holds NUL"),
+        ({"id": "n1:\x001"}, "'id' holds NUL"),
     ],
 )
 def test_bad_mutations_name_the_bad_member(overrides: dict[str, Any], message: str) -> None:

@@ -34,3 +34,16 @@ def test_a_lone_surrogate_in_a_name_is_refused(replica: Replica, name: str, memb
 @pytest.mark.parametrize("name", ["é", "😀", "e\u0301", "𝄞" * 64, "日本語のキー"])
 def test_names_in_any_script_are_names(name: str) -> None:
     assert check_name("field", name) == name
+
+
+@pytest.mark.parametrize("name", ["\x00", "a\x00b", "items\x00"])
+@pytest.mark.parametrize("member", ["collection", "key", "field"])
+def test_nul_in_a_name_is_refused(replica: Replica, name: str, member: str) -> None:
+    """PostgreSQL text cannot hold NUL, and the replica separates a space from a collection
+    with it (`quietsync.replica.spaces`): no name may hold one."""
+    args = {"collection": "items", "key": "k", "field": "f", member: name}
+    with pytest.raises(WireError, match=f"{member!r} holds NUL"):
+        replica.put(args["collection"], args["key"], {args["field"]: 1})
+    with pytest.raises(WireError, match=f"{member!r} holds NUL"):
+        replica.text_insert(args["collection"], args["key"], args["field"], 0, "é")
+    assert replica.pending_count() == 0

@@ -36,6 +36,10 @@ def test_the_package_exports_exactly_the_public_names() -> None:
         "RequestRefusedError",
         "ResyncRequiredError",
         "SchemaVersionError",
+        "SpaceInfo",
+        "SpaceNotFoundError",
+        "SpaceRevokedError",
+        "SpaceView",
         "StorageError",
         "StreamTracker",
         "Subscriber",
@@ -94,5 +98,25 @@ def test_a_replica_shows_the_app_its_api_and_nothing_of_sync() -> None:
         "suppressed_count",
         "refused",
         "pending_count",
+        "space",
+        "space_id",
     }
     assert "sync_port" not in replica.__all__
+
+
+def test_a_space_view_has_the_record_api_of_a_replica() -> None:
+    public = {name for name in dir(replica.SpaceView) if not name.startswith("_")}
+    assert public == {
+        "space_id",
+        "put",
+        "put_many",
+        "delete",
+        "get",
+        "keys",
+        "query",
+        "text_insert",
+        "text_delete",
+        "text_edits",
+        "subscribe",
+        "conflicts",
+    }

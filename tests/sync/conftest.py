@@ -22,7 +22,7 @@ from quietsync.replica import (
     SyncStatus,
     TransportError,
 )
-from quietsync.replica.transport import ConflictPage
+from quietsync.replica.transport import ConflictPage, SpaceInfo
 from quietsync.testing import RunningServer, running_server
 
 TOKEN = "token-a"
@@ -98,26 +98,28 @@ class FlakyTransport:
         self.pulls = 0
         self.connected = asyncio.Event()
 
-    async def push(self, mutations: Sequence[Mutation]) -> PushAnswer:
+    async def push(self, mutations: Sequence[Mutation], space: str | None = None) -> PushAnswer:
         if self.pushes_fail:
             raise TransportError("test: pushes fail")
         self.sent.append([m.id for m in mutations])
-        answer = await self.inner.push(mutations)
+        answer = await self.inner.push(mutations, space)
         if self.lose_answers:
             self.lose_answers -= 1
             raise TransportError("test: answer lost after the server applied the push")
         return answer
 
-    async def pull(self, since: int, limit: int, history: str | None = None) -> PullPage:
+    async def pull(
+        self, since: int, limit: int, history: str | None = None, space: str | None = None
+    ) -> PullPage:
         self.pulls += 1
-        return await self.inner.pull(since, limit, history)
+        return await self.inner.pull(since, limit, history, space)
 
     @asynccontextmanager
     async def live(
-        self, since: int, history: str | None = None
+        self, since: int, history: str | None = None, space: str | None = None
     ) -> AsyncIterator[AsyncIterator[LiveMessage]]:
         """The real socket; `connected` is set once the server's hello came through."""
-        async with self.inner.live(since, history) as messages:
+        async with self.inner.live(since, history, space) as messages:
             yield self._watch(messages)
 
     async def _watch(self, messages: AsyncIterator[LiveMessage]) -> AsyncIterator[LiveMessage]:
@@ -126,8 +128,11 @@ class FlakyTransport:
                 self.connected.set()
             yield msg
 
-    async def conflicts(self, since: int, limit: int) -> ConflictPage:
-        return await self.inner.conflicts(since, limit)
+    async def conflicts(self, since: int, limit: int, space: str | None = None) -> ConflictPage:
+        return await self.inner.conflicts(since, limit, space)
+
+    async def spaces(self) -> list[SpaceInfo]:
+        return await self.inner.spaces()
 
     async def close(self) -> None:
         await self.inner.close()

@@ -105,6 +105,8 @@ class EvilServer:
 
     url: str
     requests: dict[str, int]
+    queries: list[tuple[str, dict[str, str]]] = attrs.Factory(list)
+    """Every request's path and query parameters, in order."""
 
     @property
     def total(self) -> int:
@@ -113,15 +115,22 @@ class EvilServer:
 
 @asynccontextmanager
 async def evil_server(
-    *, pull: Handler = honest_pull, push: Handler = honest_push, live: Handler = quiet_live
+    *,
+    pull: Handler = honest_pull,
+    push: Handler = honest_push,
+    live: Handler = quiet_live,
+    spaces: Handler | None = None,
 ) -> AsyncIterator[EvilServer]:
-    """Serve the three sync endpoints with the given handlers on a free loopback port."""
+    """Serve the sync endpoints with the given handlers on a free loopback port
+    (``GET /v1/spaces`` only if `spaces` is given: by default, a server from before spaces)."""
     requests: dict[str, int] = {}
+    queries: list[tuple[str, dict[str, str]]] = []
     stopping = asyncio.Event()
 
     def counted(handler: Handler) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
             requests[request.path] = requests.get(request.path, 0) + 1
+            queries.append((request.path, dict(request.query)))
             return await handler(request)
 
         return handle
@@ -131,6 +140,8 @@ async def evil_server(
     app.router.add_get("/v1/pull", counted(pull))
     app.router.add_get("/v1/live", counted(live))
     app.router.add_get("/v1/conflicts", counted(no_conflicts))
+    if spaces is not None:
+        app.router.add_get("/v1/spaces", counted(spaces))
     app[STOPPING] = stopping
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
@@ -138,7 +149,7 @@ async def evil_server(
     await site.start()
     host, port = runner.addresses[0][:2]
     try:
-        yield EvilServer(f"http://{host}:{port}", requests)
+        yield EvilServer(f"http://{host}:{port}", requests, queries)
     finally:
         stopping.set()
         await runner.cleanup()

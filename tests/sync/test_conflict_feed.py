@@ -104,7 +104,7 @@ class StuckLog(FlakyTransport):
 
     asked = 0
 
-    async def conflicts(self, since: int, limit: int) -> ConflictPage:
+    async def conflicts(self, since: int, limit: int, space: str | None = None) -> ConflictPage:
         self.asked += 1
         return ConflictPage([], since, has_more=True)
 
