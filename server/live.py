@@ -22,7 +22,9 @@ space. Each socket is served by a `LiveSession`:
    pulls, then reconnects;
 5. a user who loses read access to the space (`LiveHub.revoke`, after the
    membership change committed) has each of their sockets on it closed with
-   code 4003 (`REVOKED_CLOSE_CODE`) and sent nothing more of it;
+   code 4003 (`REVOKED_CLOSE_CODE`) and sent nothing more of it; the
+   features' own streams of the space hear it too (`LiveHub.on_revoke`: the
+   jobs' event streams);
 6. a user whose memberships changed (`LiveHub.spaces_changed`) is sent
    ``{"type": "spaces"}`` on their private space's sockets, so a replica
    following all its spaces re-reads them.
@@ -141,6 +143,7 @@ class LiveHub:
         self._queue_limit = queue_limit
         self._queue_max_bytes = queue_max_bytes
         self._subs: dict[str, set[Subscription]] = collections.defaultdict(set)
+        self._revoke_listeners: list[Callable[[str, str], None]] = []
 
     def subscribe(self, user: str, space: str, ws: web.WebSocketResponse) -> Subscription:
         sub = Subscription(user, space, ws, self._queue_limit, self._queue_max_bytes)
@@ -165,9 +168,17 @@ class LiveHub:
                 sub.offer(batch)
 
     def revoke(self, user: str, space: str) -> None:
-        """Stop every socket of `user` on `space` (they lost read access to it)."""
+        """Stop every socket of `user` on `space` (they lost read access to it), and tell
+        the listeners (`on_revoke`)."""
         for sub in [s for s in self._subs.get(space, ()) if s.user == user]:
             sub.revoke()
+        for listener in self._revoke_listeners:
+            listener(user, space)
+
+    def on_revoke(self, listener: Callable[[str, str], None]) -> None:
+        """Call ``listener(user, space)`` on every `revoke`: a feature's streams of a space
+        (a job's events) end like its sockets."""
+        self._revoke_listeners.append(listener)
 
     def spaces_changed(self, user: str) -> None:
         """Send ``{"type": "spaces"}`` on `user`'s private space's sockets."""

@@ -1,4 +1,4 @@
-"""The jobs feature of the server: streamed replies written into the user's records.
+"""The jobs feature of the server: streamed replies written into a space's records.
 
 A job streams an assistant reply from a provider into a message record, with
 the server's own stamps, flushed in small batches, so sync and the client's
@@ -10,7 +10,8 @@ feature registers itself on an app::
 Inside: `config` (settings), `providers` (where output comes from), `runner`
 (the policy: start, stream, flush, end, limits, recovery), `job` (one job's
 live state), `writer` (what each write contains), `store` and `sqlite_store`
-(the job rows beside the sync store), `views` (HTTP), `feature` (wiring).
+(the job rows beside the sync store), `access` (who may see a job: the
+members of its space), `views` (HTTP), `feature` (wiring).
 """
 
 from quietsync.server.jobs.config import JobsConfig

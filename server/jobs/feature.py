@@ -2,9 +2,10 @@
 
 It adds the ``/v1/jobs`` routes, and a cleanup context entered after the
 core's (the store is open): it opens the job store beside the sync store,
-builds the writer (on the core's clock and store thread) and the runner,
-recovers the jobs a previous process left streaming, and keeps the runner
-under `JOBS_KEY`. On shutdown the runner stops producing and flushes what it
+builds the writer (on the core's clock, store thread and space rules) and the
+runner, recovers the jobs a previous process left streaming, has the live
+hub's revocations end the jobs' event streams, and keeps the runner under
+`JOBS_KEY`. On shutdown the runner stops producing and flushes what it
 received before aiohttp waits for in-flight requests (so open event streams
 end), and before the core closes the store.
 """
@@ -45,9 +46,10 @@ def jobs_feature(config: JobsConfig | None = None) -> Feature:
     async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
         core = app[CORE_KEY]
         jobs = await core.run(lambda: open_job_store(core.store))
-        writer = JobWriter(core.store, jobs, core.clock)
+        writer = JobWriter(core.store, jobs, core.clock, core.spaces)
         runner = JobRunner(settings, writer, core.run, core.hub.publish)
         await runner.recover()
+        core.hub.on_revoke(runner.revoke)
         app[JOBS_KEY] = runner
         yield  # the runner closes on shutdown (`_stop`), before the store does
 

@@ -11,8 +11,10 @@ The state has two halves, kept apart on purpose:
   them into a write, then back into the first half.
 
 Watchers (`Watch`) are the event streams of this job (the events endpoint or a
-hybrid body). A watcher is registered and given its snapshot in one step,
-without yielding to the event loop, so no flush can fall between the two.
+hybrid body), each of one user: a member of the job's space. A watcher is
+registered and given its snapshot in one step, without yielding to the event
+loop, so no flush can fall between the two. A watcher whose user leaves the
+space is revoked: its stream ends at once, with nothing more of the job.
 """
 
 from __future__ import annotations
@@ -23,18 +25,39 @@ from collections.abc import Callable
 import attrs
 
 from quietsync.protocol import FINAL_STATUSES, JobEvent, JobStatus
+from quietsync.server.errors import UnknownJobError
 from quietsync.server.jobs.store import JobRow
 
-__all__ = ["Job", "Watch"]
+__all__ = ["Job", "Watch", "no_such_job"]
+
+
+def no_such_job(job_id: str) -> UnknownJobError:
+    """The one answer for a job that does not exist, is past retention, or is not the
+    caller's to see: identical in every case, so a job id reveals nothing."""
+    return UnknownJobError(f"no job {job_id!r}")
 
 
 @attrs.define(eq=False)
 class Watch:
-    """One reader of a job's events. `None` in the queue: the server is stopping."""
+    """One user's reader of a job's events. `None` in the queue: the stream ends (the
+    server is stopping, or the reader was revoked)."""
 
+    user: str
     alive: Callable[[], bool]
     """False once the reader's connection is gone (it no longer counts as watching)."""
     queue: asyncio.Queue[JobEvent | None] = attrs.Factory(asyncio.Queue)
+    revoked: bool = False
+
+    @property
+    def watching(self) -> bool:
+        return not self.revoked and self.alive()
+
+    def revoke(self) -> None:
+        """End the stream now: what is queued is dropped, nothing more is sent."""
+        self.revoked = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
 
 @attrs.define(eq=False)
@@ -69,8 +92,9 @@ class Job:
         return bool(self.parts) or (self.ending is not None and not self.finished)
 
     @property
-    def watched(self) -> bool:
-        return any(w.alive() for w in self.watches)
+    def watching(self) -> frozenset[str]:
+        """The users reading this job's events now (each gets no completion notification)."""
+        return frozenset(w.user for w in self.watches if w.watching)
 
     def snapshot(self, offset: int) -> JobEvent:
         return JobEvent(
@@ -93,19 +117,26 @@ class Job:
             stamp=self.row.stamp,
         )
 
-    def watch(self, offset: int, alive: Callable[[], bool]) -> tuple[Watch, JobEvent]:
-        """Register a reader from `offset`: its snapshot now, its later events in its queue.
+    def watch(self, user: str, alive: Callable[[], bool]) -> tuple[Watch, JobEvent]:
+        """Register `user`'s reader: its snapshot (from offset 0) now, its later events in
+        its queue.
 
         A finished job's reader finds the final `status` event already queued.
         """
-        watch = Watch(alive)
+        watch = Watch(user, alive)
         self.watches.add(watch)
         if self.finished:
             watch.queue.put_nowait(self.final_event())
-        return watch, self.snapshot(offset)
+        return watch, self.snapshot(0)
 
     def unwatch(self, watch: Watch) -> None:
         self.watches.discard(watch)
+
+    def revoke(self, user: str) -> None:
+        """End every stream of `user` on this job (they may no longer read its space)."""
+        for watch in self.watches:
+            if watch.user == user:
+                watch.revoke()
 
     def publish(self, event: JobEvent | None) -> None:
         for watch in self.watches:

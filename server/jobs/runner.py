@@ -3,8 +3,9 @@
 One runner per app (the jobs feature, `quietsync.server.jobs`, creates it).
 Its rules (the contract is ``docs/protocol.md``, "Jobs"):
 
-1. **Start** (`create`): refuse over `JobsConfig.max_per_user` streaming jobs (429)
-   or when the message already has a streaming job (409); write the start
+1. **Start** (`create`): refuse over `JobsConfig.max_per_user` streaming jobs of
+   the user (429, whatever their spaces) or when the message already has a
+   streaming job in its space, whoever started it (409); write the start
    state (one transaction, stamp S0); only then `run` the provider, so nothing
    is streamed before the start is durable.
 2. **Stream**: the provider task appends tokens to the job's unwritten half.
@@ -32,6 +33,9 @@ Its rules (the contract is ``docs/protocol.md``, "Jobs"):
    streaming jobs to the next start — exactly like a crash.
 6. **Retention**: a finished job answers for `JobsConfig.retention` seconds after
    its end, then 404 (`get` checks; a purge task drops rows and memory).
+7. **Spaces**: a job writes into one space (`JobRow.space`); who may see it
+   is the views' check (`quietsync.server.jobs.access`). A user who loses a
+   space (`revoke`) has their event streams on its jobs ended at once.
 
 Everything here runs on the event loop; store work is handed to the store's
 worker thread through `run_on_store`, where `quietsync.server.jobs.writer.JobWriter`
@@ -57,11 +61,10 @@ from quietsync.server.errors import (
     JobRunningError,
     StoreError,
     TooManyJobsError,
-    UnknownJobError,
 )
 from quietsync.server.jobs.config import JobsConfig
 from quietsync.server.jobs.history import thread_history
-from quietsync.server.jobs.job import Job
+from quietsync.server.jobs.job import Job, no_such_job
 from quietsync.server.jobs.providers import Chat, ProviderError
 from quietsync.server.jobs.store import JobRow
 from quietsync.server.jobs.writer import FlushItem, JobWriter
@@ -167,17 +170,23 @@ class JobRunner:
 
     # -- the API -----------------------------------------------------------
 
-    async def create(self, user: str, spec: JobSpec) -> Job:
-        """Register and durably start a job (rule 1); `run` it next."""
-        mine = [j for j in self._jobs.values() if j.row.user == user and not j.finished]
+    async def create(self, user: str, space: str, spec: JobSpec) -> Job:
+        """Register and durably start `user`'s job in `space` (rule 1); `run` it next.
+
+        The caller checked that `user` may write in `space`; the start's
+        transaction checks it again (`JobWriter`, rule 8).
+        """
+        streaming = [j for j in self._jobs.values() if not j.finished]
+        mine = [j for j in streaming if j.row.user == user]
         if len(mine) >= self._config.max_per_user:
             raise TooManyJobsError(
                 f"{len(mine)} jobs streaming; at most {self._config.max_per_user} per user"
             )
-        if any(j.row.message_id == spec.message_id for j in mine):
+        if any((j.row.space, j.row.message_id) == (space, spec.message_id) for j in streaming):
             raise JobRunningError(f"message {spec.message_id!r} already has a streaming job")
         row = JobRow(
             user=user,
+            space=space,
             job_id=uuid.uuid4().hex,
             thread_id=spec.thread_id,
             message_id=spec.message_id,
@@ -209,16 +218,25 @@ class JobRunner:
             return
         job.task = asyncio.create_task(self._produce(job), name=f"quietsync-job-{job.id}")
 
-    def get(self, user: str, job_id: str) -> Job:
-        """`user`'s job `job_id`; `UnknownJobError` for anyone else's, or past retention."""
+    def get(self, job_id: str) -> Job:
+        """Job `job_id`, whoever may see it; `UnknownJobError` if none, or past retention.
+
+        Past retention is answered like an unknown id, so the answer is the
+        same one a caller who may not see the job gets.
+        """
         job = self._jobs.get(job_id)
-        if job is None or job.row.user != user:
-            raise UnknownJobError(f"no job {job_id!r}")
-        if self._expired(job, _now_ms()):
+        if job is not None and self._expired(job, _now_ms()):
             del self._jobs[job_id]
-            retention = self._config.retention
-            raise UnknownJobError(f"job {job_id!r} ended more than {retention}s ago")
+            job = None
+        if job is None:
+            raise no_such_job(job_id)
         return job
+
+    def revoke(self, user: str, space: str) -> None:
+        """`user` lost `space`: end their event streams on its jobs now (rule 7)."""
+        for job in self._jobs.values():
+            if job.row.space == space:
+                job.revoke(user)
 
     async def abort(self, job: Job) -> JobStatus:
         """End a streaming job as aborted, once written; a finished job keeps its status."""
@@ -233,9 +251,9 @@ class JobRunner:
 
     async def _chat(self, job: Job) -> Chat:
         """The job's input after its thread's history (none if the store cannot say)."""
-        user, thread = job.row.user, job.row.thread_id
+        space, thread = job.row.space, job.row.thread_id
         try:
-            messages = await self._run_on_store(lambda: self._writer.thread_messages(user, thread))
+            messages = await self._run_on_store(lambda: self._writer.thread_messages(space, thread))
         except StoreError as exc:
             self._log.failure(f"job history: {exc}", f"job {job.id} goes without history: {exc}")
             messages = {}
@@ -368,7 +386,7 @@ class JobRunner:
             return FlushItem(job.row, content)
         status, error = job.ending
         row = attrs.evolve(job.row, status=status, error=error, content=content, ended_ms=_now_ms())
-        return FlushItem(row, content, final=True, notify=not job.watched)
+        return FlushItem(row, content, final=True, watching=job.watching)
 
     async def _write(self, items: list[FlushItem], jobs: list[Job]) -> None:
         """Write `items` in one transaction, then apply, publish and announce them."""

@@ -8,7 +8,9 @@ version (``meta.jobs_schema_version``, `quietsync.server.sqlite_schema`):
 1. ``jobs(user, job_id, thread_id, message_id, status, stamp, started_ms,
    error, content, ended_ms)``;
 2. without ``content``: the reply lives in its message record only (a
-   finished reply was stored twice).
+   finished reply was stored twice);
+3. with ``space``: the space the job's message lives in (a job may write into
+   a shared space); the rows from before are their user's private space's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Collection
 from typing import Any
 
 from quietsync.conflicts import HLC
+from quietsync.protocol import PRIVATE_PREFIX
 from quietsync.server.jobs.store import JobRow
 from quietsync.server.sqlite_schema import Step, migrate
 from quietsync.server.sqlite_store import SQLiteStore, SQLiteWriteTransaction, translated_errors
@@ -40,6 +43,11 @@ def _v2_content_in_the_message_only(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs DROP COLUMN content")
 
 
+def _v3_space(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN space TEXT NOT NULL DEFAULT ''")
+    db.execute("UPDATE jobs SET space = ? || user", (PRIVATE_PREFIX,))
+
+
 _THREAD_MESSAGES = (
     "SELECT key, field, value FROM fields WHERE space = ? AND collection = 'messages'"
     " AND field IN ('role', 'content', 'created_at', '_deleted') AND kind = 'lww'"
@@ -49,13 +57,14 @@ _THREAD_MESSAGES = (
 """A thread's messages: one range of the space's ``messages`` rows (the fields' primary
 key), matched on the stored JSON text of ``thread_id``."""
 
-STEPS: tuple[Step, ...] = (_v1_jobs, _v2_content_in_the_message_only)
-_COLUMNS = "user, job_id, thread_id, message_id, status, stamp, started_ms, error, ended_ms"
+STEPS: tuple[Step, ...] = (_v1_jobs, _v2_content_in_the_message_only, _v3_space)
+_COLUMNS = "user, space, job_id, thread_id, message_id, status, stamp, started_ms, error, ended_ms"
 
 
 def _row(job: JobRow) -> tuple[Any, ...]:
     return (
         job.user,
+        job.space,
         job.job_id,
         job.thread_id,
         job.message_id,
@@ -83,7 +92,7 @@ class SQLiteJobStore:
     def save(self, tx: WriteTransaction, rows: Collection[JobRow]) -> None:
         assert isinstance(tx, SQLiteWriteTransaction)  # opened by the store beside this one
         tx.connection.executemany(
-            f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [_row(job) for job in rows],
         )
 

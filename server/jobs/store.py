@@ -29,15 +29,19 @@ __all__ = ["JobRow", "JobStore"]
 
 @attrs.frozen
 class JobRow:
-    """A job as stored: who owns it, where it writes, how it ended.
+    """A job as stored: who started it, where it writes, how it ended.
 
-    `content` is not stored with the row: it lives in the message's
-    ``content`` field, and is read from there when the row is loaded
-    (`JobWriter.recover`); `stamp` is the job's last write's stamp;
-    `ended_ms` (wall clock) starts the retention period.
+    `user` started the job (its limits count against them); `space` holds its
+    message (the user's private space, or a shared one they could write in),
+    and its members with ``read`` may follow the job. `content` is not stored
+    with the row: it lives in the message's ``content`` field, and is read
+    from there when the row is loaded (`JobWriter.recover`); `stamp` is the
+    job's last write's stamp; `ended_ms` (wall clock) starts the retention
+    period.
     """
 
     user: str
+    space: str
     job_id: str
     thread_id: str
     message_id: str

@@ -5,7 +5,11 @@ Handlers check the request and call `server.jobs.runner.JobRunner`; they raise
 streams (the events endpoint and a hybrid start's body) are one
 ``data: <JobEvent JSON>`` line and a blank line per event: a snapshot first,
 then live events with keepalives, ending after the final ``status`` event.
-A reader that goes away never stops the job.
+A reader that goes away never stops the job. A start names its space
+(``?space=``, the caller's private space without it: `in_space`); every other
+endpoint finds the space from the job, and answers only the members of that
+space (`quietsync.server.jobs.access`). A reader who loses the space has
+their stream ended at once, without a ``status`` event.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from aiohttp import web
 
-from quietsync.protocol import JOB_ID_HEADER, JobEvent, WireError, check_name
+from quietsync.protocol import JOB_ID_HEADER, JobEvent, Role, WireError, check_name
 from quietsync.server.errors import InvalidJobRequestError
-from quietsync.server.jobs.job import Job, Watch
+from quietsync.server.jobs.access import authorize
+from quietsync.server.jobs.job import Job, Watch, no_such_job
 from quietsync.server.jobs.keys import JOBS_KEY
 from quietsync.server.jobs.runner import JobSpec
 from quietsync.server.keys import USER_KEY
+from quietsync.server.spaces.access import in_space
 from quietsync.server.views import json_body
 
 __all__ = ["abort_job", "add_routes", "job_events", "poll_job", "start_job"]
@@ -71,30 +78,33 @@ def _unicode(member: str, text: str) -> str:
     return text
 
 
-def _offset(request: web.Request, job: Job) -> int:
+def _offset(request: web.Request, length: int) -> int:
+    """The ``offset`` query parameter, checked against a content of `length` characters."""
     text = request.query.get("offset", "0")
     if not text.isascii() or not text.isdigit():
         raise InvalidJobRequestError(f"'offset' must be an integer >= 0, got {text!r}")
-    if len(text) > len(str(len(job.content))) or int(text) > len(job.content):  # no huge int()
-        raise InvalidJobRequestError(
-            f"'offset' {text:.30} is beyond the content's length {len(job.content)}"
-        )
+    if len(text) > len(str(length)) or int(text) > length:  # no huge int()
+        raise InvalidJobRequestError(f"'offset' {text:.30} is beyond the content's length {length}")
     return int(text)
 
 
-def _job_of(request: web.Request) -> Job:
-    return request.app[JOBS_KEY].get(request[USER_KEY], request.match_info["job_id"])
+async def _job_of(request: web.Request, needed: Role) -> Job:
+    """The job the path names, if the caller's role in its space allows `needed`."""
+    job = request.app[JOBS_KEY].get(request.match_info["job_id"])
+    await authorize(request, job, needed)
+    return job
 
 
 async def start_job(request: web.Request) -> web.StreamResponse:
     spec, mode = _spec_of(await json_body(request))
-    runner = request.app[JOBS_KEY]
-    job = await runner.create(request[USER_KEY], spec)
+    runner, user = request.app[JOBS_KEY], request[USER_KEY]
+    space = await in_space(request, "write", lambda space: space)  # before 409/429: see access
+    job = await runner.create(user, space, spec)
     if mode == "background":
         runner.run(job)
         body = {"job_id": job.id, "status": job.row.status, "stamp": str(job.row.stamp)}
         return web.json_response(body, status=202)
-    watch, snapshot = job.watch(0, _alive(request))
+    watch, snapshot = job.watch(user, _alive(request))
     try:
         response = _event_response(request, {JOB_ID_HEADER: job.id})
         try:
@@ -107,8 +117,8 @@ async def start_job(request: web.Request) -> web.StreamResponse:
 
 
 async def poll_job(request: web.Request) -> web.Response:
-    job = _job_of(request)
-    offset = _offset(request, job)
+    job = await _job_of(request, "read")
+    offset = _offset(request, len(job.content))
     return web.json_response(
         {
             "job_id": job.id,
@@ -125,9 +135,17 @@ async def poll_job(request: web.Request) -> web.Response:
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
-    job = _job_of(request)
-    watch, snapshot = job.watch(_offset(request, job), _alive(request))
+    """The job's events from ``offset``. The reader is registered before the access check,
+    so a removal committed after the check ends the stream (`Watch.revoke`); until the
+    check passed, nothing about the job is answered, not even a bad offset."""
+    job = request.app[JOBS_KEY].get(request.match_info["job_id"])
+    watch, whole = job.watch(request[USER_KEY], _alive(request))
     try:
+        await authorize(request, job, "read")
+        if watch.revoked:
+            raise no_such_job(job.id)
+        offset = _offset(request, whole.content_length)
+        snapshot = attrs.evolve(whole, offset=offset, text=whole.text[offset:])
         response = _event_response(request, {})
         await response.prepare(request)
         return await _stream(request, response, snapshot, watch)
@@ -136,7 +154,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
 
 
 async def abort_job(request: web.Request) -> web.Response:
-    job = _job_of(request)
+    job = await _job_of(request, "write")
     status = await request.app[JOBS_KEY].abort(job)
     return web.json_response({"job_id": job.id, "status": status})
 
@@ -159,11 +177,12 @@ async def _stream(
 
     A reader may leave at any time (a view closed, an app killed): that ends
     this stream quietly and never the job, which goes on writing its message.
+    A revoked reader (`Watch.revoke`) is sent nothing more.
     """
     keepalive = request.app[JOBS_KEY].config.keepalive
     event: JobEvent | None = first
     try:
-        while event is not None:
+        while event is not None and not watch.revoked:
             await response.write(b"data: " + json.dumps(event.to_json()).encode() + b"\n\n")
             if event.type == "status":
                 break

@@ -18,18 +18,26 @@ rely on (``docs/protocol.md``, "Jobs"):
    observed on commit, a restarted clock starts above the highest stamp
    stored), so a job write is never a conflict and never loses to the value
    it replaces — even after a client with a fast clock wrote the field.
-5. An end of a complete/error job marked `FlushItem.notify` (nobody watches
-   it) writes `notification_for(...)` in the same transaction (base None),
-   unless ``muted_threads/<thread>`` says muted or any field of that
-   notification record already exists: a client wrote it first (one record,
-   no conflict), or wrote a field of it as crdt text, which the server's lww
-   write must not turn over (logged, rate limited).
+5. An end of a complete/error job notifies every reader of the job's space
+   (`SpaceService.readers`, in this transaction: a member removed before it
+   gets nothing) who is not in `FlushItem.watching` (reading its events):
+   `notification_for(...)` is written into that user's private
+   space in the same transaction (base None, the end's stamp), unless
+   ``muted_threads/<thread>`` of that private space says muted, or any field
+   of that notification record already exists there: the user's client wrote
+   it first (one record, no conflict), or wrote a field of it as crdt text,
+   which the server's lww write must not turn over (logged, rate limited).
+   Its key is the job's and the outcome's; the space it lives in is the user's.
+6. Every field written appends one change to its space's log (the job's
+   space for the message, each notified user's private space for their
+   notification), numbered from that space's head; each space touched is
+   written once, and its changes are returned for the live hub.
 7. The kind rule holds for the server's writes as for a push: every write is
    lww, and a field stored with crdt writes is never written over
    (`KindMismatchError`), so no replica ever pulls a field whose kind flips.
-6. Every field written appends one change to the space's log (the job's
-   user's private space), numbered from the space's head; the changes are
-   returned for the live hub.
+8. A start is written only while its user may write in its space: checked
+   in its transaction (`SpaceService.require`), so a removal that committed
+   after the request's own check still refuses it.
 """
 
 from __future__ import annotations
@@ -55,7 +63,8 @@ from quietsync.protocol import (
 from quietsync.server.jobs.store import JobRow, JobStore
 from quietsync.server.live import Published
 from quietsync.server.ratelog import RateLimitedLog
-from quietsync.server.store import BatchWrite, Store, StoredField
+from quietsync.server.spaces import SpaceService
+from quietsync.server.store import BatchWrite, Store, StoredField, Transaction, WriteTransaction
 
 __all__ = ["FlushItem", "FlushResult", "JobWriter"]
 
@@ -71,7 +80,8 @@ class FlushItem:
     content: str
     start: bool = False
     final: bool = False
-    notify: bool = False
+    watching: frozenset[str] = frozenset()
+    """Of an end: the users reading the job's events (they get no notification)."""
 
 
 @attrs.frozen
@@ -80,17 +90,64 @@ class FlushResult:
 
     stamps: list[HLC]
     published: dict[str, Published]
-    notified: list[str]
-    """Ids of the jobs whose notification was written."""
+    notified: list[tuple[str, str]]
+    """``(job id, user)`` of each notification written."""
+
+
+@attrs.define
+class _SpaceWrite:
+    """One space inside a flush's transaction: what it held, and what this flush writes."""
+
+    tx: Transaction
+    batch: BatchWrite
+    stored: dict[FieldRef, StoredField]
+    size: int = 0
+
+    @classmethod
+    def open(cls, tx: WriteTransaction, space: str, refs: set[FieldRef]) -> _SpaceWrite:
+        """`space` in `tx`, with the stored state of `refs` (read once, for the whole flush)."""
+        inner = tx.space(space)
+        return cls(inner, BatchWrite(first_seq=inner.head() + 1), inner.fields(refs))
+
+    def put(self, ref: FieldRef, value: Any, stamp: HLC, job_id: str) -> None:
+        """Write one lww field (base = the stamp it replaces): log it, note its new state."""
+        _check_lww(ref, self.stored)
+        current = self.stored.get(ref)
+        base = None if current is None else current.stamp
+        self.stored[ref] = StoredField("lww", stamp, base, value=value)
+        seq = self.batch.first_seq + len(self.batch.log)
+        change_id = f"{stamp.node}:job:{job_id}:{seq}"
+        write = Mutation(change_id, ref.collection, ref.key, ref.field, "lww", stamp, base, value)
+        self.batch.log.append(write)
+        self.size += len(value) if isinstance(value, str) else 8
+
+    def commit(self) -> Published:
+        """Write the batch into the space (once per transaction); its changes, for live."""
+        self.tx.write(self.batch)
+        return Published(self.batch.first_seq - 1, self.batch.changes(), self.size)
+
+
+def _open_spaces(
+    tx: WriteTransaction, items: list[FlushItem], notify: list[list[str]]
+) -> dict[str, _SpaceWrite]:
+    """Every space the flush touches (each item's, each notified user's private space),
+    with the stored state of every field its writes depend on."""
+    refs: dict[str, set[FieldRef]] = defaultdict(set)
+    for item, users in zip(items, notify, strict=True):
+        refs[item.row.space] |= set(_job_values(item))
+        for user in users:
+            refs[private_space(user)] |= _notification_refs(item)
+    return {space: _SpaceWrite.open(tx, space, wanted) for space, wanted in refs.items()}
 
 
 class JobWriter:
     """Writes job state into records (see the module docstring). Store thread only."""
 
-    def __init__(self, store: Store, jobs: JobStore, clock: Clock) -> None:
+    def __init__(self, store: Store, jobs: JobStore, clock: Clock, spaces: SpaceService) -> None:
         self._store = store
         self._jobs = jobs
         self._clock = clock
+        self._spaces = spaces
         self._log = RateLimitedLog(log)
 
     @property
@@ -100,85 +157,81 @@ class JobWriter:
 
     def write(self, items: list[FlushItem]) -> FlushResult:
         """Write `items` in one transaction (rolled back whole if anything fails)."""
-        stamps: dict[int, HLC] = {}
-        published: dict[str, Published] = {}
-        notified: list[str] = []
-        by_user: dict[str, list[tuple[int, FlushItem]]] = defaultdict(list)
-        for index, item in enumerate(items):
-            by_user[item.row.user].append((index, item))
         with self._store.write_transaction() as tx:
-            rows = []
-            for user, entries in by_user.items():
-                space = tx.space(private_space(user))
-                batch = BatchWrite(first_seq=space.head() + 1)
-                stored = space.fields({ref for _, item in entries for ref in _refs_read(item)})
-                for index, item in entries:
-                    for ref in _job_values(item):
-                        _check_lww(ref, stored)  # before anything of this item is written
-                    stamp = self._clock.now()
-                    stamps[index] = stamp
-                    for ref, value in _job_values(item).items():
-                        _put(batch, stored, ref, value, stamp, item)
-                    if self._should_notify(item, stored):
-                        key, fields = _notification(item, stamp)
-                        for field, value in fields.items():
-                            _put(
-                                batch,
-                                stored,
-                                FieldRef(NOTIFICATIONS, key, field),
-                                value,
-                                stamp,
-                                item,
-                            )
-                        notified.append(item.row.job_id)
-                    rows.append(attrs.evolve(item.row, stamp=stamp))
-                space.write(batch)
-                size = sum(len(item.content) for _, item in entries)
-                published[private_space(user)] = Published(
-                    batch.first_seq - 1, batch.changes(), size
-                )
+            for item in items:
+                if item.start:
+                    self._spaces.require(item.row.user, item.row.space, "write")  # rule 8
+            notify = [self._recipients(item) for item in items]
+            spaces = _open_spaces(tx, items, notify)
+            stamps: list[HLC] = []
+            notified: list[tuple[str, str]] = []
+            for item, users in zip(items, notify, strict=True):
+                target, values = spaces[item.row.space], _job_values(item)
+                for ref in values:
+                    _check_lww(ref, target.stored)  # before anything of this item is written
+                stamp = self._clock.now()
+                stamps.append(stamp)
+                for ref, value in values.items():
+                    target.put(ref, value, stamp, item.row.job_id)
+                for user in users:
+                    if self._notify(item, stamp, user, spaces[private_space(user)]):
+                        notified.append((item.row.job_id, user))
+            published = {space: w.commit() for space, w in spaces.items() if w.batch.log}
+            rows = [attrs.evolve(i.row, stamp=s) for i, s in zip(items, stamps, strict=True)]
             self._jobs.save(tx, rows)
-        return FlushResult([stamps[i] for i in range(len(items))], published, notified)
+        return FlushResult(stamps, published, notified)
 
     def recover(self) -> list[JobRow]:
         """Every stored job, with its content read from its message record (held once)."""
         rows = self._jobs.load()
         if not rows:
             return rows
-        contents: dict[tuple[str, str], str] = {}
+        contents: dict[str, str] = {}
         with self._store.write_transaction() as tx:
             for row in rows:
                 ref = FieldRef(MESSAGES, row.message_id, "content")
-                field = tx.space(private_space(row.user)).fields({ref}).get(ref)
+                field = tx.space(row.space).fields({ref}).get(ref)
                 if field is not None and isinstance(field.value, str):
-                    contents[row.user, row.job_id] = field.value
-        return [attrs.evolve(r, content=contents.get((r.user, r.job_id), "")) for r in rows]
+                    contents[row.job_id] = field.value
+        return [attrs.evolve(r, content=contents.get(r.job_id, "")) for r in rows]
 
     def purge(self, ended_before_ms: int) -> int:
         return self._jobs.purge(ended_before_ms)
 
-    def thread_messages(self, user: str, thread_id: str) -> dict[str, dict[str, Any]]:
+    def thread_messages(self, space: str, thread_id: str) -> dict[str, dict[str, Any]]:
         """The thread's message records a job's history is made of (`JobStore`)."""
-        return self._jobs.thread_messages(private_space(user), thread_id)
+        return self._jobs.thread_messages(space, thread_id)
 
-    def _should_notify(self, item: FlushItem, stored: dict[FieldRef, StoredField]) -> bool:
+    def _recipients(self, item: FlushItem) -> list[str]:
+        """Who this item may notify: the readers of its space not watching it (rule 5)."""
         if not _may_notify(item):
-            return False
-        muted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, "muted"))
-        deleted = stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, DELETED_FIELD))
+            return []
+        return [u for u in self._spaces.readers(item.row.space) if u not in item.watching]
+
+    def _notify(self, item: FlushItem, stamp: HLC, user: str, inbox: _SpaceWrite) -> bool:
+        """Write this end's notification into `user`'s private space `inbox`, unless the
+        thread is muted there or the record exists (rule 5); whether it was written."""
+        muted = inbox.stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, "muted"))
+        deleted = inbox.stored.get(FieldRef(MUTED_THREADS, item.row.thread_id, DELETED_FIELD))
         if muted is not None and muted.value is True and not (deleted and deleted.value is True):
             return False
-        key, _ = _notification(item, HLC.minimal(self.node))
+        key, fields = _notification(item, stamp)
         existing = [
-            f for ref, f in stored.items() if (ref.collection, ref.key) == (NOTIFICATIONS, key)
+            f
+            for ref, f in inbox.stored.items()
+            if (ref.collection, ref.key) == (NOTIFICATIONS, key)
         ]
         if any(f.kind != "lww" for f in existing):
             self._log.failure(
-                f"notification kind: {item.row.user}",
-                f"notification {key!r} of user {item.row.user!r} not written: "
+                f"notification kind: {user}",
+                f"notification {key!r} of user {user!r} not written: "
                 "the user wrote a field of it as crdt text",
             )
-        return not existing
+        if existing:
+            return False
+        for field, value in fields.items():
+            inbox.put(FieldRef(NOTIFICATIONS, key, field), value, stamp, item.row.job_id)
+        return True
 
 
 def _check_lww(ref: FieldRef, stored: dict[FieldRef, StoredField]) -> None:
@@ -189,8 +242,8 @@ def _check_lww(ref: FieldRef, stored: dict[FieldRef, StoredField]) -> None:
 
 
 def _may_notify(item: FlushItem) -> bool:
-    """An unwatched end that is not an abort (aborts never notify)."""
-    return item.final and item.notify and item.row.status in ("complete", "error")
+    """An end that is not an abort (aborts never notify)."""
+    return item.final and item.row.status in ("complete", "error")
 
 
 def _notification(item: FlushItem, stamp: HLC) -> tuple[str, dict[str, Any]]:
@@ -226,32 +279,12 @@ def _job_values(item: FlushItem) -> dict[FieldRef, Any]:
     return {FieldRef(MESSAGES, key, field): value for field, value in values.items()}
 
 
-def _refs_read(item: FlushItem) -> set[FieldRef]:
-    """Every field whose stored state this item's write depends on."""
-    refs = set(_job_values(item))
-    if _may_notify(item):
-        thread = item.row.thread_id
-        refs |= {FieldRef(MUTED_THREADS, thread, "muted")}
-        refs |= {FieldRef(MUTED_THREADS, thread, DELETED_FIELD)}
-        key, fields = _notification(item, HLC.minimal("server"))
-        refs |= {FieldRef(NOTIFICATIONS, key, field) for field in fields}
-    return refs
-
-
-def _put(
-    batch: BatchWrite,
-    stored: dict[FieldRef, StoredField],
-    ref: FieldRef,
-    value: Any,
-    stamp: HLC,
-    item: FlushItem,
-) -> None:
-    """Write one lww field (base = the stamp it replaces): log it, and note its new state."""
-    _check_lww(ref, stored)
-    current = stored.get(ref)
-    base = None if current is None else current.stamp
-    stored[ref] = StoredField("lww", stamp, base, value=value)
-    seq = batch.first_seq + len(batch.log)
-    change_id = f"{stamp.node}:job:{item.row.job_id}:{seq}"
-    write = Mutation(change_id, ref.collection, ref.key, ref.field, "lww", stamp, base, value)
-    batch.log.append(write)
+def _notification_refs(item: FlushItem) -> set[FieldRef]:
+    """The fields of a user's private space that decide whether this end notifies them."""
+    thread = item.row.thread_id
+    refs = {
+        FieldRef(MUTED_THREADS, thread, "muted"),
+        FieldRef(MUTED_THREADS, thread, DELETED_FIELD),
+    }
+    key, fields = _notification(item, HLC.minimal("server"))
+    return refs | {FieldRef(NOTIFICATIONS, key, field) for field in fields}

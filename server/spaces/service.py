@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from quietsync.conflicts import wall_clock_ms
 from quietsync.protocol import (
+    PRIVATE_PREFIX,
     SHARED_PREFIX,
     SPACE_ID_MAX,
     Role,
@@ -80,6 +81,16 @@ class SpaceService:
 
     def can_read(self, user: str, space: str) -> bool:
         return self._role(user, space) is not None
+
+    def readers(self, space: str) -> list[str]:
+        """Every user who may read `space`, oldest member first (a private space: its owner).
+
+        For what the server writes on behalf of a whole space (a job's
+        completion notifications), decided in the transaction that writes it.
+        """
+        if space.startswith(PRIVATE_PREFIX):
+            return [space.removeprefix(PRIVATE_PREFIX)]
+        return [m.user for m in self._spaces.members(space)]
 
     def list(self, user: str) -> list[WireSpace]:
         """`user`'s spaces: the private one first, then the shared ones, oldest first."""

@@ -67,10 +67,12 @@ async def start(
     thread_id: str = "t1",
     text: str = "hello there",
     mode: str = "background",
+    space: str | None = None,
 ) -> dict[str, Any]:
-    """Start a background job; its 202 body."""
+    """Start a background job (in `space`; the private space if None); its 202 body."""
     body = {"thread_id": thread_id, "message_id": message_id, "input": text, "mode": mode}
-    async with http.post("/v1/jobs", json=body) as resp:
+    params = {} if space is None else {"space": space}
+    async with http.post("/v1/jobs", json=body, params=params) as resp:
         assert resp.status == 202, await resp.text()
         return await resp.json()
 

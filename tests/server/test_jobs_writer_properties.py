@@ -37,12 +37,15 @@ from quietsync.protocol import JOB_FIELDS, MESSAGES, Mutation, private_space
 from quietsync.server.jobs.sqlite_store import SQLiteJobStore
 from quietsync.server.jobs.store import JobRow
 from quietsync.server.jobs.writer import FlushItem, JobWriter
+from quietsync.server.spaces import SpaceService
+from quietsync.server.spaces.sqlite_store import SQLiteSpaceStore
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import StoredField
 from quietsync.server.sync import SyncService
 from tests.server.helpers import Writer, decoded
 
 MESSAGE_IDS = ("m1", "m2", "m3")
+ALICE = private_space("alice")
 SKEW_MS = 30_000
 
 # A step: ("flush", [message ids written in one transaction]) or ("push", message id, field)
@@ -73,6 +76,11 @@ class _State:
     """A client pushed to the message after the job's last write."""
 
 
+def spaces_of(store: SQLiteStore) -> SpaceService:
+    """The space rules over `store`'s membership tables."""
+    return SpaceService(SQLiteSpaceStore(store), store, max_per_user=10)
+
+
 def _fields(store: SQLiteStore, refs: set[FieldRef]) -> dict[FieldRef, StoredField]:
     with store.transaction(private_space("alice")) as tx:
         return tx.fields(refs)
@@ -83,10 +91,12 @@ def test_job_writes_never_conflict_and_always_win(plan: list[Any]) -> None:
     store = SQLiteStore(":memory:")
     clock = Clock("server")
     sync = SyncService(store, clock, resolvers=Resolvers(), max_batch=100)
-    writer = JobWriter(store, SQLiteJobStore(store), clock)
+    writer = JobWriter(store, SQLiteJobStore(store), clock, spaces_of(store))
     client = Clock("phone", wall=lambda: wall_clock_ms() + SKEW_MS)
     jobs = {
-        m: _State(JobRow("alice", f"job-{m}", "t1", m, "streaming", HLC.minimal("server"), 0))
+        m: _State(
+            JobRow("alice", ALICE, f"job-{m}", "t1", m, "streaming", HLC.minimal("server"), 0)
+        )
         for m in MESSAGE_IDS
     }
     last_stamp: dict[str, HLC] = {}
@@ -161,11 +171,20 @@ def test_one_write_is_one_transaction_across_users() -> None:
     clock = Clock("server")
     sync = SyncService(store, clock, resolvers=Resolvers(), max_batch=100)
     jobs = SQLiteJobStore(store)
-    writer = JobWriter(store, jobs, clock)
+    writer = JobWriter(store, jobs, clock, spaces_of(store))
     crdt = Writer("phone").text("m2", "content", "draft", collection=MESSAGES)
     sync.push(private_space("bob"), decoded([crdt]))
     rows = [
-        JobRow(user, f"job-{user}", "t1", message, "streaming", HLC.minimal("server"), 0)
+        JobRow(
+            user,
+            private_space(user),
+            f"job-{user}",
+            "t1",
+            message,
+            "streaming",
+            HLC.minimal("server"),
+            0,
+        )
         for user, message in (("alice", "m1"), ("bob", "m2"))
     ]
     try:
