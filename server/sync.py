@@ -34,7 +34,10 @@ Rules:
   see `server.store.ClientMark`): an id at or below the client's high-water
   mark, or seen earlier in the same batch, is answered with its recorded
   outcome (``duplicate`` if it is older than the client's last push) and not
-  merged again. The marks are written with the batch.
+  merged again. The marks are written with the batch. A client's marks are
+  its pusher's (`_mark_key`): in a shared space, one member cannot claim
+  another member's ids (every pull shows them) to have that member's later
+  writes answered ``duplicate`` and never applied.
 * **Delete versus edit** (`conflicts.tombstone`): on a record that is
   deleted after the push, every write stamped after the tombstone is an edit
   the delete did not cover; it stays under the tombstone and is reported,
@@ -96,6 +99,7 @@ from quietsync.protocol import (
     WireResult,
     conflict_to_wire,
     encode,
+    private_space,
 )
 from quietsync.server.errors import (
     BatchTooLargeError,
@@ -125,6 +129,15 @@ def _client_and_number(mid: str) -> tuple[str, int]:
     if match is None:
         raise WireError(f"'id' must be '<client>:<n>' with n a positive integer, got {mid!r:.80}")
     return match[1], int(match[2])
+
+
+def _mark_key(space: str, by: str | None, client: str) -> str:
+    """Whose mark a client's ids are answered from: in a shared space, the pushing
+    member's own (``<len>:<user>:<client>``, one key per user and client); in a private
+    space (one user) and for the server's own writes, the client's, as before spaces."""
+    if by is None or space == private_space(by):
+        return client
+    return f"{len(by)}:{by}:{client}"
 
 
 @attrs.frozen
@@ -245,6 +258,7 @@ class SyncService:
                 except WireError as exc:
                     refused.append(Refusal(index, m.id, "invalid_mutation", str(exc)))
                 else:
+                    client = _mark_key(space, by, client)
                     valid.append((index, m, (m.collection, m.key, m.field), client, n))
         with self._store.transaction(space) as tx:
             touched = {key for _, _, key, _, _ in valid}
