@@ -17,11 +17,15 @@ Two pitfalls of the underlying library are handled here:
 * **Out-of-order delivery can lose text in pycrdt.** When updates arrive before
   the updates they depend on, and form a chain (B needs A, C needs B), applying
   A integrates B but silently drops C: it is gone from the document and from
-  its `get_update()`. `CrdtText.apply` therefore checks after every apply
-  whether the doc integrated the update's structs, keeps the ones it did not in
-  its own pending update (merged losslessly with `merge_updates`), and retries
-  them after each later apply. The pure-bytes `merge_text_updates` never had
-  the problem. (``tests/conflicts/test_crdt.py`` pins the case down.)
+  its `get_update()`. Likewise a deletion of an item the doc has not received
+  is applied when the item comes, but is never part of `get_update()` until
+  then: a snapshot taken meanwhile loses it (a replica compacting mid-sync
+  brought deleted text back on reopen). `CrdtText.apply` therefore checks
+  after every apply whether the doc integrated the update's structs and
+  deletions, keeps what it did not in its own pending update (merged
+  losslessly with `merge_updates`), and retries it after each later apply;
+  `state()` includes it. The pure-bytes `merge_text_updates` never had the
+  problem. (``tests/conflicts/test_crdt.py`` pins both cases down.)
 * **Out-of-range edits are not errors in pycrdt**: an insert past the end is
   silently clamped, and a delete past the end panics in Rust. `CrdtText`
   checks ranges first and raises `IndexError`.
@@ -46,7 +50,7 @@ from pycrdt import Doc, Text, get_state, get_update, merge_updates
 from quietsync.conflicts.conflict import FieldRef
 from quietsync.conflicts.errors import CrdtUpdateError
 from quietsync.conflicts.text_chunks import TextChunks
-from quietsync.conflicts.yjs_v1 import check_v1_update
+from quietsync.conflicts.yjs_v1 import check_v1_update, deletes_past, read_state_vector
 
 __all__ = [
     "ROOT",
@@ -151,8 +155,11 @@ class CrdtText:
         return self._pending is not None
 
     def _stash_unintegrated(self, update: bytes) -> None:
-        missing = get_update(update, self._doc.get_state())
-        if missing[0] != 0:  # first varuint: how many clients still have structs missing
+        state = self._doc.get_state()
+        missing = get_update(update, state)
+        # first varuint: how many clients still have structs missing; without any, the
+        # deletions of items not received yet, which the doc keeps in memory only
+        if missing[0] != 0 or deletes_past(missing, read_state_vector(state)):
             self._pending = (
                 missing if self._pending is None else merge_updates(self._pending, missing)
             )

@@ -119,6 +119,41 @@ def check_v1_update(update: bytes) -> None:
         raise CrdtUpdateError(_message(size, "unexpected end of data", size)) from None
 
 
+def read_state_vector(vector: bytes) -> dict[int, int]:
+    """A v1 state vector (`pycrdt.Doc.get_state`) as ``{client: next clock}``."""
+    count, pos = _read_uint(vector, 0, "state vector count")
+    clocks: dict[int, int] = {}
+    for _ in range(count):
+        client, pos = _read_uint(vector, pos, "state vector client")
+        clocks[client], pos = _read_uint(vector, pos, "state vector clock")
+    return clocks
+
+
+def deletes_past(update: bytes, clocks: dict[int, int]) -> bool:
+    """True if *update*, a v1 update holding no structs, deletes an item past `clocks`.
+
+    ``get_update(u, doc.get_state())`` of an update the document integrated is
+    such an update: no struct, and every deletion of ``u``. A deletion past the
+    document's clocks targets an item it has not received yet; the document
+    holds it aside (in memory only), so a caller that must not lose it keeps
+    the update until the item arrives (`CrdtText`).
+    """
+    structs, pos = _read_uint(update, 0, "struct client count")
+    if structs:
+        raise ValueError("deletes_past reads updates without structs")
+    num_clients, pos = _read_uint(update, pos, "delete set client count")
+    for _ in range(num_clients):
+        client, pos = _read_uint(update, pos, "delete set client id")
+        num_ranges, pos = _read_uint(update, pos, "delete set range count")
+        known = clocks.get(client, 0)
+        for _ in range(num_ranges):
+            clock, pos = _read_uint(update, pos, "delete set clock")
+            length, pos = _read_uint(update, pos, "delete set length")
+            if clock + length > known:
+                return True
+    return False
+
+
 def _message(size: int, what: str, at: int) -> str:
     return f"not a Yjs v1 update ({size} bytes): {what} at byte {at}; {_HINT}"
 

@@ -162,3 +162,19 @@ def test_structs_waiting_for_a_missing_update_survive_in_the_state() -> None:
     later = CrdtText(early.state())  # persisted and reopened before `first` arrives
     later.apply(first)
     assert later.text == "xybase"
+
+
+def test_a_deletion_that_arrives_before_its_text_survives_a_snapshot() -> None:
+    """pycrdt applies such a deletion when the text comes, but leaves it out of the doc's
+    own state until then; a replica compacting meanwhile brought the text back on reopen."""
+    author = CrdtText(client_id=1)
+    typed = author.insert(0, "héllo 😀")
+    deleted = author.delete(0, 2)
+    early = CrdtText(client_id=2)
+    early.apply(deleted)  # the deletion first: its text is still on its way
+    assert early.has_pending and early.text == ""
+    reopened = CrdtText(early.state(), client_id=3)  # a snapshot of it, read back
+    reopened.apply(typed)
+    early.apply(typed)
+    assert reopened.text == early.text == author.text == "llo 😀"
+    assert not early.has_pending
