@@ -41,6 +41,7 @@ from quietsync.replica.jobs import (
     Subscriber,
     ThreadSession,
 )
+from quietsync.replica.memberships import SpaceMember, SpacesClient
 from quietsync.replica.outbox import RefusedMutation
 from quietsync.replica.records import FieldState
 from quietsync.replica.replica import Replica
@@ -80,9 +81,11 @@ __all__ = [
     "ResyncRequiredError",
     "SchemaVersionError",
     "SpaceInfo",
+    "SpaceMember",
     "SpaceNotFoundError",
     "SpaceRevokedError",
     "SpaceView",
+    "SpacesClient",
     "StorageError",
     "StreamTracker",
     "Subscriber",

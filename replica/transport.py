@@ -61,6 +61,7 @@ __all__ = [
     "decode_pull",
     "decode_push",
     "decode_spaces",
+    "decode_wire",
 ]
 
 
@@ -158,7 +159,7 @@ class Transport(Protocol):
 W = TypeVar("W")
 
 
-def _decode(data: bytes | str, kind: Any, what: str) -> Any:
+def decode_wire(data: bytes | str, kind: Any, what: str) -> Any:
     """`data` decoded as `kind` (one pass, `quietsync.protocol.messages`), else `ProtocolError`."""
     try:
         return decode_answer(data, kind)
@@ -182,7 +183,7 @@ def _conflicts(wires: list[WireConflict]) -> list[Conflict]:
 
 def decode_push(data: bytes | str) -> PushAnswer:
     """Decode a 200 push answer."""
-    wire: WirePushAnswer = _decode(data, WirePushAnswer, "a push answer")
+    wire: WirePushAnswer = decode_wire(data, WirePushAnswer, "a push answer")
     conflicts = _conflicts(wire.conflicts)
     outcomes = {result.id: result.outcome for result in wire.results}
     return PushAnswer(outcomes, conflicts, wire.suppressed, wire.cursor, wire.history)
@@ -190,13 +191,13 @@ def decode_push(data: bytes | str) -> PushAnswer:
 
 def decode_pull(data: bytes | str) -> PullPage:
     """Decode a 200 pull answer."""
-    wire: WirePullAnswer = _decode(data, WirePullAnswer, "a pull answer")
+    wire: WirePullAnswer = decode_wire(data, WirePullAnswer, "a pull answer")
     return PullPage(_changes(wire.changes), wire.cursor, wire.has_more, wire.history)
 
 
 def decode_conflicts(data: bytes | str) -> ConflictPage:
     """Decode a 200 answer of the conflict log."""
-    wire: WireConflictsAnswer = _decode(data, WireConflictsAnswer, "a conflicts answer")
+    wire: WireConflictsAnswer = decode_wire(data, WireConflictsAnswer, "a conflicts answer")
     return ConflictPage(_conflicts(wire.conflicts), wire.cursor, wire.has_more)
 
 
@@ -207,7 +208,7 @@ def decode_spaces(data: bytes | str) -> list[SpaceInfo]:
     private space (a ``u:`` id) comes first and alone, no shared space has a
     ``u:`` id, no id repeats, and every id is one the replica can hold.
     """
-    wire: WireSpacesAnswer = _decode(data, WireSpacesAnswer, "a spaces answer")
+    wire: WireSpacesAnswer = decode_wire(data, WireSpacesAnswer, "a spaces answer")
     found = [SpaceInfo(s.id, s.name, s.role, s.private) for s in wire.spaces]
     private = [s.private or s.id.startswith(PRIVATE_PREFIX) for s in found]
     if private != [True] + [False] * (len(found) - 1) or not found[0].id.startswith(PRIVATE_PREFIX):
@@ -224,7 +225,7 @@ def decode_spaces(data: bytes | str) -> list[SpaceInfo]:
 
 def decode_live(data: bytes | str) -> LiveMessage:
     """Decode one live socket message."""
-    wire = _decode(data, WireLive, "a live message")
+    wire = decode_wire(data, WireLive, "a live message")
     if isinstance(wire, WireChanges):
         changes = _changes(wire.changes)
         after = wire.after
