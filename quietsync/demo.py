@@ -1,9 +1,9 @@
 """`quietsync demo`: the whole system in one process, narrated step by step.
 
 An embedded server (SQLite in a temporary directory, the scripted provider
-slowed down so a thread switch lands mid-stream) and two replicas of user
-alice — "laptop" and "phone" — each with its own `SyncClient` live loop and its
-own `StreamTracker`. The laptop shows a `ChatPane`. Read it top to bottom: each
+slowed down so a thread switch lands mid-stream), two replicas of user alice
+— "laptop" and "phone" — and one of user bob, each with its own `SyncClient`
+live loop and its own `StreamTracker`. The laptop shows a `ChatPane`. Read it top to bottom: each
 `step_*` method is one part of the story and uses only the public API.
 
 1. A question streams into thread A; the reply grows in the pane.
@@ -13,6 +13,9 @@ own `StreamTracker`. The laptop shows a `ChatPane`. Read it top to bottom: each
    which reaches the phone through sync together with the reply.
 5. Both replicas edit the same note offline: an identical edit (suppressed)
    and a divergent one (one conflict reported, the winner everywhere).
+6. Alice shares a space with bob: his replica learns of it live and pulls its
+   thread and document; both edit the document at once (CRDT text, they
+   converge) and the thread's title (one conflict, naming alice and bob).
 
 Every expectation is checked; a broken one ends the demo with exit status 1
 and says which. This is the top layer: it may import both `server` and
@@ -34,12 +37,15 @@ from pathlib import Path
 
 import attrs
 
+from quietsync.conflicts import Conflict
 from quietsync.protocol.jobs import MESSAGES, NOTIFICATIONS
 from quietsync.replica import (
     ChangeEvent,
     ChatPane,
     Notifications,
     Replica,
+    SpacesClient,
+    SpaceView,
     StreamTracker,
     SyncClient,
     ThreadSession,
@@ -56,6 +62,9 @@ TOKEN_DELAY = 0.1
 STEP_TIMEOUT = 15.0
 """Seconds any one wait may take before the demo calls the step broken."""
 NOTES = "notes"
+THREADS = "threads"
+PLAN = "Day 1: Alfama, pastéis de nata 🥮"
+USERS = {"alice": "demo-token-alice", "bob": "demo-token-bob"}
 REPLY_TOKENS = scripted_reply(QUESTION, TOKENS)
 REPLY = "".join(REPLY_TOKENS)
 
@@ -82,16 +91,21 @@ class Device:
 
     @classmethod
     async def open(
-        cls, stack: AsyncExitStack, server: RunningServer, path: Path, wake: asyncio.Event
+        cls,
+        stack: AsyncExitStack,
+        server: RunningServer,
+        path: Path,
+        wake: asyncio.Event,
+        user: str = "alice",
     ) -> Device:
-        """Open everything for user alice; `stack` closes it (tracker, sync, file) at the end.
+        """Open everything for `user`; `stack` closes it (tracker, sync, file) at the end.
 
         Every commit and sync status change sets `wake`: it may satisfy a waiting step.
         """
         replica = stack.enter_context(Replica.open(path, node_id=path.stem))
         for collection in (MESSAGES, NOTIFICATIONS, NOTES):
             replica.subscribe(collection, lambda _event: wake.set())
-        token = server.token("alice")
+        token = server.token(user)
         sync = SyncClient(replica, server.url, token=token, on_status=lambda _s: wake.set())
         await stack.enter_async_context(sync)  # starts the live loop; stops it on exit
         tracker = StreamTracker(replica, server.url, token=token)
@@ -100,10 +114,14 @@ class Device:
 
 
 class Demo:
-    """The story over two devices: the laptop shows a `ChatPane`, the phone only syncs."""
+    """The story over three devices: alice's laptop shows a `ChatPane`, her phone and
+    bob's replica only sync."""
 
-    def __init__(self, laptop: Device, phone: Device, wake: asyncio.Event) -> None:
-        self.laptop, self.phone = laptop, phone
+    def __init__(
+        self, server: RunningServer, laptop: Device, phone: Device, bob: Device, wake: asyncio.Event
+    ) -> None:
+        self.server = server
+        self.laptop, self.phone, self.bob = laptop, phone, bob
         self.wake = wake
         self.pane = ChatPane(laptop.replica, laptop.tracker, on_delta=self._on_delta)
         self.lines = 0
@@ -164,7 +182,8 @@ class Demo:
         await self.step_switch_away()
         await self.step_come_back()
         await self.step_complete(job_id)
-        return await self.step_offline_edits()
+        summary = await self.step_offline_edits()
+        return {**summary, **await self.step_share()}
 
     async def step_stream(self) -> str:
         session = await self.open_thread("A")
@@ -247,7 +266,7 @@ class Demo:
         await self.phone.sync.start()
         await self.until(lambda: phone.pending_count() == 0, "the phone to push")
         suppressed = laptop.suppressed_count() + phone.suppressed_count() - suppressed_before
-        conflicts = laptop.conflicts() + phone.conflicts()
+        conflicts = _reported(laptop, phone)
         self.say(f"back online: identical title suppressed +{suppressed}, no conflict for it")
         if suppressed != 1 or [c.field for c in conflicts] != ["owner"]:
             raise _Broken(
@@ -256,11 +275,9 @@ class Demo:
             )
         (conflict,) = conflicts
         winner, loser = conflict.winner, conflict.loser
-        pusher = "phone" if phone.conflicts() else "laptop"  # reported to whose push met it
         self.say(
-            f"  conflict on owner, detected by the {conflict.detected_by}, reported to the "
-            f"{pusher}: winner {winner.value!r} ({winner.node}), loser {loser.value!r} "
-            f"({loser.node})"
+            f"  conflict on owner, detected by the {conflict.detected_by}: winner "
+            f"{winner.value!r} ({winner.node}), loser {loser.value!r} ({loser.node})"
         )
         final = {"title": title, "owner": winner.value}
         await self.until(
@@ -281,6 +298,61 @@ class Demo:
             "conflicts suppressed": suppressed,
             "lost writes": lost,
         }
+
+    async def step_share(self) -> dict[str, object]:
+        async with SpacesClient(self.server.url, token=self.server.token("alice")) as spaces:
+            trip = await spaces.create("Lisbon in May ✈️")
+            await spaces.set_role(trip.id, "bob", "write")
+        self.say(f"alice creates space {trip.name!r} and adds bob as a writer")
+        mine, his = self.laptop.replica.space(trip.id), self.bob.replica.space(trip.id)
+        for view in (mine, his):
+            view.subscribe(NOTES, lambda _event: self.wake.set())
+            view.subscribe(THREADS, lambda _event: self.wake.set())
+        mine.put(THREADS, "lisbon", {"title": "Lisbon"})
+        mine.text_insert(NOTES, "plan", "body", 0, PLAN)
+        await self.until(
+            lambda: (his.get(NOTES, "plan") or {}).get("body") == PLAN,
+            "bob's replica to learn of the space and pull its document",
+        )
+        self.say(f"  bob's replica heard of the space live and pulled it: {PLAN!r}")
+        for device in (self.laptop, self.bob):  # both offline: the edits are concurrent
+            await device.sync.stop()
+        mine.text_insert(NOTES, "plan", "body", len(PLAN), "\nDay 2: Sintra 🏰")
+        his.text_insert(NOTES, "plan", "body", 0, "Packing: 🧳 ")
+        mine.put(THREADS, "lisbon", {"title": "Lisbon & Sintra"})
+        his.put(THREADS, "lisbon", {"title": "Lisbon, São Bento"})
+        self.say("both offline: each edits the plan and renames the thread")
+        for device in (self.laptop, self.bob):
+            await device.sync.start()
+        await self.until(
+            lambda: (
+                mine.get(NOTES, "plan") == his.get(NOTES, "plan")
+                and mine.get(THREADS, "lisbon") == his.get(THREADS, "lisbon")
+                and self.laptop.replica.pending_count() == self.bob.replica.pending_count() == 0
+            ),
+            "both replicas to converge on the shared space",
+        )
+        plan = (mine.get(NOTES, "plan") or {}).get("body", "")
+        if not ("Packing: 🧳 " in plan and PLAN in plan and "Day 2: Sintra 🏰" in plan):
+            raise _Broken(f"the shared plan lost an edit: {plan!r}")
+        self.say(f"  the plan merged, every edit kept: {plan!r}")
+        await self.until(lambda: _reported(mine, his), "the title conflict to be reported")
+        (conflict,) = _reported(mine, his)
+        users = {conflict.winner.user, conflict.loser.user}
+        if users != {"alice", "bob"}:
+            raise _Broken(f"the title conflict should name alice and bob, named {users}")
+        self.say(
+            f"  title conflict naming both: {conflict.winner.user} wins with "
+            f"{conflict.winner.value!r}; {conflict.loser.user}'s {conflict.loser.value!r} is "
+            "reported"
+        )
+        return {"shared spaces": 1, "shared conflicts": 1}
+
+
+def _reported(*views: SpaceView) -> list[Conflict]:
+    """The conflicts these views list, each once (the pusher hears of a conflict in its
+    push's answer, the other devices when they next read the space's conflict log)."""
+    return list({c.loser.stamp: c for view in views for c in view.conflicts()}.values())
 
 
 def _tokens_in(text: str) -> int:
@@ -306,13 +378,15 @@ async def run_demo(*, fail_after: int | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="quietsync-demo-") as folder:
             async with (
-                running_server(jobs=JobsConfig(provider=provider)) as server,
+                running_server(users=USERS, jobs=JobsConfig(provider=provider)) as server,
                 AsyncExitStack() as stack,
             ):
-                laptop = await Device.open(stack, server, Path(folder) / "laptop.db", wake)
-                phone = await Device.open(stack, server, Path(folder) / "phone.db", wake)
+                folder_path = Path(folder)
+                laptop = await Device.open(stack, server, folder_path / "laptop.db", wake)
+                phone = await Device.open(stack, server, folder_path / "phone.db", wake)
+                bob = await Device.open(stack, server, folder_path / "bob.db", wake, user="bob")
                 print(f"server on {server.url}, SQLite files in {folder}", flush=True)
-                summary = await Demo(laptop, phone, wake).run()
+                summary = await Demo(server, laptop, phone, bob, wake).run()
         if summary["lost writes"]:
             raise _Broken(f"{summary['lost writes']} writes are unaccounted for")
     except _Broken as exc:

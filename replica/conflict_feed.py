@@ -32,11 +32,12 @@ __all__ = ["follow_conflicts"]
 
 
 async def follow_conflicts(port: SyncPort, transport: Transport, limit: int) -> list[Conflict]:
-    """Read the user's conflict log to its end (pages of `limit`); the conflicts new here."""
+    """Read the conflict log of `port`'s space to its end (pages of `limit`); the conflicts
+    new here."""
     new: list[Conflict] = []
     while True:
         since = port.conflict_position
-        page = await transport.conflicts(since, limit)
+        page = await transport.conflicts(since, limit, port.space)
         if page.has_more and page.cursor <= since:
             raise ProtocolError(
                 f"the conflict log claims more after position {since} "

@@ -208,7 +208,10 @@ async def live(request: web.Request) -> web.WebSocketResponse:
         async def read_page(after: int) -> ChangePage:
             return await _on_store_thread(request, sync.page, space, after, page_size)
 
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionResetError:  # the client left during the handshake: nobody to answer
+            raise web.HTTPBadRequest(text="the client closed the connection") from None
         await LiveSession(sub, sync.history, read_cursor, read_page).serve(since)
     finally:
         hub.unsubscribe(sub)

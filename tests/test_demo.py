@@ -44,8 +44,12 @@ def test_demo_command_narrates_the_story_and_exits_0(tmp_path: Path) -> None:
         "one notification: [ai.message.received]",
         "phone, by sync alone: the whole reply and notification job:",
         "identical title suppressed +1, no conflict for it",
-        "conflict on owner, detected by the server, reported to the phone: winner ",
+        "conflict on owner, detected by the server: winner ",
         "both replicas end with ",
+        "alice creates space 'Lisbon in May ✈️' and adds bob as a writer",
+        "bob's replica heard of the space live and pulled it",
+        "the plan merged, every edit kept: ",
+        "title conflict naming both: ",
     ):
         assert line in out, f"missing {line!r} in:\n{out}"
     table = out[out.index("\nsummary\n") :].strip().splitlines()[1:]
@@ -57,6 +61,8 @@ def test_demo_command_narrates_the_story_and_exits_0(tmp_path: Path) -> None:
     assert rows["conflicts reported"] == "1"
     assert rows["conflicts suppressed"] == "1"
     assert rows["lost writes"] == "0"
+    assert rows["shared spaces"] == "1"
+    assert rows["shared conflicts"] == "1"
     assert rows["elapsed"].endswith(" s")
 
 

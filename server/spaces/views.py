@@ -4,7 +4,8 @@
 ``PUT/DELETE /v1/spaces/{id}/members/{user}`` (``docs/protocol.md``,
 "Spaces"). A membership change is told to the live hub after it committed:
 a removed member's sockets on the space close (`LiveHub.revoke`), and the
-member's private sockets hear ``{"type": "spaces"}``.
+member's private sockets hear ``{"type": "spaces"}`` (the creator's, for a
+new space).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ async def create_space(request: web.Request) -> web.Response:
     body = await _decode(request, WireNewSpace)
     spaces, user = request.app[SPACES_KEY], request[USER_KEY]
     space = await request.app[CORE_KEY].run(lambda: spaces.create(user, body.name))
+    request.app[HUB_KEY].spaces_changed(user)  # the creator's other devices follow it too
     return _json(space, status=201)
 
 

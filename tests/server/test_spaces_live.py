@@ -42,7 +42,10 @@ async def test_a_removed_members_socket_closes_within_a_second_and_gets_nothing_
 async def test_a_members_private_socket_hears_that_their_spaces_changed(
     alice: aiohttp.ClientSession, bob: aiohttp.ClientSession
 ) -> None:
-    space = await new_space(alice)
+    async with alice.ws_connect("/v1/live") as mine:
+        assert (await _next(mine))["type"] == "hello"
+        space = await new_space(alice)
+        assert await _next(mine) == {"type": "spaces"}  # the creator's other devices
     async with bob.ws_connect("/v1/live") as ws:
         assert (await _next(ws))["type"] == "hello"
         await set_member(alice, space, "bob", "write")

@@ -95,6 +95,28 @@ async def test_two_users_sharing_a_space_converge(server: RunningServer, tmp_pat
         assert a.get("notes", "n1") is None and b.get("notes", "n1") is None
 
 
+async def test_each_space_has_its_own_conflict_log(server: RunningServer, tmp_path: Path) -> None:
+    space = await create_space(server, "alice", "Équipe")
+    await set_member(server, space, "bob", "write")
+    with (
+        Replica.open(tmp_path / "laptop.db") as laptop,
+        Replica.open(tmp_path / "phone.db") as phone,
+        Replica.open(tmp_path / "bob.db") as bob,
+    ):
+        laptop.put("notes", "mine", {"title": "à moi"})  # alice's private space
+        phone.put("notes", "mine", {"title": "pour moi"})
+        laptop.space(space).put("notes", "ours", {"title": "à nous"})
+        bob.space(space).put("notes", "ours", {"title": "for us"})
+        for replica, user in ((laptop, "alice"), (phone, "alice"), (bob, "bob"), (laptop, "alice")):
+            await sync_once(replica, server, user)
+        assert [c.key for c in laptop.conflicts()] == ["mine"]
+        assert [c.key for c in laptop.space(space).conflicts()] == ["ours"]
+        assert [(c.winner.user, c.loser.user) for c in laptop.space(space).conflicts()] in (
+            [("alice", "bob")],
+            [("bob", "alice")],
+        )
+
+
 async def test_a_replica_syncing_one_space_gets_only_that_space(
     server: RunningServer, tmp_path: Path
 ) -> None:
