@@ -2,7 +2,7 @@
 
 The names an app reaches for first are importable from here::
 
-    from quietsync import Replica, SyncClient, StreamTracker, ChatPane, Notifications
+    from quietsync import Replica, SyncClient, SpacesClient, StreamTracker, ChatPane
 
 Everything else lives in the sub-packages, each with its own ``__all__``:
 
@@ -28,6 +28,8 @@ __all__ = [
     "Notifications",
     "QuietsyncError",
     "Replica",
+    "SpaceView",
+    "SpacesClient",
     "StreamTracker",
     "SyncClient",
     "SyncStatus",
@@ -45,6 +47,8 @@ _HOMES = {
     "Notifications": "quietsync.replica",
     "QuietsyncError": "quietsync.conflicts",
     "Replica": "quietsync.replica",
+    "SpaceView": "quietsync.replica",
+    "SpacesClient": "quietsync.replica",
     "StreamTracker": "quietsync.replica",
     "SyncClient": "quietsync.replica",
     "SyncStatus": "quietsync.replica",
@@ -57,6 +61,8 @@ if TYPE_CHECKING:
         ChatPane,
         Notifications,
         Replica,
+        SpacesClient,
+        SpaceView,
         StreamTracker,
         SyncClient,
         SyncStatus,
