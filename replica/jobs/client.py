@@ -90,21 +90,31 @@ class JobsClient:
         await self._http.close()
 
     async def start(
-        self, thread_id: str, message_id: str, text: str, *, mode: StartMode
+        self,
+        thread_id: str,
+        message_id: str,
+        text: str,
+        *,
+        mode: StartMode,
+        space: str | None = None,
     ) -> tuple[str, AsyncGenerator[JobEvent, None] | None]:
         """Start a job; its id, and for ``hybrid`` the stream of its events from offset 0.
 
+        `space` is the id of the space the reply's message lives in (``?space=``;
+        None: the private space). Only the start names it: the job knows its
+        space, so polls, events and aborts by id work for every member of it.
         The hybrid answer's header (with the id) arrives before the first token,
         so the id is known while the reply still streams.
         """
         body = {"thread_id": thread_id, "message_id": message_id, "input": text, "mode": mode}
+        params = {} if space is None else {"space": space}
         if mode == "background":
-            answer = await self._http.json("POST", "/v1/jobs", json=body)
+            answer = await self._http.json("POST", "/v1/jobs", json=body, params=params)
             job_id = answer.get("job_id") if isinstance(answer, dict) else None
             if not isinstance(job_id, str) or not job_id:
                 raise ProtocolError(f"the server answered no job id: {answer!r:.80}")
             return job_id, None
-        stream = await self._http.stream("POST", "/v1/jobs", json=body)
+        stream = await self._http.stream("POST", "/v1/jobs", json=body, params=params)
         job_id = stream.headers.get(JOB_ID_HEADER)
         if not job_id:
             stream.close()

@@ -21,6 +21,10 @@ can be tested without a server. The rules (field ownership, ``quietsync.protocol
 5. **Content never goes backwards**: an event older than the last one applied
    is ignored; one that would leave a hole is a `JobGapError` (reconnect from
    the offset we hold).
+6. **A job writes into its message's space.** A job of a shared thread
+   (`JobState.space`) is mirrored through that space's `SyncPort`, never the
+   private one: the message record is the space's, shared by its members.
+   One flush is still one transaction, whatever spaces its jobs are in.
 
 Must not import `quietsync.server`.
 """
@@ -37,8 +41,11 @@ from quietsync.protocol import Change
 from quietsync.protocol.jobs import JOB_FIELDS, MESSAGES, JobEvent, JobStatus
 from quietsync.replica.errors import JobGapError
 from quietsync.replica.replica import Replica, sync_port
+from quietsync.replica.space_view import SpaceView
+from quietsync.replica.spaces import PRIVATE, SpaceKey, space_key
+from quietsync.replica.sync_port import SyncPort
 
-__all__ = ["JobMirror", "JobState"]
+__all__ = ["JobMirror", "JobState", "job_space", "records_of"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,8 @@ class JobState:
     meta_base: HLC | None = None
     """The stamps the replica holds for ``content`` and for the other job fields."""
     dirty: set[str] = attrs.Factory(set)
+    space: SpaceKey = attrs.field(default=PRIVATE, kw_only=True)
+    """The space the message lives in (`PRIVATE`, or a shared space's id)."""
 
     @property
     def offset(self) -> int:
@@ -117,30 +126,54 @@ class JobState:
         }
 
 
+def job_space(space: str | None) -> SpaceKey:
+    """The replica's key of the space with id `space` (None, or a ``u:`` id: the private one)."""
+    return PRIVATE if space is None else space_key(space)
+
+
+def records_of(replica: Replica, space: SpaceKey) -> SpaceView:
+    """The app's view of `space`'s records: the replica itself for the private space."""
+    return replica if space is PRIVATE else replica.space(space)
+
+
 class JobMirror:
     """Writes job states into a replica, coalesced; see the module docstring."""
 
     def __init__(self, replica: Replica) -> None:
-        self._port = sync_port(replica)
+        self._replica = replica
+        self._ports: dict[SpaceKey, SyncPort] = {}
         self._news: dict[str, JobState] = {}
+
+    def _port(self, space: SpaceKey) -> SyncPort:
+        port = self._ports.get(space)
+        if port is None:
+            port = self._ports[space] = sync_port(self._replica, space)
+        return port
 
     @property
     def has_news(self) -> bool:
         return bool(self._news)
 
-    def placeholder(self, message_id: str) -> None:
+    def spaces(self) -> list[SpaceKey]:
+        """Every space the replica holds records of, where a job's message may be:
+        the private space first, then the shared ones (by id)."""
+        return [PRIVATE, *sorted(self._port(PRIVATE).local_spaces())]
+
+    def placeholder(self, message_id: str, space: SpaceKey = PRIVATE) -> None:
         """Show "streaming, nothing yet" before the job exists; any server write beats it."""
-        stamp = HLC.minimal(self._port.node_id)
+        port = self._port(space)
+        stamp = HLC.minimal(port.node_id)
         changes = [
             Change(f"placeholder:{message_id}:{f}", MESSAGES, message_id, f, "lww", stamp, None, v)
             for f, v in _PLACEHOLDER.items()
         ]
-        self._port.apply_remote(changes)
+        port.apply_remote(changes)
 
     def load_bases(self, state: JobState) -> None:
         """Read the stamps the replica holds for the message (when tracking starts)."""
+        port = self._port(state.space)
         for field, attr in (("content", "content_base"), ("job_status", "meta_base")):
-            held = self._port.field_state(MESSAGES, state.message_id, field)
+            held = port.field_state(MESSAGES, state.message_id, field)
             setattr(state, attr, None if held is None else held.write.stamp)
 
     def mark(self, state: JobState) -> None:
@@ -158,13 +191,13 @@ class JobMirror:
             return
         states, self._news = list(self._news.values()), {}
         try:
-            self._port.apply_remote([c for s in states for c in self._changes(s)])
+            self._write(states)
         except (QuietsyncError, ValueError):
             # Isolate the job whose write is refused (a stamp too far ahead): the
             # others are persisted; its next event or sync brings it up to date.
             for state in states:
                 try:
-                    self._port.apply_remote(self._changes(state))
+                    self._write([state])
                 except (QuietsyncError, ValueError):
                     log.exception("could not persist job %s", state.job_id)
                     continue
@@ -180,10 +213,19 @@ class JobMirror:
         nothing of the server's will come, so the message must not stay pending.
         """
         state.status, state.error = "error", error
-        state.stamp = self._port.clock.now()
+        state.stamp = self._port(state.space).clock.now()
         state.dirty.update(JOB_FIELDS)
         self._news[state.job_id] = state
         self.flush()
+
+    def _write(self, states: list[JobState]) -> None:
+        """Mirror `states` in one transaction: one `apply_remote` per space they are in."""
+        changes: dict[SpaceKey, list[Change]] = {}
+        for state in states:
+            changes.setdefault(state.space, []).extend(self._changes(state))
+        with self._replica.transaction():
+            for space, of_space in changes.items():
+                self._port(space).apply_remote(of_space)
 
     def _changes(self, state: JobState) -> list[Change]:
         assert state.stamp is not None

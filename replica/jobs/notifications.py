@@ -28,6 +28,10 @@ Record shapes (``quietsync.protocol.jobs``):
   so two devices muting different threads never overwrite each other.
 
 Everything is written with `Replica.put`, so it syncs like any user data.
+Both collections live in the user's private space (a `Replica` is its view),
+whatever space a job's thread is in: notifications go to people, not spaces,
+and the server writes its copy and reads the mute there too
+(``docs/protocol.md``, "How the job writes").
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ reference note's bugs, each made impossible here:
 * **One history load at a time**: concurrent `ensure_history_synced` calls
   share one load.
 
+A thread lives in one space: the private one, or a shared one (``space``, its
+id). A session reads and writes the thread's messages in that space and
+starts and follows its replies there; the tracker keeps notifications private.
+
 Must not import `quietsync.server`.
 """
 
@@ -29,6 +33,7 @@ from typing import Any, Literal
 
 from quietsync.conflicts import wall_clock_ms
 from quietsync.protocol.jobs import MESSAGES
+from quietsync.replica.jobs.mirror import job_space, records_of
 from quietsync.replica.jobs.tracker import Attachment, StreamTracker, Subscriber
 from quietsync.replica.replica import Replica
 
@@ -51,8 +56,11 @@ class ThreadSession:
         background_streaming: bool = True,
         seed: Iterable[dict[str, Any]] = (),
         on_delta: DeltaListener | None = None,
+        space: str | None = None,
     ) -> None:
-        self._replica = replica
+        self.space = job_space(space)
+        """The shared space the thread lives in (None: the private space)."""
+        self._records = records_of(replica, self.space)
         self._tracker = tracker
         self.thread_id = thread_id
         self.background_streaming = background_streaming
@@ -84,7 +92,7 @@ class ThreadSession:
         now = wall_clock_ms()
         user_id, reply_id = _new_id(), _new_id()
         user = {"thread_id": self.thread_id, "role": "user", "content": text, "created_at": now}
-        self._replica.put(MESSAGES, user_id, user)
+        self._records.put(MESSAGES, user_id, user)
         self.messages.append({"id": user_id, **user})
         # One ms later, so "oldest first" is the order the two were written in.
         reply = {"thread_id": self.thread_id, "role": "assistant", "created_at": now + 1}
@@ -92,7 +100,7 @@ class ThreadSession:
         self.background_job_mode = "hybrid" if self.background_streaming else "none"
         try:
             job_id = await self._tracker.start(
-                self.thread_id, reply_id, text, mode="hybrid", created_at=now + 1
+                self.thread_id, reply_id, text, mode="hybrid", created_at=now + 1, space=self.space
             )
         except BaseException:
             self.loading, self.background_job_mode = False, "none"
@@ -156,7 +164,11 @@ class ThreadSession:
             if message.get("role") == "assistant" and message.get("pending") and job_id:
                 content = message.get("content")
                 self._tracker.track(
-                    job_id, self.thread_id, message["id"], content=content if content else ""
+                    job_id,
+                    self.thread_id,
+                    message["id"],
+                    content=content if content else "",
+                    space=self.space,
                 )
                 self._attach(job_id, message["id"])
 
@@ -209,7 +221,7 @@ class ThreadSession:
             self.loading, self.background_job_mode, self.background_job_id = False, "none", None
 
     def _refresh(self, message_id: str) -> None:
-        record = self._replica.get(MESSAGES, message_id)
+        record = self._records.get(MESSAGES, message_id)
         if record is not None:
             self._set(message_id, **record)
 
@@ -221,8 +233,8 @@ class ThreadSession:
 
     def _read_thread(self) -> list[dict[str, Any]]:
         where = {"thread_id": self.thread_id}
-        keys = self._replica.keys(MESSAGES, where, order_by="created_at")
-        records = self._replica.query(MESSAGES, where, order_by="created_at")
+        keys = self._records.keys(MESSAGES, where, order_by="created_at")
+        records = self._records.query(MESSAGES, where, order_by="created_at")
         return [{"id": k, **r} for k, r in zip(keys, records, strict=True)]
 
 
@@ -243,8 +255,9 @@ class ChatPane:
         self._on_delta = on_delta
         self.session: ThreadSession | None = None
 
-    async def open(self, thread_id: str) -> ThreadSession:
-        """Switch to `thread_id`: the old view detaches, the new one loads from the replica."""
+    async def open(self, thread_id: str, *, space: str | None = None) -> ThreadSession:
+        """Switch to `thread_id` (of `space`, a shared space's id; None: the private one):
+        the old view detaches, the new one loads from the replica."""
         self.close()
         session = ThreadSession(
             self._replica,
@@ -252,6 +265,7 @@ class ChatPane:
             thread_id,
             background_streaming=self._background_streaming,
             on_delta=self._on_delta,
+            space=space,
         )
         self.session = session
         await session.ensure_history_synced()

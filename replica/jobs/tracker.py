@@ -21,6 +21,13 @@ care. Its rules:
    so the server's identical copy is the same record); aborts notify nobody; a
    failed notification is logged and never stops anything. Then subscribers
    hear `on_complete` / `on_error` / `on_abort`.
+6. **A job's message lives in a space** (``space``: None, the private one, or
+   a shared space's id). The job is mirrored into that space's records, but
+   its notification and the mute it checks are always the user's own, in
+   the private space: notifications go to people, not spaces, exactly as the
+   server writes them, so both copies are one record. Any member of a shared
+   space can follow a job of it, whoever started it: `track` it by id, or let
+   `resume_pending` find its streaming message once sync brought it in.
 
 Must not import `quietsync.server`.
 """
@@ -44,7 +51,7 @@ from quietsync.replica.errors import (
     UnknownJobError,
 )
 from quietsync.replica.jobs.client import JobPoll, JobsClient, StartMode
-from quietsync.replica.jobs.mirror import JobMirror, JobState
+from quietsync.replica.jobs.mirror import JobMirror, JobState, job_space, records_of
 from quietsync.replica.jobs.notifications import Notifications
 from quietsync.replica.replica import Replica
 
@@ -127,54 +134,73 @@ class StreamTracker:
         *,
         mode: StartMode = "hybrid",
         created_at: int | None = None,
+        space: str | None = None,
     ) -> str:
         """Create the assistant message, start its job, follow it; returns the job id.
 
-        The message gets its client-owned fields by `put` (synced) and the
-        placeholder by a minimal-stamp mirror write (never pushed). A refused
-        or failed start ends the message as error and re-raises.
+        The message lives in `space` (a shared space's id; None: the private
+        space; rule 6). It gets its client-owned fields by `put` (synced) and
+        the placeholder by a minimal-stamp mirror write (never pushed). A
+        refused or failed start ends the message as error and re-raises.
         """
+        key = job_space(space)
         created = wall_clock_ms() if created_at is None else created_at
         fields = {"thread_id": thread_id, "role": "assistant", "created_at": created}
-        self._replica.put(MESSAGES, message_id, fields)
-        self._mirror.placeholder(message_id)
+        records_of(self._replica, key).put(MESSAGES, message_id, fields)
+        self._mirror.placeholder(message_id, key)
         try:
-            job_id, stream = await self._client.start(thread_id, message_id, text, mode=mode)
+            job_id, stream = await self._client.start(
+                thread_id, message_id, text, mode=mode, space=key
+            )
         except SyncError as exc:
-            state = JobState(f"unstarted:{message_id}", thread_id, message_id)
+            state = JobState(f"unstarted:{message_id}", thread_id, message_id, space=key)
             self._mirror.write_local_error(state, f"the job could not start: {exc}")
             raise
-        self._follow(job_id, thread_id, message_id, "", stream)
+        self._follow(JobState(job_id, thread_id, message_id, space=key), stream)
         return job_id
 
-    def track(self, job_id: str, thread_id: str, message_id: str, *, content: str = "") -> None:
-        """Follow a job already started (resumed from `content`); no-op if already followed."""
-        if job_id not in self._jobs and job_id not in self._ended:
-            self._follow(job_id, thread_id, message_id, content, None)
-
-    async def resume_pending(self) -> list[str]:
-        """Follow every job the replica shows as still streaming (after a restart)."""
-        keys = self._replica.keys(MESSAGES, {"pending": True})
-        records = self._replica.query(MESSAGES, {"pending": True})
-        resumed = []
-        for key, record in zip(keys, records, strict=True):
-            job_id = record.get("job_id")
-            if isinstance(job_id, str) and record.get("job_status") == "streaming":
-                content = record.get("content")
-                content = content if isinstance(content, str) else ""
-                self.track(job_id, str(record.get("thread_id")), key, content=content)
-                resumed.append(job_id)
-        return resumed
-
-    def _follow(
+    def track(
         self,
         job_id: str,
         thread_id: str,
         message_id: str,
-        content: str,
-        stream: AsyncGenerator[JobEvent, None] | None,
+        *,
+        content: str = "",
+        space: str | None = None,
     ) -> None:
-        state = JobState(job_id, thread_id, message_id, content=content)
+        """Follow a job already started (resumed from `content`); no-op if already followed.
+
+        `space` is where its message lives (rule 6): a job of a shared space is
+        followed the same whoever started it.
+        """
+        if job_id not in self._jobs and job_id not in self._ended:
+            state = JobState(job_id, thread_id, message_id, content=content, space=job_space(space))
+            self._follow(state, None)
+
+    async def resume_pending(self) -> list[str]:
+        """Follow every job the replica shows as still streaming, in every space it holds.
+
+        After a restart; and for a member of a shared space, the way to pick up
+        a job someone else started once sync brought its streaming message in.
+        A message whose ``thread_id`` has not arrived yet is left for a later
+        call: the notification names the thread, as the server's does.
+        """
+        resumed = []
+        for space in self._mirror.spaces():
+            records = records_of(self._replica, space)
+            keys = records.keys(MESSAGES, {"pending": True})
+            for key, record in zip(keys, records.query(MESSAGES, {"pending": True}), strict=True):
+                job_id, thread_id = record.get("job_id"), record.get("thread_id")
+                streaming = record.get("job_status") == "streaming"
+                if streaming and isinstance(job_id, str) and isinstance(thread_id, str):
+                    content = record.get("content")
+                    content = content if isinstance(content, str) else ""
+                    self.track(job_id, thread_id, key, content=content, space=space)
+                    resumed.append(job_id)
+        return resumed
+
+    def _follow(self, state: JobState, stream: AsyncGenerator[JobEvent, None] | None) -> None:
+        job_id = state.job_id
         self._mirror.load_bases(state)
         job = _Job(state)
         self._jobs[job_id] = job

@@ -126,6 +126,56 @@ def test_one_transaction_for_every_job_with_news(
     assert all(fields(replica, f"m{i}")["content"] == f"reply j{i}" for i in range(5))
 
 
+SHARED = "s:aaaaaaaaaaaaaaaaaaaaaaaaaa"
+
+
+def test_a_job_of_a_shared_space_is_mirrored_into_that_space_only(replica: Replica) -> None:
+    mirror, job = JobMirror(replica), JobServer()
+    mirror.placeholder("m1", SHARED)
+    assert replica.space(SHARED).get(MESSAGES, "m1") == {
+        "content": "",
+        "pending": True,
+        "job_status": "streaming",
+    }
+    state = JobState("j1", "t1", "m1", space=SHARED)
+    mirror.load_bases(state)
+    apply(mirror, state, job.start(), job.flush("Grüße 🚀"))
+    mirror.flush()
+    apply(mirror, state, job.end())
+    mirror.flush()
+    shared = replica.space(SHARED).get(MESSAGES, "m1") or {}
+    assert (shared["content"], shared["job_status"]) == ("Grüße 🚀", "complete")
+    assert replica.get(MESSAGES, "m1") is None and replica.pending_count() == 0
+    held = sync_port(replica, SHARED).field_state(MESSAGES, "m1", "content")
+    assert held is not None and held.write.stamp == state.stamp
+
+
+def test_one_flush_is_one_transaction_across_spaces(replica: Replica) -> None:
+    """Each space's subscriber, called after the commit, already sees the other's job."""
+    mirror = JobMirror(replica)
+    states = [JobState("j1", "t1", "m1"), JobState("j2", "t1", "m2", space=SHARED)]
+    for state in states:
+        apply(mirror, state, JobServer(state.job_id).start())
+    pairs = list(zip([replica, replica.space(SHARED)], states, strict=True))
+    seen: list[bool] = []
+    for view, _ in pairs:
+        view.subscribe(
+            MESSAGES, lambda _: seen.append(all(v.get(MESSAGES, s.message_id) for v, s in pairs))
+        )
+    mirror.flush()
+    assert seen == [True, True]
+
+
+def test_the_spaces_a_job_may_be_in_are_the_private_one_then_those_held(
+    replica: Replica,
+) -> None:
+    mirror = JobMirror(replica)
+    assert mirror.spaces() == [None]
+    replica.space("s:zz").put("notes", "k", {"v": 1})
+    mirror.placeholder("m1", SHARED)
+    assert mirror.spaces() == [None, SHARED, "s:zz"]
+
+
 def test_the_later_synced_changes_are_duplicates_or_older(replica: Replica) -> None:
     """What sync delivers afterwards never changes what the mirror wrote."""
     mirror, job, state = JobMirror(replica), JobServer(), JobState("j1", "t1", "m1")
