@@ -42,7 +42,6 @@ import json
 import logging
 import random
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ from pathlib import Path
 import attrs
 from pycrdt import get_update
 
+from benchmarks._loopback import PortHold
 from quietsync.conflicts import HLC, CrdtText, FieldRef, canonical_equal, text_of
 from quietsync.protocol import DELETED_FIELD, Mutation, private_space
 from quietsync.replica import (
@@ -128,17 +128,16 @@ def replay_command(config: HarnessConfig) -> str:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class ServerProcess:
-    """``quietsync serve`` in a subprocess that can be SIGKILLed and started again."""
+    """``quietsync serve`` in a subprocess that can be SIGKILLed and started again.
+
+    Its port is held from creation to `stop` (see `PortHold`), so every restart gets it
+    back even while other processes start servers of their own.
+    """
 
     def __init__(self, db: Path, tokens: Path) -> None:
-        self.db, self._tokens, self.port = db, tokens, _free_port()
+        self._port = PortHold()
+        self.db, self._tokens, self.port = db, tokens, self._port.port
         self._proc: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
         self.log: list[str] = []
@@ -173,6 +172,11 @@ class ServerProcess:
         if self._drain is not None:
             await self._drain
         self._proc = self._drain = None
+
+    async def stop(self) -> None:
+        """Kill the server (if it runs) and release its port: it will not start again."""
+        await self.kill()
+        self._port.close()
 
 
 class FaultyTransport:
@@ -271,7 +275,11 @@ class Harness:
         node.replica.close()
 
     async def run(self) -> HarnessStats:
-        await self.server.start()
+        try:
+            await self.server.start()
+        except BaseException:
+            await self.server.stop()
+            raise
         self.nodes = [await self._open(i) for i in range(self.config.replicas)]
         acked: dict[int, set[tuple[FieldRef, HLC, str]]] = {}
         try:
@@ -284,7 +292,7 @@ class Harness:
             for i, node in enumerate(self.nodes):
                 acked[i] = node.acked
                 await self._close(node)
-            await self.server.kill()
+            await self.server.stop()
         check(self.config, self.server.db, self.workdir, acked, self.server_acked, self.stats)
         return self.stats
 

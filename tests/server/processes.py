@@ -6,24 +6,19 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import attrs
 
-__all__ = ["ServeProcess", "free_port", "serve_process"]
+from benchmarks._loopback import PortHold
+
+__all__ = ["ServeProcess", "serve_process"]
 
 STARTUP_TIMEOUT = 20.0
 ROOT = Path(__file__).resolve().parents[2]
 _RUNNING = re.compile(r"Running on (http://\S+)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @attrs.define
@@ -56,11 +51,21 @@ async def serve_process(
 ) -> AsyncIterator[ServeProcess]:
     """Start ``python -m quietsync serve --db DB --port <free> ARGS`` and wait until it listens.
 
-    The process is killed on exit if the test has not stopped it.
+    The process is killed on exit if the test has not stopped it. Its port is held
+    (`PortHold`) until then, so no parallel test's server can take it first.
     """
+    with PortHold() as port:
+        async with _serve_process(db, port.port, args, env) as served:
+            yield served
+
+
+@contextlib.asynccontextmanager
+async def _serve_process(
+    db: Path, port: int, args: tuple[str, ...], env: dict[str, str] | None
+) -> AsyncIterator[ServeProcess]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "quietsync", "serve", "--db", str(db),
-        "--port", str(free_port()), *args,
+        "--port", str(port), *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},

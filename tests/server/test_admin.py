@@ -20,7 +20,7 @@ from quietsync.server.keys import CORE_KEY
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.testing import running_server
 from tests.server.helpers import Writer, pull_all, push
-from tests.server.processes import STARTUP_TIMEOUT, free_port, serve_process
+from tests.server.processes import STARTUP_TIMEOUT, serve_process
 
 
 def history_of(path: Path) -> str:
@@ -106,7 +106,7 @@ async def test_a_second_serve_on_one_database_is_refused_clearly(tmp_path: Path)
     async with serve_process(db, "--tokens", str(tokens)) as first:
         second = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "quietsync", "serve", "--db", str(db),
-            "--tokens", str(tokens), "--port", str(free_port()),
+            "--tokens", str(tokens), "--port", "0",
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         _, err = await asyncio.wait_for(second.communicate(), STARTUP_TIMEOUT)

@@ -76,8 +76,8 @@ async def test_openai_provider_errors_are_clear(
             await collect(OpenAIProvider(base_url=fake.url, model="m").stream(Chat("hi")))
 
 
-async def test_openai_provider_unreachable_is_a_provider_error(unused_tcp_port: int) -> None:
-    provider = OpenAIProvider(base_url=f"http://127.0.0.1:{unused_tcp_port}/v1", model="m")
+async def test_openai_provider_unreachable_is_a_provider_error(held_port: int) -> None:
+    provider = OpenAIProvider(base_url=f"http://127.0.0.1:{held_port}/v1", model="m")
     with pytest.raises(ProviderError, match="unreachable"):
         await collect(provider.stream(Chat("hi")))
 

@@ -85,24 +85,26 @@ async def test_the_loop_survives_a_killed_server_and_drains_the_queue_after(
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({SERVED_TOKEN: "alice"}))
     proc = ServerProcess(tmp_path / "server.db", tokens)
-    await proc.start()
     a, b = open_replica("a"), open_replica("b")
-    client = SyncClient(a, proc.url, token=SERVED_TOKEN, backoff=Backoff(base=0.01, cap=0.05))
     try:
-        await client.start()
-        await wait_status(client, lambda s: s.online)
-        await proc.kill()
-        await wait_status(client, lambda s: not s.online)
-        a.put("notes", "n1", {"title": "written while the server was down"})
-        assert client.status.pending == 1
         await proc.start()
-        await wait_status(client, lambda s: s.online and s.pending == 0)
+        client = SyncClient(a, proc.url, token=SERVED_TOKEN, backoff=Backoff(base=0.01, cap=0.05))
+        try:
+            await client.start()
+            await wait_status(client, lambda s: s.online)
+            await proc.kill()
+            await wait_status(client, lambda s: not s.online)
+            a.put("notes", "n1", {"title": "written while the server was down"})
+            assert client.status.pending == 1
+            await proc.start()
+            await wait_status(client, lambda s: s.online and s.pending == 0)
+        finally:
+            await client.stop()
+        reader = SyncClient(b, proc.url, token=SERVED_TOKEN)
+        await reader.sync_once()
+        await reader.stop()
     finally:
-        await client.stop()
-    reader = SyncClient(b, proc.url, token=SERVED_TOKEN)
-    await reader.sync_once()
-    await reader.stop()
-    await proc.kill()
+        await proc.stop()
     assert b.get("notes", "n1") == {"title": "written while the server was down"}
 
 

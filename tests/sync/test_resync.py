@@ -19,7 +19,6 @@ from quietsync.replica.replica import sync_port
 from quietsync.server.admin import backup_database, restore_database
 from quietsync.server.keys import CORE_KEY
 from quietsync.testing import RunningServer, running_server
-from tests.server.processes import free_port
 from tests.sync.conftest import TOKEN, wait_status
 
 Open = Callable[[str], Replica]
@@ -100,9 +99,9 @@ async def test_a_replica_pointed_at_a_fresh_server_pushes_everything_back(
 
 
 async def test_a_restored_backup_loses_nothing_acknowledged_under_running_clients(
-    tmp_path: Path, open_replica: Open
+    tmp_path: Path, open_replica: Open, held_port: int
 ) -> None:
-    db, saved, port = tmp_path / "server.db", tmp_path / "backup.db", free_port()
+    db, saved, port = tmp_path / "server.db", tmp_path / "backup.db", held_port
     a, b = open_replica("a"), open_replica("b")
     keys = [f"k{i}" for i in range(12)]
     async with running_server(db, port=port) as server:
