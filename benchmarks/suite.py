@@ -28,6 +28,7 @@ from benchmarks.scenario_double_writer import double_writer
 from benchmarks.scenario_streams import stream_switch
 from benchmarks.scenario_throughput import throughput
 from benchmarks.scenarios_writes import divergent_writes, identical_writes, offline_storm
+from benchmarks.spaces_partial import spaces_scenario
 
 __all__ = ["SCENARIOS", "bench", "build_parser", "main", "run_scenarios"]
 
@@ -43,6 +44,7 @@ SCENARIOS: dict[str, Scenario] = {
     "crdt-text": crdt_text,
     "throughput": throughput,
     "crdt-trace": trace_scenario,
+    "spaces-partial": spaces_scenario,
 }
 
 

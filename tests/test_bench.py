@@ -28,6 +28,7 @@ ISSUE_ORDER = [
     "crdt-text",
     "throughput",
     "crdt-trace",
+    "spaces-partial",
 ]
 
 
@@ -114,6 +115,14 @@ def test_throughput_rows_compare_against_raw_baselines(quick_run: BenchRun) -> N
     assert [r["variant"].split()[0] for r in rows] == ["put", "put_many", "sync"]
     for row in rows:
         assert "x " in row["note"], row  # "<ratio>x <baseline> (<raw rate>/s)"
+
+
+def test_spaces_partial_one_space_of_ten_costs_a_tenth_of_the_bytes(quick_run: BenchRun) -> None:
+    (row,) = quick_run.scenario("spaces-partial")
+    assert row["variant"].startswith("1 of 11 spaces vs all (10 x 100 records)")
+    assert row["lost"] == 0 and row["ops"] == 1000  # each replica holds exactly its spaces
+    ratio = float(row["note"].split("x ")[0])  # "<one/all bytes>x the bytes of all ..."
+    assert 0.08 < ratio < 0.12  # 10 equal shared spaces and an empty private one
 
 
 def test_unknown_scenario_is_refused_before_running_anything(tmp_path: Path) -> None:
