@@ -53,7 +53,7 @@ from quietsync.replica import Replica, SyncClient
 from quietsync.replica.replica import sync_port
 from quietsync.testing import running_server
 
-__all__ = ["TraceRun", "main", "replay", "trace", "trace_scenario"]
+__all__ = ["SyncRun", "TraceRun", "main", "replay", "trace", "trace_scenario"]
 
 Patch = tuple[int, int, str]
 USER, TOKEN = "bench", "bench-token"
@@ -166,8 +166,18 @@ def _file_bytes(path: Path) -> int:
     return sum(os.path.getsize(p) for p in (path, Path(f"{path}-wal")) if os.path.exists(p))
 
 
-async def through_server(replica: Replica, tmp: Path, expected: str) -> tuple[float, float, int]:
-    """A pushes everything, then a fresh B pulls it: (push s, pull s, pulled bytes of state)."""
+@attrs.frozen
+class SyncRun:
+    """The trace through a real server: A pushes everything, then a fresh B pulls it."""
+
+    pushed: float  # seconds A takes to push every keystroke
+    pulled: float  # seconds B takes to pull the finished document
+    server_bytes: int  # the field's state as the server stores it
+    pulled_bytes: int  # the field's state in B after the pull
+
+
+async def through_server(replica: Replica, tmp: Path, expected: str) -> SyncRun:
+    """A pushes everything, then a fresh B pulls it."""
     async with running_server(tmp / "server.db", users={USER: TOKEN}) as server:
         pusher = SyncClient(replica, server.url, token=TOKEN)
         start = time.perf_counter()
@@ -189,7 +199,20 @@ async def through_server(replica: Replica, tmp: Path, expected: str) -> tuple[fl
             assert got == expected, "B's text differs from the trace's end"
             field = sync_port(b).field_state("docs", "paper", "body")
             state = b"" if field is None else field.state or b""
-    return pushed, pulled, len(state)
+        server_bytes = _server_state_bytes(tmp / "server.db")
+    return SyncRun(pushed, pulled, server_bytes, len(state))
+
+
+def _server_state_bytes(path: Path) -> int:
+    """The size of the paper's state in the server's database (read beside the server)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = db.execute(
+            "SELECT length(state) FROM fields WHERE collection = 'docs' AND field = 'body'"
+        ).fetchone()
+    finally:
+        db.close()
+    return 0 if row is None else int(row[0])
 
 
 def _per_edit_us(times: Sequence[float]) -> float:
@@ -209,7 +232,7 @@ class TraceRun:
     file_after_compact: int
     state_bytes: int  # raw (a)'s final Yjs state
     unpushed: int  # outbox entries left when the file was measured
-    sync: tuple[float, float, int] | None  # A's push s, B's pull s, B's state bytes
+    sync: SyncRun | None
 
     @property
     def ratio_b(self) -> float:
@@ -275,10 +298,17 @@ def print_run(run: TraceRun, title: str, expected_chars: int) -> None:
         ],
     ]
     if run.sync is not None:
-        pushed, pulled, state = run.sync
+        synced = run.sync
         rows += [
-            ["A pushes everything (s)", pushed, "", f"{n:,} writes"],
-            ["B pulls the finished document (s)", pulled, "< 2", f"{state:,} bytes of state"],
+            ["A pushes everything (s)", synced.pushed, "", f"{n:,} writes"],
+            ["server's state of the field (bytes)", synced.server_bytes, "", ""],
+            ["server's state / final Yjs state", synced.server_bytes / run.state_bytes, "", ""],
+            [
+                "B pulls the finished document (s)",
+                synced.pulled,
+                "< 2",
+                f"{synced.pulled_bytes:,} bytes of state",
+            ],
         ]
     print_table(title, ["measure", "value", "target", "note"], rows)
 
@@ -291,7 +321,7 @@ async def trace_scenario(tmp: Path, *, quick: bool) -> list[ScenarioResult]:
     patches, expected = trace(5_000 if quick else 50_000, unicode=True)
     run = await replay(patches, expected, tmp, sync=True)
     assert run.sync is not None
-    pushed, pulled, _ = run.sync
+    pushed, pulled = run.sync.pushed, run.sync.pulled
     return [
         ScenarioResult(
             scenario="crdt-trace",

@@ -7,7 +7,7 @@ the same durability (WAL, ``synchronous=FULL``), and receive the same request
 bodies (``{"mutations": [...]}``, every mutation a new field, so all are
 applied) from one client pushing sequentially. The bare handler only parses
 the JSON and writes the rows quietsync ends up storing for those mutations
-(one field row each, with its seq, size and mutation id; the user's head; the
+(one field row each, with its seq, size and mutation id; the space's head; the
 client's mark), into the same tables (created by `SQLiteStore`), in one
 transaction: no auth, no validation, no merge, no live fan-out. The ratio is
 quietsync / bare; the target at batch 1,000 is >= 0.8.
@@ -64,26 +64,26 @@ async def bare_server(db_path: Path) -> AsyncIterator[str]:
     db.execute("PRAGMA synchronous = FULL")
 
     async def push(request: web.Request) -> web.Response:
-        user = "bench"
+        space = "bench"
         mutations = json.loads(await request.read())["mutations"]
         db.execute("BEGIN IMMEDIATE")
-        row = db.execute("SELECT seq FROM heads WHERE user = ?", (user,)).fetchone()
+        row = db.execute("SELECT seq FROM heads WHERE space = ?", (space,)).fetchone()
         head = row[0] if row else 0
         rows = []
         for i, m in enumerate(mutations, start=1):
             value = json.dumps(m["value"])
-            rows.append((user, m["collection"], m["key"], m["field"], head + i, len(value),
+            rows.append((space, m["collection"], m["key"], m["field"], head + i, len(value),
                          m["kind"], m["stamp"], m["base"], m["id"], value, None))  # fmt: skip
         db.executemany(
-            "INSERT OR REPLACE INTO fields (user, collection, key, field, seq, size, kind,"
+            "INSERT OR REPLACE INTO fields (space, collection, key, field, seq, size, kind,"
             " stamp, base, mid, value, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         client, _, last = mutations[-1]["id"].rpartition(":")
-        db.execute("INSERT OR REPLACE INTO clients VALUES (?, ?, ?, NULL)", (user, client, last))
+        db.execute("INSERT OR REPLACE INTO clients VALUES (?, ?, ?, NULL)", (space, client, last))
         db.execute(
             "INSERT OR REPLACE INTO heads VALUES (?, ?, 0, ?)",
-            (user, head + len(rows), max(m["stamp"] for m in mutations)),
+            (space, head + len(rows), max(m["stamp"] for m in mutations)),
         )
         db.execute("COMMIT")
         return web.json_response({"count": len(rows)})

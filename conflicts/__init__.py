@@ -3,8 +3,9 @@
 Hybrid logical clocks (`HLC`, `Clock`), field-level last-writer-wins with
 conflict detection and identical-content suppression (`merge_field`), the
 delete-versus-edit rule (`uncovered_edits`), custom resolvers (`Resolvers`),
-CRDT text helpers over pycrdt (`CrdtText`, `initial_text_update`), canonical
-JSON (`canonical_equal`), and the `Conflict` record.
+CRDT text helpers over pycrdt (`CrdtText`, `initial_text_update`,
+`merge_text_state`), canonical JSON (`canonical_equal`), and the `Conflict`
+record.
 
 This package knows nothing of the wire, of chat or of jobs
 (`quietsync.protocol` holds what replicas and the server say to each other),
@@ -16,11 +17,13 @@ from quietsync.conflicts.canonical import canonical_equal, canonical_json, encod
 from quietsync.conflicts.conflict import Conflict, FieldRef, Side
 from quietsync.conflicts.crdt import (
     CrdtText,
+    TextMerge,
     TextOp,
     check_text_update,
     initial_client_id,
     initial_text_update,
     join_updates,
+    merge_text_state,
     merge_text_updates,
     text_of,
 )
@@ -52,6 +55,7 @@ __all__ = [
     "Resolver",
     "Resolvers",
     "Side",
+    "TextMerge",
     "TextOp",
     "canonical_equal",
     "canonical_json",
@@ -62,6 +66,7 @@ __all__ = [
     "initial_text_update",
     "join_updates",
     "merge_field",
+    "merge_text_state",
     "merge_text_updates",
     "overwrites",
     "text_of",

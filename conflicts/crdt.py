@@ -4,7 +4,7 @@ A CRDT field stores a Yjs document whose root ``"text"`` is a `pycrdt.Text`.
 Its state travels as Yjs update bytes; merging is `apply_update`, which is
 commutative and idempotent, so CRDT fields never conflict.
 
-Two pitfalls of the underlying library are handled here:
+The pitfalls of the underlying library handled here:
 
 * **Identical concurrent inserts are duplicated.** Two replicas that each
   insert ``"hello"`` into an empty text end up with ``"hellohello"``. So
@@ -26,6 +26,12 @@ Two pitfalls of the underlying library are handled here:
   losslessly with `merge_updates`), and retries it after each later apply;
   `state()` includes it. The pure-bytes `merge_text_updates` never had the
   problem. (``tests/conflicts/test_crdt.py`` pins both cases down.)
+* **Merged updates never compact.** `merge_updates` keeps each update's
+  structs and delete ranges as they came; only a document squashes them.
+  The automerge-paper trace merged push by push was 12x its document's
+  encoding and took seconds to apply. So a state kept for long (the
+  server's) is merged through a document, `merge_text_state`, which is
+  lossless thanks to the pending update above.
 * **Out-of-range edits are not errors in pycrdt**: an insert past the end is
   silently clamped, and a delete past the end panics in Rust. `CrdtText`
   checks ranges first and raises `IndexError`.
@@ -45,6 +51,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+import attrs
 from pycrdt import Doc, Text, get_state, get_update, merge_updates
 
 from quietsync.conflicts.conflict import FieldRef
@@ -55,11 +62,13 @@ from quietsync.conflicts.yjs_v1 import check_v1_update, deletes_past, read_state
 __all__ = [
     "ROOT",
     "CrdtText",
+    "TextMerge",
     "TextOp",
     "check_text_update",
     "initial_client_id",
     "initial_text_update",
     "join_updates",
+    "merge_text_state",
     "merge_text_updates",
     "text_of",
 ]
@@ -116,7 +125,7 @@ class CrdtText:
         self._text = self._doc.get(ROOT, type=Text)
         self._pending: bytes | None = None  # structs the doc has not integrated yet
         self._chunks: TextChunks | None = TextChunks()  # None when an apply made it unknown
-        self._events: list[bytes] = []  # updates of the transactions since the last edit began
+        self._events: list[bytes] = []  # updates of the transactions of this edit or apply
         self._subscription = self._doc.observe(lambda event: self._events.append(event.update))
         if state:
             self.apply(state)
@@ -133,36 +142,53 @@ class CrdtText:
             self._chunks = TextChunks(str(self._text))
         return self._chunks
 
-    def apply(self, update: bytes) -> None:
-        """Merge a Yjs update; `CrdtUpdateError` (document unchanged) if it is garbage."""
+    def apply(self, update: bytes) -> bool:
+        """Merge a Yjs update; `CrdtUpdateError` (document unchanged) if it is garbage.
+
+        Returns whether the document gained anything: False when it already
+        held every struct and deletion of `update` (applying it again is a
+        no-op), so a caller may skip storing it. Decided from what pycrdt
+        reports, not by comparing encodings (merged bytes and a document's
+        encoding of the same content differ, and yrs promises no byte order):
+        the doc's update event, which fires only when a transaction
+        integrated a struct or deleted an item, and what the update left
+        pending. An update that must wait for one it depends on
+        counts as new even if the same part was already waiting: judging that
+        would mean comparing ID sets, and saying "new" too often only costs a
+        store, where "nothing new" too often would lose it.
+        """
         if not isinstance(update, bytes | bytearray | memoryview):
             raise CrdtUpdateError(f"a CRDT update must be bytes, got {type(update).__name__}")
         update = bytes(update)
+        self._events.clear()
         try:
             self._doc.apply_update(update)
         except ValueError as exc:
             raise CrdtUpdateError(f"not a valid Yjs update ({len(update)} bytes): {exc}") from exc
         self._chunks = None
         retry, self._pending = self._pending, None
-        self._stash_unintegrated(update)
+        gained = self._stash_unintegrated(update) or bool(self._events)
         if retry is not None:  # the new update may be what the stashed structs waited for
             self._doc.apply_update(retry)
-            self._stash_unintegrated(retry)
+            self._stash_unintegrated(retry)  # what stays was pending already: nothing gained
+        self._events.clear()
+        return gained
 
     @property
     def has_pending(self) -> bool:
         """True while some applied structs wait for updates they depend on."""
         return self._pending is not None
 
-    def _stash_unintegrated(self, update: bytes) -> None:
+    def _stash_unintegrated(self, update: bytes) -> bool:
+        """Keep what the doc did not integrate of `update` in `_pending`; True if there was any."""
         state = self._doc.get_state()
         missing = get_update(update, state)
         # first varuint: how many clients still have structs missing; without any, the
         # deletions of items not received yet, which the doc keeps in memory only
-        if missing[0] != 0 or deletes_past(missing, read_state_vector(state)):
-            self._pending = (
-                missing if self._pending is None else merge_updates(self._pending, missing)
-            )
+        if missing[0] == 0 and not deletes_past(missing, read_state_vector(state)):
+            return False
+        self._pending = missing if self._pending is None else merge_updates(self._pending, missing)
+        return True
 
     def insert(self, index: int, text: str) -> bytes:
         """Insert `text` at code point `index` (0..len); return the update describing the edit."""
@@ -264,10 +290,15 @@ def join_updates(*updates: bytes) -> bytes:
 
 
 def merge_text_updates(state: bytes | None, *updates: bytes) -> bytes:
-    """Merge `updates` into the stored `state` bytes without building a document.
+    """Merge `updates` into `state` bytes without building a document.
 
     Checks every update first (`check_text_update`), then merges them all at
-    once: one pass over the state, however many updates.
+    once: one pass over the state, however many updates. Lossless whatever
+    the order, but the result keeps every update's structs and delete ranges
+    as they came (a document squashes them): merged keystroke by keystroke,
+    the automerge-paper trace is 4.5 MB where its document encodes in 377 KB
+    and applies hundreds of times faster. Fine for a handful of updates
+    (a replica's first pull); a state kept for long is `merge_text_state`'s.
     """
     for update in updates:
         check_text_update(update)
@@ -278,6 +309,37 @@ def merge_text_updates(state: bytes | None, *updates: bytes) -> bytes:
         return merge_updates(*parts)
     except ValueError as exc:
         raise CrdtUpdateError(f"cannot merge Yjs updates: {exc}") from exc
+
+
+@attrs.frozen
+class TextMerge:
+    """What `merge_text_state` made of a state and some updates."""
+
+    state: bytes
+    """The document holding the state and every update, as one compact update."""
+    added: bool
+    """Whether the updates held anything the state did not (`CrdtText.apply`)."""
+
+
+def merge_text_state(state: bytes | None, *updates: bytes) -> TextMerge:
+    """Merge `updates` into the stored `state` through a document; return it re-encoded.
+
+    The result is the document's own encoding (`CrdtText.state`): structs
+    and delete ranges squashed, its size that of the document rather than of
+    the history of its edits, and any older state (a `merge_text_updates`
+    blob) compacted on the way. What the document could not integrate yet
+    (structs, and deletions of text not received) is kept beside it, so
+    nothing is lost whatever the delivery order. Every update is checked
+    first (`check_text_update`); `CrdtUpdateError` if one is garbage or they
+    cannot be applied. Pure: `state` is not changed, only read.
+    """
+    for update in updates:
+        check_text_update(update)
+    doc = CrdtText(state)
+    added = False
+    for update in updates:
+        added = doc.apply(update) or added
+    return TextMerge(doc.state(), added)
 
 
 def text_of(state: bytes | None) -> str:

@@ -9,7 +9,7 @@ A push is handled in one store transaction, in two steps:
    from an earlier write of the batch, garbage CRDT updates, and non-boolean
    tombstones. Every other mutation is merged into an in-memory working copy
    of the fields it touches, through `conflicts.merge_field` (lww) or
-   `conflicts.merge_text_updates` (crdt). An lww write that
+   `conflicts.merge_text_state` (crdt). An lww write that
    `conflicts.lww.overwrites` its field (a new field, or a newer write that saw
    the current one: most of them) is applied without building merge_field's
    inputs and result, which is exactly what merge_field would do.
@@ -84,7 +84,7 @@ from quietsync.conflicts import (
     Resolvers,
     check_text_update,
     merge_field,
-    merge_text_updates,
+    merge_text_state,
     overwrites,
     text_of,
     uncovered_edits,
@@ -490,29 +490,38 @@ def _merge_texts(batch: _Batch) -> None:
 
     One merge per field and push, however many writes it holds: a merge
     costs the document's size, so merging write by write made a push of 500
-    keystrokes cost 500 documents. The writes of a field are answered
-    together: ``applied``, or ``duplicate`` when together they added nothing
-    and carry no higher stamp (a replica re-pushing what the server holds).
+    keystrokes cost 500 documents. The state stored is the document's own
+    encoding (`merge_text_state`), not the updates merged as bytes: those
+    keep every keystroke as a struct of its own, and the automerge-paper
+    trace grew to 12x its document and took a fresh replica seconds to
+    apply. A state stored the old way is compacted by the field's next
+    change. The writes of a field are answered together: ``applied``, or
+    ``duplicate`` when together they added nothing and carry no higher stamp
+    (a replica re-pushing what the server holds); "added nothing" is what
+    the document reports, never a comparison of encodings, which differ for
+    one document (an old state against its compact form, say).
     """
     for key, group in batch.texts.items():
         stored = group.stored
         writes = [m for m, *_ in group.writes]
         updates = [m.update or b"" for m in writes]
         try:
-            state = merge_text_updates(stored.state if stored else None, *updates)
-        except CrdtUpdateError as exc:  # each was read alone; together they do not merge
+            merged = merge_text_state(stored.state if stored else None, *updates)
+        except CrdtUpdateError as exc:  # each was read alone; together they do not apply
             batch.refused += [
                 Refusal(index, m.id, "bad_crdt_update", str(exc)) for m, index, *_ in group.writes
             ]
             continue
         top: StoredField | Mutation = max(writes, key=lambda m: m.stamp)
         if stored is not None:
-            if state == stored.state and top.stamp <= stored.stamp:
+            if not merged.added and top.stamp <= stored.stamp:
                 _answer_again(batch, group, Outcome.DUPLICATE)
                 continue
             top = top if top.stamp > stored.stamp else stored
         batch.write.log.extend(writes)
-        batch.write.fields[FieldRef(*key)] = StoredField("crdt", top.stamp, top.base, state=state)
+        batch.write.fields[FieldRef(*key)] = StoredField(
+            "crdt", top.stamp, top.base, state=merged.state
+        )
 
 
 def _answer_again(batch: _Batch, group: _TextWrites, outcome: Outcome) -> None:

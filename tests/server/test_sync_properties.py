@@ -9,10 +9,10 @@
 3. Whatever the order and the batching of a set of crdt writes, the field the
    server stores holds the text of a document that applied them all, and a
    pull gives it as one change (the merged state), whichever update came
-   last. (Applying updates one by one out of causal order with
-   `CrdtText.apply` could lose text: pycrdt's ``Doc.apply_update`` drops
-   content when several updates of one client arrive out of order, while
-   ``merge_updates`` does not.)
+   last. (Applying updates one by one out of causal order with pycrdt's
+   ``Doc.apply_update`` alone could lose text: it drops content when several
+   updates of one client arrive out of order; the server merges through
+   `merge_text_state`, whose `CrdtText` keeps what waits.)
 4. The answer to a push (encoded from its schema) is the JSON of its parts,
    whatever the mutation ids hold.
 """
@@ -187,7 +187,7 @@ def test_crdt_writes_converge_whatever_the_order_and_batching(
     store = SQLiteStore(":memory:")
     sync = SyncService(store, Clock("server"), resolvers=Resolvers(), max_batch=1000)
     try:
-        for part in splits(shuffled, cuts):  # any order: the server merges with merge_updates
+        for part in splits(shuffled, cuts):  # any order: what waits is kept
             sync.push("u", decoded(part))
         with store.transaction("u") as tx:
             [stored] = tx.fields([FieldRef("c", "a", "body")]).values()
