@@ -27,9 +27,10 @@ from pathlib import Path
 import attrs
 
 from quietsync.conflicts import wall_clock_ms
+from quietsync.server.backend import new_history_id
 from quietsync.server.config import ServerConfig
 from quietsync.server.errors import ConfigError, StoreError
-from quietsync.server.sqlite_schema import new_history_id, read_meta
+from quietsync.server.sqlite_schema import read_meta
 from quietsync.server.sqlite_store import SQLiteStore, translated_errors
 
 __all__ = [

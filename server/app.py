@@ -22,6 +22,11 @@ pushes and no faster at 1,000, so the thread costs little where it matters.
 The server `Clock` is only touched from that thread: the `SyncService` and
 the features share it there (`quietsync.server.core.ServerCore`).
 
+The PostgreSQL store (a ``postgresql://`` URL as `ServerConfig.db_path`) is
+called the same way, from the same one thread: it drives its asyncpg
+connection on an event loop of its own there
+(`quietsync.server.postgres_connection`).
+
 Compaction runs on that thread too, every `ServerConfig.compact_every`
 seconds: records deleted more than `tombstone_horizon` ago are removed (and
 replicas whose cursor predates them are told to resync).
@@ -34,20 +39,23 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from aiohttp import web
 
 from quietsync.conflicts import Clock, wall_clock_ms
 from quietsync.server.auth import auth_middleware
-from quietsync.server.config import ServerConfig
+from quietsync.server.config import ServerConfig, is_postgres_url
 from quietsync.server.core import ServerCore
-from quietsync.server.errors import StoreError
+from quietsync.server.errors import ConfigError, StoreError
 from quietsync.server.keys import CONFIG_KEY, CORE_KEY, HUB_KEY, SPACES_KEY, SYNC_KEY
 from quietsync.server.live import LiveHub
 from quietsync.server.routes import add_routes
 from quietsync.server.spaces import SpaceService
 from quietsync.server.spaces.sqlite_store import SQLiteSpaceStore
+from quietsync.server.spaces.store import SpaceStore
 from quietsync.server.sqlite_store import SQLiteStore
+from quietsync.server.store import Store
 from quietsync.server.sync import SyncService
 from quietsync.server.views import error_middleware
 
@@ -55,19 +63,42 @@ __all__ = ["Feature", "create_app"]
 
 log = logging.getLogger(__name__)
 
+S = TypeVar("S", bound=Store)
+
 Feature = Callable[[web.Application], None]
 """Registers one feature's routes, keys and contexts on the app (after the core's)."""
 
 
-def _open(config: ServerConfig, hub: LiveHub, executor: ThreadPoolExecutor) -> ServerCore:
-    store = SQLiteStore(config.db_path)
+def _open_stores(config: ServerConfig) -> tuple[Store, SpaceStore]:
+    """The sync store `config.db_path` names, and the memberships store beside it."""
+    if not is_postgres_url(config.db_path):
+        sqlite = SQLiteStore(config.db_path)
+        return sqlite, _beside(sqlite, SQLiteSpaceStore)
+    # Imported here, not at the top: asyncpg is an optional extra, and an SQLite
+    # server must neither need it nor pay for importing it.
     try:
-        spaces = SpaceService(
-            SQLiteSpaceStore(store), store, max_per_user=config.max_spaces_per_user
-        )
+        from quietsync.server.postgres_store import PostgresStore
+        from quietsync.server.spaces.postgres_store import PostgresSpaceStore
+    except ImportError as exc:
+        raise ConfigError(
+            f"a postgresql:// database needs asyncpg ({exc}): pip install 'quietsync[postgres]'"
+        ) from exc
+    postgres = PostgresStore(str(config.db_path))
+    return postgres, _beside(postgres, PostgresSpaceStore)
+
+
+def _beside(store: S, make: Callable[[S], SpaceStore]) -> SpaceStore:
+    """``make(store)``, closing `store` if that fails."""
+    try:
+        return make(store)
     except BaseException:
         store.close()
         raise
+
+
+def _open(config: ServerConfig, hub: LiveHub, executor: ThreadPoolExecutor) -> ServerCore:
+    store, memberships = _open_stores(config)
+    spaces = SpaceService(memberships, store, max_per_user=config.max_spaces_per_user)
     clock = Clock(config.node_id, max_drift_ms=config.max_drift_ms, last=store.last_stamp())
     return ServerCore(config, store, clock, hub, executor, spaces)
 
@@ -87,14 +118,14 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
             page_max_bytes=config.page_max_bytes,
             suppress_identical=config.suppress_identical,
         )
-        log.info("store open: %s (history %s)", config.db_path, core.store.history())
+        log.info("store open: %s (history %s)", config.db_label, core.store.history())
         compactor = asyncio.create_task(_compact_forever(core), name="quietsync-compact")
         yield
         compactor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await compactor
         await core.run(core.store.close)
-        log.info("store closed: %s", config.db_path)
+        log.info("store closed: %s", config.db_label)
     finally:
         executor.shutdown(wait=True)
 

@@ -20,6 +20,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -28,8 +29,10 @@ from quietsync.server.errors import ConfigError
 
 __all__ = [
     "MIN_TOKEN_LENGTH",
+    "POSTGRES_SCHEMES",
     "TOKENS_ENV",
     "ServerConfig",
+    "is_postgres_url",
     "load_tokens_file",
     "parse_tokens",
     "positive_int",
@@ -43,6 +46,8 @@ MIN_TOKEN_LENGTH = 16
 """Characters a token read from a tokens file or ``QUIETSYNC_TOKENS`` has at least."""
 _MAX_USER_ID = 128
 _OTHERS_MAY_ACCESS = 0o077
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+"""A database named by a URL with one of these schemes is served by the PostgreSQL store."""
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +146,17 @@ def seconds_or_zero(_: object, attribute: attrs.Attribute[float], value: float) 
         raise ConfigError(f"{attribute.name} must be a number of seconds >= 0, got {value!r}")
 
 
+def is_postgres_url(db: Path | str) -> bool:
+    """Whether `db` names a PostgreSQL database (a URL), not an SQLite file."""
+    return isinstance(db, str) and db.startswith(POSTGRES_SCHEMES)
+
+
+def _database(db: Path | str) -> Path | str:
+    """A file path as a `Path`; ``":memory:"`` and a PostgreSQL URL as given (a `Path`
+    would fold the URL's ``//``)."""
+    return db if db == ":memory:" or is_postgres_url(db) else Path(db)
+
+
 def _check_tokens(_: object, __: attrs.Attribute[Any], value: Mapping[str, str]) -> None:
     parse_tokens(dict(value), source="ServerConfig.tokens")
 
@@ -154,13 +170,17 @@ def _check_node(_: object, __: attrs.Attribute[str], value: str) -> None:
 
 @attrs.frozen(kw_only=True)
 class ServerConfig:
-    """How one server runs. ``db_path=":memory:"`` keeps everything in memory (tests).
+    """How one server runs.
+
+    `db_path` is the SQLite file, ``":memory:"`` (everything in memory: tests),
+    or a ``postgresql://user:password@host:port/database`` URL, which selects
+    the PostgreSQL store (``pip install 'quietsync[postgres]'``).
 
     The limits carry a ``help`` text in their metadata: ``quietsync serve``
     builds one command-line option per limit from them.
     """
 
-    db_path: Path | str = attrs.field(converter=lambda p: p if p == ":memory:" else Path(p))
+    db_path: Path | str = attrs.field(converter=_database)
     tokens: Mapping[str, str] = attrs.field(validator=_check_tokens)
     node_id: str = attrs.field(default="server", validator=_check_node)
     max_body_bytes: int = attrs.field(
@@ -214,3 +234,14 @@ class ServerConfig:
     suppress_identical: bool = True
     """Count concurrent writes of identical content instead of reporting them as
     conflicts. Only benchmarks turn this off, to show the noise it removes."""
+
+    @property
+    def db_label(self) -> str:
+        """`db_path` as logs may show it: a URL's password is left out."""
+        if not is_postgres_url(self.db_path):
+            return str(self.db_path)
+        url = urlsplit(str(self.db_path))
+        if url.password is None:
+            return url.geturl()
+        netloc = url.netloc.rpartition("@")[2]
+        return url._replace(netloc=f"{url.username}:***@{netloc}").geturl()

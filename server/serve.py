@@ -33,7 +33,13 @@ import attrs
 from aiohttp import web
 
 from quietsync.server.app import create_app
-from quietsync.server.config import TOKENS_ENV, ServerConfig, load_tokens_file, tokens_from_env
+from quietsync.server.config import (
+    TOKENS_ENV,
+    ServerConfig,
+    is_postgres_url,
+    load_tokens_file,
+    tokens_from_env,
+)
 from quietsync.server.errors import ConfigError, StoreError
 from quietsync.server.jobs import (
     JobsConfig,
@@ -78,9 +84,9 @@ def _config_values(args: argparse.Namespace, cls: type, prefix: str) -> dict[str
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
-        type=Path,
-        default=Path("quietsync-server.db"),
-        help="SQLite file of the server (default: %(default)s)",
+        default="quietsync-server.db",
+        help="SQLite file of the server, or a postgresql:// URL (without the jobs API for now;"
+        " needs quietsync[postgres]) (default: %(default)s)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     parser.add_argument("--port", type=int, default=8787, help="port to listen on (%(default)s)")
@@ -171,10 +177,14 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"quietsync serve: {exc}", file=sys.stderr)
         return 2
-    log.info("%d user(s), database %s", len(set(config.tokens.values())), config.db_path)
+    log.info("%d user(s), database %s", len(set(config.tokens.values())), config.db_label)
+    features = [jobs_feature(jobs)]
+    if is_postgres_url(config.db_path):
+        log.warning("the jobs API is off: it needs an SQLite database until issue #17 part 2")
+        features = []
     try:
         web.run_app(
-            create_app(config, [jobs_feature(jobs)]),
+            create_app(config, features),
             host=args.host,
             port=args.port,
             print=lambda text: log.info("%s", text.strip()),

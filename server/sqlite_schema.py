@@ -42,13 +42,12 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import uuid
 from collections.abc import Callable, Sequence
 
 from quietsync.protocol import PRIVATE_PREFIX
-from quietsync.server.errors import ConfigError
+from quietsync.server.backend import check_version, new_history_id
 
-__all__ = ["SCHEMA_VERSION", "Step", "migrate", "new_history_id", "read_meta"]
+__all__ = ["SCHEMA_VERSION", "Step", "migrate", "read_meta"]
 
 Step = Callable[[sqlite3.Connection], None]
 
@@ -168,10 +167,6 @@ STEPS: tuple[Step, ...] = (_v1_log_layout, _v2_state_layout, _v3_spaces)
 SCHEMA_VERSION = len(STEPS)
 
 
-def new_history_id() -> str:
-    return uuid.uuid4().hex
-
-
 def read_meta(db: sqlite3.Connection) -> dict[str, str]:
     if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is None:
         return {}
@@ -195,11 +190,7 @@ def migrate(
     meta = read_meta(db)
     found = int(meta.get(version_key, "0"))
     goal = len(steps) if target is None else target
-    if found > len(steps):
-        raise ConfigError(
-            f"the database has {version_key} {found}, newer than the {len(steps)} this "
-            "version of quietsync knows; upgrade quietsync to open it"
-        )
+    check_version(found, len(steps), version_key)
     for step in steps[found:goal]:
         step(db)
     if found < goal:

@@ -39,14 +39,27 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
 from quietsync.conflicts import HLC, Conflict, FieldRef
-from quietsync.protocol import DELETED_FIELD, Change
+from quietsync.protocol import DELETED_FIELD
+from quietsync.server.backend import (
+    TOMBSTONE,
+    change_from_row,
+    dumps,
+    key_of,
+    mark_from_row,
+    mark_text,
+    page_end,
+    stamp_or_none,
+    stored,
+    str_or_none,
+    value_text,
+)
 from quietsync.server.errors import ConfigError, StoreError
 from quietsync.server.sqlite_schema import migrate, read_meta
 from quietsync.server.store import (
@@ -63,16 +76,6 @@ __all__ = ["SQLiteStore", "SQLiteWriteTransaction", "translated_errors"]
 
 T = TypeVar("T")
 
-_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
-
-# `_dumps` is quick for a str only; any other value takes json's general path (~1 us
-# where these take ~0.1). Their text is fixed: exactly what that path produces.
-_SCALAR_TEXT: dict[type, Callable[[Any], str]] = {
-    int: int.__repr__,
-    bool: lambda value: "true" if value else "false",
-    type(None): lambda _: "null",
-}
-_TOMBSTONE = _SCALAR_TEXT[bool](True)
 _UPSERT_FIELD = (
     "INSERT INTO fields (space, collection, key, field, seq, size, kind, stamp, base, mid, value,"
     " state, writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -82,27 +85,10 @@ _UPSERT_FIELD = (
 )
 _TOMBSTONES = (  # the partial index's own condition, as literals, or SQLite cannot use it
     "SELECT space, collection, key FROM fields INDEXED BY fields_tombstones"
-    f" WHERE field = '{DELETED_FIELD}' AND value = '{_TOMBSTONE}' AND stamp < ? LIMIT 500"
+    f" WHERE field = '{DELETED_FIELD}' AND value = '{TOMBSTONE}' AND stamp < ? LIMIT 500"
 )
 _JOURNAL_LIMIT = 64 * 1024 * 1024
 """Bytes the WAL file is cut back to after a checkpoint (it would keep its largest size)."""
-
-
-def _value_text(value: object) -> str:
-    """The JSON text stored for a field's value (as `_dumps` encodes it)."""
-    return _SCALAR_TEXT.get(type(value), _dumps)(value)
-
-
-def _key_of(ref: FieldRef | FieldKey) -> FieldKey:
-    return ref if isinstance(ref, tuple) else (ref.collection, ref.key, ref.field)
-
-
-def _stamp_or_none(text: str | None) -> HLC | None:
-    return None if text is None else HLC.parse(text)
-
-
-def _str_or_none(stamp: HLC | None) -> str | None:
-    return None if stamp is None else str(stamp)
 
 
 @contextmanager
@@ -117,31 +103,6 @@ def translated_errors(what: str) -> Iterator[None]:
 def _chunks(items: list[T], size: int = 500) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _page_end(sizes: Sequence[tuple[int, int]], limit: int, max_bytes: int) -> int:
-    """How many of these ``(position, size)`` rows one page takes: at most `limit`, and no
-    more than `max_bytes` unless a single row is larger (it then goes alone)."""
-    total = 0
-    for count, (_, size) in enumerate(sizes[:limit]):
-        total += size
-        if total > max_bytes and count:
-            return count
-    return min(len(sizes), limit)
-
-
-def _stored(
-    kind: str, value: str | None, state: bytes | None, stamp: str, base: str | None, writer: str
-) -> StoredField:
-    """A row of ``fields`` as a `StoredField`."""
-    return StoredField(
-        kind=kind,  # type: ignore[arg-type]
-        stamp=HLC.parse(stamp),
-        base=_stamp_or_none(base),
-        value=None if value is None else json.loads(value),
-        state=state,
-        writer=writer,
-    )
 
 
 class _SQLiteTransaction:
@@ -160,12 +121,11 @@ class _SQLiteTransaction:
                 [self._space, *chunk],
             )
             for client, hw, last in rows:
-                runs = () if last is None else tuple(tuple(run) for run in json.loads(last))
-                found[client] = ClientMark(hw, runs)  # type: ignore[arg-type]
+                found[client] = mark_from_row(hw, last)
         return found
 
     def fields(self, refs: Collection[FieldId]) -> dict[FieldId, StoredField]:
-        asked = {_key_of(ref): ref for ref in refs}
+        asked = {key_of(ref): ref for ref in refs}
         found: dict[FieldId, StoredField] = {}
         for chunk in _chunks(list(asked)):
             # a VALUES table joined on the primary key: one indexed lookup per ref
@@ -178,7 +138,7 @@ class _SQLiteTransaction:
                 [*chain.from_iterable(chunk), self._space],
             )
             for collection, key, field, *row in rows:
-                found[asked[collection, key, field]] = _stored(*row)
+                found[asked[collection, key, field]] = stored(*row)
         return found
 
     def records(self, keys: Collection[tuple[str, str]]) -> dict[FieldKey, StoredField]:
@@ -193,7 +153,7 @@ class _SQLiteTransaction:
                 [*chain.from_iterable(chunk), self._space],
             )
             for collection, key, field, *row in rows:
-                found[collection, key, field] = _stored(*row)
+                found[collection, key, field] = stored(*row)
         return found
 
     def head(self) -> int:
@@ -214,7 +174,7 @@ class _SQLiteTransaction:
                 stamp, base, value, blob = state.stamp, state.base, None, state.state
                 size = len(blob or b"")
             else:
-                stamp, base, value, blob = m.stamp, m.base, _value_text(m.value), None
+                stamp, base, value, blob = m.stamp, m.base, value_text(m.value), None
                 size = len(value)
             nonlocal highest
             highest = max(highest, str(stamp))
@@ -227,7 +187,7 @@ class _SQLiteTransaction:
                 size,
                 m.kind,
                 str(stamp),
-                _str_or_none(base),
+                str_or_none(base),
                 m.id,
                 value,
                 blob,
@@ -240,16 +200,13 @@ class _SQLiteTransaction:
         db.executemany(
             "INSERT INTO clients (space, client, hw, last) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (space, client) DO UPDATE SET hw = excluded.hw, last = excluded.last",
-            (
-                (space, client, mark.hw, json.dumps(mark.last, separators=(",", ":")))
-                for client, mark in batch.marks.items()
-            ),
+            ((space, client, mark.hw, mark_text(mark)) for client, mark in batch.marks.items()),
         )
         db.executemany(  # one report per losing write (law 5), however often it loses
             "INSERT OR IGNORE INTO conflicts (space, collection, key, field, loser, body)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (
-                (space, c.collection, c.key, c.field, str(c.loser.stamp), _dumps(c.to_json()))
+                (space, c.collection, c.key, c.field, str(c.loser.stamp), dumps(c.to_json()))
                 for c in batch.conflicts
             ),
         )
@@ -272,22 +229,6 @@ class SQLiteWriteTransaction:
 
     def space(self, space: str) -> _SQLiteTransaction:
         return _SQLiteTransaction(self.connection, space)
-
-
-def _change_from_row(row: tuple[Any, ...]) -> Change:
-    seq, mid, collection, key, field, kind, value, state, stamp, base = row
-    return Change(
-        id=mid,
-        collection=collection,
-        key=key,
-        field=field,
-        kind=kind,
-        stamp=HLC.parse(stamp),
-        base=_stamp_or_none(base),
-        value=None if value is None else json.loads(value),
-        update=state,
-        seq=seq,
-    )
 
 
 def _lock(path: Path) -> int:
@@ -362,7 +303,7 @@ class SQLiteStore:
                 "SELECT seq, size FROM fields WHERE space = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (space, since, limit + 1),
             ).fetchall()
-            take = _page_end(sizes, limit, max_bytes)
+            take = page_end(sizes, limit, max_bytes)
             rows = []
             if take:
                 rows = self._db.execute(
@@ -372,7 +313,7 @@ class SQLiteStore:
                 ).fetchall()
             has_more = take < len(sizes)
             cursor = rows[-1][0] if has_more else max(since, self._head(space))
-        return ChangePage([_change_from_row(r) for r in rows], cursor, has_more)
+        return ChangePage([change_from_row(r) for r in rows], cursor, has_more)
 
     def _head(self, space: str) -> int:
         row = self._db.execute("SELECT seq FROM heads WHERE space = ?", (space,)).fetchone()
@@ -397,7 +338,7 @@ class SQLiteStore:
                 " ORDER BY pos LIMIT ?",
                 (space, since, limit + 1),
             ).fetchall()
-            take = _page_end(sizes, limit, max_bytes)
+            take = page_end(sizes, limit, max_bytes)
             rows = []
             if take:
                 rows = self._db.execute(
@@ -414,7 +355,7 @@ class SQLiteStore:
     def last_stamp(self) -> HLC | None:
         with translated_errors("read the last stamp"):
             row = self._db.execute("SELECT max(stamp) FROM heads").fetchone()
-        return _stamp_or_none(row[0])
+        return stamp_or_none(row[0])
 
     def collect_tombstones(self, deleted_before_ms: int) -> int:
         # A stamp's text starts with its wall time, fixed width: text order is time order.

@@ -1,6 +1,6 @@
 """The storage interface of the server: what a backend must do, and nothing more.
 
-A backend (`server.sqlite_store.SQLiteStore` today, PostgreSQL next) keeps
+A backend (`server.sqlite_store.SQLiteStore`, `server.postgres_store.PostgresStore`) keeps
 **state, not history**. Per space (a user's private space, or a shared one:
 `quietsync.protocol.spaces`; who may touch which is `quietsync.server.spaces`'
 business, not the store's):

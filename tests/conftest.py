@@ -1,12 +1,15 @@
-"""Suite-wide settings: Hypothesis profiles (CI runs at least 200 examples each), and a
-loopback port a test's server can count on while tests run in parallel (pytest-xdist)."""
+"""Suite-wide settings: Hypothesis profiles (CI runs at least 200 examples each), a
+loopback port a test's server can count on while tests run in parallel (pytest-xdist),
+and a fresh PostgreSQL database for the tests of the PostgreSQL store (`tests.pg`)."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from benchmarks._loopback import PortHold
+from tests.pg import PG_DSN_ENV, admin_dsn, fresh_database
 
 settings.register_profile(
     "default",
@@ -24,3 +27,22 @@ def held_port() -> Iterator[int]:
     it is refused. Never ask for a free port and close it: another worker may take it."""
     with PortHold() as hold:
         yield hold.port
+
+
+@pytest.fixture(scope="session")
+def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """Where this worker creates its test databases (found or started once per worker)."""
+    with admin_dsn(Path(tmp_path_factory.mktemp("pg"))) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def pg_url(pg_admin: str | None) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+    if pg_admin is None:
+        pytest.skip(
+            f"no PostgreSQL: ${PG_DSN_ENV} unset or not answering, none on 127.0.0.1:5432,"
+            " and no throwaway cluster (initdb/pg_ctl missing, or running as root)"
+        )
+    with fresh_database(pg_admin) as url:
+        yield url

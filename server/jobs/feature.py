@@ -36,7 +36,11 @@ def open_job_store(store: Store) -> JobStore:
     """The job store that lives beside `store`, in the same database (created if new)."""
     if isinstance(store, SQLiteStore):
         return SQLiteJobStore(store)
-    raise ConfigError(f"the jobs feature has no job store for a {type(store).__name__}")
+    raise ConfigError(
+        f"the jobs feature needs SQLite until its PostgreSQL job store lands (issue #17): "
+        f"it has no job store for a {type(store).__name__}; serve without the jobs feature "
+        "or on an SQLite database"
+    )
 
 
 def jobs_feature(config: JobsConfig | None = None) -> Feature:

@@ -1,13 +1,20 @@
-"""Fixtures of the server tests: the plugin's `quietsync_server` (an entry point), two users."""
+"""Fixtures of the server tests: a real server on either store, two users.
+
+`server` runs on SQLite; a module that overrides `store_kind` (parametrized
+over ``"sqlite"`` and ``"postgres"``) runs its tests on both. A PostgreSQL
+server has no jobs feature (it needs SQLite for now).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
-from quietsync.testing import RunningServer
+from quietsync.testing import RunningServer, running_server
 from tests.server.helpers import Writer
 
 USERS = {"alice": "token-a", "bob": "token-b"}
@@ -20,8 +27,34 @@ def quietsync_users() -> Mapping[str, str]:
 
 
 @pytest.fixture
-def server(quietsync_server: RunningServer) -> RunningServer:
-    return quietsync_server
+def store_kind() -> str:
+    """Which store `server` runs on: ``"sqlite"``, or ``"postgres"`` where a module says so."""
+    return "sqlite"
+
+
+@pytest.fixture
+def server_db(request: pytest.FixtureRequest, store_kind: str, tmp_path: Path) -> Path | str:
+    """The database of `server`: a file, or a fresh PostgreSQL database's URL.
+
+    (A sync fixture: creating the database runs its own event loop, which cannot
+    start inside the test's.)
+    """
+    if store_kind == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    return tmp_path / "quietsync-server.db"
+
+
+@pytest.fixture
+async def server(
+    server_db: Path | str,
+    quietsync_users: Mapping[str, str],
+    quietsync_server_options: dict[str, Any],
+) -> AsyncIterator[RunningServer]:
+    options = dict(quietsync_server_options)
+    if isinstance(server_db, str):
+        options.setdefault("jobs", None)
+    async with running_server(server_db, users=quietsync_users, **options) as running:
+        yield running
 
 
 @pytest.fixture

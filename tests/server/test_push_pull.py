@@ -12,6 +12,12 @@ from quietsync.testing import RunningServer
 from tests.server.helpers import Writer, conflicts_of, pull_all, push
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both stores."""
+    return str(request.param)
+
+
 async def test_health_needs_no_token(server: RunningServer) -> None:
     async with aiohttp.ClientSession(base_url=server.url) as http, http.get("/v1/health") as resp:
         assert resp.status == 200

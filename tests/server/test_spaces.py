@@ -9,6 +9,13 @@ import pytest
 
 from tests.server.helpers import Writer, conflicts_of, new_space, pull_all, push, set_member
 
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both stores."""
+    return str(request.param)
+
+
 STRANGERS = ["s:" + "a" * 26, "u:alice", "not-a-space", "s:", "x" * 129]
 """Ids a request may name that are not a space of bob's: unknown, another user's private
 space, malformed, too long. Each gets the same 404 as a real space he is not in."""

@@ -12,9 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from quietsync.conflicts import HLC, Conflict, Side
+from quietsync.server.backend import dumps, value_text
 from quietsync.server.errors import ConfigError, StoreError
 from quietsync.server.sqlite_schema import SCHEMA_VERSION, migrate
-from quietsync.server.sqlite_store import SQLiteStore, _dumps, _value_text
+from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import ClientMark, Store
 from tests.server.store_contract import PersistentStoreContract, StoreContract
 
@@ -69,7 +70,7 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
 
 @given(st.none() | st.booleans() | st.integers() | finite | st.text())
 def test_scalar_values_are_stored_as_the_json_encoder_writes_them(value: object) -> None:
-    assert _value_text(value) == _dumps(value)
+    assert value_text(value) == dumps(value)
 
 
 def _old_layout_database(path: Path) -> None:

@@ -1,0 +1,368 @@
+"""`PostgresStore`: the `server.store.Store` backend on PostgreSQL (asyncpg).
+
+Install with ``pip install 'quietsync[postgres]'``; select it with a
+``postgresql://`` URL as the database (``quietsync serve --db``,
+``ServerConfig.db_path``). The tables are the SQLite store's
+(`quietsync.server.sqlite_store`), keyed by ``space`` first; schema and
+migrations are in `quietsync.server.postgres_schema`:
+
+* ``fields(space, collection, key, field, seq, size, kind, stamp, base, mid,
+  value, state, writer)``: every field's current state with the seq of its
+  last change; ``(space, seq) INCLUDE (size)`` serves pulls (a page is cut by
+  size from the index alone), a partial index the tombstones compaction finds;
+* ``heads(space, seq, gc_seq, stamp)``: each space's head, tombstone horizon
+  and highest stamp; the head row is also the space's write lock (below);
+* ``clients(space, client, hw, last)``, ``conflicts(pos, space, ..., loser,
+  body)`` (one report per losing write: a unique index), ``meta``.
+
+Calls are synchronous, on the server's store thread, through a
+`quietsync.server.postgres_connection.SyncConnection` (why: its docstring).
+Values, marks and pages are encoded by `quietsync.server.backend`, as in
+SQLite. A committed transaction is durable by PostgreSQL's own settings
+(``synchronous_commit``, on by default).
+
+**Sequence numbers under concurrent writers.** Pulls read "fields whose seq is
+above the cursor", which has a classic hole when several processes write: if
+writer A takes seq 5, writer B seq 6, and B commits first, a reader seeing 6
+moves its cursor past 5 and never sees A's write. Here it cannot happen:
+
+1. Every write transaction on a space first takes the row lock of that space's
+   ``heads`` row (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING seq``: the
+   row is created if new, locked, and its committed head read, in one round
+   trip). A second writer of the space, in any process, waits until the first
+   commits or rolls back, then reads the head that one left. So a space's
+   seqs are handed out and committed in one order: every commit holds seqs
+   above those of every commit before it, and the head row is updated in the
+   same transaction as the rows it numbers.
+2. A pull reads its page and the head in one REPEATABLE READ snapshot, so what
+   it returns and the cursor it answers with come from the same set of
+   commits: a prefix of the space's commit order, by (1). Its cursor is at
+   most the head of that snapshot; everything at or below it was committed.
+
+Conflict positions (an identity column) are taken inside those locked
+transactions too, so a space's conflicts commit in position order. A
+transaction writing several spaces (`write_transaction`) locks them in the
+order it touches them; two such transactions touching the same spaces in
+opposite orders would deadlock, which PostgreSQL detects and refuses one of
+(a `StoreError`): the jobs flusher, the one such writer, is one per process.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, TypeVar
+
+from quietsync.conflicts import HLC, Conflict, FieldRef
+from quietsync.protocol import DELETED_FIELD, Mutation
+from quietsync.server.backend import (
+    TOMBSTONE,
+    change_from_row,
+    dumps,
+    key_of,
+    mark_from_row,
+    mark_text,
+    page_end,
+    stamp_or_none,
+    stored,
+    str_or_none,
+    value_text,
+)
+from quietsync.server.errors import StoreError
+from quietsync.server.postgres_connection import SyncConnection, translated_errors
+from quietsync.server.postgres_schema import STEPS, migrate, read_meta
+from quietsync.server.store import (
+    BatchWrite,
+    ChangePage,
+    ClientMark,
+    ConflictPage,
+    FieldId,
+    FieldKey,
+    StoredField,
+)
+
+__all__ = ["PostgresStore", "PostgresWriteTransaction"]
+
+T = TypeVar("T")
+
+_LOCK_HEAD = (  # creates the row if new; DO UPDATE (not DO NOTHING) takes the row lock
+    "INSERT INTO heads (space) VALUES ($1)"
+    " ON CONFLICT (space) DO UPDATE SET seq = heads.seq RETURNING seq"
+)
+_UPSERT_FIELD = (
+    "INSERT INTO fields (space, collection, key, field, seq, size, kind, stamp, base, mid, value,"
+    " state, writer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    " ON CONFLICT (space, collection, key, field) DO UPDATE SET seq = excluded.seq,"
+    " size = excluded.size, kind = excluded.kind, stamp = excluded.stamp, base = excluded.base,"
+    " mid = excluded.mid, value = excluded.value, state = excluded.state, writer = excluded.writer"
+)
+_FIELD_COLUMNS = (
+    "fields.collection, fields.key, fields.field, kind, value, state, stamp, base, writer"
+)
+_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+_TOMBSTONE_BATCH = 500
+
+
+def _columns(rows: Collection[tuple[str, ...]], width: int) -> list[list[str]]:
+    """`rows` as `width` column lists: what ``unnest`` takes to join one array per column."""
+    return [[row[n] for row in rows] for n in range(width)]
+
+
+class _PostgresTransaction:
+    """`server.store.Transaction`: one space, its head row locked, in an open transaction."""
+
+    def __init__(self, db: SyncConnection, space: str) -> None:
+        self._db = db
+        self._space = space
+        self._head: int = db.fetchval(_LOCK_HEAD, space)
+
+    def marks(self, clients: Collection[str]) -> dict[str, ClientMark]:
+        rows = self._db.fetch(
+            "SELECT client, hw, last FROM clients WHERE space = $1 AND client = ANY($2::text[])",
+            self._space,
+            list(clients),
+        )
+        return {client: mark_from_row(hw, last) for client, hw, last in rows}
+
+    def fields(self, refs: Collection[FieldId]) -> dict[FieldId, StoredField]:
+        asked = {key_of(ref): ref for ref in refs}
+        collections, keys, names = _columns(asked, 3)
+        rows = self._db.fetch(
+            f"SELECT {_FIELD_COLUMNS} FROM unnest($2::text[], $3::text[], $4::text[]) AS w(c, k, f)"
+            " JOIN fields ON fields.space = $1 AND fields.collection = w.c AND fields.key = w.k"
+            " AND fields.field = w.f",
+            self._space,
+            collections,
+            keys,
+            names,
+        )
+        return {asked[c, k, f]: stored(*row) for c, k, f, *row in rows}
+
+    def records(self, keys: Collection[tuple[str, str]]) -> dict[FieldKey, StoredField]:
+        collections, record_keys = _columns(keys, 2)
+        rows = self._db.fetch(
+            f"SELECT {_FIELD_COLUMNS} FROM unnest($2::text[], $3::text[]) AS w(c, k)"
+            " JOIN fields ON fields.space = $1 AND fields.collection = w.c AND fields.key = w.k",
+            self._space,
+            collections,
+            record_keys,
+        )
+        return {(c, k, f): stored(*row) for c, k, f, *row in rows}
+
+    def head(self) -> int:
+        return self._head
+
+    def write(self, batch: BatchWrite) -> None:
+        db, space = self._db, self._space
+        if batch.log and batch.first_seq <= self._head:
+            raise StoreError(f"seq {batch.first_seq} of {space!r} is already written")
+        rows = [self._field_row(seq, m, batch) for seq, m in batch.final_writes()]
+        if rows:
+            db.executemany(_UPSERT_FIELD, rows)
+        if batch.marks:
+            db.executemany(
+                "INSERT INTO clients (space, client, hw, last) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (space, client) DO UPDATE SET hw = excluded.hw, last = excluded.last",
+                [(space, client, mark.hw, mark_text(mark)) for client, mark in batch.marks.items()],
+            )
+        if batch.conflicts:
+            db.executemany(  # one report per losing write (law 5), however often it loses
+                "INSERT INTO conflicts (space, collection, key, field, loser, body)"
+                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                [
+                    (space, c.collection, c.key, c.field, str(c.loser.stamp), dumps(c.to_json()))
+                    for c in batch.conflicts
+                ],
+            )
+        if batch.log:
+            highest = max(row[7] for row in rows)  # the highest stamp written, for the clock
+            db.execute(
+                "UPDATE heads SET seq = $2, stamp = GREATEST(stamp, $3) WHERE space = $1",
+                space,
+                batch.last_seq,
+                highest,
+            )
+            self._head = batch.last_seq
+
+    def _field_row(self, seq: int, m: Mutation, batch: BatchWrite) -> tuple[Any, ...]:
+        if m.kind == "crdt":  # the field's merged state, under its highest stamp
+            state = batch.fields[FieldRef(m.collection, m.key, m.field)]
+            stamp, base, value, blob = state.stamp, state.base, None, state.state
+            size = len(blob or b"")
+        else:
+            stamp, base, value, blob = m.stamp, m.base, value_text(m.value), None
+            size = len(value)
+        return (
+            self._space,
+            m.collection,
+            m.key,
+            m.field,
+            seq,
+            size,
+            m.kind,
+            str(stamp),
+            str_or_none(base),
+            m.id,
+            value,
+            blob,
+            batch.writer,
+        )
+
+
+class PostgresWriteTransaction:
+    """`server.store.WriteTransaction` on an open transaction; each space's head row is
+    locked when the space is first asked for. `connection` is for companion stores."""
+
+    def __init__(self, db: SyncConnection) -> None:
+        self.connection = db
+        self._spaces: dict[str, _PostgresTransaction] = {}
+
+    def space(self, space: str) -> _PostgresTransaction:
+        if space not in self._spaces:
+            self._spaces[space] = _PostgresTransaction(self.connection, space)
+        return self._spaces[space]
+
+
+class PostgresStore:
+    """The PostgreSQL `server.store.Store` on database `url` (see the module docstring)."""
+
+    def __init__(self, url: str) -> None:
+        with translated_errors("connect"):
+            self._db = SyncConnection(url)
+        try:
+            with self._begin(lambda: None), translated_errors("migrate the schema"):
+                migrate(self._db, STEPS, version_key="schema_version")
+            with translated_errors("read the history id"):
+                self._history = read_meta(self._db)["history_id"]
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def connection(self) -> SyncConnection:
+        """The one connection, for companion stores of this database (store thread only)."""
+        return self._db
+
+    def transaction(self, space: str) -> AbstractContextManager[_PostgresTransaction]:
+        return self._begin(lambda: _PostgresTransaction(self._db, space))
+
+    def write_transaction(self) -> AbstractContextManager[PostgresWriteTransaction]:
+        return self._begin(lambda: PostgresWriteTransaction(self._db))
+
+    @contextmanager
+    def _begin(self, make: Callable[[], T]) -> Iterator[T]:
+        """A READ COMMITTED transaction: each statement sees what committed before it, so a
+        writer that waited for a head row lock reads the rows its predecessor wrote."""
+        with self._db.transaction(), translated_errors("write"):
+            yield make()
+
+    def changes(self, space: str, since: int, limit: int, max_bytes: int) -> ChangePage:
+        with self._db.transaction(_SNAPSHOT), translated_errors("read changes"):
+            # sizes first (an index-only walk, no values read), then exactly the rows that fit
+            sizes = self._db.fetch(
+                "SELECT seq, size FROM fields WHERE space = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                space,
+                since,
+                limit + 1,
+            )
+            take = page_end(sizes, limit, max_bytes)
+            rows = []
+            if take:
+                rows = self._db.fetch(
+                    "SELECT seq, mid, collection, key, field, kind, value, state, stamp, base"
+                    " FROM fields WHERE space = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                    space,
+                    since,
+                    sizes[take - 1][0],
+                )
+            has_more = take < len(sizes)
+            cursor = rows[-1][0] if has_more else max(since, self._head(space))
+        return ChangePage([change_from_row(r) for r in rows], cursor, has_more)
+
+    def _head(self, space: str) -> int:
+        return self._db.fetchval("SELECT seq FROM heads WHERE space = $1", space) or 0
+
+    def cursor(self, space: str) -> int:
+        with translated_errors("read the cursor"):
+            return self._head(space)
+
+    def horizon(self, space: str) -> int:
+        with translated_errors("read the horizon"):
+            return self._db.fetchval("SELECT gc_seq FROM heads WHERE space = $1", space) or 0
+
+    def history(self) -> str:
+        return self._history
+
+    def conflicts(self, space: str, since: int, limit: int, max_bytes: int) -> ConflictPage:
+        with self._db.transaction(_SNAPSHOT), translated_errors("read conflicts"):
+            sizes = self._db.fetch(
+                "SELECT pos, length(body) FROM conflicts WHERE space = $1 AND pos > $2"
+                " ORDER BY pos LIMIT $3",
+                space,
+                since,
+                limit + 1,
+            )
+            take = page_end(sizes, limit, max_bytes)
+            rows = []
+            if take:
+                rows = self._db.fetch(
+                    "SELECT pos, body FROM conflicts WHERE space = $1 AND pos > $2 AND pos <= $3"
+                    " ORDER BY pos",
+                    space,
+                    since,
+                    sizes[take - 1][0],
+                )
+        return ConflictPage(
+            [Conflict.from_json(json.loads(body)) for _, body in rows],
+            cursor=rows[-1][0] if rows else since,
+            has_more=take < len(sizes),
+        )
+
+    def last_stamp(self) -> HLC | None:
+        with translated_errors("read the last stamp"):
+            return stamp_or_none(self._db.fetchval("SELECT max(stamp) FROM heads"))
+
+    def collect_tombstones(self, deleted_before_ms: int) -> int:
+        # A stamp's text starts with its wall time, fixed width: text order is time order.
+        cutoff = f"{deleted_before_ms:015d}"
+        removed = 0
+        while True:
+            with self._begin(lambda: None), translated_errors("collect tombstones"):
+                records = self._db.fetch(
+                    "SELECT space, collection, key FROM fields WHERE field = $1 AND value = $2"
+                    " AND stamp < $3 LIMIT $4",
+                    DELETED_FIELD,
+                    TOMBSTONE,
+                    cutoff,
+                    _TOMBSTONE_BATCH,
+                )
+                removed += sum(self._collect(cutoff, *record) for record in records)
+            if len(records) < _TOMBSTONE_BATCH:
+                return removed
+
+    def _collect(self, cutoff: str, space: str, collection: str, key: str) -> bool:
+        """Remove one record if, with its space's head row locked (no push is writing the
+        space), it is still deleted before `cutoff`; raise the horizon past its seqs."""
+        self._db.execute("SELECT 1 FROM heads WHERE space = $1 FOR UPDATE", space)
+        last = self._db.fetchval(
+            "WITH gone AS (DELETE FROM fields WHERE space = $1 AND collection = $2 AND key = $3"
+            " AND EXISTS (SELECT 1 FROM fields AS t WHERE t.space = $1 AND t.collection = $2"
+            " AND t.key = $3 AND t.field = $4 AND t.value = $5 AND t.stamp < $6)"
+            " RETURNING seq) SELECT max(seq) FROM gone",
+            space,
+            collection,
+            key,
+            DELETED_FIELD,
+            TOMBSTONE,
+            cutoff,
+        )
+        if last is None:
+            return False
+        self._db.execute(
+            "UPDATE heads SET gc_seq = GREATEST(gc_seq, $2) WHERE space = $1", space, last
+        )
+        return True
+
+    def close(self) -> None:
+        self._db.close()

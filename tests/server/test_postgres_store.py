@@ -1,0 +1,124 @@
+"""`PostgresStore` passes the store contract on a real PostgreSQL, and keeps seqs readable
+in order under concurrent writers on separate connections (as from several processes)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from quietsync.server import JobsConfig, ServerConfig
+from quietsync.server.errors import ConfigError, StoreError
+from quietsync.server.postgres_connection import SyncConnection
+from quietsync.server.postgres_schema import STEPS
+from quietsync.server.postgres_store import PostgresStore
+from quietsync.server.store import Store
+from quietsync.testing import running_server
+from tests.server.store_contract import BIG, PersistentStoreContract, commit, write
+
+
+class TestPostgres(PersistentStoreContract):
+    @pytest.fixture
+    def store(self, pg_url: str) -> Iterator[PostgresStore]:
+        store = PostgresStore(pg_url)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def reopen(self, pg_url: str) -> Callable[[Store], Store]:
+        def reopen(store: Store) -> Store:
+            store.close()
+            return PostgresStore(pg_url)
+
+        return reopen
+
+
+def test_concurrent_writers_of_one_space_leave_no_hole_for_a_reader(pg_url: str) -> None:
+    """Two connections push into one space while a third pulls from its cursor: the
+    reader ends with every write, and the seqs are 1..N without a gap or a repeat."""
+    writers, per_writer = 3, 40
+    done = threading.Event()
+    errors: list[BaseException] = []
+    seen: dict[str, int] = {}
+
+    def push(n: int) -> None:
+        store = PostgresStore(pg_url)
+        try:
+            for i in range(per_writer):
+                commit(store, "s:shared", write(f"w{n}:{i + 1}", i, 1 + i, key=f"w{n}-{i}"))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
+    def pull() -> None:
+        store = PostgresStore(pg_url)
+        try:
+            cursor, last_round = 0, False
+            while not last_round:
+                last_round = done.is_set()  # writers finished before this round began
+                page = store.changes("s:shared", cursor, 7, BIG)
+                seen.update((c.key, c.seq) for c in page.changes)  # type: ignore[misc]
+                assert page.cursor >= cursor
+                cursor = page.cursor
+                last_round = last_round and not page.has_more
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=push, args=(n,)) for n in range(writers)]
+    reader = threading.Thread(target=pull)
+    for thread in [*threads, reader]:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    reader.join()
+    assert errors == []
+    assert len(seen) == writers * per_writer  # the reader missed nothing
+    assert sorted(seen.values()) == list(range(1, writers * per_writer + 1))
+
+
+def test_a_database_from_a_newer_quietsync_is_refused(pg_url: str) -> None:
+    PostgresStore(pg_url).close()
+    db = SyncConnection(pg_url)
+    db.execute("UPDATE meta SET value = $1 WHERE name = 'schema_version'", str(len(STEPS) + 1))
+    db.close()
+    with pytest.raises(ConfigError, match="newer than"):
+        PostgresStore(pg_url)
+
+
+def test_an_unreachable_database_is_a_store_error(pg_url: str) -> None:
+    with pytest.raises(StoreError, match="PostgreSQL failed to connect"):
+        PostgresStore(pg_url + "_missing")
+
+
+def test_a_closed_store_raises_store_error(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.cursor("u:alice")
+
+
+def test_a_url_is_kept_whole_and_its_password_never_logged() -> None:
+    config = ServerConfig(db_path="postgresql://qs:secret@db.internal:5432/sync", tokens={"t": "a"})
+    assert config.db_path == "postgresql://qs:secret@db.internal:5432/sync"
+    assert config.db_label == "postgresql://qs:***@db.internal:5432/sync"
+
+
+async def test_the_jobs_feature_refuses_postgres_at_startup(pg_url: str) -> None:
+    with pytest.raises(ConfigError, match="the jobs feature needs SQLite until"):
+        async with running_server(pg_url, jobs=JobsConfig()):
+            pass
+
+
+def test_the_sqlite_server_does_not_import_asyncpg() -> None:
+    code = (
+        "import sys, quietsync.server, quietsync.server.app, quietsync.testing;"
+        " sys.exit('asyncpg' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
