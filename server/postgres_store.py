@@ -80,9 +80,10 @@ from quietsync.server.store import (
     FieldId,
     FieldKey,
     StoredField,
+    WriteTransaction,
 )
 
-__all__ = ["PostgresStore", "PostgresWriteTransaction"]
+__all__ = ["PostgresStore", "PostgresWriteTransaction", "connection_of"]
 
 T = TypeVar("T")
 
@@ -222,6 +223,13 @@ class PostgresWriteTransaction:
         if space not in self._spaces:
             self._spaces[space] = _PostgresTransaction(self.connection, space)
         return self._spaces[space]
+
+
+def connection_of(tx: WriteTransaction) -> SyncConnection:
+    """The connection of `tx`, for a companion store writing inside it: a write
+    transaction a companion gets is always its `PostgresStore`'s."""
+    assert isinstance(tx, PostgresWriteTransaction)
+    return tx.connection
 
 
 class PostgresStore:

@@ -36,7 +36,6 @@ from quietsync.server.app import create_app
 from quietsync.server.config import (
     TOKENS_ENV,
     ServerConfig,
-    is_postgres_url,
     load_tokens_file,
     tokens_from_env,
 )
@@ -85,8 +84,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
         default="quietsync-server.db",
-        help="SQLite file of the server, or a postgresql:// URL (without the jobs API for now;"
-        " needs quietsync[postgres]) (default: %(default)s)",
+        help="SQLite file of the server, or a postgresql:// URL (needs quietsync[postgres];"
+        " one server process per database for now) (default: %(default)s)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     parser.add_argument("--port", type=int, default=8787, help="port to listen on (%(default)s)")
@@ -178,13 +177,9 @@ def serve(args: argparse.Namespace) -> int:
         print(f"quietsync serve: {exc}", file=sys.stderr)
         return 2
     log.info("%d user(s), database %s", len(set(config.tokens.values())), config.db_label)
-    features = [jobs_feature(jobs)]
-    if is_postgres_url(config.db_path):
-        log.warning("the jobs API is off: it needs an SQLite database until issue #17 part 2")
-        features = []
     try:
         web.run_app(
-            create_app(config, features),
+            create_app(config, [jobs_feature(jobs)]),
             host=args.host,
             port=args.port,
             print=lambda text: log.info("%s", text.strip()),

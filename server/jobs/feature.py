@@ -36,11 +36,14 @@ def open_job_store(store: Store) -> JobStore:
     """The job store that lives beside `store`, in the same database (created if new)."""
     if isinstance(store, SQLiteStore):
         return SQLiteJobStore(store)
-    raise ConfigError(
-        f"the jobs feature needs SQLite until its PostgreSQL job store lands (issue #17): "
-        f"it has no job store for a {type(store).__name__}; serve without the jobs feature "
-        "or on an SQLite database"
-    )
+    # Imported only now: asyncpg is an optional extra that an SQLite server must not need
+    # (any other store here is a PostgresStore, opened after asyncpg was imported).
+    from quietsync.server.jobs.postgres_store import PostgresJobStore
+    from quietsync.server.postgres_store import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        return PostgresJobStore(store)
+    raise ConfigError(f"the jobs feature has no job store for a {type(store).__name__}")
 
 
 def jobs_feature(config: JobsConfig | None = None) -> Feature:

@@ -11,18 +11,19 @@ version (``meta.jobs_schema_version``, `quietsync.server.sqlite_schema`):
    finished reply was stored twice);
 3. with ``space``: the space the job's message lives in (a job may write into
    a shared space); the rows from before are their user's private space's.
+
+Its rows and queries are the PostgreSQL job store's (`quietsync.server.jobs.table`).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Collection
 from typing import Any
 
-from quietsync.conflicts import HLC
 from quietsync.protocol import PRIVATE_PREFIX
 from quietsync.server.jobs.store import JobRow
+from quietsync.server.jobs.table import JobQueries, job_of, job_values, messages_of, thread_params
 from quietsync.server.sqlite_schema import Step, migrate
 from quietsync.server.sqlite_store import SQLiteStore, SQLiteWriteTransaction, translated_errors
 from quietsync.server.store import WriteTransaction
@@ -48,37 +49,8 @@ def _v3_space(db: sqlite3.Connection) -> None:
     db.execute("UPDATE jobs SET space = ? || user", (PRIVATE_PREFIX,))
 
 
-_THREAD_MESSAGES = (
-    "SELECT key, field, value FROM fields WHERE space = ? AND collection = 'messages'"
-    " AND field IN ('role', 'content', 'created_at', '_deleted') AND kind = 'lww'"
-    " AND value IS NOT NULL AND key IN (SELECT key FROM fields WHERE space = ?"
-    " AND collection = 'messages' AND field = 'thread_id' AND value = ?)"
-)
-"""A thread's messages: one range of the space's ``messages`` rows (the fields' primary
-key), matched on the stored JSON text of ``thread_id``."""
-
 STEPS: tuple[Step, ...] = (_v1_jobs, _v2_content_in_the_message_only, _v3_space)
-_COLUMNS = "user, space, job_id, thread_id, message_id, status, stamp, started_ms, error, ended_ms"
-
-
-def _row(job: JobRow) -> tuple[Any, ...]:
-    return (
-        job.user,
-        job.space,
-        job.job_id,
-        job.thread_id,
-        job.message_id,
-        job.status,
-        str(job.stamp),
-        job.started_ms,
-        job.error,
-        job.ended_ms,
-    )
-
-
-def _job(row: tuple[Any, ...]) -> JobRow:
-    *names, stamp, started_ms, error, ended_ms = row
-    return JobRow(*names, HLC.parse(stamp), started_ms, error, ended_ms=ended_ms)
+_SQL = JobQueries("?")
 
 
 class SQLiteJobStore:
@@ -91,29 +63,21 @@ class SQLiteJobStore:
 
     def save(self, tx: WriteTransaction, rows: Collection[JobRow]) -> None:
         assert isinstance(tx, SQLiteWriteTransaction)  # opened by the store beside this one
-        tx.connection.executemany(
-            f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_row(job) for job in rows],
-        )
+        tx.connection.executemany(_SQL.upsert, [job_values(job) for job in rows])
 
     def load(self) -> list[JobRow]:
         with translated_errors("read jobs"):
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY started_ms").fetchall()
-        return [_job(row) for row in rows]
+            rows = self._db.execute(_SQL.load).fetchall()
+        return [job_of(row) for row in rows]
 
     def thread_messages(self, space: str, thread_id: str) -> dict[str, dict[str, Any]]:
         with translated_errors("read a thread's messages"):
             rows = self._db.execute(
-                _THREAD_MESSAGES, (space, space, json.dumps(thread_id, ensure_ascii=False))
+                _SQL.thread_messages, thread_params(space, thread_id)
             ).fetchall()
-        messages: dict[str, dict[str, Any]] = {}
-        for key, field, value in rows:
-            messages.setdefault(key, {})[field] = json.loads(value)
-        return messages
+        return messages_of(rows)
 
     def purge(self, ended_before_ms: int) -> int:
         with translated_errors("purge jobs"):
-            cursor = self._db.execute(
-                "DELETE FROM jobs WHERE ended_ms IS NOT NULL AND ended_ms < ?", (ended_before_ms,)
-            )
+            cursor = self._db.execute(_SQL.purge, (ended_before_ms,))
         return cursor.rowcount

@@ -13,9 +13,9 @@ version (``meta.spaces_schema_version``, `quietsync.server.postgres_schema`):
 from __future__ import annotations
 
 from quietsync.protocol import Role
-from quietsync.server.postgres_connection import SyncConnection, translated_errors
+from quietsync.server.postgres_connection import translated_errors
 from quietsync.server.postgres_schema import migrate
-from quietsync.server.postgres_store import PostgresStore, PostgresWriteTransaction
+from quietsync.server.postgres_store import PostgresStore, connection_of
 from quietsync.server.spaces.store import Member, Membership
 from quietsync.server.store import WriteTransaction
 
@@ -34,11 +34,6 @@ STEPS: tuple[str, ...] = (
     CREATE INDEX members_by_member ON members (member, since_ms);
     """,
 )
-
-
-def _connection(tx: WriteTransaction) -> SyncConnection:
-    assert isinstance(tx, PostgresWriteTransaction)  # opened by the store beside this one
-    return tx.connection
 
 
 class PostgresSpaceStore:
@@ -74,14 +69,14 @@ class PostgresSpaceStore:
         return [Member(*row) for row in rows]
 
     def create(self, tx: WriteTransaction, space: str, name: str, admin: str, now_ms: int) -> None:
-        db = _connection(tx)
+        db = connection_of(tx)
         db.execute("INSERT INTO spaces VALUES ($1, $2, $3, $4)", space, name, admin, now_ms)
         db.execute("INSERT INTO members VALUES ($1, $2, 'admin', $3)", space, admin, now_ms)
 
     def set_role(
         self, tx: WriteTransaction, space: str, user: str, role: Role, now_ms: int
     ) -> None:
-        _connection(tx).execute(
+        connection_of(tx).execute(
             "INSERT INTO members VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (space, member) DO UPDATE SET role = excluded.role",
             space,
@@ -91,4 +86,6 @@ class PostgresSpaceStore:
         )
 
     def remove(self, tx: WriteTransaction, space: str, user: str) -> None:
-        _connection(tx).execute("DELETE FROM members WHERE space = $1 AND member = $2", space, user)
+        connection_of(tx).execute(
+            "DELETE FROM members WHERE space = $1 AND member = $2", space, user
+        )

@@ -1,8 +1,9 @@
 """Fixtures of the server tests: a real server on either store, two users.
 
 `server` runs on SQLite; a module that overrides `store_kind` (parametrized
-over ``"sqlite"`` and ``"postgres"``) runs its tests on both. A PostgreSQL
-server has no jobs feature (it needs SQLite for now).
+over ``"sqlite"`` and ``"postgres"``), or a test parametrizing it, runs on both.
+Tests starting their own servers (`tests.server.job_helpers.serve`) start them
+in `db_home`, which follows `store_kind` too.
 """
 
 from __future__ import annotations
@@ -33,15 +34,22 @@ def store_kind() -> str:
 
 
 @pytest.fixture
-def server_db(request: pytest.FixtureRequest, store_kind: str, tmp_path: Path) -> Path | str:
-    """The database of `server`: a file, or a fresh PostgreSQL database's URL.
+def db_home(request: pytest.FixtureRequest, store_kind: str, tmp_path: Path) -> Path | str:
+    """Where the test's servers keep their database: `tmp_path` (SQLite: a file in it), or
+    a fresh PostgreSQL database's URL.
 
     (A sync fixture: creating the database runs its own event loop, which cannot
     start inside the test's.)
     """
     if store_kind == "postgres":
         return str(request.getfixturevalue("pg_url"))
-    return tmp_path / "quietsync-server.db"
+    return tmp_path
+
+
+@pytest.fixture
+def server_db(db_home: Path | str) -> Path | str:
+    """The database of `server`: a file, or a fresh PostgreSQL database's URL."""
+    return db_home / "quietsync-server.db" if isinstance(db_home, Path) else db_home
 
 
 @pytest.fixture
@@ -50,10 +58,9 @@ async def server(
     quietsync_users: Mapping[str, str],
     quietsync_server_options: dict[str, Any],
 ) -> AsyncIterator[RunningServer]:
-    options = dict(quietsync_server_options)
-    if isinstance(server_db, str):
-        options.setdefault("jobs", None)
-    async with running_server(server_db, users=quietsync_users, **options) as running:
+    async with running_server(
+        server_db, users=quietsync_users, **quietsync_server_options
+    ) as running:
         yield running
 
 

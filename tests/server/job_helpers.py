@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from quietsync.protocol import JobEvent
 from quietsync.server.jobs import JobsConfig, ScriptedProvider, scripted_reply
 from quietsync.testing import RunningServer, running_server
 
 __all__ = [
+    "BOTH_STORES",
     "USERS",
     "WAIT",
     "Records",
@@ -34,6 +36,9 @@ __all__ = [
 
 WAIT = 10.0
 USERS = {"alice": "token-a", "bob": "token-b"}
+BOTH_STORES = pytest.mark.parametrize("store_kind", ["sqlite", "postgres"])
+"""Runs a test on SQLite and on PostgreSQL: its servers start in ``db_home`` (the
+``server`` fixture follows it too), which follows ``store_kind``."""
 
 
 def scripted(
@@ -45,13 +50,15 @@ def scripted(
 
 
 @asynccontextmanager
-async def serve(tmp_path: Path, **options: Any) -> AsyncIterator[RunningServer]:
-    """A server on a file in `tmp_path` with these `running_server` overrides.
+async def serve(home: Path | str, **options: Any) -> AsyncIterator[RunningServer]:
+    """A server with these `running_server` overrides, on a file in the directory `home`
+    or on the PostgreSQL database whose URL `home` is (the ``db_home`` fixture).
 
     Jobs default to `scripted()`: 40 tokens, no token delay.
     """
     options.setdefault("jobs", scripted())
-    async with running_server(tmp_path / "server.db", users=USERS, **options) as server:
+    db = home / "server.db" if isinstance(home, Path) else home
+    async with running_server(db, users=USERS, **options) as server:
         yield server
 
 

@@ -47,7 +47,7 @@ async def _read_until_running(proc: asyncio.subprocess.Process, log: list[str]) 
 
 @contextlib.asynccontextmanager
 async def serve_process(
-    db: Path, *args: str, env: dict[str, str] | None = None
+    db: Path | str, *args: str, env: dict[str, str] | None = None
 ) -> AsyncIterator[ServeProcess]:
     """Start ``python -m quietsync serve --db DB --port <free> ARGS`` and wait until it listens.
 
@@ -61,7 +61,7 @@ async def serve_process(
 
 @contextlib.asynccontextmanager
 async def _serve_process(
-    db: Path, port: int, args: tuple[str, ...], env: dict[str, str] | None
+    db: Path | str, port: int, args: tuple[str, ...], env: dict[str, str] | None
 ) -> AsyncIterator[ServeProcess]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "quietsync", "serve", "--db", str(db),

@@ -12,6 +12,7 @@ from quietsync.protocol import JOB_FIELDS, JOB_ID_HEADER, MESSAGES
 from quietsync.testing import running_server
 from tests.server.helpers import Writer
 from tests.server.job_helpers import (
+    BOTH_STORES,
     WAIT,
     events_of,
     poll,
@@ -26,8 +27,9 @@ from tests.server.job_helpers import (
 )
 
 
-async def test_a_background_job_writes_its_reply_into_the_message(tmp_path: Path) -> None:
-    async with serve(tmp_path, jobs=scripted(tokens=12)) as server, server.client("alice") as http:
+@BOTH_STORES
+async def test_a_background_job_writes_its_reply_into_the_message(db_home: Path | str) -> None:
+    async with serve(db_home, jobs=scripted(tokens=12)) as server, server.client("alice") as http:
         started = await start(http, "m1")
         assert started["status"] == "streaming"
         final = await wait_status(http, started["job_id"])
@@ -78,8 +80,9 @@ async def test_hybrid_sends_the_job_id_header_before_the_first_token(tmp_path: P
     assert "".join(e.text for e in rest if e.type == "delta") == reply(3)
 
 
+@BOTH_STORES
 async def test_every_flush_is_a_committed_write_with_the_stamp_of_its_event(
-    tmp_path: Path,
+    db_home: Path | str,
 ) -> None:
     """The property the client's mirror writes rely on: event == committed write.
 
@@ -87,7 +90,7 @@ async def test_every_flush_is_a_committed_write_with_the_stamp_of_its_event(
     afterwards holds the reply once, in its final state.
     """
     async with (
-        serve(tmp_path, jobs=scripted(tokens=30, token_delay=0.005)) as server,
+        serve(db_home, jobs=scripted(tokens=30, token_delay=0.005)) as server,
         server.client("alice") as h,
         h.ws_connect("/v1/live") as ws,
     ):
@@ -155,9 +158,10 @@ async def test_events_keep_the_connection_alive(tmp_path: Path) -> None:
     assert events[-1].status == "complete"
 
 
-async def test_abort_ends_the_job_as_aborted_in_the_message(tmp_path: Path) -> None:
+@BOTH_STORES
+async def test_abort_ends_the_job_as_aborted_in_the_message(db_home: Path | str) -> None:
     async with (
-        serve(tmp_path, jobs=scripted(tokens=50, token_delay=0.05)) as server,
+        serve(db_home, jobs=scripted(tokens=50, token_delay=0.05)) as server,
         server.client("alice") as h,
     ):
         job_id = (await start(h))["job_id"]
@@ -188,9 +192,10 @@ async def test_aborting_a_finished_job_keeps_its_status(tmp_path: Path) -> None:
             assert (await resp.json())["status"] == "complete"
 
 
-async def test_a_provider_failure_ends_the_job_in_error(tmp_path: Path) -> None:
+@BOTH_STORES
+async def test_a_provider_failure_ends_the_job_in_error(db_home: Path | str) -> None:
     async with (
-        serve(tmp_path, jobs=scripted(tokens=10, fail_after=3)) as server,
+        serve(db_home, jobs=scripted(tokens=10, fail_after=3)) as server,
         server.client("alice") as http,
     ):
         job_id = (await start(http))["job_id"]

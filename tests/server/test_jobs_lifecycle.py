@@ -10,11 +10,10 @@ import pytest
 
 from quietsync.protocol import MESSAGES, NOTIFICATIONS, JobEvent, notification_for
 from quietsync.server.jobs import JobsConfig, OpenAIProvider
-from quietsync.testing import running_server
 from tests.server.fake_openai import chunk, fake_provider
 from tests.server.helpers import Writer
 from tests.server.job_helpers import (
-    USERS,
+    BOTH_STORES,
     events_of,
     poll,
     read_events,
@@ -151,17 +150,17 @@ async def test_the_client_writing_the_same_notification_leaves_one_record(tmp_pa
 # -- restart ---------------------------------------------------------------
 
 
-async def test_a_restart_ends_streaming_jobs_as_interrupted(tmp_path: Path) -> None:
-    db = tmp_path / "server.db"
-    options = {"users": USERS, "jobs": scripted(tokens=100, token_delay=0.02)}
-    async with running_server(db, **options) as server, server.client("alice") as http:
+@BOTH_STORES
+async def test_a_restart_ends_streaming_jobs_as_interrupted(db_home: Path | str) -> None:
+    options = {"jobs": scripted(tokens=100, token_delay=0.02)}
+    async with serve(db_home, **options) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         async with http.get(f"/v1/jobs/{job_id}/events") as resp:
             stream = events_of(resp)
             await anext(stream)
             await anext(stream)  # a delta: some content is written
         # the server stops with the job streaming
-    async with running_server(db, **options) as server, server.client("alice") as http:
+    async with serve(db_home, **options) as server, server.client("alice") as http:
         final = await wait_unwatched(http, job_id)
         folded, _ = await records(http)
     assert (final["status"], final["error"]) == ("error", "interrupted")
@@ -178,13 +177,13 @@ async def test_a_restart_ends_streaming_jobs_as_interrupted(tmp_path: Path) -> N
     assert notifications(folded) == {key: fields}
 
 
-async def test_finished_jobs_answer_after_a_restart(tmp_path: Path) -> None:
-    db = tmp_path / "server.db"
-    options = {"users": USERS, "jobs": scripted(tokens=4, token_delay=0)}
-    async with running_server(db, **options) as server, server.client("alice") as http:
+@BOTH_STORES
+async def test_finished_jobs_answer_after_a_restart(db_home: Path | str) -> None:
+    options = {"jobs": scripted(tokens=4, token_delay=0)}
+    async with serve(db_home, **options) as server, server.client("alice") as http:
         job_id = (await start(http))["job_id"]
         before = await wait_status(http, job_id)
-    async with running_server(db, **options) as server, server.client("alice") as http:
+    async with serve(db_home, **options) as server, server.client("alice") as http:
         assert await poll(http, job_id) == before
 
 
@@ -265,9 +264,10 @@ async def test_a_job_past_its_timeout_ends_in_error(tmp_path: Path) -> None:
     assert (final["status"], final["error"]) == ("error", "timeout")
 
 
-async def test_a_finished_job_is_forgotten_after_its_retention(tmp_path: Path) -> None:
+@BOTH_STORES
+async def test_a_finished_job_is_forgotten_after_its_retention(db_home: Path | str) -> None:
     async with (
-        serve(tmp_path, jobs=scripted(tokens=2, retention=0.05)) as server,
+        serve(db_home, jobs=scripted(tokens=2, retention=0.05)) as server,
         server.client("alice") as http,
     ):
         job_id = (await start(http))["job_id"]

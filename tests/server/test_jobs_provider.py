@@ -21,7 +21,7 @@ from quietsync.protocol import DELETED_FIELD, MESSAGES
 from quietsync.server.jobs import JobsConfig, OpenAIProvider
 from tests.server.fake_openai import chunk, fake_provider
 from tests.server.helpers import Writer
-from tests.server.job_helpers import serve, start, wait_unwatched
+from tests.server.job_helpers import BOTH_STORES, serve, start, wait_unwatched
 from tests.server.processes import serve_process
 
 THREAD = "t-é👋🏽"
@@ -51,12 +51,12 @@ def thread_records() -> list[dict[str, Any]]:
     ]
 
 
-async def asked(tmp_path: Path, **jobs: Any) -> list[dict[str, Any]]:
+async def asked(home: Path | str, **jobs: Any) -> list[dict[str, Any]]:
     """The messages one job sent the provider, for the thread above and `jobs` settings."""
     async with fake_provider(DONE) as fake:
         provider = OpenAIProvider(base_url=fake.url, model="m", system_prompt=SYSTEM)
         async with (
-            serve(tmp_path, jobs=JobsConfig(provider=provider, **jobs)) as server,
+            serve(home, jobs=JobsConfig(provider=provider, **jobs)) as server,
             server.client("alice") as http,
         ):
             async with http.post("/v1/push", json={"mutations": thread_records()}) as resp:
@@ -67,10 +67,11 @@ async def asked(tmp_path: Path, **jobs: Any) -> list[dict[str, Any]]:
     return fake.seen[0]["body"]["messages"]
 
 
+@BOTH_STORES
 async def test_a_job_sends_the_system_prompt_the_threads_history_and_the_input(
-    tmp_path: Path,
+    db_home: Path | str,
 ) -> None:
-    assert await asked(tmp_path) == [
+    assert await asked(db_home) == [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": "Bonjour 👋🏽"},
         {"role": "assistant", "content": "Salut e\u0301 !"},

@@ -31,6 +31,7 @@ from quietsync.server.sqlite_schema import migrate
 from quietsync.server.sqlite_store import SQLiteStore
 from tests.server.helpers import Writer, new_space, pull_all, push, set_member
 from tests.server.job_helpers import (
+    BOTH_STORES,
     WAIT,
     events_of,
     poll,
@@ -98,6 +99,7 @@ def message(writer: Writer, key: str, content: str) -> list[dict[str, Any]]:
     return [writer.lww(key, f, value, collection=MESSAGES) for f, value in fields.items()]
 
 
+@BOTH_STORES
 async def test_a_job_streams_its_reply_into_the_shared_space(
     alice: aiohttp.ClientSession,
     bob: aiohttp.ClientSession,
@@ -227,6 +229,7 @@ def expected_notification(job_id: str, final: JobEvent) -> dict[str, dict[str, A
     return {key: fields}
 
 
+@BOTH_STORES
 async def test_each_member_not_watching_gets_one_notification_in_their_private_space(
     alice: aiohttp.ClientSession, bob: aiohttp.ClientSession, space: str, gate: GatedProvider
 ) -> None:
@@ -258,6 +261,7 @@ async def test_the_jobs_own_user_not_watching_is_notified_too(
     assert notifications(await fold(alice)) == {}
 
 
+@BOTH_STORES
 async def test_the_jobs_per_user_limit_counts_the_starters_jobs_in_every_space(
     alice: aiohttp.ClientSession, bob: aiohttp.ClientSession, space: str
 ) -> None:

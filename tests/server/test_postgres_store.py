@@ -8,15 +8,18 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
+import aiohttp
 import pytest
 
-from quietsync.server import JobsConfig, ServerConfig
+from quietsync.protocol import MESSAGES
+from quietsync.server import ServerConfig
 from quietsync.server.errors import ConfigError, StoreError
 from quietsync.server.postgres_connection import SyncConnection
 from quietsync.server.postgres_schema import STEPS
 from quietsync.server.postgres_store import PostgresStore
 from quietsync.server.store import Store
-from quietsync.testing import running_server
+from tests.server.job_helpers import records, reply, start, wait_unwatched
+from tests.server.processes import serve_process
 from tests.server.store_contract import BIG, PersistentStoreContract, commit, write
 
 
@@ -110,10 +113,18 @@ def test_a_url_is_kept_whole_and_its_password_never_logged() -> None:
     assert config.db_label == "postgresql://qs:***@db.internal:5432/sync"
 
 
-async def test_the_jobs_feature_refuses_postgres_at_startup(pg_url: str) -> None:
-    with pytest.raises(ConfigError, match="the jobs feature needs SQLite until"):
-        async with running_server(pg_url, jobs=JobsConfig()):
-            pass
+async def test_serve_on_postgres_offers_the_jobs_api(pg_url: str) -> None:
+    """``quietsync serve --db postgresql://...`` starts with the jobs feature, whose
+    jobs write into the PostgreSQL records."""
+    async with serve_process(pg_url, "--dev", "--job-tokens", "3") as server:
+        token = server.stdout.rsplit(" ", 1)[-1].strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(base_url=server.url, headers=headers) as http:
+            job_id = (await start(http))["job_id"]
+            final = await wait_unwatched(http, job_id)
+            folded, _ = await records(http)
+    assert final["status"] == "complete"
+    assert folded[MESSAGES, "m1"]["content"][0] == reply(3)
 
 
 def test_the_sqlite_server_does_not_import_asyncpg() -> None:
