@@ -5,7 +5,8 @@ sides (which never import each other): the record messages (`Mutation`,
 `Change`, the naming rules: `sync`), the sync API's answers (`messages`) and
 the jobs protocol (`JobEvent`, `JOB_ID_HEADER`, the record and collection
 names a job writes, `notification_for`: `jobs`), and the nesting limit of
-values both sides enforce (`MAX_NESTING`: `nesting`). The HTTP endpoints
+values both sides enforce (`MAX_NESTING`: `nesting`); and the rate-limited
+failure log both sides' retry loops write through (`ratelog`). The HTTP endpoints
 that carry them are documented in ``docs/protocol.md``.
 
 Imports only `quietsync.conflicts` (and attrs, msgspec); no I/O, no asyncio.

@@ -21,4 +21,4 @@ class WireError(QuietsyncError, ValueError):
 
 
 class NotJsonError(WireError):
-    """The bytes are not JSON text (malformed, not UTF-8, or a lone surrogate escape)."""
+    """The bytes are not JSON text (malformed, or not UTF-8)."""

@@ -30,9 +30,11 @@ changes is one call, 0.15 ms, about 19x faster than ``json.dumps``.
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from typing import Annotated, Any, Final, Literal, Self
+from collections.abc import Callable
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
 import attrs
 import msgspec
@@ -160,10 +162,13 @@ def _check_storable(value: Any, parsed: bool) -> None:
 def _domain(wire: WireWrite, parsed: bool) -> tuple[Any, ...]:
     """The domain attributes of `wire`, in `Mutation`'s order (checks what the schema cannot).
 
-    `parsed`: `wire` was decoded from JSON bytes, not converted from Python objects.
+    `parsed`: `wire` was decoded from JSON bytes by msgspec, which refuses lone
+    surrogates; names from anywhere else (Python objects, the stdlib parser) are
+    checked for them too (`check_name`).
     """
-    for member in ("id", "collection", "key", "field"):
-        _check_nul(member, getattr(wire, member))
+    check: Callable[[str, str], object] = _check_nul if parsed else check_name
+    for member in _NAME_LIMITS:
+        check(member, getattr(wire, member))
     if wire.kind == "lww":
         if wire.value is msgspec.UNSET:
             raise WireError("an lww write needs 'value' (null is a value)")
@@ -200,6 +205,25 @@ def _wire_error(exc: msgspec.ValidationError) -> WireError:
         r"`\1` is not an HLC stamp ('<15 digits>-<8 hex digits>-<node>')", str(exc)
     )
     return WireError(text.replace("`$.", "`"))
+
+
+_W = TypeVar("_W", bound=WireWrite)
+
+
+def _convert(obj: Any, wire_type: type[_W]) -> _W:
+    """`obj` (Python objects, as `json` parses them) as `wire_type`, or a `WireError`.
+
+    msgspec raises `UnicodeEncodeError` for a lone surrogate in text it must
+    compare or decode (a kind, base64, a member's name, a write that is only
+    text) without saying where; names and values holding one pass here and
+    are named later (`_domain`).
+    """
+    try:
+        return msgspec.convert(obj, wire_type)
+    except msgspec.ValidationError as exc:
+        raise _wire_error(exc) from None
+    except UnicodeEncodeError:
+        raise WireError("the write holds a lone surrogate (not UTF-8) in text") from None
 
 
 @attrs.frozen
@@ -245,11 +269,7 @@ class Mutation:
     @classmethod
     def from_json(cls, obj: Any) -> Self:
         """Decode and validate a JSON object; `WireError` names the first bad member."""
-        try:
-            wire = msgspec.convert(obj, WireWrite)
-        except msgspec.ValidationError as exc:
-            raise _wire_error(exc) from None
-        return cls.from_wire(wire)
+        return cls.from_wire(_convert(obj, WireWrite))
 
 
 @attrs.frozen
@@ -268,11 +288,7 @@ class Change(Mutation):
 
     @classmethod
     def from_json(cls, obj: Any) -> Self:
-        try:
-            wire = msgspec.convert(obj, WireChange)
-        except msgspec.ValidationError as exc:
-            raise _wire_error(exc) from None
-        return cls.from_wire(wire)
+        return cls.from_wire(_convert(obj, WireChange))
 
 
 @attrs.frozen
@@ -309,18 +325,48 @@ def decode_writes(body: bytes) -> list[Mutation | Unreadable]:
     """
     try:
         return [Mutation.from_wire(w, parsed=True) for w in _FAST.decode(body).mutations]
-    except msgspec.DecodeError as exc:
-        if not isinstance(exc, msgspec.ValidationError):
-            raise NotJsonError(f"the body is not JSON: {exc}") from None
-    except (WireError, RecursionError):
+    except (msgspec.ValidationError, WireError, RecursionError):
         pass
+    except msgspec.DecodeError as exc:
+        return _decode_escapes(body, exc)
     try:
         raws = _RAW.decode(body).mutations
     except msgspec.ValidationError:
-        raise WireError('a push body must be a JSON object {"mutations": [...]}') from None
+        raise WireError(_NOT_A_PUSH) from None
+    except msgspec.DecodeError as exc:  # after a bad write msgspec stopped at
+        return _decode_escapes(body, exc)
     except RecursionError:
         raise WireError(too_deep_message("the body")) from None
     return [_one(index, raw) for index, raw in enumerate(raws)]
+
+
+_NOT_A_PUSH: Final = 'a push body must be a JSON object {"mutations": [...]}'
+
+
+def _decode_escapes(body: bytes, refusal: msgspec.DecodeError) -> list[Mutation | Unreadable]:
+    """The writes of a body msgspec refused as JSON, read again by the stdlib parser.
+
+    msgspec refuses a lone surrogate escape (``"\\ud800"``) wherever it is, so
+    one bad name would refuse the whole body as not JSON; `json` reads it as
+    the lone surrogate it spells, and the write holding it is refused alone
+    (`check_name`, `canonical_json`), as any other bad write is. Only a body
+    msgspec refused pays for this second parse; one that is not JSON to
+    `json` either (NaN and invalid UTF-8 included) is `NotJsonError`.
+    """
+    try:
+        obj = json.loads(body.decode(), parse_constant=_not_json)
+    except ValueError:  # UnicodeDecodeError, JSONDecodeError, NaN, a 5,000-digit int
+        raise NotJsonError(f"the body is not JSON: {refusal}") from None
+    except RecursionError:
+        raise WireError(too_deep_message("the body")) from None
+    mutations = obj.get("mutations") if isinstance(obj, dict) else None
+    if not isinstance(mutations, list):
+        raise WireError(_NOT_A_PUSH)
+    return [_one_object(index, item) for index, item in enumerate(mutations)]
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _one(index: int, raw: msgspec.Raw) -> Mutation | Unreadable:
@@ -330,9 +376,24 @@ def _one(index: int, raw: msgspec.Raw) -> Mutation | Unreadable:
         reason = str(_wire_error(exc))
     except WireError as exc:
         reason = str(exc)
-    obj = _ANY.decode(raw)
+    return _unreadable(index, _ANY.decode(raw), reason)
+
+
+def _one_object(index: int, obj: Any) -> Mutation | Unreadable:
+    try:
+        return Mutation.from_json(obj)
+    except WireError as exc:
+        return _unreadable(index, obj, str(exc))
+
+
+def _unreadable(index: int, obj: Any, reason: str) -> Unreadable:
+    """`Unreadable`, naming the write by its id if it has one that can be sent back as text."""
     mid = obj.get("id") if isinstance(obj, dict) else None
-    return Unreadable(index, mid if isinstance(mid, str) else None, reason)
+    try:
+        named = isinstance(mid, str) and bool(mid.encode())
+    except UnicodeEncodeError:  # a lone surrogate: no JSON answer can carry it
+        named = False
+    return Unreadable(index, mid if named else None, reason)
 
 
 _ENCODER = msgspec.json.Encoder()

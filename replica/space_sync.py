@@ -30,6 +30,7 @@ from quietsync.conflicts import (
     canonical_equal,
 )
 from quietsync.protocol import Change, Mutation
+from quietsync.protocol.ratelog import RateLimitedLog, describe
 from quietsync.replica.conflict_feed import follow_conflicts
 from quietsync.replica.errors import (
     ClockSkewError,
@@ -102,6 +103,9 @@ class SpaceSync:
     ) -> None:
         self.space = space
         self.backoff = backoff
+        self.log = RateLimitedLog(log)
+        """This space's failures that repeat on every retry (a server answering 500 for
+        hours): one line per cause a minute, never a traceback (`RateLimitedLog`)."""
         self.wrote = asyncio.Event()
         """Set by the client after local writes: the live loop pushes soon after."""
         self._host = host
@@ -111,6 +115,11 @@ class SpaceSync:
         self._pull_limit = pull_limit
         self._coalesce = coalesce
         self._lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        """How log lines name this space's sync."""
+        return "sync" if self.space is None else f"sync of space {self.space!r}"
 
     async def sync_once(self) -> SyncSummary:
         """Push the space's outbox, then pull until its log is exhausted."""
@@ -220,7 +229,11 @@ class SpaceSync:
             pulled = await self._pull_pages(go_past)
         except ResyncRequiredError as exc:
             queued = self._port.restart(exc.history, exc.reason)
-            log.warning("sync: %s; starting over from 0 (%d writes queued again)", exc, queued)
+            self.log.failure(
+                f"{self.name}: resync",
+                f"{self.name}: {describe(exc)}; starting over from 0"
+                f" ({queued} writes queued again)",
+            )
             if queued:
                 await self.push()
             pulled = await self._pull_pages(go_past)

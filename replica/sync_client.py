@@ -32,7 +32,9 @@ live socket and backoff):
    with push + pull: it never busy-loops. Only real progress resets the
    backoff: a live batch applied, local writes pushed, or a socket that stayed
    up `Backoff.settled` seconds (10); a server that answers pulls but breaks
-   everything after them is retried ever more slowly.
+   everything after them is retried ever more slowly. Each failure is logged
+   one line per cause a minute, with a count of its repeats, never a traceback
+   per retry (`SpaceSync.log`).
 7. **The app hears about refusals and conflicts, after the commit.**
    `on_refused` gets the mutations just set aside, `on_conflicts` the
    conflicts just recorded; an app turns them into whatever it shows (the
@@ -96,6 +98,7 @@ from typing import TypeVar
 import attrs
 
 from quietsync.conflicts import Conflict, QuietsyncError
+from quietsync.protocol.ratelog import describe
 from quietsync.replica.errors import (
     ClockSkewError,
     ProtocolError,
@@ -468,6 +471,8 @@ class SyncClient:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for sync in self._syncs.values():
+            sync.log.flush(logging.INFO)  # the repeats counted since each cause's last line
         await self._transport.close()
         self._set_status(online=False)
 
@@ -495,9 +500,17 @@ class SyncClient:
                 self._failed(sync.space, exc)
             except QuietsyncError as exc:  # SyncError, or the replica failing (StorageError)
                 self._failed(sync.space, exc)
-                log.info("sync: %s; retrying after backoff", exc)
+                sync.log.failure(
+                    f"{sync.name}: {type(exc).__name__}",
+                    f"{sync.name}: {describe(exc)}; retrying after backoff",
+                    logging.INFO,
+                )
             except Exception as exc:  # a failure nobody foresaw: reported, never the loop's end
-                log.exception("sync: unexpected failure; retrying after backoff")
+                sync.log.failure(
+                    f"{sync.name}: {type(exc).__name__}",
+                    f"{sync.name}: unexpected failure, {describe(exc)}; retrying after backoff",
+                    logging.ERROR,
+                )
                 self._failed(sync.space, SyncError(f"unexpected failure: {exc!r:.200}"))
             await self._pause(sync.backoff.next_delay())
 

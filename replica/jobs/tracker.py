@@ -13,7 +13,10 @@ care. Its rules:
    touches it; only `close()` cancels it.
 3. **Live events, then polling.** A job is followed over ``/events`` from the
    offset held; when that breaks, one poll by offset keeps it moving and the
-   stream is retried with capped backoff. ``live=False`` polls only.
+   stream is retried with capped backoff. ``live=False`` polls only. A
+   failure that repeats per retry (a socket that keeps failing, a store that
+   keeps refusing the tick's writes) is logged one line per cause a minute,
+   with a count of its repeats, never a traceback (`RateLimitedLog`).
 4. **A job the server no longer knows** ends the message as error (a local
    write: nothing of the server's will come) and writes a ``system.warning``.
 5. **On the end**: the final state is written, then — if nobody subscribes and
@@ -43,6 +46,7 @@ import attrs
 
 from quietsync.conflicts import wall_clock_ms
 from quietsync.protocol.jobs import MESSAGES, JobEvent, JobStatus
+from quietsync.protocol.ratelog import RateLimitedLog, describe
 from quietsync.replica.errors import (
     JobGapError,
     ProtocolError,
@@ -121,6 +125,7 @@ class StreamTracker:
         self._waiters: dict[str, list[asyncio.Future[JobStatus]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._news = asyncio.Event()
+        self._log = RateLimitedLog(log)  # failures that repeat per retry or tick: a line a minute
         self._flusher = self._spawn(self._flush_loop(), "flusher")
         self._closed = False
 
@@ -286,7 +291,10 @@ class StreamTracker:
                 self._lost(job)
                 return
             except _RETRY as exc:
-                log.warning("job %s: %s; polling, then retrying", job.state.job_id, exc)
+                self._log.failure(
+                    f"job stream: {type(exc).__name__}",
+                    f"job {job.state.job_id}: {describe(exc)}; polling, then retrying",
+                )
                 if not await self._fallback_poll(job):
                     self._lost(job)
                     return
@@ -311,7 +319,10 @@ class StreamTracker:
         except UnknownJobError:
             return False
         except _RETRY as exc:
-            log.warning("job %s: poll failed too: %s", job.state.job_id, exc)
+            self._log.failure(
+                f"job poll: {type(exc).__name__}",
+                f"job {job.state.job_id}: poll failed too: {describe(exc)}",
+            )
         return True
 
     def _on_event(self, job: _Job, event: JobEvent) -> None:
@@ -362,8 +373,12 @@ class StreamTracker:
             self._news.clear()
             try:
                 self._mirror.flush()
-            except Exception:
-                log.exception("could not persist job updates; retrying next tick")
+            except Exception as exc:
+                self._log.failure(
+                    f"job persist: {type(exc).__name__}",
+                    f"could not persist job updates ({describe(exc)}); retrying next tick",
+                    logging.ERROR,
+                )
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -387,6 +402,7 @@ class StreamTracker:
                 future.cancel()
         if not self._replica.closed:
             self._mirror.flush()
+        self._log.flush()
         await self._client.close()
 
 

@@ -26,7 +26,7 @@ Its rules (the contract is ``docs/protocol.md``, "Jobs"):
    the job ends in memory only (its readers and its abort get their answer)
    and the next start ends its stored state as "interrupted". Failures are
    logged one line per cause (the exception's type: the messages differ from
-   job to job), rate limited (`quietsync.server.ratelog`).
+   job to job), rate limited (`quietsync.protocol.ratelog`).
 5. **Restart**: `recover` ends every job a previous process left streaming as
    error "interrupted", through the same path. Stopping the app (`close`)
    flushes what was received, ends the watchers' streams, and leaves
@@ -56,6 +56,7 @@ import attrs
 
 from quietsync.conflicts import HLC, KindMismatchError
 from quietsync.protocol import JobEvent, JobStatus
+from quietsync.protocol.ratelog import RateLimitedLog, describe
 from quietsync.server.errors import (
     InvalidJobRequestError,
     JobRunningError,
@@ -69,7 +70,6 @@ from quietsync.server.jobs.providers import Chat, ProviderError
 from quietsync.server.jobs.store import JobRow
 from quietsync.server.jobs.writer import FlushItem, JobWriter
 from quietsync.server.live import Published
-from quietsync.server.ratelog import RateLimitedLog, describe
 
 __all__ = ["FLUSH_ATTEMPTS", "OUTPUT_NOT_STORED", "JobRunner", "JobSpec"]
 

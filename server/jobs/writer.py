@@ -60,9 +60,9 @@ from quietsync.protocol import (
     notification_for,
     private_space,
 )
+from quietsync.protocol.ratelog import RateLimitedLog
 from quietsync.server.jobs.store import JobRow, JobStore
 from quietsync.server.live import Published
-from quietsync.server.ratelog import RateLimitedLog
 from quietsync.server.spaces import SpaceService
 from quietsync.server.store import BatchWrite, Store, StoredField, Transaction, WriteTransaction
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from quietsync.conflicts import HLC, Conflict, Side, canonical_json
-from quietsync.protocol import Change, Mutation, WireError
+from quietsync.protocol import Change, Mutation, NotJsonError, Unreadable, WireError, decode_writes
 from tests.conflicts.strategies import json_values, stamps
 
 STAMP = HLC(1_700_000_000_000, 3, "node-a")
@@ -51,6 +52,11 @@ def test_crdt_change_round_trips(update: bytes, seq: int | None) -> None:
         ({"key": "\x00"}, "'key' holds NUL"),
         ({"field": "f\x00"}, "'field' holds NUL"),
         ({"id": "n1:\x001"}, "'id' holds NUL"),
+        ({"id": "n1:\ud800"}, "'id' is not valid UTF-8 \\(a lone surrogate\\)"),
+        ({"collection": "\udfff"}, "'collection' is not valid UTF-8"),
+        ({"key": "a\udc00\u00e9"}, "'key' is not valid UTF-8"),
+        ({"field": "\ud800"}, "'field' is not valid UTF-8"),
+        ({"kind": "\ud800"}, "holds a lone surrogate"),
     ],
 )
 def test_bad_mutations_name_the_bad_member(overrides: dict[str, Any], message: str) -> None:
@@ -116,3 +122,57 @@ def test_a_value_is_accepted_exactly_when_canonical_json_encodes_it(value: Any) 
             Mutation.from_json(lww(value=value))
     else:
         assert Mutation.from_json(lww(value=value)).value is value
+
+
+def _body(*mutations: Any) -> bytes:
+    """A push body as a client writes it: ``ensure_ascii`` spells a lone surrogate as its escape."""
+    return json.dumps({"mutations": list(mutations)}).encode()
+
+
+@pytest.mark.parametrize("member", ["id", "collection", "key", "field", "value"])
+def test_a_lone_surrogate_escape_makes_one_write_unreadable_not_the_body(member: str) -> None:
+    """msgspec refuses the escape anywhere in the body; only the write holding it is refused."""
+    good = lww(id="a:1")
+    bad = {**lww(id="a:2"), member: "x\ud800"}
+    decoded = decode_writes(_body(good, bad, lww(id="a:3")))
+    assert [type(w) for w in decoded] == [Mutation, Unreadable, Mutation]
+    unreadable = decoded[1]
+    assert isinstance(unreadable, Unreadable)
+    assert (unreadable.index, unreadable.id) == (1, None if member == "id" else "a:2")
+    assert repr(member) in unreadable.reason
+    assert decoded[0] == Mutation.from_json(good)
+
+
+@pytest.mark.parametrize(
+    "bad", ["\udc00", {"\ud800": 1}, ["\ud800"], {"kind": "\ud800"}, {"update": "\ud800"}]
+)
+@pytest.mark.parametrize("first", [[], [{"id": "a:0"}]])  # msgspec stops at a bad write first
+def test_a_lone_surrogate_where_no_name_is_expected_is_unreadable(
+    bad: Any, first: list[Any]
+) -> None:
+    *others, unreadable = decode_writes(
+        _body(*first, {**lww(), **bad} if isinstance(bad, dict) else bad)
+    )
+    assert [type(w) for w in others] == [Unreadable] * len(first)
+    assert isinstance(unreadable, Unreadable) and unreadable.index == len(first)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"mutations": [{"id": "\\ud800", "value": NaN}]}',
+        b'{"mutations": [{"id": "\\ud800"}]',
+        b'{"mutations": [{"id": "\xed\xa0\x80"}]}',  # a surrogate's UTF-8 bytes: not UTF-8
+        b'\xef\xbb\xbf{"mutations": [{"id": "\\ud800"}]}',
+    ],
+)
+def test_a_body_that_is_not_json_stays_not_json(body: bytes) -> None:
+    with pytest.raises(NotJsonError, match="the body is not JSON"):
+        decode_writes(body)
+
+
+@pytest.mark.parametrize("body", [b'["\\ud800"]', b'{"mutations": "\\ud800"}'])
+def test_a_body_of_the_wrong_shape_with_a_lone_surrogate_is_a_wire_error(body: bytes) -> None:
+    with pytest.raises(WireError, match="must be a JSON object") as raised:
+        decode_writes(body)
+    assert not isinstance(raised.value, NotJsonError)

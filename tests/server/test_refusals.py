@@ -60,7 +60,8 @@ def error(code: str, fragment: str, body: dict[str, Any]) -> None:
         (b"\xff\xfe", "not valid JSON"),
         (b'{"mutations": [{"value": NaN}]}', "not valid JSON"),
         (b"", "not valid JSON"),
-        (b'{"mutations": [{"id": "\\ud800"}]}', "not valid JSON"),  # a lone surrogate
+        (b'{"mutations": [{"id": "\\ud800", "value": NaN}]}', "not valid JSON"),
+        (b'{"mutations": [{"id": "\xed\xa0\x80"}]}', "not valid JSON"),  # not UTF-8
     ],
 )
 async def test_malformed_json(
@@ -444,15 +445,21 @@ async def test_an_authorization_header_that_is_not_utf8_is_401(
     await assert_unchanged(alice, before)
 
 
-@pytest.mark.parametrize("member", ["id", "collection", "key", "field"])
+@pytest.mark.parametrize("member", ["id", "collection", "key", "field", "value"])
 @pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "a\\udc00\\u00e9"])
-async def test_a_lone_surrogate_in_a_name_is_malformed_json(
+async def test_a_lone_surrogate_in_a_mutation_refuses_that_mutation(
     alice: aiohttp.ClientSession, before: list[dict[str, Any]], w1: Writer, member: str, escape: str
 ) -> None:
-    """No store can hold it (it is not UTF-8): the parser refuses the body, as documented."""
-    good = w1.lww("k2", "f", "é😀")
-    data = json.dumps({"mutations": [good]}).replace(json.dumps(good[member]), f'"{escape}"', 1)
+    """No store can hold it (it is not UTF-8): that write is refused and named, as any bad one."""
+    good, bad = w1.lww("k2", "f", "é😀"), w1.lww("k3", "f3", "v3", collection="c3")
+    bad_json = json.dumps(bad).replace(json.dumps(bad[member]), f'"{escape}"', 1)
+    good_json = [json.dumps(w) for w in (good, w1.lww("k", "title", "changed"))]
+    data = f'{{"mutations": [{good_json[0]}, {bad_json}, {good_json[1]}]}}'
     status, body = await post_raw(alice, data.encode())
-    assert status == 400
-    error("malformed_json", "not valid JSON", body)
+    assert status == 422
+    error("mutations_refused", "1 of 3 mutations refused; nothing was applied", body)
+    [refusal] = body["refused"]
+    named = None if member == "id" else bad["id"]  # no answer can carry the lone surrogate
+    assert (refusal["index"], refusal["id"], refusal["code"]) == (1, named, "invalid_mutation")
+    assert repr(member) in refusal["reason"]
     await assert_unchanged(alice, before)

@@ -120,9 +120,11 @@ async def evil_server(
     push: Handler = honest_push,
     live: Handler = quiet_live,
     spaces: Handler | None = None,
+    jobs: Handler | None = None,
 ) -> AsyncIterator[EvilServer]:
     """Serve the sync endpoints with the given handlers on a free loopback port
-    (``GET /v1/spaces`` only if `spaces` is given: by default, a server from before spaces)."""
+    (``GET /v1/spaces`` only if `spaces` is given: by default, a server from before spaces;
+    a job's poll and ``/events`` only if `jobs` is: it answers both)."""
     requests: dict[str, int] = {}
     queries: list[tuple[str, dict[str, str]]] = []
     stopping = asyncio.Event()
@@ -142,6 +144,9 @@ async def evil_server(
     app.router.add_get("/v1/conflicts", counted(no_conflicts))
     if spaces is not None:
         app.router.add_get("/v1/spaces", counted(spaces))
+    if jobs is not None:
+        app.router.add_get("/v1/jobs/{job_id}", counted(jobs))
+        app.router.add_get("/v1/jobs/{job_id}/events", counted(jobs))
     app[STOPPING] = stopping
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from quietsync.replica import (
     Notifications,
     ProtocolError,
     Replica,
+    StreamTracker,
     SyncClient,
     SyncError,
     TransportError,
@@ -308,3 +310,70 @@ async def test_notifications_about_refusals_are_one_per_cause_until_read(tmp_pat
         [again] = notes.list(unread_only=True)
         assert again["id"] == first["id"] and again["read_at"] is None
         assert replica.get(NOTIFICATIONS, first["id"]) is not None
+
+
+def answers_500(enough: int) -> tuple[Handler, asyncio.Event]:
+    """A handler that answers 500 to everything, and an event set after `enough` requests."""
+    reached, seen = asyncio.Event(), [0]
+
+    async def handler(request: web.Request) -> web.Response:
+        seen[0] += 1
+        if seen[0] >= enough:
+            reached.set()
+        error = {"code": "store_error", "message": "the database failed"}
+        return json_answer({"error": error}, status=500)
+
+    return handler, reached
+
+
+def replica_log(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith("quietsync.replica")]
+
+
+async def test_a_server_failing_every_retry_is_logged_once_per_cause_not_per_retry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG, "quietsync")
+    retries = 30
+    failing, _ = answers_500(retries)
+    with Replica.open(tmp_path / "a.db", node_id="a") as replica:
+        replica.put("notes", "mine", MINE)
+        async with evil_server(pull=failing, push=failing) as server:
+            backoff = RecordingBackoff(enough=retries)
+            client = SyncClient(replica, transport=transport(server.url), backoff=backoff)
+            await client.start()
+            await asyncio.wait_for(backoff.reached.wait(), WAIT)
+            await client.stop()
+    assert isinstance(client.status.error, TransportError)
+    assert "answered 500" in (client.status.last_error or "")
+    first, repeats = replica_log(caplog)  # one line, then (on stop) how often it repeated
+    assert "sync: TransportError:" in first.getMessage() and "answered 500" in first.getMessage()
+    assert repeats.getMessage().startswith(
+        f"sync: TransportError: repeated {len(backoff.delays) - 1} times"
+    )
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+async def test_a_job_stream_failing_every_retry_is_logged_once_per_cause_not_per_retry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG, "quietsync")
+    failing, reached = answers_500(40)  # 20 retries: a socket and a poll each
+    with Replica.open(tmp_path / "a.db", node_id="a") as replica:
+        async with evil_server(jobs=failing) as server:
+            tracker = StreamTracker(replica, server.url, token=TOKEN, retry_delays=[0.001])
+            try:
+                tracker.track("j1", "t1", "m1")
+                await asyncio.wait_for(reached.wait(), WAIT)
+                assert tracker.status("j1") == "streaming"  # still followed, not given up
+            finally:
+                await tracker.close()
+    lines = [r.getMessage() for r in replica_log(caplog)]
+    assert len(lines) == 4, lines  # a line per cause (stream, poll), then their repeats
+    assert "job j1: TransportError:" in lines[0] and "polling, then retrying" in lines[0]
+    assert "poll failed too: TransportError:" in lines[1]
+    assert sorted(line.split(": repeated")[0] for line in lines[2:]) == [
+        "job poll: TransportError",
+        "job stream: TransportError",
+    ]
+    assert all(r.exc_info is None for r in caplog.records)

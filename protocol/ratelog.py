@@ -8,9 +8,12 @@ with that count (``... (repeated 41 times in the last 60 s)``). `flush` writes
 the counts still pending (on shutdown). Lines never carry a traceback: the
 exception is described by its type and message (`describe`).
 
-It lives in `quietsync.server` because only the server runs loops that fail
-per tick; `quietsync.protocol` holds wire shapes only, and the replica may
-not import the server.
+It lives in `quietsync.protocol` because both sides run loops that fail per
+tick (the server's job runner and writer; the replica's sync loop and stream
+tracker, against a server answering 500 or a socket that keeps failing), and
+the protocol package is the only one both may import: the replica and the
+server never import each other. It stays as pure as the wire shapes around
+it: standard logging and a clock, no I/O of its own, no asyncio.
 """
 
 from __future__ import annotations

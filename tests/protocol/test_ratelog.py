@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from quietsync.server.ratelog import RateLimitedLog, describe
+from quietsync.protocol.ratelog import RateLimitedLog, describe
 
 LOGGER = "quietsync.test.ratelog"
 
