@@ -25,7 +25,12 @@ the features share it there (`quietsync.server.core.ServerCore`).
 The PostgreSQL store (a ``postgresql://`` URL as `ServerConfig.db_path`) is
 called the same way, from the same one thread: it drives its asyncpg
 connection on an event loop of its own there
-(`quietsync.server.postgres_connection`).
+(`quietsync.server.postgres_connection`). On PostgreSQL the app also LISTENs for
+the commits of the other server processes on that database, on its own
+connection on the event loop, and wakes the live sockets they concern
+(`quietsync.server.postgres_listen`): several processes may share one
+database. On SQLite one process serves one database, and live changes are
+only ever this process's.
 
 Compaction runs on that thread too, every `ServerConfig.compact_every`
 seconds: records deleted more than `tombstone_horizon` ago are removed (and
@@ -145,6 +150,16 @@ async def _compact_forever(core: ServerCore) -> None:
                 log.info("compaction removed %d records deleted before the horizon", removed)
 
 
+async def _listen_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Hear the other processes' commits (PostgreSQL only; asyncpg imported only here)."""
+    from quietsync.server.postgres_listen import LiveListener
+
+    listener = LiveListener(str(app[CONFIG_KEY].db_path), app[HUB_KEY])
+    await listener.start()
+    yield
+    await listener.stop()
+
+
 async def _close_live(app: web.Application) -> None:
     await app[HUB_KEY].close_all()
 
@@ -158,6 +173,8 @@ def create_app(config: ServerConfig, features: Iterable[Feature] = ()) -> web.Ap
     app[CONFIG_KEY] = config
     app[HUB_KEY] = LiveHub(config.live_queue_limit, config.live_queue_max_bytes)
     app.cleanup_ctx.append(_core_ctx)
+    if is_postgres_url(config.db_path):
+        app.cleanup_ctx.append(_listen_ctx)
     app.on_shutdown.append(_close_live)
     add_routes(app.router)
     for feature in features:

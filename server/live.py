@@ -27,7 +27,11 @@ space. Each socket is served by a `LiveSession`:
    jobs' event streams);
 6. a user whose memberships changed (`LiveHub.spaces_changed`) is sent
    ``{"type": "spaces"}`` on their private space's sockets, so a replica
-   following all its spaces re-reads them.
+   following all its spaces re-reads them;
+7. a commit made by another server process on the same database
+   (`quietsync.server.postgres_listen`) reaches this hub as a wake-up, not as
+   rows: `LiveHub.poke` (space, head seq) marks each subscription that has
+   not sent that seq, and its session catches up from the store as in (3).
 
 On shutdown `LiveHub.close_all` closes every socket with code 1001.
 """
@@ -73,9 +77,11 @@ class Published:
 class Subscription:
     """One socket's queue of published batches, bounded by `limit` changes and `max_bytes`.
 
-    Besides batches it carries two flags set from outside the socket's task:
-    `revoked` (its user lost the space: the session stops) and a pending
-    "spaces changed" notice (`take_notice`).
+    Besides batches it carries three flags set from outside the socket's task:
+    `revoked` (its user lost the space: the session stops), a pending "spaces
+    changed" notice (`take_notice`) and a pending "the store holds more"
+    wake-up (`take_poke`). `sent` is the last cursor its session sent, so a
+    wake-up for what it already sent (its own process's commit) is dropped.
     """
 
     def __init__(
@@ -91,6 +97,8 @@ class Subscription:
         self._bytes = 0
         self._wake = asyncio.Event()
         self._notice = False
+        self._poked = False
+        self.sent = 0
         self.overflowed = False
         self.revoked = False
 
@@ -122,6 +130,18 @@ class Subscription:
         """True once per `notice_spaces` (the session sends the notice)."""
         notice, self._notice = self._notice, False
         return notice
+
+    def poke(self, seq: int | None) -> None:
+        """Wake the session to read the store: another process committed `seq` in this
+        space (None: something may have been missed, read whatever is there)."""
+        if seq is None or seq > self.sent:
+            self._poked = True
+            self._wake.set()
+
+    def take_poke(self) -> bool:
+        """True once per effective `poke` (the session catches up from the store)."""
+        poked, self._poked = self._poked, False
+        return poked
 
     async def next_batches(self) -> list[Published] | None:
         """The batches queued since the last call (waiting for a wake-up); None once
@@ -167,6 +187,19 @@ class LiveHub:
             for sub in self._subs.get(space, ()):
                 sub.offer(batch)
 
+    def poke(self, space: str, seq: int) -> None:
+        """Another process committed `space` up to `seq`: the sockets of `space` that have
+        not sent it read the rows from the store."""
+        for sub in self._subs.get(space, ()):
+            sub.poke(seq)
+
+    def poke_all(self) -> None:
+        """Every socket reads the store once: commits of other processes may have gone
+        unheard (the notification connection was lost meanwhile)."""
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.poke(None)
+
     def revoke(self, user: str, space: str) -> None:
         """Stop every socket of `user` on `space` (they lost read access to it), and tell
         the listeners (`on_revoke`)."""
@@ -209,7 +242,6 @@ class LiveSession:
         self._history = history
         self._read_cursor = read_cursor
         self._read_page = read_page
-        self._last = 0
 
     async def serve(self, since: int | None) -> None:
         """Serve the socket until the client leaves, falls behind, or the server stops."""
@@ -239,29 +271,31 @@ class LiveSession:
         client) on overflow."""
         cursor = await self._read_cursor()
         await self._ws.send_str(encode(WireHello(cursor, self._history)).decode())
-        self._last = cursor if since is None else since
+        self._sub.sent = cursor if since is None else since
         await self._catch_up()
         while (batches := await self._sub.next_batches()) is not None:
             if self._sub.take_notice():
                 await self._ws.send_str(encode(WireSpacesChanged()).decode())
             for batch in batches:
-                fresh = [c for c in batch.changes if c.seq is not None and c.seq > self._last]
+                fresh = [c for c in batch.changes if c.seq is not None and c.seq > self._sub.sent]
                 if not fresh:
                     continue
-                if batch.after > self._last:  # it overtook another batch: fill the gap first
+                if batch.after > self._sub.sent:  # it overtook another batch: fill the gap first
                     await self._catch_up()
-                    fresh = [c for c in fresh if c.seq is not None and c.seq > self._last]
+                    fresh = [c for c in fresh if c.seq is not None and c.seq > self._sub.sent]
                 if fresh:
-                    await self._send(self._last, fresh, fresh[-1].seq)
+                    await self._send(self._sub.sent, fresh, fresh[-1].seq)
+            if self._sub.take_poke():  # another process committed: its rows are in the store
+                await self._catch_up()
         if not self._sub.revoked:
-            await self._ws.send_str(encode(WirePull(self._last)).decode())
+            await self._ws.send_str(encode(WirePull(self._sub.sent)).decode())
 
     async def _catch_up(self) -> None:
         """Send what the store holds after the last cursor sent (until revoked)."""
         while not self._sub.revoked:
-            page = await self._read_page(self._last)
+            page = await self._read_page(self._sub.sent)
             if page.changes:
-                await self._send(self._last, page.changes, page.cursor)
+                await self._send(self._sub.sent, page.changes, page.cursor)
             if not page.has_more:
                 return
 
@@ -271,4 +305,4 @@ class LiveSession:
             return
         message = WireChanges([c.to_wire() for c in changes], cursor, after)
         await self._ws.send_str(encode(message).decode())
-        self._last = cursor
+        self._sub.sent = cursor

@@ -45,6 +45,11 @@ transaction writing several spaces (`write_transaction`) locks them in the
 order it touches them; two such transactions touching the same spaces in
 opposite orders would deadlock, which PostgreSQL detects and refuses one of
 (a `StoreError`): the jobs flusher, the one such writer, is one per process.
+
+**Live changes across processes.** A write that advances a space's head also
+notifies `LIVE_CHANNEL` with the space and its new head, in the same statement
+(PostgreSQL delivers it at commit, in commit order, and never for a rollback),
+so pushes and job flushes alike wake every process listening.
 """
 
 from __future__ import annotations
@@ -83,7 +88,12 @@ from quietsync.server.store import (
     WriteTransaction,
 )
 
-__all__ = ["PostgresStore", "PostgresWriteTransaction", "connection_of"]
+__all__ = ["LIVE_CHANNEL", "PostgresStore", "PostgresWriteTransaction", "connection_of"]
+
+LIVE_CHANNEL = "quietsync_live"
+"""Every commit that advances a space's head sends ``NOTIFY quietsync_live, '<space>
+<head>'``: a wake-up for the live sockets of the other server processes on this
+database (`quietsync.server.postgres_listen`), who read the rows from the store."""
 
 T = TypeVar("T")
 
@@ -178,8 +188,9 @@ class _PostgresTransaction:
             )
         if batch.log:
             highest = max(row[7] for row in rows)  # the highest stamp written, for the clock
-            db.execute(
-                "UPDATE heads SET seq = $2, stamp = GREATEST(stamp, $3) WHERE space = $1",
+            db.execute(  # the notification is delivered at commit (none on a rollback)
+                "UPDATE heads SET seq = $2, stamp = GREATEST(stamp, $3) WHERE space = $1"
+                f" RETURNING pg_notify('{LIVE_CHANNEL}', space || ' ' || seq)",
                 space,
                 batch.last_seq,
                 highest,

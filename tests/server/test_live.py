@@ -7,10 +7,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from quietsync.protocol import private_space
 from quietsync.server.keys import CORE_KEY, SYNC_KEY
-from quietsync.server.live import MUST_PULL_CLOSE_CODE
+from quietsync.server.live import MUST_PULL_CLOSE_CODE, LiveHub
 from quietsync.testing import RunningServer, running_server
 from tests.server.helpers import Writer, decoded, push
 
@@ -176,3 +177,18 @@ async def test_a_commit_of_more_bytes_than_a_queue_holds_makes_the_client_pull(
         msg = await ws.receive(timeout=TIMEOUT)
         assert msg.type == aiohttp.WSMsgType.CLOSE
         assert ws.close_code == MUST_PULL_CLOSE_CODE
+
+
+def test_a_poke_wakes_only_the_subscriptions_that_have_not_sent_its_seq() -> None:
+    """A wake-up from another process is dropped by a socket that sent that seq already
+    (its own process's commit); after a lost connection every socket reads once."""
+    hub = LiveHub(queue_limit=10, queue_max_bytes=1000)
+    ahead = hub.subscribe("alice", "u:alice", web.WebSocketResponse())
+    behind = hub.subscribe("alice", "u:alice", web.WebSocketResponse())
+    elsewhere = hub.subscribe("bob", "u:bob", web.WebSocketResponse())
+    ahead.sent, behind.sent = 5, 4
+    hub.poke("u:alice", 5)
+    assert (ahead.take_poke(), behind.take_poke(), elsewhere.take_poke()) == (False, True, False)
+    assert not behind.take_poke()  # once per poke
+    hub.poke_all()
+    assert (ahead.take_poke(), behind.take_poke(), elsewhere.take_poke()) == (True, True, True)
