@@ -13,6 +13,14 @@ stays small whatever the commit's size, and the sockets' order and paging
 stay the store's. This process's own commits come back too; their sockets
 have usually sent them already, and otherwise only read the store once more.
 
+Membership changes travel the same way on
+`quietsync.server.spaces.postgres_store.MEMBERS_CHANNEL` (JSON ``{"space",
+"user", "removed"}``): every process closes a removed member's sockets on the
+space (`LiveHub.revoke`, code 4003) and tells the user's private sockets
+(`LiveHub.spaces_changed`), so a removal made through one process revokes
+the sockets of all of them. The process that made the change has done both
+already; doing them again only sends one more ``{"type": "spaces"}``.
+
 A lost connection is opened again, with backoff, and then every socket reads
 the store once (`LiveHub.poke_all`): what other processes committed meanwhile
 was never heard. A connection that went silent without being closed (a
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 
 import asyncpg
@@ -30,6 +39,7 @@ import asyncpg
 from quietsync.server.live import LiveHub
 from quietsync.server.postgres_connection import translated_errors
 from quietsync.server.postgres_store import LIVE_CHANNEL
+from quietsync.server.spaces.postgres_store import MEMBERS_CHANNEL
 
 __all__ = ["APPLICATION_NAME", "PING_EVERY", "LiveListener"]
 
@@ -69,6 +79,7 @@ class LiveListener:
         )
         try:
             await db.add_listener(LIVE_CHANNEL, self._on_notify)
+            await db.add_listener(MEMBERS_CHANNEL, self._on_members)
         except BaseException:
             db.terminate()
             raise
@@ -80,6 +91,17 @@ class LiveListener:
             self._hub.poke(space, int(head))
         except ValueError:  # not one of ours: somebody else NOTIFYing on the channel
             log.warning("ignored a notification on %s: %r", LIVE_CHANNEL, payload)
+
+    def _on_members(self, _db: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            change = json.loads(payload)
+            space, user, removed = change["space"], change["user"], change["removed"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a notification on %s: %r", MEMBERS_CHANNEL, payload)
+            return
+        if removed:
+            self._hub.revoke(user, space)
+        self._hub.spaces_changed(user)
 
     async def _keep(self, db: asyncpg.Connection) -> None:
         """Listen on `db` until it is lost, then on a new connection, forever."""

@@ -12,6 +12,8 @@ version (``meta.spaces_schema_version``, `quietsync.server.postgres_schema`):
 
 from __future__ import annotations
 
+import json
+
 from quietsync.protocol import Role
 from quietsync.server.postgres_connection import translated_errors
 from quietsync.server.postgres_schema import migrate
@@ -19,7 +21,10 @@ from quietsync.server.postgres_store import PostgresStore, connection_of
 from quietsync.server.spaces.store import Member, Membership
 from quietsync.server.store import WriteTransaction
 
-__all__ = ["PostgresSpaceStore"]
+__all__ = ["MEMBERS_CHANNEL", "PostgresSpaceStore"]
+
+MEMBERS_CHANNEL = "quietsync_members"
+"""Where a membership change is announced to every server process on the database."""
 
 STEPS: tuple[str, ...] = (
     """
@@ -72,6 +77,7 @@ class PostgresSpaceStore:
         db = connection_of(tx)
         db.execute("INSERT INTO spaces VALUES ($1, $2, $3, $4)", space, name, admin, now_ms)
         db.execute("INSERT INTO members VALUES ($1, $2, 'admin', $3)", space, admin, now_ms)
+        _announce(tx, space, admin, removed=False)
 
     def set_role(
         self, tx: WriteTransaction, space: str, user: str, role: Role, now_ms: int
@@ -84,8 +90,19 @@ class PostgresSpaceStore:
             role,
             now_ms,
         )
+        _announce(tx, space, user, removed=False)
 
     def remove(self, tx: WriteTransaction, space: str, user: str) -> None:
         connection_of(tx).execute(
             "DELETE FROM members WHERE space = $1 AND member = $2", space, user
         )
+        _announce(tx, space, user, removed=True)
+
+
+def _announce(tx: WriteTransaction, space: str, user: str, *, removed: bool) -> None:
+    """Tell every server process on the database (`MEMBERS_CHANNEL`, at commit) that
+    `user`'s membership of `space` changed: their sockets of a removed member close,
+    and the user's private sockets hear ``{"type": "spaces"}``
+    (`quietsync.server.postgres_listen`)."""
+    payload = json.dumps({"space": space, "user": user, "removed": removed})
+    connection_of(tx).execute("SELECT pg_notify($1, $2)", MEMBERS_CHANNEL, payload)

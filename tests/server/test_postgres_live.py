@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from quietsync.protocol import REVOKED_CLOSE_CODE
 from quietsync.server.live import LiveHub
 from quietsync.server.postgres_listen import APPLICATION_NAME, LiveListener
 from quietsync.server.postgres_store import LIVE_CHANNEL
@@ -183,3 +184,30 @@ async def test_the_listener_pokes_every_socket_after_listening_again(pg_url: str
     finally:
         await db.close()
         await listener.stop()
+
+
+async def test_a_removal_through_one_process_closes_the_socket_on_another(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Revocation crosses processes: bob follows a shared space on process 1; alice
+    removes him through process 2; his socket closes with 4003 within a second and his
+    private socket on process 1 hears that his spaces changed."""
+    async with (
+        two_servers(pg_url, tmp_path) as (first, second),
+        client(second, "token-alice-0123456789") as alice,
+        client(first, "token-bob-0123456789") as bob,
+    ):
+        space = await new_space(alice)
+        assert (await set_member(alice, space, "bob", "read"))[0] == 200
+        shared = await bob.ws_connect("/v1/live", params={"space": space})
+        private = await bob.ws_connect("/v1/live")
+        hello(await receive(shared))
+        hello(await receive(private))
+        started = time.perf_counter()
+        async with alice.delete(f"/v1/spaces/{space}/members/bob") as resp:
+            assert resp.status == 204
+        closed = await asyncio.wait_for(shared.receive(), TIMEOUT)
+        assert (closed.type, closed.data) == (aiohttp.WSMsgType.CLOSE, REVOKED_CLOSE_CODE)
+        assert time.perf_counter() - started < 1.0
+        assert await receive(private) == {"type": "spaces"}
+        await private.close()
