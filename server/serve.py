@@ -84,8 +84,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
         default="quietsync-server.db",
-        help="SQLite file of the server, or a postgresql:// URL (needs quietsync[postgres];"
-        " one server process per database for now) (default: %(default)s)",
+        help="SQLite file of the server (one process per file), or a postgresql:// URL"
+        " (needs quietsync[postgres]; several processes may share it, see docs/deploy.md)"
+        " (default: %(default)s)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     parser.add_argument("--port", type=int, default=8787, help="port to listen on (%(default)s)")
