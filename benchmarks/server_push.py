@@ -1,16 +1,28 @@
-"""Push throughput of the sync server against a bare aiohttp + SQLite handler.
+"""Push throughput of the sync server against a bare aiohttp handler on the same store.
 
-    python -m benchmarks.server_push [--changes N]
+    python -m benchmarks.server_push [--changes N] [--store sqlite|postgres] [--pg-dsn URL]
 
-Both servers run in this process on 127.0.0.1, each on its own SQLite file with
-the same durability (WAL, ``synchronous=FULL``), and receive the same request
+Both servers run in this process on 127.0.0.1 and receive the same request
 bodies (``{"mutations": [...]}``, every mutation a new field, so all are
 applied) from one client pushing sequentially. The bare handler only parses
 the JSON and writes the rows quietsync ends up storing for those mutations
 (one field row each, with its seq, size and mutation id; the space's head; the
-client's mark), into the same tables (created by `SQLiteStore`), in one
-transaction: no auth, no validation, no merge, no live fan-out. The ratio is
-quietsync / bare; the target at batch 1,000 is >= 0.8.
+client's mark), into the same tables (created by the store itself), in one
+transaction: no auth, no validation, no merge, no live fan-out.
+
+``--store sqlite`` (the default): each server on its own SQLite file with the
+same durability (WAL, ``synchronous=FULL``); the bare handler uses `sqlite3`.
+The target at batch 1,000 is >= 0.8.
+
+``--store postgres``: each server on its own fresh database (``qs_bench_<random>``
+and ``qs_bench_<random>_bare``, created on the server of ``--pg-dsn``, default
+``$QUIETSYNC_TEST_PG_DSN`` else ``postgresql://postgres@127.0.0.1:5432/postgres``,
+whose user may create databases; both dropped at the end), PostgreSQL's default
+durability (``synchronous_commit`` on); the bare handler is one asyncpg
+connection doing the same upserts (``fields``, ``clients``, ``heads``) in one
+transaction per push. The target at batch 1,000 is >= 0.6.
+
+The ratio is quietsync / bare.
 """
 
 from __future__ import annotations
@@ -18,12 +30,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -31,6 +47,7 @@ from aiohttp import web
 from benchmarks._loopback import serve_on_loopback
 from quietsync.conflicts import Clock
 from quietsync.protocol import Mutation
+from quietsync.server.backend import value_text
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.testing import running_server
 
@@ -38,6 +55,12 @@ __all__ = ["main"]
 
 BATCHES = (1, 100, 1000)
 TOKEN = "bench-token"
+SPACE = "bench"
+STORES = ("sqlite", "postgres")
+DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+Rows = list[tuple[Any, ...]]
+"""One push's rows: (field rows, client mark row, head row)."""
 
 
 def bodies(node: str, batch: int, changes: int) -> list[bytes]:
@@ -55,46 +78,145 @@ def bodies(node: str, batch: int, changes: int) -> list[bytes]:
     return out
 
 
+def push_rows(space: str, head: int, mutations: list[dict[str, Any]]) -> tuple[Rows, Rows]:
+    """The rows quietsync stores for `mutations` pushed on `head`: the field rows (space,
+    collection, key, field, seq, size, kind, stamp, base, mid, value, state), and the
+    client's mark and the space's new head (as one-row lists)."""
+    fields = []
+    for i, m in enumerate(mutations, start=1):
+        value = value_text(m["value"])
+        fields.append((space, m["collection"], m["key"], m["field"], head + i, len(value),
+                       m["kind"], m["stamp"], m["base"], m["id"], value, None))  # fmt: skip
+    client, _, last = mutations[-1]["id"].rpartition(":")
+    tail = [
+        (space, client, int(last)),
+        (space, head + len(fields), max(m["stamp"] for m in mutations)),
+    ]
+    return fields, tail
+
+
+Write = Callable[[list[dict[str, Any]]], Awaitable[int]]
+
+
 @asynccontextmanager
-async def bare_server(db_path: Path) -> AsyncIterator[str]:
-    """The baseline: parse, insert the same rows in one transaction, answer."""
+async def bare_sqlite(db_path: Path) -> AsyncIterator[Write]:
+    """Write a push's rows into SQLite file `db_path`, in one transaction."""
     SQLiteStore(db_path).close()  # the very tables (and pragmas) quietsync writes to
     db = sqlite3.connect(db_path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
 
-    async def push(request: web.Request) -> web.Response:
-        space = "bench"
-        mutations = json.loads(await request.read())["mutations"]
+    async def write(mutations: list[dict[str, Any]]) -> int:
         db.execute("BEGIN IMMEDIATE")
-        row = db.execute("SELECT seq FROM heads WHERE space = ?", (space,)).fetchone()
-        head = row[0] if row else 0
-        rows = []
-        for i, m in enumerate(mutations, start=1):
-            value = json.dumps(m["value"])
-            rows.append((space, m["collection"], m["key"], m["field"], head + i, len(value),
-                         m["kind"], m["stamp"], m["base"], m["id"], value, None))  # fmt: skip
+        row = db.execute("SELECT seq FROM heads WHERE space = ?", (SPACE,)).fetchone()
+        fields, (mark, head) = push_rows(SPACE, row[0] if row else 0, mutations)
         db.executemany(
             "INSERT OR REPLACE INTO fields (space, collection, key, field, seq, size, kind,"
             " stamp, base, mid, value, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            fields,
         )
-        client, _, last = mutations[-1]["id"].rpartition(":")
-        db.execute("INSERT OR REPLACE INTO clients VALUES (?, ?, ?, NULL)", (space, client, last))
-        db.execute(
-            "INSERT OR REPLACE INTO heads VALUES (?, ?, 0, ?)",
-            (space, head + len(rows), max(m["stamp"] for m in mutations)),
-        )
+        db.execute("INSERT OR REPLACE INTO clients VALUES (?, ?, ?, NULL)", mark)
+        db.execute("INSERT OR REPLACE INTO heads VALUES (?, ?, 0, ?)", head)
         db.execute("COMMIT")
-        return web.json_response({"count": len(rows)})
+        return len(fields)
 
-    app = web.Application(client_max_size=16 * 1024 * 1024)
-    app.router.add_post("/v1/push", push)
     try:
-        async with serve_on_loopback(app) as url:
-            yield url
+        yield write
     finally:
         db.close()
+
+
+@asynccontextmanager
+async def bare_postgres(url: str) -> AsyncIterator[Write]:
+    """Write a push's rows into PostgreSQL database `url` (one asyncpg connection, as the
+    store has), in one transaction: the same upserts as `PostgresStore`."""
+    import asyncpg
+
+    from quietsync.server.postgres_store import PostgresStore
+
+    # the very tables quietsync writes to (its connection runs a loop of its own: a thread)
+    await asyncio.to_thread(lambda: PostgresStore(url).close())
+    db = await asyncpg.connect(url)
+
+    async def write(mutations: list[dict[str, Any]]) -> int:
+        async with db.transaction():
+            head = await db.fetchval(
+                "INSERT INTO heads (space) VALUES ($1)"
+                " ON CONFLICT (space) DO UPDATE SET seq = heads.seq RETURNING seq",
+                SPACE,
+            )
+            fields, (mark, new_head) = push_rows(SPACE, head, mutations)
+            await db.executemany(
+                "INSERT INTO fields (space, collection, key, field, seq, size, kind, stamp,"
+                " base, mid, value, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+                " $11, $12) ON CONFLICT (space, collection, key, field) DO UPDATE SET"
+                " seq = excluded.seq, size = excluded.size, kind = excluded.kind,"
+                " stamp = excluded.stamp, base = excluded.base, mid = excluded.mid,"
+                " value = excluded.value, state = excluded.state",
+                fields,
+            )
+            await db.execute(
+                "INSERT INTO clients (space, client, hw) VALUES ($1, $2, $3)"
+                " ON CONFLICT (space, client) DO UPDATE SET hw = excluded.hw, last = NULL",
+                *mark,
+            )
+            await db.execute(
+                "UPDATE heads SET seq = $2, stamp = GREATEST(stamp, $3) WHERE space = $1",
+                *new_head,
+            )
+        return len(fields)
+
+    try:
+        yield write
+    finally:
+        await db.close()
+
+
+@asynccontextmanager
+async def bare_server(store: str, db: Path | str) -> AsyncIterator[str]:
+    """The baseline: parse, insert the same rows in one transaction, answer."""
+    writer = bare_sqlite(Path(db)) if store == "sqlite" else bare_postgres(str(db))
+    async with writer as write:
+
+        async def push(request: web.Request) -> web.Response:
+            count = await write(json.loads(await request.read())["mutations"])
+            return web.json_response({"count": count})
+
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/v1/push", push)
+        async with serve_on_loopback(app) as url:
+            yield url
+
+
+async def _pg_admin(dsn: str, statement: str) -> None:
+    import asyncpg
+
+    db = await asyncpg.connect(dsn)
+    try:
+        await db.execute(statement)
+    finally:
+        await db.close()
+
+
+@asynccontextmanager
+async def databases(store: str, pg_dsn: str) -> AsyncIterator[tuple[Path | str, Path | str]]:
+    """Two fresh databases of `store`, quietsync's and the bare handler's; gone on exit."""
+    if store == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="quietsync-bench-") as tmp:
+            yield Path(tmp) / "quietsync.db", Path(tmp) / "bare.db"
+        return
+    name = f"qs_bench_{uuid.uuid4().hex[:12]}"
+    names = [name, f"{name}_bare"]
+    created = []
+    try:
+        for db in names:
+            await _pg_admin(pg_dsn, f"CREATE DATABASE {db}")
+            created.append(db)
+        qs, bare = (urlsplit(pg_dsn)._replace(path=f"/{db}").geturl() for db in names)
+        yield qs, bare
+    finally:
+        for db in created:
+            await _pg_admin(pg_dsn, f"DROP DATABASE {db} WITH (FORCE)")
 
 
 async def throughput(url: str, payloads: list[bytes], batch: int) -> float:
@@ -111,22 +233,23 @@ async def throughput(url: str, payloads: list[bytes], batch: int) -> float:
     return len(payloads) * batch / elapsed
 
 
-async def run(changes: int) -> list[tuple[int, float, float]]:
+async def run(
+    changes: int, store: str = "sqlite", pg_dsn: str = DEFAULT_PG_DSN
+) -> list[tuple[int, float, float]]:
     rows = []
-    with tempfile.TemporaryDirectory(prefix="quietsync-bench-") as tmp:
-        tmpdir = Path(tmp)
-        async with (
-            running_server(tmpdir / "quietsync.db", users={"bench": TOKEN}) as qs,
-            bare_server(tmpdir / "bare.db") as bare,
-        ):
-            for batch in BATCHES:
-                count = max(changes // 10, batch) if batch == 1 else changes
-                # warm up both, on fields of their own
-                await throughput(qs.url, bodies(f"warm{batch}", batch, batch), batch)
-                await throughput(bare, bodies(f"warm{batch}", batch, batch), batch)
-                ours = await throughput(qs.url, bodies(f"q{batch}", batch, count), batch)
-                base = await throughput(bare, bodies(f"q{batch}", batch, count), batch)
-                rows.append((batch, ours, base))
+    async with (
+        databases(store, pg_dsn) as (qs_db, bare_db),
+        running_server(qs_db, users={SPACE: TOKEN}) as qs,
+        bare_server(store, bare_db) as bare,
+    ):
+        for batch in BATCHES:
+            count = max(changes // 10, batch) if batch == 1 else changes
+            # warm up both, on fields of their own
+            await throughput(qs.url, bodies(f"warm{batch}", batch, batch), batch)
+            await throughput(bare, bodies(f"warm{batch}", batch, batch), batch)
+            ours = await throughput(qs.url, bodies(f"q{batch}", batch, count), batch)
+            base = await throughput(bare, bodies(f"q{batch}", batch, count), batch)
+            rows.append((batch, ours, base))
     return rows
 
 
@@ -138,9 +261,16 @@ def main(argv: list[str] | None = None) -> int:
         default=20_000,
         help="changes pushed per batch size (a tenth of it for batch 1)",
     )
+    parser.add_argument("--store", choices=STORES, default="sqlite", help="the server's store")
+    parser.add_argument(
+        "--pg-dsn",
+        default=os.environ.get("QUIETSYNC_TEST_PG_DSN") or DEFAULT_PG_DSN,
+        help="--store postgres: a server whose user may create (and drop) databases",
+    )
     args = parser.parse_args(argv)
-    rows = asyncio.run(run(args.changes))
-    print(f"{'batch':>6} | {'quietsync changes/s':>20} | {'bare aiohttp+sqlite':>20} | ratio")
+    rows = asyncio.run(run(args.changes, args.store, args.pg_dsn))
+    bare = "bare aiohttp+sqlite" if args.store == "sqlite" else "bare aiohttp+asyncpg"
+    print(f"{'batch':>6} | {'quietsync changes/s':>20} | {bare:>20} | ratio")
     print(f"{'-' * 6}-+-{'-' * 20}-+-{'-' * 20}-+------")
     for batch, ours, base in rows:
         print(f"{batch:>6} | {ours:>20,.0f} | {base:>20,.0f} | {ours / base:.2f}x")
