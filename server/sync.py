@@ -506,7 +506,9 @@ def _merge_texts(batch: _Batch) -> None:
         writes = [m for m, *_ in group.writes]
         updates = [m.update or b"" for m in writes]
         try:
-            merged = merge_text_state(stored.state if stored else None, *updates)
+            merged = merge_text_state(  # each update was checked by `_merge_crdt`
+                stored.state if stored else None, *updates, checked=True
+            )
         except CrdtUpdateError as exc:  # each was read alone; together they do not apply
             batch.refused += [
                 Refusal(index, m.id, "bad_crdt_update", str(exc)) for m, index, *_ in group.writes
