@@ -5,8 +5,11 @@ down) must not write a line, let alone a traceback, per tick. A cause is
 logged the first time it happens; its repeats within `interval` seconds are
 only counted, and the next occurrence after the interval logs one line again
 with that count (``... (repeated 41 times in the last 60 s)``). `flush` writes
-the counts still pending (on shutdown). Lines never carry a traceback: the
-exception is described by its type and message (`describe`).
+the counts still pending (on shutdown). An expected failure is described by
+its type and message (`describe`), without a traceback. A failure nobody
+foresaw (a bug) passes its exception as ``exc_info``: the line that is
+written carries its traceback, so the bug can be found; its repeats are
+counted like any other.
 
 It lives in `quietsync.protocol` because both sides run loops that fail per
 tick (the server's job runner and writer; the replica's sync loop and stream
@@ -48,11 +51,18 @@ class RateLimitedLog:
     clock: Callable[[], float] = time.monotonic
     _causes: dict[str, _Cause] = attrs.field(factory=dict, init=False)
 
-    def failure(self, cause: str, message: str, level: int = logging.WARNING) -> bool:
+    def failure(
+        self,
+        cause: str,
+        message: str,
+        level: int = logging.WARNING,
+        exc_info: BaseException | None = None,
+    ) -> bool:
         """Log `message` for `cause` unless it was logged less than `interval` ago.
 
         Returns whether a line was written. A suppressed repeat is counted and
-        reported with the next line of the same cause.
+        reported with the next line of the same cause. A written line carries
+        `exc_info`'s traceback when one is given (for failures nobody foresaw).
         """
         now = self.clock()
         seen = self._causes.get(cause)
@@ -64,7 +74,7 @@ class RateLimitedLog:
                 f" (repeated {seen.suppressed} times in the last {now - seen.logged_at:.0f} s)"
             )
         self._causes[cause] = _Cause(now)
-        self.logger.log(level, "%s", message)
+        self.logger.log(level, "%s", message, exc_info=exc_info)
         return True
 
     def flush(self, level: int = logging.WARNING) -> None:

@@ -510,6 +510,7 @@ class SyncClient:
                     f"{sync.name}: {type(exc).__name__}",
                     f"{sync.name}: unexpected failure, {describe(exc)}; retrying after backoff",
                     logging.ERROR,
+                    exc_info=exc,
                 )
                 self._failed(sync.space, SyncError(f"unexpected failure: {exc!r:.200}"))
             await self._pause(sync.backoff.next_delay())

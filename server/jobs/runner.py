@@ -285,7 +285,9 @@ class JobRunner:
         except asyncio.CancelledError:
             raise  # an abort (which asked for its end) or the server stopping
         except Exception as exc:  # a provider bug: the job ends, the server goes on
-            self._log.failure(f"provider bug: {describe(exc)}", f"job {job.id}: {describe(exc)}")
+            self._log.failure(
+                f"provider bug: {describe(exc)}", f"job {job.id}: {describe(exc)}", exc_info=exc
+            )
             self._end(job, "error", f"provider failed: {exc}")
         else:
             self._end(job, "complete", None)

@@ -1,4 +1,4 @@
-"""`RateLimitedLog`: one line per cause per interval, counts of repeats, no tracebacks."""
+"""`RateLimitedLog`: one line per cause per interval, repeats counted, tracebacks for bugs."""
 
 from __future__ import annotations
 
@@ -74,3 +74,26 @@ def test_describe_is_one_line_without_a_traceback() -> None:
     assert "\n" not in describe(ValueError("two\nlines  é"))
     assert describe(ValueError("two\nlines  é")) == "ValueError: two lines é"
     assert describe(TimeoutError()) == "TimeoutError"
+
+
+def test_a_bugs_line_carries_its_traceback_and_its_repeats_are_only_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    log = RateLimitedLog(logging.getLogger(LOGGER), interval=60.0, clock=clock)
+    caplog.set_level(logging.ERROR, LOGGER)
+    for _ in range(5):
+        try:
+            {"ключ": 1}["clé 🔑"]
+        except KeyError as exc:
+            log.failure(
+                "loop: KeyError", f"unexpected failure, {describe(exc)}", logging.ERROR, exc
+            )
+    assert lines(caplog) == ["unexpected failure, KeyError: 'clé 🔑'"]
+    (record,) = caplog.records
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
+    assert "Traceback" in caplog.text and "in test_a_bugs_line" in caplog.text
+    clock.now += 61
+    log.flush(logging.ERROR)
+    assert lines(caplog)[1] == "loop: KeyError: repeated 4 times in the last 61 s"
+    assert caplog.records[1].exc_info is None
