@@ -4,7 +4,8 @@ processes, a job started on one, read, aborted, limited and recovered through th
 What is checked (`quietsync.server.jobs.postgres_store`): a job runs in the process that
 accepted it, and every process answers for it the same (events, poll, abort); the limits
 count every process's jobs; a process killed with ``kill -9`` has its streaming jobs ended
-as interrupted by exactly one survivor, keeping the prefix it flushed.
+as interrupted by exactly one survivor, keeping the prefix it flushed; a process whose
+job was taken over while it lived writes it no more, and follows it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from quietsync.protocol import MESSAGES, NOTIFICATIONS, JobEvent, notification_for
 from quietsync.replica import Replica, StreamTracker, Subscriber
-from tests.server.job_helpers import WAIT, events_of, poll, records, reply, rest_of
+from quietsync.server.jobs.postgres_store import JOBS_CHANNEL
+from tests.server.job_helpers import WAIT, events_of, poll, records, reply, rest_of, scripted, serve
+from tests.server.job_helpers import start as start_helper
 from tests.server.processes import ServeProcess, serve_process
 from tests.server.test_jobs_lifecycle import final_event
 
@@ -214,3 +218,46 @@ async def test_a_killed_process_has_its_jobs_interrupted_by_one_survivor(
     stamps = {stamp for _, stamp in folded[NOTIFICATIONS, notification].values()}
     assert stamps == {folded[MESSAGES, "m2"]["job_status"][1]}  # one end wrote both
     print(f"\nkill -9 to the tracker seeing the end, through a survivor: {noticed:.2f} s")
+
+
+async def take_over(pg_url: str, job_id: str) -> str:
+    """End `job_id` as a survivor would (its row moved to another owner, ended, a wake-up
+    sent); its message's content then."""
+    db = await asyncpg.connect(pg_url)
+    try:
+        async with db.transaction():
+            await db.execute(
+                "UPDATE jobs SET owner = owner + 1, status = 'error', error = 'interrupted',"
+                " ended_ms = 1 WHERE job_id = $1",
+                job_id,
+            )
+            await db.execute("SELECT pg_notify($1, $2)", JOBS_CHANNEL, f"written {job_id}")
+        content = await db.fetchval(
+            "SELECT value FROM fields WHERE key = 'm1' AND field = 'content'"
+        )
+    finally:
+        await db.close()
+    return str(json.loads(content))
+
+
+async def test_a_job_taken_over_while_its_process_lives_is_followed_not_written(
+    pg_url: str,
+) -> None:
+    """A process that lost its jobs connection for a while may find its job ended by a
+    survivor (`take_over`). Its next write is refused, and its own readers get the stored
+    end; the message keeps what was written before the takeover."""
+    async with (
+        serve(pg_url, jobs=scripted(tokens=2000, token_delay=0.01)) as server,
+        server.client("alice") as http,
+    ):
+        job_id = (await start_helper(http))["job_id"]
+        async with http.get(f"/v1/jobs/{job_id}/events") as resp:
+            stream = events_of(resp)
+            while (await anext(stream)).type != "delta":
+                pass
+            taken = await take_over(pg_url, job_id)
+            rest = await rest_of(stream)
+        folded, _ = await records(http)
+    assert rest[-1].type == "status"
+    assert (rest[-1].status, rest[-1].error) == ("error", "interrupted")
+    assert folded[MESSAGES, "m1"]["content"][0] == taken
