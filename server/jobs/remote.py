@@ -84,8 +84,13 @@ class RemoteJobs:
             while self._jobs.get(job.id) is job:
                 self._stale.discard(job.id)
                 row = await self._find(job.id)
-                if row is None or self._jobs.get(job.id) is not job:
-                    return  # purged meanwhile, or taken over by this process
+                if self._jobs.get(job.id) is not job:
+                    return  # taken over by this process meanwhile
+                if row is None:  # ended and purged unheard (retention 0): nothing more to say
+                    del self._jobs[job.id]
+                    job.publish(None)
+                    job.done.set()
+                    return
                 job.advance(row, row.content)
                 if job.finished:
                     del self._jobs[job.id]

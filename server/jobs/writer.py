@@ -140,13 +140,18 @@ def _open_spaces(
     tx: WriteTransaction, items: list[FlushItem], notify: list[list[str]]
 ) -> dict[str, _SpaceWrite]:
     """Every space the flush touches (each item's, each notified user's private space),
-    with the stored state of every field its writes depend on."""
+    with the stored state of every field its writes depend on.
+
+    Opened (each one's write lock taken, on PostgreSQL) in the order of their names:
+    two flushes of two server processes on one database, each ending a job whose
+    notification goes to the other's job's space, would otherwise wait for each other.
+    """
     refs: dict[str, set[FieldRef]] = defaultdict(set)
     for item, users in zip(items, notify, strict=True):
         refs[item.row.space] |= set(_job_values(item))
         for user in users:
             refs[private_space(user)] |= _notification_refs(item)
-    return {space: _SpaceWrite.open(tx, space, wanted) for space, wanted in refs.items()}
+    return {space: _SpaceWrite.open(tx, space, refs[space]) for space in sorted(refs)}
 
 
 class JobWriter:
