@@ -66,6 +66,8 @@ class Listener:
     """
 
     application_name = APPLICATION_NAME
+    server_settings: dict[str, str] = {}
+    """More settings of the connection's session, beside its ``application_name``."""
 
     def __init__(self, url: str) -> None:
         self._url = url
@@ -96,7 +98,8 @@ class Listener:
 
     async def _connect(self) -> asyncpg.Connection:
         db: asyncpg.Connection = await asyncpg.connect(
-            self._url, server_settings={"application_name": self.application_name}
+            self._url,
+            server_settings={"application_name": self.application_name, **self.server_settings},
         )
         try:
             await self._prepare(db)

@@ -26,9 +26,10 @@ Its rules (the contract is ``docs/protocol.md``, "Jobs"):
    its unwritten tokens are dropped and it ends as error `OUTPUT_NOT_STORED`
    (an abort asked for stays aborted). If even that end cannot be written,
    the job ends in memory only (its readers and its abort get their answer)
-   and the next start ends its stored state as "interrupted". Failures are
-   logged one line per cause (the exception's type: the messages differ from
-   job to job), rate limited (`quietsync.protocol.ratelog`).
+   and the next start ends its stored state as "interrupted" (until then it
+   still counts against its user's limits, which are counted in the store).
+   Failures are logged one line per cause (the exception's type: the
+   messages differ from job to job), rate limited (`quietsync.protocol.ratelog`).
 5. **Restart**: `recover` ends every job a process that is gone left
    streaming (`JobStore.orphans`) as error "interrupted", through the same
    path: on SQLite, every job a previous process left streaming; on a

@@ -23,7 +23,10 @@ import asyncpg
 
 from quietsync.protocol import MESSAGES, NOTIFICATIONS, JobEvent, notification_for
 from quietsync.replica import Replica, StreamTracker, Subscriber
-from quietsync.server.jobs.postgres_store import JOBS_CHANNEL
+from quietsync.server.jobs.feature import open_job_store
+from quietsync.server.jobs.postgres_peers import KEEPALIVE_IDLE, PostgresPeers
+from quietsync.server.jobs.postgres_store import JOBS_CHANNEL, OWNER_LOCK, PostgresJobStore
+from quietsync.server.postgres_store import PostgresStore
 from tests.server.job_helpers import WAIT, events_of, poll, records, reply, rest_of, scripted, serve
 from tests.server.job_helpers import start as start_helper
 from tests.server.processes import ServeProcess, serve_process
@@ -261,3 +264,46 @@ async def test_a_job_taken_over_while_its_process_lives_is_followed_not_written(
     assert rest[-1].type == "status"
     assert (rest[-1].status, rest[-1].error) == ("error", "interrupted")
     assert folded[MESSAGES, "m1"]["content"][0] == taken
+
+
+class ShownPeers(PostgresPeers):
+    """Reads its own session's keepalive setting as its connection opens."""
+
+    keepalive_idle = ""
+
+    async def _prepare(self, db: asyncpg.Connection) -> None:
+        await super()._prepare(db)
+        self.keepalive_idle = await db.fetchval("SHOW tcp_keepalives_idle")
+
+
+_HELD = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1"
+    " AND objid = $2 AND granted"
+)
+
+
+async def lock_held(db: asyncpg.Connection, owner: int) -> bool:
+    return bool(await db.fetchval(_HELD, OWNER_LOCK, owner))
+
+
+async def test_the_jobs_connection_holds_the_owner_lock_with_keepalives(pg_url: str) -> None:
+    """Each process takes an owner number and holds its lock while its jobs connection
+    lives; the connection asks for keepalives, so a vanished host's lock goes too."""
+    store = await asyncio.to_thread(PostgresStore, pg_url)  # (it runs its own event loop)
+    db = await asyncpg.connect(pg_url)
+    try:
+        jobs = await asyncio.to_thread(open_job_store, store)
+        assert isinstance(jobs, PostgresJobStore)
+        peers = ShownPeers(pg_url, jobs, asyncio.to_thread)
+        await peers.start()
+        assert jobs.owner > 0 and await lock_held(db, jobs.owner)
+        await peers.stop()
+        async with asyncio.timeout(WAIT):
+            while True:
+                if not await lock_held(db, jobs.owner):
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        await db.close()
+        await asyncio.to_thread(store.close)
+    assert peers.keepalive_idle == str(KEEPALIVE_IDLE)
