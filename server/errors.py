@@ -4,6 +4,7 @@
     └── ServerError                     base; carries `status` and a machine `code`
         ├── ConfigError                 bad tokens file / environment / limits (startup)
         ├── StoreError                  the storage backend failed (500; sqlite3 errors wrapped)
+        │   └── JobTakenError           another server process ended this process's job
         └── RequestError                a request refused as a whole, no state change (4xx)
             ├── UnauthorizedError       missing or unknown bearer token (401)
             ├── MalformedJsonError      body is not JSON (400)
@@ -45,6 +46,7 @@ __all__ = [
     "ForbiddenError",
     "InvalidJobRequestError",
     "JobRunningError",
+    "JobTakenError",
     "LastAdminError",
     "MalformedJsonError",
     "MutationsRefusedError",
@@ -80,6 +82,13 @@ class StoreError(ServerError):
     """The storage backend failed; the transaction was rolled back."""
 
     code = "store_error"
+
+
+class JobTakenError(StoreError):
+    """A job's write found the job ended by another server process (which found this one
+    gone: its connection to the database was lost); the write was rolled back."""
+
+    code = "job_taken"
 
 
 class RequestError(ServerError):

@@ -25,6 +25,9 @@ A lost connection is opened again, with backoff, and then every socket reads
 the store once (`LiveHub.poke_all`): what other processes committed meanwhile
 was never heard. A connection that went silent without being closed (a
 network partition) is found by a ping every `PING_EVERY` seconds.
+
+That kept connection is `Listener`; `LiveListener` is the core's use of it,
+and the jobs feature has its own (`quietsync.server.jobs.postgres_peers`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 
 import asyncpg
 
@@ -41,7 +45,7 @@ from quietsync.server.postgres_connection import translated_errors
 from quietsync.server.postgres_store import LIVE_CHANNEL
 from quietsync.server.spaces.postgres_store import MEMBERS_CHANNEL
 
-__all__ = ["APPLICATION_NAME", "PING_EVERY", "LiveListener"]
+__all__ = ["APPLICATION_NAME", "PING_EVERY", "Listener", "LiveListener"]
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +56,39 @@ RETRY_FIRST, RETRY_MAX = 0.1, 5.0
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
-class LiveListener:
-    """One LISTEN connection to `url`, poking `hub` on each notification (module docstring)."""
+class Listener:
+    """One dedicated connection to `url` that LISTENs, kept open (module docstring).
 
-    def __init__(self, url: str, hub: LiveHub) -> None:
+    A subclass says what to LISTEN to (`channels`), what else to do on each
+    new connection before listening (`_prepare`), and what to do once a lost
+    connection is replaced (`_heard_again`): its notifications meanwhile
+    were never heard.
+    """
+
+    application_name = APPLICATION_NAME
+    server_settings: dict[str, str] = {}
+    """More settings of the connection's session, beside its ``application_name``."""
+
+    def __init__(self, url: str) -> None:
         self._url = url
-        self._hub = hub
         self._task: asyncio.Task[None] | None = None
+
+    def channels(self) -> dict[str, Callable[[str], None]]:
+        """Each channel to LISTEN on, with what to do with a payload."""
+        raise NotImplementedError
+
+    async def _prepare(self, db: asyncpg.Connection) -> None:
+        """Run on each new connection, before it LISTENs."""
+
+    def _heard_again(self) -> None:
+        """Run once a lost connection is replaced."""
 
     async def start(self) -> None:
         """LISTEN now (so a server that answers hears every commit from then on), then
         keep listening in a task; a database that does not answer fails the start."""
-        with translated_errors("listen for live changes"):
+        with translated_errors(f"listen as {self.application_name}"):
             db = await self._connect()
-        self._task = asyncio.create_task(self._keep(db), name="quietsync-listen")
+        self._task = asyncio.create_task(self._keep(db), name=self.application_name)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -75,33 +98,17 @@ class LiveListener:
 
     async def _connect(self) -> asyncpg.Connection:
         db: asyncpg.Connection = await asyncpg.connect(
-            self._url, server_settings={"application_name": APPLICATION_NAME}
+            self._url,
+            server_settings={"application_name": self.application_name, **self.server_settings},
         )
         try:
-            await db.add_listener(LIVE_CHANNEL, self._on_notify)
-            await db.add_listener(MEMBERS_CHANNEL, self._on_members)
+            await self._prepare(db)
+            for channel, handle in self.channels().items():
+                await db.add_listener(channel, lambda _db, _pid, _ch, text, h=handle: h(text))
         except BaseException:
             db.terminate()
             raise
         return db
-
-    def _on_notify(self, _db: object, _pid: int, _channel: str, payload: str) -> None:
-        space, _, head = payload.rpartition(" ")
-        try:
-            self._hub.poke(space, int(head))
-        except ValueError:  # not one of ours: somebody else NOTIFYing on the channel
-            log.warning("ignored a notification on %s: %r", LIVE_CHANNEL, payload)
-
-    def _on_members(self, _db: object, _pid: int, _channel: str, payload: str) -> None:
-        try:
-            change = json.loads(payload)
-            space, user, removed = change["space"], change["user"], change["removed"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignored a notification on %s: %r", MEMBERS_CHANNEL, payload)
-            return
-        if removed:
-            self._hub.revoke(user, space)
-        self._hub.spaces_changed(user)
 
     async def _keep(self, db: asyncpg.Connection) -> None:
         """Listen on `db` until it is lost, then on a new connection, forever."""
@@ -110,9 +117,9 @@ class LiveListener:
                 await self._until_lost(db)
             finally:
                 db.terminate()
-            log.warning("lost the %s connection; listening again", LIVE_CHANNEL)
+            log.warning("lost the %s connection; listening again", self.application_name)
             db = await self._reconnect()
-            self._hub.poke_all()
+            self._heard_again()
 
     async def _until_lost(self, db: asyncpg.Connection) -> None:
         """Return once `db` is closed, or fails to answer a ping."""
@@ -134,6 +141,40 @@ class LiveListener:
             try:
                 return await self._connect()
             except _DB_ERRORS as exc:
-                log.warning("cannot LISTEN on %s (%s); again in %.1f s", LIVE_CHANNEL, exc, delay)
+                log.warning(
+                    "cannot listen as %s (%s); again in %.1f s", self.application_name, exc, delay
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
+
+
+class LiveListener(Listener):
+    """LISTENs for live changes and membership changes, poking `hub` (module docstring)."""
+
+    def __init__(self, url: str, hub: LiveHub) -> None:
+        super().__init__(url)
+        self._hub = hub
+
+    def channels(self) -> dict[str, Callable[[str], None]]:
+        return {LIVE_CHANNEL: self._on_notify, MEMBERS_CHANNEL: self._on_members}
+
+    def _heard_again(self) -> None:
+        self._hub.poke_all()
+
+    def _on_notify(self, payload: str) -> None:
+        space, _, head = payload.rpartition(" ")
+        try:
+            self._hub.poke(space, int(head))
+        except ValueError:  # not one of ours: somebody else NOTIFYing on the channel
+            log.warning("ignored a notification on %s: %r", LIVE_CHANNEL, payload)
+
+    def _on_members(self, payload: str) -> None:
+        try:
+            change = json.loads(payload)
+            space, user, removed = change["space"], change["user"], change["removed"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a notification on %s: %r", MEMBERS_CHANNEL, payload)
+            return
+        if removed:
+            self._hub.revoke(user, space)
+        self._hub.spaces_changed(user)

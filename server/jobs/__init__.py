@@ -9,9 +9,11 @@ feature registers itself on an app::
 
 Inside: `config` (settings), `providers` (where output comes from), `runner`
 (the policy: start, stream, flush, end, limits, recovery), `job` (one job's
-live state), `writer` (what each write contains), `store` and `sqlite_store`
-(the job rows beside the sync store), `access` (who may see a job: the
-members of its space), `views` (HTTP), `feature` (wiring).
+live state), `writer` (what each write contains), `store`, `table`,
+`sqlite_store` and `postgres_store` (the job rows beside the sync store),
+`remote` (other processes' jobs followed here) and `postgres_peers` (this
+process among the others on one PostgreSQL database), `access` (who may see
+a job: the members of its space), `views` (HTTP), `feature` (wiring).
 """
 
 from quietsync.server.jobs.config import JobsConfig

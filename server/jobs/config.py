@@ -42,6 +42,14 @@ class JobsConfig:
         validator=positive_seconds,
         metadata={"help": "seconds between two flushes of job output (one transaction each)"},
     )
+    orphan_check: float = attrs.field(
+        default=1.0,
+        validator=positive_seconds,
+        metadata={
+            "help": "seconds between two checks for the jobs of a server process that died"
+            " (PostgreSQL; they end as error 'interrupted')"
+        },
+    )
     history_messages: int = attrs.field(
         default=20,
         validator=positive_int,

@@ -129,6 +129,28 @@ class Job:
             watch.queue.put_nowait(self.final_event())
         return watch, self.snapshot(0)
 
+    def advance(self, row: JobRow, content: str) -> None:
+        """A write committed: `row` as stored (with the write's stamp), `content` the
+        message's. Its watchers get the new text (a ``delta``), then the final ``status``
+        if the write ended the job."""
+        old = len(self.content)
+        self.row, self.content = row, content
+        if len(content) > old:
+            self.publish(
+                JobEvent(
+                    "delta",
+                    self.id,
+                    "streaming",
+                    offset=old,
+                    text=content[old:],
+                    content_length=len(content),
+                    stamp=row.stamp,
+                )
+            )
+        if self.finished:
+            self.publish(self.final_event())
+            self.done.set()
+
     def unwatch(self, watch: Watch) -> None:
         self.watches.discard(watch)
 

@@ -3,11 +3,13 @@
 One runner per app (the jobs feature, `quietsync.server.jobs`, creates it).
 Its rules (the contract is ``docs/protocol.md``, "Jobs"):
 
-1. **Start** (`create`): refuse over `JobsConfig.max_per_user` streaming jobs of
-   the user (429, whatever their spaces) or when the message already has a
-   streaming job in its space, whoever started it (409); write the start
-   state (one transaction, stamp S0); only then `run` the provider, so nothing
-   is streamed before the start is durable.
+1. **Start** (`create`): write the start state (one transaction, stamp S0),
+   which refuses over `JobsConfig.max_per_user` streaming jobs of the user
+   (429, whatever their spaces) or when the message already has a streaming
+   job in its space, whoever started it (409): counted in the database, in
+   that transaction (`JobWriter`), so the limits hold across server
+   processes; only then `run` the provider, so nothing is streamed before the
+   start is durable.
 2. **Stream**: the provider task appends tokens to the job's unwritten half.
    It never writes: ONE flusher task per app writes every dirty job of every
    user in one transaction per tick (`JobsConfig.flush_interval`), then publishes the
@@ -24,18 +26,30 @@ Its rules (the contract is ``docs/protocol.md``, "Jobs"):
    its unwritten tokens are dropped and it ends as error `OUTPUT_NOT_STORED`
    (an abort asked for stays aborted). If even that end cannot be written,
    the job ends in memory only (its readers and its abort get their answer)
-   and the next start ends its stored state as "interrupted". Failures are
-   logged one line per cause (the exception's type: the messages differ from
-   job to job), rate limited (`quietsync.protocol.ratelog`).
-5. **Restart**: `recover` ends every job a previous process left streaming as
-   error "interrupted", through the same path. Stopping the app (`close`)
-   flushes what was received, ends the watchers' streams, and leaves
-   streaming jobs to the next start — exactly like a crash.
+   and the next start ends its stored state as "interrupted" (until then it
+   still counts against its user's limits, which are counted in the store).
+   Failures are logged one line per cause (the exception's type: the
+   messages differ from job to job), rate limited (`quietsync.protocol.ratelog`).
+5. **Restart**: `recover` ends every job a process that is gone left
+   streaming (`JobStore.orphans`) as error "interrupted", through the same
+   path: on SQLite, every job a previous process left streaming; on a
+   database shared by several processes (`peers`), it checks again every
+   `JobsConfig.orphan_check` seconds, so a process killed mid-job has its jobs
+   ended by a survivor, with the prefix it flushed. Stopping the app
+   (`close`) flushes what was received, ends the watchers' streams, and
+   leaves streaming jobs to the next start (or a survivor) — exactly like a
+   crash.
 6. **Retention**: a finished job answers for `JobsConfig.retention` seconds after
    its end, then 404 (`get` checks; a purge task drops rows and memory).
 7. **Spaces**: a job writes into one space (`JobRow.space`); who may see it
    is the views' check (`quietsync.server.jobs.access`). A user who loses a
    space (`revoke`) has their event streams on its jobs ended at once.
+8. **Other processes' jobs** (PostgreSQL): `get` finds a job this process
+   does not run in the store; its readers here follow it
+   (`quietsync.server.jobs.remote`), and an abort here asks its process
+   (`Peers.ask_abort`) and answers once the end is written, whoever wrote it.
+   A job of this process taken over by another (which found this one gone:
+   its write is refused, `JobTakenError`) is followed from then on.
 
 Everything here runs on the event loop; store work is handed to the store's
 worker thread through `run_on_store`, where `quietsync.server.jobs.writer.JobWriter`
@@ -50,28 +64,24 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from quietsync.conflicts import HLC, KindMismatchError
-from quietsync.protocol import JobEvent, JobStatus
+from quietsync.protocol import JobStatus
 from quietsync.protocol.ratelog import RateLimitedLog, describe
-from quietsync.server.errors import (
-    InvalidJobRequestError,
-    JobRunningError,
-    StoreError,
-    TooManyJobsError,
-)
+from quietsync.server.errors import InvalidJobRequestError, JobTakenError, StoreError
 from quietsync.server.jobs.config import JobsConfig
 from quietsync.server.jobs.history import thread_history
 from quietsync.server.jobs.job import Job, no_such_job
 from quietsync.server.jobs.providers import Chat, ProviderError
+from quietsync.server.jobs.remote import RemoteJobs
 from quietsync.server.jobs.store import JobRow
 from quietsync.server.jobs.writer import FlushItem, JobWriter
 from quietsync.server.live import Published
 
-__all__ = ["FLUSH_ATTEMPTS", "OUTPUT_NOT_STORED", "JobRunner", "JobSpec"]
+__all__ = ["FLUSH_ATTEMPTS", "OUTPUT_NOT_STORED", "JobRunner", "JobSpec", "Peers"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +96,14 @@ FLUSH_ATTEMPTS = 4
 """Failed writes in a row after which a job gives up (rule 4)."""
 _MAX_BACKOFF = 5.0
 _PURGE_EVERY = 60.0
+
+
+class Peers(Protocol):
+    """The other server processes on a shared database (`quietsync.server.jobs.postgres_peers`)."""
+
+    async def ask_abort(self, job_id: str) -> None:
+        """Ask the process running `job_id` to end it as aborted."""
+        ...
 
 
 @attrs.frozen
@@ -110,8 +128,11 @@ class JobRunner:
         writer: JobWriter,
         run_on_store: RunOnStore[Any],
         publish: Publish,
+        peers: Peers | None = None,
     ) -> None:
         self._config = config
+        self._peers = peers
+        self._remote = RemoteJobs(self._find)
         self._provider = config.provider
         self._writer = writer
         self._run_on_store = run_on_store
@@ -121,6 +142,7 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._purger: asyncio.Task[None] | None = None
+        self._adopter: asyncio.Task[None] | None = None
         self._closed = False
         self._log = RateLimitedLog(log)
 
@@ -131,19 +153,14 @@ class JobRunner:
     # -- lifecycle ---------------------------------------------------------
 
     async def recover(self) -> None:
-        """Load the stored jobs; end the ones left streaming as "interrupted"; start ticking."""
+        """End the jobs left streaming by a gone process as "interrupted"; start ticking."""
         horizon = _now_ms() - int(self._config.retention * 1000)
         await self._run_on_store(lambda: self._writer.purge(horizon))
-        for row in await self._run_on_store(self._writer.recover):
-            job = Job(row, content=row.content)
-            self._jobs[job.id] = job
-            if row.status == "streaming":
-                log.info("job %s was streaming when the server stopped: interrupted", job.id)
-                self._end(job, "error", INTERRUPTED)
-            else:
-                job.done.set()
+        await self._adopt_orphans()
         self._flusher = asyncio.create_task(self._flush_loop(), name="quietsync-job-flusher")
         self._purger = asyncio.create_task(self._purge_loop(), name="quietsync-job-purge")
+        if self._peers is not None:
+            self._adopter = asyncio.create_task(self._adopt_loop(), name="quietsync-job-orphans")
 
     async def close(self) -> None:
         """Stop producing, flush what was received, end every watcher's stream.
@@ -156,9 +173,10 @@ class JobRunner:
         for task in producers:
             task.cancel()
         await asyncio.gather(*producers, return_exceptions=True)
-        if self._purger is not None:
-            self._purger.cancel()
-            await asyncio.gather(self._purger, return_exceptions=True)
+        for task in (self._purger, self._adopter):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._flusher is not None:
             # not cancelled: a write in flight must be applied and announced
             self._wake.set()
@@ -166,6 +184,7 @@ class JobRunner:
         await self._flush_once(everything=True)
         for job in self._jobs.values():
             job.publish(None)
+        await self._remote.close()
         self._log.flush()
 
     # -- the API -----------------------------------------------------------
@@ -174,16 +193,8 @@ class JobRunner:
         """Register and durably start `user`'s job in `space` (rule 1); `run` it next.
 
         The caller checked that `user` may write in `space`; the start's
-        transaction checks it again (`JobWriter`, rule 8).
+        transaction checks it again, and the limits (`JobWriter`, rules 8 and 9).
         """
-        streaming = [j for j in self._jobs.values() if not j.finished]
-        mine = [j for j in streaming if j.row.user == user]
-        if len(mine) >= self._config.max_per_user:
-            raise TooManyJobsError(
-                f"{len(mine)} jobs streaming; at most {self._config.max_per_user} per user"
-            )
-        if any((j.row.space, j.row.message_id) == (space, spec.message_id) for j in streaming):
-            raise JobRunningError(f"message {spec.message_id!r} already has a streaming job")
         row = JobRow(
             user=user,
             space=space,
@@ -218,34 +229,83 @@ class JobRunner:
             return
         job.task = asyncio.create_task(self._produce(job), name=f"quietsync-job-{job.id}")
 
-    def get(self, job_id: str) -> Job:
+    async def get(self, job_id: str, *, follow: bool = False) -> Job:
         """Job `job_id`, whoever may see it; `UnknownJobError` if none, or past retention.
 
-        Past retention is answered like an unknown id, so the answer is the
-        same one a caller who may not see the job gets.
+        A job this process does not hold is read from the store (one that
+        ended before a restart, or another process's); with `follow`, its
+        readers here get its events (rule 8). Past retention is answered like
+        an unknown id, so the answer is the same one a caller who may not see
+        the job gets.
         """
-        job = self._jobs.get(job_id)
+        job = self._jobs.get(job_id) or self._remote.get(job_id)
+        if job is None:
+            row = await self._find(job_id)
+            job = None if row is None else Job(row, content=row.content)
         if job is not None and self._expired(job, _now_ms()):
-            del self._jobs[job_id]
+            self._jobs.pop(job_id, None)
             job = None
         if job is None:
             raise no_such_job(job_id)
+        if follow and job.id not in self._jobs:
+            return self._remote.follow(job)
         return job
 
     def revoke(self, user: str, space: str) -> None:
         """`user` lost `space`: end their event streams on its jobs now (rule 7)."""
-        for job in self._jobs.values():
+        for job in [*self._jobs.values(), *self._remote]:
             if job.row.space == space:
                 job.revoke(user)
 
     async def abort(self, job: Job) -> JobStatus:
         """End a streaming job as aborted, once written; a finished job keeps its status."""
-        if not job.finished and job.ending is None:
+        if job.id in self._jobs:
+            self.abort_asked(job.id)
+        elif not job.finished:  # another process runs it (rule 8)
+            assert self._peers is not None, "only a shared database has other processes' jobs"
+            job = self._remote.follow(job)
+            await self._peers.ask_abort(job.id)
+        await job.done.wait()
+        return job.row.status
+
+    # -- what the other processes say (`quietsync.server.jobs.postgres_peers`) --
+
+    def abort_asked(self, job_id: str) -> None:
+        """End this process's job `job_id` as aborted, if it streams (once written)."""
+        job = self._jobs.get(job_id)
+        if job is not None and not job.finished and job.ending is None:
             self._end(job, "aborted", None)
             if job.task is not None:
                 job.task.cancel()
-        await job.done.wait()
-        return job.row.status
+
+    def written(self, job_id: str) -> None:
+        """A write of `job_id` committed (by any process): its followers here read it."""
+        self._remote.written(job_id)
+
+    def heard_again(self) -> None:
+        """Notifications may have gone unheard: every followed job is read again."""
+        self._remote.read_all()
+
+    async def _find(self, job_id: str) -> JobRow | None:
+        return await self._run_on_store(lambda: self._writer.find(job_id))
+
+    async def _adopt_orphans(self) -> None:
+        """End the jobs of gone processes (this one's now) as interrupted (rule 5)."""
+        for row in await self._run_on_store(self._writer.orphans):
+            log.info("job %s was streaming in a server that stopped: interrupted", row.job_id)
+            job = self._remote.take(row.job_id) or Job(row)
+            job.advance(row, row.content)  # its followers here get the last flush first
+            self._jobs[job.id] = job
+            self._end(job, "error", INTERRUPTED)
+
+    async def _adopt_loop(self) -> None:
+        """Check for gone processes every `orphan_check` seconds (one indexed query)."""
+        while True:
+            await asyncio.sleep(self._config.orphan_check)
+            try:
+                await self._adopt_orphans()
+            except StoreError as exc:
+                self._log.failure(f"job orphans: {exc}", f"checking for orphans failed: {exc}")
 
     # -- producing and ending ----------------------------------------------
 
@@ -348,7 +408,16 @@ class JobRunner:
                     await self._failed(job, alone)
 
     async def _failed(self, job: Job, exc: Exception) -> None:
-        """Back `job` off after a failed write, or give up after `FLUSH_ATTEMPTS`."""
+        """Back `job` off after a failed write, or give up after `FLUSH_ATTEMPTS`; follow it
+        if another process took it over (rule 8)."""
+        if isinstance(exc, JobTakenError):
+            log.warning("job %s was ended by another server process; following it", job.id)
+            if job.task is not None:
+                job.task.cancel()
+            job.parts.clear()
+            del self._jobs[job.id]
+            self._remote.follow(job)
+            return
         job.failures += 1
         self._log.failure(
             f"job write: {type(exc).__name__}",
@@ -398,26 +467,9 @@ class JobRunner:
             self._publish(space, batch)
         for job, item, count, stamp in zip(jobs, items, taken, result.stamps, strict=True):
             job.failures = 0
-            old = len(job.content)
-            job.content = item.content
             del job.parts[:count]
-            job.row = attrs.evolve(item.row, stamp=stamp)
-            if len(item.content) > old:
-                job.publish(
-                    JobEvent(
-                        "delta",
-                        job.id,
-                        "streaming",
-                        offset=old,
-                        text=item.content[old:],
-                        content_length=len(item.content),
-                        stamp=stamp,
-                    )
-                )
-            if item.final:
-                job.publish(job.final_event())
-                job.done.set()
-            elif job.parts:
+            job.advance(attrs.evolve(item.row, stamp=stamp), item.content)
+            if not item.final and job.parts:
                 self._mark(job)  # tokens arrived while this write was in flight
 
     # -- retention ---------------------------------------------------------

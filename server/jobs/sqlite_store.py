@@ -10,7 +10,12 @@ version (``meta.jobs_schema_version``, `quietsync.server.sqlite_schema`):
 2. without ``content``: the reply lives in its message record only (a
    finished reply was stored twice);
 3. with ``space``: the space the job's message lives in (a job may write into
-   a shared space); the rows from before are their user's private space's.
+   a shared space); the rows from before are their user's private space's;
+4. indexes for `find` (by ``job_id``) and the limits (the streaming rows).
+
+One process serves an SQLite database, so every job left streaming is an
+orphan once this process opens it (`orphans`, asked at start only), and a
+start's limits count the rows as they are (writes are serialized anyway).
 
 Its rows and queries are the PostgreSQL job store's (`quietsync.server.jobs.table`).
 """
@@ -23,7 +28,14 @@ from typing import Any
 
 from quietsync.protocol import PRIVATE_PREFIX
 from quietsync.server.jobs.store import JobRow
-from quietsync.server.jobs.table import JobQueries, job_of, job_values, messages_of, thread_params
+from quietsync.server.jobs.table import (
+    JobQueries,
+    job_of,
+    job_values,
+    job_with_content,
+    messages_of,
+    thread_params,
+)
 from quietsync.server.sqlite_schema import Step, migrate
 from quietsync.server.sqlite_store import SQLiteStore, SQLiteWriteTransaction, translated_errors
 from quietsync.server.store import WriteTransaction
@@ -49,7 +61,12 @@ def _v3_space(db: sqlite3.Connection) -> None:
     db.execute("UPDATE jobs SET space = ? || user", (PRIVATE_PREFIX,))
 
 
-STEPS: tuple[Step, ...] = (_v1_jobs, _v2_content_in_the_message_only, _v3_space)
+def _v4_indexes(db: sqlite3.Connection) -> None:
+    db.execute("CREATE INDEX jobs_by_id ON jobs (job_id)")
+    db.execute("CREATE INDEX jobs_streaming ON jobs (user) WHERE status = 'streaming'")
+
+
+STEPS: tuple[Step, ...] = (_v1_jobs, _v2_content_in_the_message_only, _v3_space, _v4_indexes)
 _SQL = JobQueries("?")
 
 
@@ -69,6 +86,25 @@ class SQLiteJobStore:
         with translated_errors("read jobs"):
             rows = self._db.execute(_SQL.load).fetchall()
         return [job_of(row) for row in rows]
+
+    def find(self, job_id: str) -> JobRow | None:
+        with translated_errors("read a job"):
+            row = self._db.execute(_SQL.find, (job_id,)).fetchone()
+        return None if row is None else job_with_content(row)
+
+    def streaming(
+        self, tx: WriteTransaction, user: str, space: str, message_id: str
+    ) -> tuple[int, int]:
+        assert isinstance(tx, SQLiteWriteTransaction)
+        mine, on_message = tx.connection.execute(
+            _SQL.streaming, (user, space, message_id)
+        ).fetchone()
+        return mine, on_message
+
+    def orphans(self) -> list[JobRow]:
+        with translated_errors("read streaming jobs"):
+            rows = self._db.execute(_SQL.streaming_rows).fetchall()
+        return [job_with_content(row) for row in rows]
 
     def thread_messages(self, space: str, thread_id: str) -> dict[str, dict[str, Any]]:
         with translated_errors("read a thread's messages"):

@@ -8,6 +8,14 @@ its end *inside that same transaction*, so a restarted server knows which
 jobs were left streaming and can still answer for finished jobs during their
 retention.
 
+Several server processes may share one PostgreSQL database; each job runs
+in exactly one of them (its row's owner, `quietsync.server.jobs.postgres_store`).
+So the two questions that need every process's jobs are asked of the rows, not
+of one process's memory: the limits of a start (`streaming`, inside the
+start's transaction, under a lock where processes could race) and the jobs
+left streaming by a process that is gone (`orphans`). On SQLite, one process
+serves the database, and both answer from its rows as they are.
+
 Backends hold no job policy: what to write, when, with which stamps, is
 decided by `quietsync.server.jobs.writer.JobWriter` and
 `quietsync.server.jobs.runner.JobRunner`.
@@ -62,6 +70,23 @@ class JobStore(Protocol):
 
     def load(self) -> list[JobRow]:
         """Every stored job row, oldest first."""
+        ...
+
+    def find(self, job_id: str) -> JobRow | None:
+        """Job `job_id`'s row with its message's content (one snapshot), or None."""
+        ...
+
+    def streaming(
+        self, tx: WriteTransaction, user: str, space: str, message_id: str
+    ) -> tuple[int, int]:
+        """Inside the start's transaction `tx`: how many jobs stream for `user`, and for
+        `message_id` in `space`. Two starts that could race (in two processes) are
+        serialized here, so the second one counts the first."""
+        ...
+
+    def orphans(self) -> list[JobRow]:
+        """The jobs left streaming by a server process that is gone, with their content;
+        from now on this process's to end (another process asking gets none of them)."""
         ...
 
     def purge(self, ended_before_ms: int) -> int:

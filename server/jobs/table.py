@@ -10,7 +10,10 @@ SQLite, ``$1`` in PostgreSQL, numbered in both so one text serves both). One
 copy here means a change to the table or to a query is made once, for both.
 
 Only creating and migrating the table stays with each store: their version
-histories differ (the PostgreSQL one began at SQLite's third layout).
+histories differ (the PostgreSQL one began at SQLite's third layout). The
+PostgreSQL table has one more column, ``owner`` (the server process running
+the job, `quietsync.server.jobs.postgres_store`), written by the upsert of an
+``owned`` `JobQueries` and read by none of the queries here.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from quietsync.conflicts import HLC
 from quietsync.server.backend import value_text
 from quietsync.server.jobs.store import JobRow
 
-__all__ = ["JobQueries", "job_of", "job_values", "messages_of", "thread_params"]
+__all__ = ["JobQueries", "job_of", "job_values", "job_with_content", "messages_of", "thread_params"]
 
 _COLUMNS = (  # "user" quoted: a reserved word in PostgreSQL (an ordinary name in SQLite)
     '"user"',
@@ -64,6 +67,14 @@ def job_of(row: Sequence[Any]) -> JobRow:
     return JobRow(*names, HLC.parse(stamp), started_ms, error, ended_ms=ended_ms)
 
 
+def job_with_content(row: Sequence[Any]) -> JobRow:
+    """The `JobRow` of a row read by `JobQueries.find` or `JobQueries.streaming_rows`: its
+    columns, then its message's stored ``content`` (JSON text; None if not written)."""
+    *columns, content = row
+    text = None if content is None else json.loads(content)
+    return attrs.evolve(job_of(columns), content=text if isinstance(text, str) else "")
+
+
 def thread_params(space: str, thread_id: str) -> tuple[str, str]:
     """The parameters of `JobQueries.thread_messages`: the space, and `thread_id` as the
     stored JSON text of a ``thread_id`` field holding it (so the index range matches)."""
@@ -83,6 +94,8 @@ class JobQueries:
     """The job stores' SQL with `mark` (``"?"`` or ``"$"``) numbering the parameters."""
 
     mark: str
+    owned: bool = False
+    """The table has an ``owner`` column, written by `upsert` after `job_values`."""
 
     def _param(self, n: int) -> str:
         return f"{self.mark}{n}"
@@ -90,11 +103,44 @@ class JobQueries:
     @property
     def upsert(self) -> str:
         """Insert a row, or replace every column of the one with its key (`job_values`)."""
-        params = ", ".join(self._param(n) for n in range(1, len(_COLUMNS) + 1))
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in _KEY)
+        columns = (*_COLUMNS, "owner") if self.owned else _COLUMNS
+        params = ", ".join(self._param(n) for n in range(1, len(columns) + 1))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in _KEY)
         return (
-            f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({params})"
+            f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({params})"
             f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {updates}"
+        )
+
+    def rows_where(self, where: str) -> str:
+        """The rows `where` says, each with its message's ``content`` (for `job_with_content`),
+        read in one statement: one snapshot, so content and stamp are of the same write."""
+        columns = ", ".join(f"jobs.{c}" for c in _COLUMNS)
+        return (
+            f"SELECT {columns}, fields.value FROM jobs LEFT JOIN fields"
+            " ON fields.space = jobs.space AND fields.collection = 'messages'"
+            " AND fields.key = jobs.message_id AND fields.field = 'content'"
+            f" AND fields.kind = 'lww' WHERE {where} ORDER BY jobs.started_ms"
+        )
+
+    @property
+    def find(self) -> str:
+        """The row of the job whose id is the one parameter, with its content."""
+        return self.rows_where(f"jobs.job_id = {self._param(1)}")
+
+    @property
+    def streaming_rows(self) -> str:
+        """The rows of every streaming job, with their content."""
+        return self.rows_where("jobs.status = 'streaming'")
+
+    @property
+    def streaming(self) -> str:
+        """How many jobs stream for the user (parameter 1) and for the message of a space
+        (parameters 2 and 3): the two limits of a start."""
+        user, space, message = (self._param(n) for n in (1, 2, 3))
+        return (
+            f'SELECT count(CASE WHEN "user" = {user} THEN 1 END),'
+            f" count(CASE WHEN space = {space} AND message_id = {message} THEN 1 END)"
+            " FROM jobs WHERE status = 'streaming'"
         )
 
     @property

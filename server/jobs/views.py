@@ -90,7 +90,7 @@ def _offset(request: web.Request, length: int) -> int:
 
 async def _job_of(request: web.Request, needed: Role) -> Job:
     """The job the path names, if the caller's role in its space allows `needed`."""
-    job = request.app[JOBS_KEY].get(request.match_info["job_id"])
+    job = await request.app[JOBS_KEY].get(request.match_info["job_id"])
     await authorize(request, job, needed)
     return job
 
@@ -138,7 +138,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     """The job's events from ``offset``. The reader is registered before the access check,
     so a removal committed after the check ends the stream (`Watch.revoke`); until the
     check passed, nothing about the job is answered, not even a bad offset."""
-    job = request.app[JOBS_KEY].get(request.match_info["job_id"])
+    job = await request.app[JOBS_KEY].get(request.match_info["job_id"], follow=True)
     watch, whole = job.watch(request[USER_KEY], _alive(request))
     try:
         await authorize(request, job, "read")

@@ -38,6 +38,11 @@ rely on (``docs/protocol.md``, "Jobs"):
 8. A start is written only while its user may write in its space: checked
    in its transaction (`SpaceService.require`), so a removal that committed
    after the request's own check still refuses it.
+9. A start is written only under the limits: fewer than `max_per_user` jobs
+   of its user streaming (else `TooManyJobsError`), none on its message in
+   its space (else `JobRunningError`), counted by the job store in its
+   transaction (`JobStore.streaming`: serialized against a start racing in
+   another server process).
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ from quietsync.protocol import (
     private_space,
 )
 from quietsync.protocol.ratelog import RateLimitedLog
+from quietsync.server.errors import JobRunningError, TooManyJobsError
+from quietsync.server.jobs.config import JobsConfig
 from quietsync.server.jobs.store import JobRow, JobStore
 from quietsync.server.live import Published
 from quietsync.server.spaces import SpaceService
@@ -69,6 +76,8 @@ from quietsync.server.store import BatchWrite, Store, StoredField, Transaction, 
 __all__ = ["FlushItem", "FlushResult", "JobWriter"]
 
 log = logging.getLogger(__name__)
+
+_DEFAULT_MAX_PER_USER: int = attrs.fields(JobsConfig).max_per_user.default
 
 
 @attrs.frozen
@@ -131,23 +140,37 @@ def _open_spaces(
     tx: WriteTransaction, items: list[FlushItem], notify: list[list[str]]
 ) -> dict[str, _SpaceWrite]:
     """Every space the flush touches (each item's, each notified user's private space),
-    with the stored state of every field its writes depend on."""
+    with the stored state of every field its writes depend on.
+
+    Opened (each one's write lock taken, on PostgreSQL) in the order of their names:
+    two flushes of two server processes on one database, each ending a job whose
+    notification goes to the other's job's space, would otherwise wait for each other.
+    """
     refs: dict[str, set[FieldRef]] = defaultdict(set)
     for item, users in zip(items, notify, strict=True):
         refs[item.row.space] |= set(_job_values(item))
         for user in users:
             refs[private_space(user)] |= _notification_refs(item)
-    return {space: _SpaceWrite.open(tx, space, wanted) for space, wanted in refs.items()}
+    return {space: _SpaceWrite.open(tx, space, refs[space]) for space in sorted(refs)}
 
 
 class JobWriter:
     """Writes job state into records (see the module docstring). Store thread only."""
 
-    def __init__(self, store: Store, jobs: JobStore, clock: Clock, spaces: SpaceService) -> None:
+    def __init__(
+        self,
+        store: Store,
+        jobs: JobStore,
+        clock: Clock,
+        spaces: SpaceService,
+        *,
+        max_per_user: int = _DEFAULT_MAX_PER_USER,
+    ) -> None:
         self._store = store
         self._jobs = jobs
         self._clock = clock
         self._spaces = spaces
+        self._max_per_user = max_per_user
         self._log = RateLimitedLog(log)
 
     @property
@@ -161,6 +184,7 @@ class JobWriter:
             for item in items:
                 if item.start:
                     self._spaces.require(item.row.user, item.row.space, "write")  # rule 8
+                    self._check_limits(tx, item.row)
             notify = [self._recipients(item) for item in items]
             spaces = _open_spaces(tx, items, notify)
             stamps: list[HLC] = []
@@ -181,19 +205,21 @@ class JobWriter:
             self._jobs.save(tx, rows)
         return FlushResult(stamps, published, notified)
 
-    def recover(self) -> list[JobRow]:
-        """Every stored job, with its content read from its message record (held once)."""
-        rows = self._jobs.load()
-        if not rows:
-            return rows
-        contents: dict[str, str] = {}
-        with self._store.write_transaction() as tx:
-            for row in rows:
-                ref = FieldRef(MESSAGES, row.message_id, "content")
-                field = tx.space(row.space).fields({ref}).get(ref)
-                if field is not None and isinstance(field.value, str):
-                    contents[row.job_id] = field.value
-        return [attrs.evolve(r, content=contents.get(r.job_id, "")) for r in rows]
+    def _check_limits(self, tx: WriteTransaction, row: JobRow) -> None:
+        """Rule 9, for the start of `row`."""
+        mine, on_message = self._jobs.streaming(tx, row.user, row.space, row.message_id)
+        if mine >= self._max_per_user:
+            raise TooManyJobsError(f"{mine} jobs streaming; at most {self._max_per_user} per user")
+        if on_message:
+            raise JobRunningError(f"message {row.message_id!r} already has a streaming job")
+
+    def find(self, job_id: str) -> JobRow | None:
+        """Job `job_id` as stored, with its message's content (`JobStore.find`)."""
+        return self._jobs.find(job_id)
+
+    def orphans(self) -> list[JobRow]:
+        """The jobs gone processes left streaming, now this one's (`JobStore.orphans`)."""
+        return self._jobs.orphans()
 
     def purge(self, ended_before_ms: int) -> int:
         return self._jobs.purge(ended_before_ms)

@@ -39,6 +39,7 @@ from quietsync.replica import ChatPane, Notifications, Replica, StreamTracker, S
 from quietsync.replica.replica import sync_port
 from quietsync.replica.space_view import SpaceView
 from quietsync.server.jobs import Chat, JobsConfig, scripted_reply
+from quietsync.server.jobs.job import Job
 from quietsync.server.jobs.keys import JOBS_KEY
 from quietsync.testing import RunningServer, running_server
 from tests.jobs.helpers import server_copy, tracker_tasks, until
@@ -136,9 +137,9 @@ async def record_until(
     return record
 
 
-def readers(server: RunningServer, job_id: str) -> frozenset[str]:
-    """The users the server counts as reading the job's events (it notifies none of them)."""
-    return server.app[JOBS_KEY].get(job_id).watching
+async def server_job(server: RunningServer, job_id: str) -> Job:
+    """The server's job: its `Job.watching` are the users it notifies none of."""
+    return await server.app[JOBS_KEY].get(job_id)
 
 
 async def notifications_on_server(
@@ -194,7 +195,8 @@ async def test_a_shared_reply_reaches_both_members_and_notifies_only_the_unwatch
         else:
             bob.tracker.track(job_id, THREAD, reply_id, space=space)
         expected = {"alice", "bob"} if bob_reads else {"alice"}
-        await until(lambda: readers(server, job_id) == expected, within=WAIT, what="readers")
+        job = await server_job(server, job_id)
+        await until(lambda: job.watching == expected, within=WAIT, what="readers")
         gate.release.set()
 
         assert await alice.tracker.wait(job_id, timeout=WAIT) == "complete"

@@ -17,7 +17,7 @@ import pytest
 
 from quietsync.conflicts import HLC
 from quietsync.protocol import DELETED_FIELD, MESSAGES, Mutation, private_space
-from quietsync.server.errors import ConfigError
+from quietsync.server.errors import ConfigError, JobTakenError
 from quietsync.server.jobs import postgres_store as postgres_jobs
 from quietsync.server.jobs import sqlite_store as sqlite_jobs
 from quietsync.server.jobs.feature import open_job_store
@@ -195,3 +195,90 @@ def test_a_postgres_job_table_from_a_newer_quietsync_is_refused(pg_url: str) -> 
             open_job_store(store)
     finally:
         store.close()
+
+
+def save_with_content(store: Store, jobs: JobStore, row: JobRow, content: str) -> None:
+    """Save `row` in the write transaction that writes its message's ``content``."""
+    with store.write_transaction() as tx:
+        space = tx.space(row.space)
+        space.write(BatchWrite(space.head() + 1, [lww(row.message_id, "content", content)]))
+        jobs.save(tx, [row])
+
+
+def test_find_reads_a_row_with_its_messages_content(stores: Opened) -> None:
+    store, jobs = stores
+    save_with_content(store, jobs, job("j1"), "Bonjour 👋🏽")
+    with store.write_transaction() as tx:
+        jobs.save(tx, [job("j2")])  # no content written yet
+    assert jobs.find("j1") == job("j1", content="Bonjour 👋🏽")
+    assert jobs.find("j2") == job("j2")
+    assert jobs.find("unknown") is None
+
+
+def test_streaming_counts_the_users_jobs_and_the_messages(stores: Opened) -> None:
+    store, jobs = stores
+    rows = [
+        job("a1"),
+        job("a2", message_id="m-shared"),
+        job("a3", status="complete", ended_ms=2),
+        job("b1", user="bob", message_id="m-shared"),
+    ]
+    with store.write_transaction() as tx:
+        jobs.save(tx, rows)
+    with store.write_transaction() as tx:
+        assert jobs.streaming(tx, "alice", SPACE, "m-shared") == (2, 2)
+        assert jobs.streaming(tx, "alice", SPACE, "m-a3") == (2, 0)
+        assert jobs.streaming(tx, "carol", "s:other", "m-shared") == (0, 0)
+
+
+def test_the_orphans_of_a_database_just_opened_are_its_streaming_jobs(
+    open_stores: Callable[[], Opened],
+) -> None:
+    """What a previous process left streaming (the one process of an SQLite database, or
+    a PostgreSQL one holding no lock any more): each with its content, claimed once."""
+    store, jobs = open_stores()
+    save_with_content(store, jobs, job("j1"), "partial")
+    with store.write_transaction() as tx:
+        jobs.save(tx, [job("j2", status="complete", ended_ms=3)])
+    store.close()
+    _, again = open_stores()
+    if isinstance(again, postgres_jobs.PostgresJobStore):
+        again.owner = 1  # as the server's jobs connection sets it
+    assert again.orphans() == [job("j1", content="partial")]
+
+
+def postgres_jobs_of(store: Store, owner: int) -> postgres_jobs.PostgresJobStore:
+    jobs = open_job_store(store)
+    assert isinstance(jobs, postgres_jobs.PostgresJobStore)
+    jobs.owner = owner
+    return jobs
+
+
+def test_postgres_orphans_are_the_jobs_of_owners_without_their_lock(pg_url: str) -> None:
+    """Owners 1 and 2 hold their locks (alive), owner 3 does not (gone): owner 1 claims 3's
+    streaming jobs only, once; owner 3, back, cannot write them any more."""
+    stores = [PostgresStore(pg_url) for _ in range(3)]
+    try:
+        mine, alive, gone = (postgres_jobs_of(s, n) for s, n in zip(stores, (1, 2, 3), strict=True))
+        for store, owner in ((stores[0], 1), (stores[1], 2)):
+            store.connection.execute(
+                "SELECT pg_advisory_lock($1, $2)", postgres_jobs.OWNER_LOCK, owner
+            )
+        with stores[1].write_transaction() as tx:
+            alive.save(tx, [job("live")])
+        save_with_content(stores[2], gone, job("lost"), "prefix")
+        with stores[2].write_transaction() as tx:
+            gone.save(tx, [job("done", status="complete", ended_ms=2)])
+        assert mine.orphans() == [job("lost", content="prefix")]
+        assert mine.orphans() == []
+        assert alive.orphans() == []
+        with pytest.raises(JobTakenError), stores[2].write_transaction() as tx:
+            gone.save(tx, [job("lost", status="complete", ended_ms=4)])
+        with stores[0].write_transaction() as tx:
+            mine.save(tx, [job("lost", status="error", error="interrupted", ended_ms=4)])
+        assert mine.find("lost") == job(
+            "lost", status="error", error="interrupted", ended_ms=4, content="prefix"
+        )
+    finally:
+        for store in stores:
+            store.close()
