@@ -24,8 +24,10 @@ from tests.server.processes import serve_process
 from tests.server.store_contract import (
     BIG,
     PersistentStoreContract,
+    batch,
     commit,
     conflict,
+    stamp,
     values,
     write,
 )
@@ -138,6 +140,30 @@ def test_a_batch_writes_a_field_once_and_a_losing_write_once(pg_url: str) -> Non
         page = store.conflicts("s", 0, 10, BIG)
         assert [c.winner.value for c in page.conflicts] == ["c", "a"]
     finally:
+        store.close()
+
+
+def test_a_field_looked_up_missing_is_inserted_and_never_silently_overwritten(
+    pg_url: str,
+) -> None:
+    """A field the push found missing is inserted, not upserted (under the head row lock no
+    writer can add it meanwhile): one added behind the lock's back fails the push, which
+    writes nothing, rather than being overwritten unseen."""
+    store, intruder = PostgresStore(pg_url), SyncConnection(pg_url)
+    try:
+        ref = FieldRef("notes", "a", "title")
+        with pytest.raises(StoreError, match="duplicate key"), store.transaction("s") as tx:
+            assert tx.fields([ref]) == {}
+            intruder.execute(
+                "INSERT INTO fields (space, collection, key, field, seq, size, kind, stamp, mid,"
+                " value) VALUES ('s', 'notes', 'a', 'title', 7, 1, 'lww', $1, 'other:1', '1')",
+                str(stamp(5)),
+            )
+            tx.write(batch(1, write("n1:1", "mine", 1)))
+        assert [(c.id, c.seq) for c in store.changes("s", 0, 10, BIG).changes] == [("other:1", 7)]
+        assert store.cursor("s") == 0
+    finally:
+        intruder.close()
         store.close()
 
 
