@@ -18,8 +18,8 @@ migrations are in `quietsync.server.postgres_schema`:
 **A push is six statements, one round trip each**: ``BEGIN``; the head row lock
 (below); the fields it names, by key (a loop of primary-key lookups, so its cost is
 the push's, not the space's); the clients' marks; everything it writes, in one
-statement (`_PostgresTransaction.write`); ``COMMIT``. Rows go to and from the
-database as one jsonb argument per statement (`_json_rows`).
+statement (`_PostgresTransaction.write`); ``COMMIT``. The rows a statement
+sends go as one jsonb argument per table (`_json_rows`).
 
 Calls are synchronous, on the server's store thread, through a
 `quietsync.server.postgres_connection.SyncConnection` (why: its docstring).
