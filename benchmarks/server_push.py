@@ -19,8 +19,14 @@ and ``qs_bench_<random>_bare``, created on the server of ``--pg-dsn``, default
 ``$QUIETSYNC_TEST_PG_DSN`` else ``postgresql://postgres@127.0.0.1:5432/postgres``,
 whose user may create databases; both dropped at the end), PostgreSQL's default
 durability (``synchronous_commit`` on); the bare handler is one asyncpg
-connection doing the same upserts (``fields``, ``clients``, ``heads``) in one
-transaction per push. The target at batch 1,000 is >= 0.6.
+connection that, in one transaction per push, locks the space's head row first
+(as quietsync does, for gap-free seqs), upserts the very rows quietsync ends up
+with (``fields`` with their writer, ``clients`` with the recorded outcomes,
+``heads``; tests/test_bench_server_push.py compares the tables) and sends the
+same notification to other server processes. It writes the fields the way the
+asyncpg documentation suggests, ``executemany``; quietsync sends all of a push's
+rows in one statement (`quietsync.server.postgres_store`). The target at batch
+1,000 is >= 0.6.
 
 The ratio is quietsync / bare.
 """
@@ -46,7 +52,7 @@ from aiohttp import web
 
 from benchmarks._loopback import serve_on_loopback
 from quietsync.conflicts import Clock
-from quietsync.protocol import Mutation
+from quietsync.protocol import Mutation, private_space
 from quietsync.server.backend import value_text
 from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.testing import running_server
@@ -129,39 +135,44 @@ async def bare_sqlite(db_path: Path) -> AsyncIterator[Write]:
 @asynccontextmanager
 async def bare_postgres(url: str) -> AsyncIterator[Write]:
     """Write a push's rows into PostgreSQL database `url` (one asyncpg connection, as the
-    store has), in one transaction: the same upserts as `PostgresStore`."""
+    store has), in one transaction: the head row locked first, as `PostgresStore` does, then
+    the rows it writes (`bare_postgres_rows`), and its notification to other processes."""
     import asyncpg
 
-    from quietsync.server.postgres_store import PostgresStore
+    from quietsync.server.postgres_store import LIVE_CHANNEL, PostgresStore
 
     # the very tables quietsync writes to (its connection runs a loop of its own: a thread)
     await asyncio.to_thread(lambda: PostgresStore(url).close())
     db = await asyncpg.connect(url)
+    space = private_space(SPACE)  # the pushing user's space, as quietsync names it
 
     async def write(mutations: list[dict[str, Any]]) -> int:
         async with db.transaction():
             head = await db.fetchval(
                 "INSERT INTO heads (space) VALUES ($1)"
                 " ON CONFLICT (space) DO UPDATE SET seq = heads.seq RETURNING seq",
-                SPACE,
+                space,
             )
-            fields, (mark, new_head) = push_rows(SPACE, head, mutations)
+            fields, (mark, new_head) = push_rows(space, head, mutations)
             await db.executemany(
                 "INSERT INTO fields (space, collection, key, field, seq, size, kind, stamp,"
-                " base, mid, value, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-                " $11, $12) ON CONFLICT (space, collection, key, field) DO UPDATE SET"
+                " base, mid, value, state, writer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+                " $10, $11, $12, $13) ON CONFLICT (space, collection, key, field) DO UPDATE SET"
                 " seq = excluded.seq, size = excluded.size, kind = excluded.kind,"
                 " stamp = excluded.stamp, base = excluded.base, mid = excluded.mid,"
-                " value = excluded.value, state = excluded.state",
-                fields,
+                " value = excluded.value, state = excluded.state, writer = excluded.writer",
+                [(*row, SPACE) for row in fields],
             )
             await db.execute(
-                "INSERT INTO clients (space, client, hw) VALUES ($1, $2, $3)"
-                " ON CONFLICT (space, client) DO UPDATE SET hw = excluded.hw, last = NULL",
+                "INSERT INTO clients (space, client, hw, last) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (space, client) DO UPDATE SET hw = excluded.hw,"
+                " last = excluded.last",
                 *mark,
+                applied_runs(mutations),
             )
             await db.execute(
-                "UPDATE heads SET seq = $2, stamp = GREATEST(stamp, $3) WHERE space = $1",
+                "UPDATE heads SET seq = $2, stamp = GREATEST(stamp, $3) WHERE space = $1"
+                f" RETURNING pg_notify('{LIVE_CHANNEL}', space || ' ' || seq)",
                 *new_head,
             )
         return len(fields)
@@ -170,6 +181,13 @@ async def bare_postgres(url: str) -> AsyncIterator[Write]:
         yield write
     finally:
         await db.close()
+
+
+def applied_runs(mutations: list[dict[str, Any]]) -> str:
+    """The outcomes quietsync records for its client (``clients.last``) when every one of
+    `mutations` (one client's, numbered consecutively) was applied."""
+    first, last = (int(m["id"].rpartition(":")[2]) for m in (mutations[0], mutations[-1]))
+    return json.dumps([[first, last, "applied"]], separators=(",", ":"))
 
 
 @asynccontextmanager

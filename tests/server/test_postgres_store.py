@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 import aiohttp
 import pytest
 
-from quietsync.protocol import MESSAGES
+from quietsync.conflicts import FieldRef
+from quietsync.protocol import DELETED_FIELD, MESSAGES
 from quietsync.server import ServerConfig
 from quietsync.server.errors import ConfigError, StoreError
 from quietsync.server.postgres_connection import SyncConnection
@@ -20,7 +21,16 @@ from quietsync.server.postgres_store import PostgresStore
 from quietsync.server.store import Store
 from tests.server.job_helpers import records, reply, start, wait_unwatched
 from tests.server.processes import serve_process
-from tests.server.store_contract import BIG, PersistentStoreContract, commit, write
+from tests.server.store_contract import (
+    BIG,
+    PersistentStoreContract,
+    batch,
+    commit,
+    conflict,
+    stamp,
+    values,
+    write,
+)
 
 
 class TestPostgres(PersistentStoreContract):
@@ -84,6 +94,77 @@ def test_concurrent_writers_of_one_space_leave_no_hole_for_a_reader(pg_url: str)
     assert errors == []
     assert len(seen) == writers * per_writer  # the reader missed nothing
     assert sorted(seen.values()) == list(range(1, writers * per_writer + 1))
+
+
+def _rows_read(db: SyncConnection) -> int:
+    """How many rows of `fields` and its indexes this database's scans have read so far."""
+    db.execute("SELECT pg_stat_force_next_flush()")  # this session's counts, made visible
+    return int(
+        db.fetchval(
+            "SELECT (SELECT sum(idx_tup_read) FROM pg_stat_user_indexes WHERE relname = 'fields')"
+            " + (SELECT seq_tup_read FROM pg_stat_user_tables WHERE relname = 'fields')"
+        )
+    )
+
+
+def test_a_push_reads_the_fields_it_names_not_its_whole_space(pg_url: str) -> None:
+    """The lookups of a big push into a big space are key lookups: a join planned on stale
+    statistics hashed the whole space instead (every row of it read, every push)."""
+    store = PostgresStore(pg_url)
+    try:
+        for n in range(2):
+            commit(store, "s", *(write(f"n1:{n}{i}", i, 1, key=f"{n}-{i}") for i in range(1000)))
+        before = _rows_read(store.connection)
+        with store.transaction("s") as tx:
+            names = ("title", DELETED_FIELD)  # as a push asks: its fields, their tombstones
+            new = [FieldRef("notes", f"new-{i}", f) for i in range(500) for f in names]
+            found = tx.fields([*new, FieldRef("notes", "0-7", "title")])
+            record = tx.records([("notes", "1-7"), ("notes", "new-1")])
+        assert [list(found), list(record)] == [
+            [FieldRef("notes", "0-7", "title")],
+            [("notes", "1-7", "title")],
+        ]
+        assert _rows_read(store.connection) - before < 50  # of 2,000
+    finally:
+        store.close()
+
+
+def test_a_batch_writes_a_field_once_and_a_losing_write_once(pg_url: str) -> None:
+    """One statement writes a batch: a field written twice keeps its last write, a loser
+    reported twice in the batch is reported once, the others in the batch's order."""
+    store = PostgresStore(pg_url)
+    try:
+        losers = [conflict("c", key="c"), conflict("a", key="a"), conflict("c", key="c")]
+        commit(store, "s", write("n1:1", "x", 1), write("n1:2", "y", 2), conflicts=losers)
+        assert values(store, "s") == [(2, "a", "y")]
+        page = store.conflicts("s", 0, 10, BIG)
+        assert [c.winner.value for c in page.conflicts] == ["c", "a"]
+    finally:
+        store.close()
+
+
+def test_a_field_looked_up_missing_is_inserted_and_never_silently_overwritten(
+    pg_url: str,
+) -> None:
+    """A field the push found missing is inserted, not upserted (under the head row lock no
+    writer can add it meanwhile): one added behind the lock's back fails the push, which
+    writes nothing, rather than being overwritten unseen."""
+    store, intruder = PostgresStore(pg_url), SyncConnection(pg_url)
+    try:
+        ref = FieldRef("notes", "a", "title")
+        with pytest.raises(StoreError, match="duplicate key"), store.transaction("s") as tx:
+            assert tx.fields([ref]) == {}
+            intruder.execute(
+                "INSERT INTO fields (space, collection, key, field, seq, size, kind, stamp, mid,"
+                " value) VALUES ('s', 'notes', 'a', 'title', 7, 1, 'lww', $1, 'other:1', '1')",
+                str(stamp(5)),
+            )
+            tx.write(batch(1, write("n1:1", "mine", 1)))
+        assert [(c.id, c.seq) for c in store.changes("s", 0, 10, BIG).changes] == [("other:1", 7)]
+        assert store.cursor("s") == 0
+    finally:
+        intruder.close()
+        store.close()
 
 
 def test_a_database_from_a_newer_quietsync_is_refused(pg_url: str) -> None:
