@@ -8,7 +8,7 @@ import json
 import statistics
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from quietsync.server.live import LiveHub
 from quietsync.server.postgres_listen import APPLICATION_NAME, LiveListener
 from quietsync.server.postgres_store import LIVE_CHANNEL
 from tests.server.helpers import Writer, new_space, push, set_member
-from tests.server.processes import ServeProcess, serve_process
+from tests.server.processes import ServeProcess, serve_processes
 from tests.server.test_live import TIMEOUT, hello, receive, receive_changes
 
 TOKENS = {"token-alice-0123456789": "alice", "token-bob-0123456789": "bob"}
@@ -31,11 +31,8 @@ PUSHES = 50
 async def two_servers(pg_url: str, tmp_path: Path) -> AsyncIterator[list[ServeProcess]]:
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps(TOKENS))
-    async with AsyncExitStack() as stack:
-        yield [
-            await stack.enter_async_context(serve_process(pg_url, "--tokens", str(tokens)))
-            for _ in range(2)
-        ]
+    async with serve_processes(pg_url, 2, "--tokens", str(tokens)) as servers:
+        yield servers
 
 
 def client(server: ServeProcess, token: str) -> aiohttp.ClientSession:
