@@ -10,8 +10,12 @@ connection is busy in transactions). A notification becomes
 that head read the rows from the store, as for a batch that overtook another
 (`quietsync.server.live`). The payload is a wake-up and never rows, so it
 stays small whatever the commit's size, and the sockets' order and paging
-stay the store's. This process's own commits come back too; their sockets
-have usually sent them already, and otherwise only read the store once more.
+stay the store's. This process's own commits come back too, and are
+dropped (the notifying backend is the store's connection, `own_pid`): the
+process hands them to its sockets itself (`LiveHub.publish`), and a socket
+poked by one usually before that hand-over would read the store instead,
+racing the writer's next commit (a field overwritten meanwhile would skip a
+state it held, a job's flush say) and adding a read per socket per commit.
 
 Membership changes travel the same way on
 `quietsync.server.spaces.postgres_store.MEMBERS_CHANNEL` (JSON ``{"space",
@@ -25,6 +29,15 @@ A lost connection is opened again, with backoff, and then every socket reads
 the store once (`LiveHub.poke_all`): what other processes committed meanwhile
 was never heard. A connection that went silent without being closed (a
 network partition) is found by a ping every `PING_EVERY` seconds.
+
+The same connection serves the sockets' reads (`read_changes`, one at a time:
+`quietsync.server.postgres_changes`): on the event loop, so a socket woken by
+a commit reads it at once instead of queueing on the store thread behind this
+process's pushes, and without the hop to that thread. Notifications still
+arrive while a read runs (asyncpg takes them between any messages). While
+the connection is lost, or if a read on it fails, the socket reads on the
+store thread as on SQLite (`read_changes` answers None): a lost LISTEN
+connection slows the sockets down, never closes them.
 """
 
 from __future__ import annotations
@@ -33,13 +46,16 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 
 import asyncpg
 
 from quietsync.server.live import LiveHub
+from quietsync.server.postgres_changes import read_changes
 from quietsync.server.postgres_connection import translated_errors
 from quietsync.server.postgres_store import LIVE_CHANNEL
 from quietsync.server.spaces.postgres_store import MEMBERS_CHANNEL
+from quietsync.server.store import ChangePage
 
 __all__ = ["APPLICATION_NAME", "PING_EVERY", "LiveListener"]
 
@@ -55,17 +71,35 @@ _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutErr
 class LiveListener:
     """One LISTEN connection to `url`, poking `hub` on each notification (module docstring)."""
 
-    def __init__(self, url: str, hub: LiveHub) -> None:
+    def __init__(self, url: str, hub: LiveHub, own_pid: Callable[[], int | None]) -> None:
         self._url = url
         self._hub = hub
+        self._own_pid = own_pid  # the backend pid of this process's store connection
         self._task: asyncio.Task[None] | None = None
+        self._db: asyncpg.Connection | None = None
+        self._busy = asyncio.Lock()  # one query at a time on the connection
 
     async def start(self) -> None:
         """LISTEN now (so a server that answers hears every commit from then on), then
         keep listening in a task; a database that does not answer fails the start."""
         with translated_errors("listen for live changes"):
-            db = await self._connect()
-        self._task = asyncio.create_task(self._keep(db), name="quietsync-listen")
+            self._db = await self._connect()
+        self._task = asyncio.create_task(self._keep(self._db), name="quietsync-listen")
+
+    async def read_changes(
+        self, space: str, since: int, limit: int, max_bytes: int
+    ) -> ChangePage | None:
+        """A page of `space`'s changes after `since`, read on this connection; None if it
+        cannot now (lost, being replaced): the caller reads on the store thread."""
+        db = self._db
+        if db is None or db.is_closed():
+            return None
+        async with self._busy:
+            try:
+                return await read_changes(db, space, since, limit, max_bytes)
+            except _DB_ERRORS as exc:
+                log.debug("reading changes on the %s connection failed: %s", LIVE_CHANNEL, exc)
+                return None
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -75,7 +109,12 @@ class LiveListener:
 
     async def _connect(self) -> asyncpg.Connection:
         db: asyncpg.Connection = await asyncpg.connect(
-            self._url, server_settings={"application_name": APPLICATION_NAME}
+            self._url,
+            server_settings={
+                "application_name": APPLICATION_NAME,
+                # as the store's connection (`SyncConnection`): plans for each call's values
+                "plan_cache_mode": "force_custom_plan",
+            },
         )
         try:
             await db.add_listener(LIVE_CHANNEL, self._on_notify)
@@ -85,7 +124,9 @@ class LiveListener:
             raise
         return db
 
-    def _on_notify(self, _db: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, _db: object, pid: int, _channel: str, payload: str) -> None:
+        if pid == self._own_pid():
+            return  # this process's commit: published to its sockets already (docstring)
         space, _, head = payload.rpartition(" ")
         try:
             self._hub.poke(space, int(head))
@@ -111,7 +152,7 @@ class LiveListener:
             finally:
                 db.terminate()
             log.warning("lost the %s connection; listening again", LIVE_CHANNEL)
-            db = await self._reconnect()
+            db = self._db = await self._reconnect()
             self._hub.poke_all()
 
     async def _until_lost(self, db: asyncpg.Connection) -> None:
@@ -124,7 +165,8 @@ class LiveListener:
                 return
             except TimeoutError:
                 try:
-                    await db.execute("SELECT 1", timeout=PING_EVERY)
+                    async with self._busy:
+                        await db.execute("SELECT 1", timeout=PING_EVERY)
                 except _DB_ERRORS:
                     return
 
