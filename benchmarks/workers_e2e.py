@@ -25,6 +25,9 @@ durability.
   records of another user back to back (its store thread busy), which is what
   a socket's read must not wait behind.
 
+Last, the floor: a bare asyncpg transaction inserting one row, as durable, on
+the same server (every push -> socket latency contains one such commit).
+
 Target (issue #17): live p50 <= 5 ms across processes on loopback.
 """
 
@@ -162,6 +165,27 @@ async def _cross_latencies(url: str, samples: int, node: str) -> tuple[list[floa
     return times
 
 
+async def commit_latencies(db: str, samples: int) -> list[float]:
+    """Milliseconds of a bare asyncpg transaction inserting one row, durable as the
+    server's (the floor under any push -> socket latency on this database)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(db)
+    try:
+        await conn.execute("CREATE TABLE bench_commit (n integer)")
+        times = []
+        for n in range(samples + 1):  # the first one warms up
+            began = time.perf_counter()
+            async with conn.transaction():
+                await conn.execute("INSERT INTO bench_commit VALUES ($1)", n)
+            if n:
+                times.append(1000 * (time.perf_counter() - began))
+        await conn.execute("DROP TABLE bench_commit")
+    finally:
+        await conn.close()
+    return times
+
+
 @asynccontextmanager
 async def _server(db: str, tokens: Path, workers: int) -> AsyncIterator[str]:
     proc = ServerProcess(db, tokens, ["--workers", str(workers)] if workers > 1 else [])
@@ -209,4 +233,8 @@ async def run(workers: int, pg_dsn: str, changes: int, samples: int) -> list[lis
                     if busy:
                         label += f", worker 2 busy ({BUSY_BATCH}-change pushes)"
                     rows.append([label, a, s, f"{a / s:.2f}x", target])
+            commits = await commit_latencies(one_db, samples)
+            for q in (50, 99):
+                label = f"bare asyncpg commit of one row p{q} (ms), the floor"
+                rows.append([label, _quantile(commits, q), "", "", ""])
     return rows

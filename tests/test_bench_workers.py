@@ -15,6 +15,7 @@ ROWS = [
     "replica latency p50 (ms), A -> B",
     "push -> socket p50 (ms): across workers | same worker",
     "push -> socket p99 (ms): across workers | same worker, worker 2 busy",
+    "bare asyncpg commit of one row p50 (ms), the floor",
 ]
 
 
