@@ -34,6 +34,7 @@ The parent supervises in one loop over a selector (signals reach it through
    (aiohttp's shutdown: sockets closed with 1001, requests in flight
    answered), the parent waits for all of them and exits 0.
 
+A worker's log records carry its number (``quietsync.server.app[worker 2]``).
 A worker ignores SIGINT (a terminal's Ctrl-C reaches the whole process group:
 the parent relays it, once, as SIGTERM), and stops as on SIGTERM if the
 parent dies (it watches a pipe only the parent holds open).
@@ -173,6 +174,7 @@ class Workers:
             for sig in (signal.SIGCHLD, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            _tag_logs(number)
             self._selector.close()
             for fd in (self._signal_r, self._signal_w, self._ready_r, self._alive_w):
                 os.close(fd)
@@ -257,6 +259,18 @@ class Workers:
         for pid in self._children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+
+
+def _tag_logs(number: int) -> None:
+    """In a worker: its log records name it (``quietsync.server.app[worker 2]: ...``)."""
+    make = logging.getLogRecordFactory()
+
+    def tagged(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        record.name = f"{record.name}[worker {number}]"
+        return record
+
+    logging.setLogRecordFactory(tagged)
 
 
 def _stop_worker(loop: asyncio.AbstractEventLoop, alive: int) -> None:

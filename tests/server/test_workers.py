@@ -107,6 +107,8 @@ async def test_two_workers_serve_one_port_and_live_changes_cross_them(
     worker 1 receives a push accepted by worker 2."""
     async with workers(pg_url, tmp_path) as server, fresh_connections(server) as http:
         one, two = pids(server.log)[1], pids(server.log)[2]
+        for number in (1, 2):  # each worker opened its store, and its log says which it is
+            assert any(f"app[worker {number}]: store open" in line for line in server.log)
         with stopped(two):
             assert await node(http) == "server-1"
             ws = await http.ws_connect("/v1/live")  # accepted by worker 1
