@@ -209,8 +209,9 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers == 1:
         return _run(config, jobs, args, None)
     try:
-        sock = socket.create_server((args.host, args.port))
-    except OSError as exc:
+        family = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((args.host, args.port), family=family)
+    except OSError as exc:  # socket.gaierror included
         print(f"quietsync serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     with sock:

@@ -122,11 +122,14 @@ async def test_two_workers_serve_one_port_and_live_changes_cross_them(
         await ws.close()
 
 
-async def test_sigterm_stops_every_worker_gracefully(pg_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stop_signal_stops_every_worker_gracefully(
+    pg_url: str, tmp_path: Path, sig: signal.Signals
+) -> None:
     async with workers(pg_url, tmp_path) as server, fresh_connections(server) as http:
         ws = await http.ws_connect("/v1/live")
         hello(await receive(ws))
-        server.proc.send_signal(signal.SIGTERM)
+        server.proc.send_signal(sig)
         closed = await ws.receive(timeout=STARTUP_TIMEOUT)
         assert (closed.type, closed.data) == (aiohttp.WSMsgType.CLOSE, 1001)
         assert await server.wait() == 0
