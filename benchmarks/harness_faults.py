@@ -43,9 +43,10 @@ class ServerProcess:
     back even while other processes start servers of their own.
     """
 
-    def __init__(self, db: Path, tokens: Path) -> None:
+    def __init__(self, db: Path | str, tokens: Path, args: Sequence[str] = ()) -> None:
         self._port = PortHold()
         self.db, self._tokens, self.port = db, tokens, self._port.port
+        self._args = tuple(args)  # more options of quietsync serve
         self._proc: asyncio.subprocess.Process | None = None
         self._drain: asyncio.Task[None] | None = None
         self.log: list[str] = []
@@ -57,7 +58,7 @@ class ServerProcess:
     async def start(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "quietsync", "serve", "--db", str(self.db),
-            "--port", str(self.port), "--tokens", str(self._tokens),
+            "--port", str(self.port), "--tokens", str(self._tokens), *self._args,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
         )  # fmt: skip
         assert self._proc.stderr is not None

@@ -36,21 +36,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sqlite3
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
 from benchmarks._loopback import serve_on_loopback
+from benchmarks._pg import DEFAULT_PG_DSN, default_pg_dsn, pg_databases
 from quietsync.conflicts import Clock
 from quietsync.protocol import Mutation, private_space
 from quietsync.server.backend import value_text
@@ -63,7 +61,6 @@ BATCHES = (1, 100, 1000)
 TOKEN = "bench-token"
 SPACE = "bench"
 STORES = ("sqlite", "postgres")
-DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 Rows = list[tuple[Any, ...]]
 """One push's rows: (field rows, client mark row, head row)."""
@@ -206,16 +203,6 @@ async def bare_server(store: str, db: Path | str) -> AsyncIterator[str]:
             yield url
 
 
-async def _pg_admin(dsn: str, statement: str) -> None:
-    import asyncpg
-
-    db = await asyncpg.connect(dsn)
-    try:
-        await db.execute(statement)
-    finally:
-        await db.close()
-
-
 @asynccontextmanager
 async def databases(store: str, pg_dsn: str) -> AsyncIterator[tuple[Path | str, Path | str]]:
     """Two fresh databases of `store`, quietsync's and the bare handler's; gone on exit."""
@@ -223,18 +210,8 @@ async def databases(store: str, pg_dsn: str) -> AsyncIterator[tuple[Path | str, 
         with tempfile.TemporaryDirectory(prefix="quietsync-bench-") as tmp:
             yield Path(tmp) / "quietsync.db", Path(tmp) / "bare.db"
         return
-    name = f"qs_bench_{uuid.uuid4().hex[:12]}"
-    names = [name, f"{name}_bare"]
-    created = []
-    try:
-        for db in names:
-            await _pg_admin(pg_dsn, f"CREATE DATABASE {db}")
-            created.append(db)
-        qs, bare = (urlsplit(pg_dsn)._replace(path=f"/{db}").geturl() for db in names)
+    async with pg_databases(pg_dsn, ["", "_bare"]) as (qs, bare):
         yield qs, bare
-    finally:
-        for db in created:
-            await _pg_admin(pg_dsn, f"DROP DATABASE {db} WITH (FORCE)")
 
 
 async def throughput(url: str, payloads: list[bytes], batch: int) -> float:
@@ -282,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=STORES, default="sqlite", help="the server's store")
     parser.add_argument(
         "--pg-dsn",
-        default=os.environ.get("QUIETSYNC_TEST_PG_DSN") or DEFAULT_PG_DSN,
+        default=default_pg_dsn(),
         help="--store postgres: a server whose user may create (and drop) databases",
     )
     args = parser.parse_args(argv)

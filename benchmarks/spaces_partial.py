@@ -58,11 +58,14 @@ COLLECTION = "notes"
 class CountingRelay:
     """A TCP relay on a free loopback port, in front of the server at `port`.
 
-    `received` counts the bytes relayed from the server to clients.
+    `received` counts the bytes relayed from the server to clients. Setting
+    `port` sends the connections opened from then on to another server, as a
+    load balancer does when one fails; a connection whose server refuses it is
+    closed.
     """
 
     def __init__(self, port: int) -> None:
-        self._port = port
+        self.port = port
         self.received = 0
         self._relays: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -88,7 +91,11 @@ class CountingRelay:
         task.add_done_callback(self._relays.discard)
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._port)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            writer.close()
+            return
         await asyncio.gather(
             self._pump(reader, up_writer, count=False), self._pump(up_reader, writer, count=True)
         )

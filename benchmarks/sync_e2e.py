@@ -2,6 +2,11 @@
 
     python -m benchmarks.sync_e2e [--changes N] [--latency-samples N] [--pull-changes N]
                                   [--same-process]
+    python -m benchmarks.sync_e2e --workers N [--pg-dsn URL] [--changes N] [--latency-samples N]
+
+``--workers N``: on PostgreSQL, ``quietsync serve --workers N`` against one
+``quietsync serve`` process, and the live latency across worker processes
+(`benchmarks.workers_e2e`); without it, what follows.
 
 quietsync: A's writes are already in its outbox; the clock runs from A's
 `SyncClient.push()` (batches of 1, 100 or 1,000) until B's live loop has applied
@@ -50,6 +55,7 @@ import aiohttp
 from aiohttp import web
 
 from benchmarks._loopback import serve_on_loopback
+from benchmarks._pg import default_pg_dsn
 from benchmarks._table import print_table
 from quietsync.conflicts import Clock
 from quietsync.replica import Replica, SyncClient
@@ -58,6 +64,7 @@ from quietsync.testing import running_server
 __all__ = ["batch_rates", "main", "pairs"]
 
 BATCHES = (1, 100, 1000)
+CHANGES = 20_000
 TOKEN = "bench-token"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY, id TEXT, collection TEXT,
@@ -190,14 +197,14 @@ class SkeletonPair:
 class QuietsyncPair:
     """Replica A with a push-only client, replica B following the live socket."""
 
-    def __init__(self, url: str, tmp: Path) -> None:
+    def __init__(self, url: str, tmp: Path, token: str = TOKEN) -> None:
         self.a, self.b = Replica.open(tmp / "a.db"), Replica.open(tmp / "b.db")
-        self.url = url
+        self.url, self.token = url, token
         self._n = 0
         self._target, self._arrived_n, self._done = 0, 0, asyncio.Event()
 
     async def __aenter__(self) -> QuietsyncPair:
-        self.cb = SyncClient(self.b, self.url, token=TOKEN)
+        self.cb = SyncClient(self.b, self.url, token=self.token)
         self.b.subscribe("notes", self._arrived)
         await self.cb.start()
         async for status in self.cb.statuses():
@@ -223,7 +230,7 @@ class QuietsyncPair:
             self._n += len(records)
         self._target = self._arrived_n + self.a.pending_count()
         self._done = asyncio.Event()
-        pusher = SyncClient(self.a, self.url, token=TOKEN, batch_size=batch)
+        pusher = SyncClient(self.a, self.url, token=self.token, batch_size=batch)
         begin = time.perf_counter()
         await pusher.push()
         await self._done.wait()
@@ -371,11 +378,24 @@ async def run(args: argparse.Namespace) -> list[list[object]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sync_e2e")
-    parser.add_argument("--changes", type=int, default=20_000, help="per batch size (1/20 at 1)")
+    parser.add_argument(
+        "--changes", type=int, default=CHANGES, help="per batch size (1/20 at 1; --workers: half)"
+    )
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--pull-changes", type=int, default=100_000)
     parser.add_argument(
         "--same-process", action="store_true", help="run the servers in this process too"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="PostgreSQL: quietsync serve --workers N against one process (benchmarks.workers_e2e)",
+    )
+    parser.add_argument(
+        "--pg-dsn",
+        default=default_pg_dsn(),
+        help="with --workers: a server whose user may create databases (default: %(default)s)",
     )
     parser.add_argument("--pull-child", nargs=2, metavar=("URL", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-child", metavar="DIR", help=argparse.SUPPRESS)
@@ -386,11 +406,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.pull_child:
         asyncio.run(_pull_child(*args.pull_child))
         return 0
+    if args.workers is not None:
+        return _main_workers(args)
     rows = asyncio.run(run(args))
     print_table(
         "sync end to end: replica A -> server -> replica B (quietsync vs bare skeleton; "
         + ("all in one process)" if args.same_process else "servers in a child process)"),
         ["measure", "quietsync", "skeleton", "ratio", "target"],
+        rows,
+    )
+    return 0
+
+
+def _main_workers(args: argparse.Namespace) -> int:
+    from benchmarks.workers_e2e import run as run_workers  # it builds on this module
+
+    if args.workers < 2:
+        raise SystemExit("--workers needs N >= 2 (the comparison is with one process)")
+    changes = args.changes if args.changes != CHANGES else CHANGES // 2
+    rows = asyncio.run(run_workers(args.workers, args.pg_dsn, changes, args.latency_samples))
+    print_table(
+        f"sync end to end on PostgreSQL: quietsync serve --workers {args.workers} vs one process"
+        " (fresh databases, same run)",
+        [
+            "measure",
+            f"--workers {args.workers}",
+            "one process | same worker",
+            "ratio",
+            "target",
+        ],
         rows,
     )
     return 0

@@ -53,7 +53,14 @@ from quietsync.server.auth import auth_middleware
 from quietsync.server.config import ServerConfig, is_postgres_url
 from quietsync.server.core import ServerCore
 from quietsync.server.errors import ConfigError, StoreError
-from quietsync.server.keys import CONFIG_KEY, CORE_KEY, HUB_KEY, SPACES_KEY, SYNC_KEY
+from quietsync.server.keys import (
+    CHANGE_READER_KEY,
+    CONFIG_KEY,
+    CORE_KEY,
+    HUB_KEY,
+    SPACES_KEY,
+    SYNC_KEY,
+)
 from quietsync.server.live import LiveHub
 from quietsync.server.routes import add_routes
 from quietsync.server.spaces import SpaceService
@@ -153,9 +160,13 @@ async def _compact_forever(core: ServerCore) -> None:
 async def _listen_ctx(app: web.Application) -> AsyncIterator[None]:
     """Hear the other processes' commits (PostgreSQL only; asyncpg imported only here)."""
     from quietsync.server.postgres_listen import LiveListener
+    from quietsync.server.postgres_store import PostgresStore
 
-    listener = LiveListener(str(app[CONFIG_KEY].db_path), app[HUB_KEY])
+    store = app[CORE_KEY].store
+    assert isinstance(store, PostgresStore)
+    listener = LiveListener(str(app[CONFIG_KEY].db_path), app[HUB_KEY], store.connection.server_pid)
     await listener.start()
+    app[CHANGE_READER_KEY] = listener
     yield
     await listener.stop()
 

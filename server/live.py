@@ -42,6 +42,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import attrs
 from aiohttp import WSCloseCode, web
@@ -58,7 +59,14 @@ from quietsync.protocol import (
 )
 from quietsync.server.store import ChangePage
 
-__all__ = ["MUST_PULL_CLOSE_CODE", "LiveHub", "LiveSession", "Published", "Subscription"]
+__all__ = [
+    "MUST_PULL_CLOSE_CODE",
+    "ChangeReader",
+    "LiveHub",
+    "LiveSession",
+    "Published",
+    "Subscription",
+]
 
 MUST_PULL_CLOSE_CODE = 4000
 
@@ -229,6 +237,16 @@ class LiveHub:
 
 ReadCursor = Callable[[], Awaitable[int]]
 ReadPage = Callable[[int], Awaitable[ChangePage]]
+
+
+class ChangeReader(Protocol):
+    """Reads pages of changes on the event loop, for the sockets (PostgreSQL:
+    `quietsync.server.postgres_listen.LiveListener`); without one, or when it answers
+    None (it cannot read now), they read on the store thread."""
+
+    async def read_changes(
+        self, space: str, since: int, limit: int, max_bytes: int
+    ) -> ChangePage | None: ...
 
 
 class LiveSession:

@@ -17,7 +17,7 @@ asyncpg, OS and loop errors are translated into `StoreError` by
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -62,6 +62,15 @@ class SyncConnection:
         if self._loop.is_closed():
             raise StoreError("the PostgreSQL store is closed")
         return self._db
+
+    def server_pid(self) -> int | None:
+        """The backend pid of the connection (None once closed); safe from any thread."""
+        return None if self._loop.is_closed() else self._db.get_server_pid()
+
+    def call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """``await fn(connection)``, run to completion: asyncpg code shared with callers on an
+        event loop (`quietsync.server.postgres_changes`)."""
+        return self._run(fn(self._open()))
 
     def execute(self, query: str, *args: object) -> str:
         return self._run(self._open().execute(query, *args))

@@ -10,8 +10,12 @@ connection is busy in transactions). A notification becomes
 that head read the rows from the store, as for a batch that overtook another
 (`quietsync.server.live`). The payload is a wake-up and never rows, so it
 stays small whatever the commit's size, and the sockets' order and paging
-stay the store's. This process's own commits come back too; their sockets
-have usually sent them already, and otherwise only read the store once more.
+stay the store's. This process's own commits come back too, and are
+dropped (the notifying backend is the store's connection, `own_pid`): the
+process hands them to its sockets itself (`LiveHub.publish`), and a socket
+poked by one usually before that hand-over would read the store instead,
+racing the writer's next commit (a field overwritten meanwhile would skip a
+state it held, a job's flush say) and adding a read per socket per commit.
 
 Membership changes travel the same way on
 `quietsync.server.spaces.postgres_store.MEMBERS_CHANNEL` (JSON ``{"space",
@@ -25,6 +29,15 @@ A lost connection is opened again, with backoff, and then every socket reads
 the store once (`LiveHub.poke_all`): what other processes committed meanwhile
 was never heard. A connection that went silent without being closed (a
 network partition) is found by a ping every `PING_EVERY` seconds.
+
+The same connection serves the sockets' reads (`read_changes`, one at a time:
+`quietsync.server.postgres_changes`): on the event loop, so a socket woken by
+a commit reads it at once instead of queueing on the store thread behind this
+process's pushes, and without the hop to that thread. Notifications still
+arrive while a read runs (asyncpg takes them between any messages). While
+the connection is lost, or if a read on it fails, the socket reads on the
+store thread as on SQLite (`read_changes` answers None): a lost LISTEN
+connection slows the sockets down, never closes them.
 
 That kept connection is `Listener`; `LiveListener` is the core's use of it,
 and the jobs feature has its own (`quietsync.server.jobs.postgres_peers`).
@@ -41,9 +54,11 @@ from collections.abc import Callable
 import asyncpg
 
 from quietsync.server.live import LiveHub
+from quietsync.server.postgres_changes import read_changes
 from quietsync.server.postgres_connection import translated_errors
 from quietsync.server.postgres_store import LIVE_CHANNEL
 from quietsync.server.spaces.postgres_store import MEMBERS_CHANNEL
+from quietsync.server.store import ChangePage
 
 __all__ = ["APPLICATION_NAME", "PING_EVERY", "Listener", "LiveListener"]
 
@@ -72,9 +87,12 @@ class Listener:
     def __init__(self, url: str) -> None:
         self._url = url
         self._task: asyncio.Task[None] | None = None
+        self._db: asyncpg.Connection | None = None  # the connection now, while open
+        self._busy = asyncio.Lock()  # one query at a time on it (pings, a subclass's reads)
 
-    def channels(self) -> dict[str, Callable[[str], None]]:
-        """Each channel to LISTEN on, with what to do with a payload."""
+    def channels(self) -> dict[str, Callable[[int, str], None]]:
+        """Each channel to LISTEN on, with what to do with a notification: its handler
+        gets the notifying backend's pid and the payload."""
         raise NotImplementedError
 
     async def _prepare(self, db: asyncpg.Connection) -> None:
@@ -87,8 +105,8 @@ class Listener:
         """LISTEN now (so a server that answers hears every commit from then on), then
         keep listening in a task; a database that does not answer fails the start."""
         with translated_errors(f"listen as {self.application_name}"):
-            db = await self._connect()
-        self._task = asyncio.create_task(self._keep(db), name=self.application_name)
+            self._db = await self._connect()
+        self._task = asyncio.create_task(self._keep(self._db), name=self.application_name)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -104,7 +122,7 @@ class Listener:
         try:
             await self._prepare(db)
             for channel, handle in self.channels().items():
-                await db.add_listener(channel, lambda _db, _pid, _ch, text, h=handle: h(text))
+                await db.add_listener(channel, lambda _db, pid, _ch, text, h=handle: h(pid, text))
         except BaseException:
             db.terminate()
             raise
@@ -118,7 +136,7 @@ class Listener:
             finally:
                 db.terminate()
             log.warning("lost the %s connection; listening again", self.application_name)
-            db = await self._reconnect()
+            db = self._db = await self._reconnect()
             self._heard_again()
 
     async def _until_lost(self, db: asyncpg.Connection) -> None:
@@ -131,7 +149,8 @@ class Listener:
                 return
             except TimeoutError:
                 try:
-                    await db.execute("SELECT 1", timeout=PING_EVERY)
+                    async with self._busy:
+                        await db.execute("SELECT 1", timeout=PING_EVERY)
                 except _DB_ERRORS:
                     return
 
@@ -149,26 +168,50 @@ class Listener:
 
 
 class LiveListener(Listener):
-    """LISTENs for live changes and membership changes, poking `hub` (module docstring)."""
+    """LISTENs for live changes and membership changes, poking `hub`; reads pages for
+    its sockets (module docstring). `own_pid` is the backend pid of this process's
+    store connection (None while it has none)."""
 
-    def __init__(self, url: str, hub: LiveHub) -> None:
+    server_settings = {  # as the store's connection (`SyncConnection`): plans per call's values
+        "plan_cache_mode": "force_custom_plan",
+    }
+
+    def __init__(self, url: str, hub: LiveHub, own_pid: Callable[[], int | None]) -> None:
         super().__init__(url)
         self._hub = hub
+        self._own_pid = own_pid
 
-    def channels(self) -> dict[str, Callable[[str], None]]:
+    def channels(self) -> dict[str, Callable[[int, str], None]]:
         return {LIVE_CHANNEL: self._on_notify, MEMBERS_CHANNEL: self._on_members}
 
     def _heard_again(self) -> None:
         self._hub.poke_all()
 
-    def _on_notify(self, payload: str) -> None:
+    async def read_changes(
+        self, space: str, since: int, limit: int, max_bytes: int
+    ) -> ChangePage | None:
+        """A page of `space`'s changes after `since`, read on this connection; None if it
+        cannot now (lost, being replaced): the caller reads on the store thread."""
+        db = self._db
+        if db is None or db.is_closed():
+            return None
+        async with self._busy:
+            try:
+                return await read_changes(db, space, since, limit, max_bytes)
+            except _DB_ERRORS as exc:
+                log.debug("reading changes on the %s connection failed: %s", LIVE_CHANNEL, exc)
+                return None
+
+    def _on_notify(self, pid: int, payload: str) -> None:
+        if pid == self._own_pid():
+            return  # this process's commit: published to its sockets already (docstring)
         space, _, head = payload.rpartition(" ")
         try:
             self._hub.poke(space, int(head))
         except ValueError:  # not one of ours: somebody else NOTIFYing on the channel
             log.warning("ignored a notification on %s: %r", LIVE_CHANNEL, payload)
 
-    def _on_members(self, payload: str) -> None:
+    def _on_members(self, _pid: int, payload: str) -> None:
         try:
             change = json.loads(payload)
             space, user, removed = change["space"], change["user"], change["removed"]

@@ -40,10 +40,11 @@ moves its cursor past 5 and never sees A's write. Here it cannot happen:
    seqs are handed out and committed in one order: every commit holds seqs
    above those of every commit before it, and the head row is updated in the
    same transaction as the rows it numbers.
-2. A pull reads its page and the head in one REPEATABLE READ snapshot, so what
-   it returns and the cursor it answers with come from the same set of
-   commits: a prefix of the space's commit order, by (1). Its cursor is at
-   most the head of that snapshot; everything at or below it was committed.
+2. A pull reads the head with the sizes of its page in one statement (one
+   snapshot), then the page's rows (`quietsync.server.postgres_changes`, which
+   says why no transaction is needed): its cursor is at most the head it read,
+   and by (1) everything at or below that head was committed before, so what
+   a later commit writes lands above it.
 
 Conflict positions (an identity column) are taken inside those locked
 transactions too, so a space's conflicts commit in position order. A
@@ -71,7 +72,6 @@ from quietsync.conflicts import HLC, Conflict, FieldRef
 from quietsync.protocol import DELETED_FIELD
 from quietsync.server.backend import (
     TOMBSTONE,
-    change_from_row,
     dumps,
     key_of,
     mark_from_row,
@@ -83,6 +83,7 @@ from quietsync.server.backend import (
     value_text,
 )
 from quietsync.server.errors import StoreError
+from quietsync.server.postgres_changes import read_changes
 from quietsync.server.postgres_connection import SyncConnection, translated_errors
 from quietsync.server.postgres_schema import STEPS, migrate, read_meta
 from quietsync.server.store import (
@@ -328,27 +329,8 @@ class PostgresStore:
             yield make()
 
     def changes(self, space: str, since: int, limit: int, max_bytes: int) -> ChangePage:
-        with self._db.transaction(_SNAPSHOT), translated_errors("read changes"):
-            # sizes first (an index-only walk, no values read), then exactly the rows that fit
-            sizes = self._db.fetch(
-                "SELECT seq, size FROM fields WHERE space = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                space,
-                since,
-                limit + 1,
-            )
-            take = page_end(sizes, limit, max_bytes)
-            rows = []
-            if take:
-                rows = self._db.fetch(
-                    "SELECT seq, mid, collection, key, field, kind, value, state, stamp, base"
-                    " FROM fields WHERE space = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
-                    space,
-                    since,
-                    sizes[take - 1][0],
-                )
-            has_more = take < len(sizes)
-            cursor = rows[-1][0] if has_more else max(since, self._head(space))
-        return ChangePage([change_from_row(r) for r in rows], cursor, has_more)
+        with translated_errors("read changes"):
+            return self._db.call(lambda db: read_changes(db, space, since, limit, max_bytes))
 
     def _head(self, space: str) -> int:
         return self._db.fetchval("SELECT seq FROM heads WHERE space = $1", space) or 0

@@ -17,6 +17,12 @@ takes ``--system-prompt`` and ``--provider-idle-timeout`` (which override
 Shutdown is aiohttp's graceful one: live sockets are closed (1001), job event
 streams end, requests in flight finish (a push being committed is committed
 and answered), then the store closes.
+
+``--workers N`` (N > 1, PostgreSQL only) serves the port from N worker
+processes under this one (`quietsync.server.workers`): worker ``i`` is the
+server with node id ``<node>-<i>`` (``server-1``, ...: what ``/v1/health``
+answers, and the node of the stamps it writes), so no two processes stamp
+alike.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import argparse
 import logging
 import os
 import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +43,7 @@ from quietsync.server.app import create_app
 from quietsync.server.config import (
     TOKENS_ENV,
     ServerConfig,
+    is_postgres_url,
     load_tokens_file,
     tokens_from_env,
 )
@@ -48,6 +56,7 @@ from quietsync.server.jobs import (
     jobs_feature,
     provider_from_env,
 )
+from quietsync.server.workers import Worker, Workers
 
 __all__ = ["DEV_USER", "PROVIDERS", "add_serve_arguments", "serve"]
 
@@ -90,6 +99,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     parser.add_argument("--port", type=int, default=8787, help="port to listen on (%(default)s)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes serving the port, restarted if they die; more than 1 needs a"
+        " postgresql:// --db (default: %(default)s, this process serves)",
+    )
     parser.add_argument(
         "--access-log", action="store_true", help="log one line per request (aiohttp.access)"
     )
@@ -167,9 +184,20 @@ def _tokens(args: argparse.Namespace) -> dict[str, str]:
     return tokens
 
 
+def _check_workers(args: argparse.Namespace) -> None:
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {args.workers}")
+    if args.workers > 1 and not is_postgres_url(args.db):
+        raise ConfigError(
+            "--workers needs a postgresql:// database: one SQLite file is served by one"
+            " process (docs/deploy.md)"
+        )
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the server (blocking); 0 after a graceful shutdown, 2 on a configuration error."""
     try:
+        _check_workers(args)
         config = ServerConfig(
             db_path=args.db, tokens=_tokens(args), **_config_values(args, ServerConfig, "")
         )
@@ -178,12 +206,45 @@ def serve(args: argparse.Namespace) -> int:
         print(f"quietsync serve: {exc}", file=sys.stderr)
         return 2
     log.info("%d user(s), database %s", len(set(config.tokens.values())), config.db_label)
+    if args.workers == 1:
+        return _run(config, jobs, args, None)
+    try:
+        family = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((args.host, args.port), family=family)
+    except OSError as exc:  # socket.gaierror included
+        print(f"quietsync serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    with sock:
+        host, port = sock.getsockname()[:2]
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+        def work(worker: Worker) -> int:
+            node = f"{config.node_id}-{worker.number}"
+            return _run(attrs.evolve(config, node_id=node), jobs, args, worker)
+
+        return Workers(sock, args.workers, work, url).run()
+
+
+def _log_running(text: str) -> None:
+    log.info("%s", text.strip())
+
+
+def _run(
+    config: ServerConfig, jobs: JobsConfig, args: argparse.Namespace, worker: Worker | None
+) -> int:
+    """Serve `config` here: on `args`' host and port, or as `worker` of several."""
+    where: dict[str, Any] = {"host": args.host, "port": args.port, "print": _log_running}
+    if worker is not None:  # the parent logs "Running on" once every worker is ready
+        where = {
+            "sock": worker.sock,
+            "loop": worker.loop,
+            "handle_signals": False,
+            "print": lambda _text: worker.ready(),
+        }
     try:
         web.run_app(
             create_app(config, [jobs_feature(jobs)]),
-            host=args.host,
-            port=args.port,
-            print=lambda text: log.info("%s", text.strip()),
+            **where,
             access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
         )
     except (ConfigError, StoreError) as exc:  # the store refused to open: say why, once

@@ -31,7 +31,14 @@ from quietsync.server.errors import (
     ServerError,
     error_body,
 )
-from quietsync.server.keys import CONFIG_KEY, CORE_KEY, HUB_KEY, SYNC_KEY, USER_KEY
+from quietsync.server.keys import (
+    CHANGE_READER_KEY,
+    CONFIG_KEY,
+    CORE_KEY,
+    HUB_KEY,
+    SYNC_KEY,
+    USER_KEY,
+)
 from quietsync.server.live import LiveSession, Published
 from quietsync.server.spaces.access import in_space, requested_space
 from quietsync.server.store import ChangePage
@@ -191,8 +198,9 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     user = request[USER_KEY]
     since = _int_param(request, "since", 0, minimum=0) if "since" in request.query else None
     history = _history_param(request)
-    sync, hub = request.app[SYNC_KEY], request.app[HUB_KEY]
-    page_size = request.app[CONFIG_KEY].pull_limit_default
+    sync, hub, config = request.app[SYNC_KEY], request.app[HUB_KEY], request.app[CONFIG_KEY]
+    reader = request.app.get(CHANGE_READER_KEY)
+    page_size = config.pull_limit_default
     ws = web.WebSocketResponse(heartbeat=30.0)
     # Subscribed before the access check: a removal committed after the check revokes
     # this subscription (`LiveHub.revoke`); one committed before it fails the check.
@@ -206,6 +214,10 @@ async def live(request: web.Request) -> web.WebSocketResponse:
             return await _on_store_thread(request, sync.cursor, space)
 
         async def read_page(after: int) -> ChangePage:
+            if reader is not None:  # on the event loop: not queued behind pushes
+                page = await reader.read_changes(space, after, page_size, config.page_max_bytes)
+                if page is not None:
+                    return page
             return await _on_store_thread(request, sync.page, space, after, page_size)
 
         try:

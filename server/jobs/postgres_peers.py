@@ -87,8 +87,8 @@ class PostgresPeers(Listener):
         """From now on, tell `events` what the other processes say."""
         self._events = events
 
-    def channels(self) -> dict[str, Callable[[str], None]]:
-        return {JOBS_CHANNEL: self._on_notify}
+    def channels(self) -> dict[str, Callable[[int, str], None]]:
+        return {JOBS_CHANNEL: lambda _pid, payload: self._on_notify(payload)}
 
     async def _prepare(self, db: asyncpg.Connection) -> None:
         if not self._jobs.owner:

@@ -8,13 +8,14 @@ import os
 import re
 import sys
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import attrs
 
 from benchmarks._loopback import PortHold
 
-__all__ = ["ServeProcess", "serve_process"]
+__all__ = ["ServeProcess", "serve_process", "serve_processes"]
 
 STARTUP_TIMEOUT = 20.0
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +58,13 @@ async def serve_process(
     with PortHold() as port:
         async with _serve_process(db, port.port, args, env) as served:
             yield served
+
+
+@contextlib.asynccontextmanager
+async def serve_processes(db: str, count: int, *args: str) -> AsyncIterator[list[ServeProcess]]:
+    """`count` processes serving one (PostgreSQL) database, each on its own port."""
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(serve_process(db, *args)) for _ in range(count)]
 
 
 @contextlib.asynccontextmanager

@@ -91,7 +91,9 @@ def test_a_bad_tokens_file_is_a_clear_error(
     assert fragment in capsys.readouterr().err
 
 
-async def _serve_until_exit(db: Path, *args: str, tokens: str) -> tuple[int | None, list[str]]:
+async def _serve_until_exit(
+    db: Path | str, *args: str, tokens: str
+) -> tuple[int | None, list[str]]:
     """Run ``quietsync serve`` that should exit at once: its code and stderr lines."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "quietsync", "serve", "--db", str(db), "--port", "0", *args,

@@ -8,7 +8,7 @@ import json
 import statistics
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from quietsync.server.live import LiveHub
 from quietsync.server.postgres_listen import APPLICATION_NAME, LiveListener
 from quietsync.server.postgres_store import LIVE_CHANNEL
 from tests.server.helpers import Writer, new_space, push, set_member
-from tests.server.processes import ServeProcess, serve_process
+from tests.server.processes import ServeProcess, serve_processes
 from tests.server.test_live import TIMEOUT, hello, receive, receive_changes
 
 TOKENS = {"token-alice-0123456789": "alice", "token-bob-0123456789": "bob"}
@@ -31,11 +31,8 @@ PUSHES = 50
 async def two_servers(pg_url: str, tmp_path: Path) -> AsyncIterator[list[ServeProcess]]:
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps(TOKENS))
-    async with AsyncExitStack() as stack:
-        yield [
-            await stack.enter_async_context(serve_process(pg_url, "--tokens", str(tokens)))
-            for _ in range(2)
-        ]
+    async with serve_processes(pg_url, 2, "--tokens", str(tokens)) as servers:
+        yield servers
 
 
 def client(server: ServeProcess, token: str) -> aiohttp.ClientSession:
@@ -167,7 +164,7 @@ async def test_the_listener_pokes_every_socket_after_listening_again(pg_url: str
     """A notification is a poke of its space; a killed LISTEN connection is replaced, and
     then every socket is poked once, as commits may have gone unheard meanwhile."""
     hub = RecordingHub()
-    listener = LiveListener(pg_url, hub)
+    listener = LiveListener(pg_url, hub, lambda: None)
     await listener.start()
     db = await asyncpg.connect(pg_url)
     try:
@@ -184,6 +181,27 @@ async def test_the_listener_pokes_every_socket_after_listening_again(pg_url: str
     finally:
         await db.close()
         await listener.stop()
+
+
+async def test_the_listener_drops_the_notifications_of_its_own_store_connection(
+    pg_url: str,
+) -> None:
+    """A commit of this process's store connection is not a poke (the process published
+    it to its sockets itself); one of any other connection is. Notifications come in
+    commit order, so the first poke being the second commit's shows the first dropped."""
+    hub = RecordingHub()
+    own, other = await asyncpg.connect(pg_url), await asyncpg.connect(pg_url)
+    listener = LiveListener(pg_url, hub, own.get_server_pid)
+    await listener.start()
+    try:
+        await own.execute("SELECT pg_notify($1, 'u:alice 1')", LIVE_CHANNEL)
+        await other.execute("SELECT pg_notify($1, 'u:alice 2')", LIVE_CHANNEL)
+        assert await asyncio.wait_for(hub.pokes.get(), TIMEOUT) == ("u:alice", 2)
+        assert hub.pokes.empty()
+    finally:
+        await listener.stop()
+        await own.close()
+        await other.close()
 
 
 async def test_a_removal_through_one_process_closes_the_socket_on_another(
