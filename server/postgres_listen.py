@@ -37,7 +37,7 @@ import logging
 import asyncpg
 
 from quietsync.server.live import LiveHub
-from quietsync.server.postgres_connection import translated_errors
+from quietsync.server.postgres_connection import DB_ERRORS, Backoff, translated_errors
 from quietsync.server.postgres_store import LIVE_CHANNEL
 from quietsync.server.spaces.postgres_store import MEMBERS_CHANNEL
 
@@ -48,8 +48,6 @@ log = logging.getLogger(__name__)
 APPLICATION_NAME = "quietsync-listen"
 """How the LISTEN connection shows in ``pg_stat_activity``."""
 PING_EVERY = 15.0
-RETRY_FIRST, RETRY_MAX = 0.1, 5.0
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 class LiveListener:
@@ -125,15 +123,15 @@ class LiveListener:
             except TimeoutError:
                 try:
                     await db.execute("SELECT 1", timeout=PING_EVERY)
-                except _DB_ERRORS:
+                except DB_ERRORS:
                     return
 
     async def _reconnect(self) -> asyncpg.Connection:
-        delay = RETRY_FIRST
+        backoff = Backoff()
         while True:
             try:
                 return await self._connect()
-            except _DB_ERRORS as exc:
+            except DB_ERRORS as exc:
+                delay = backoff.failed()
                 log.warning("cannot LISTEN on %s (%s); again in %.1f s", LIVE_CHANNEL, exc, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
