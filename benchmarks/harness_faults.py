@@ -43,7 +43,7 @@ class ServerProcess:
     back even while other processes start servers of their own.
     """
 
-    def __init__(self, db: Path, tokens: Path) -> None:
+    def __init__(self, db: Path | str, tokens: Path) -> None:
         self._port = PortHold()
         self.db, self._tokens, self.port = db, tokens, self._port.port
         self._proc: asyncio.subprocess.Process | None = None
