@@ -4,7 +4,6 @@ and a fresh PostgreSQL database for the tests of the PostgreSQL store (`tests.pg
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -31,9 +30,9 @@ def held_port() -> Iterator[int]:
 
 
 @pytest.fixture(scope="session")
-def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+def pg_admin() -> Iterator[str | None]:
     """Where this worker creates its test databases (found or started once per worker)."""
-    with admin_dsn(Path(tmp_path_factory.mktemp("pg"))) as dsn:
+    with admin_dsn() as dsn:
         yield dsn
 
 
@@ -42,7 +41,7 @@ def _new_database(pg_admin: str | None) -> Iterator[str]:
     if pg_admin is None:
         pytest.skip(
             f"no PostgreSQL: ${PG_DSN_ENV} unset or not answering, none on 127.0.0.1:5432,"
-            " and no throwaway cluster (initdb/pg_ctl missing, or running as root)"
+            " and no throwaway cluster (initdb/pg_ctl missing, or root without a postgres user)"
         )
     with fresh_database(pg_admin) as url:
         yield url

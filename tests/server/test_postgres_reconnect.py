@@ -9,6 +9,8 @@
   pushing clients and a streaming job; each client retries a 503 with the same
   batch, and every write is applied exactly once, every acknowledged one kept;
   the job completes with its whole reply, and live changes keep arriving.
+* A real restart of a throwaway cluster under two servers: pushes go on, and
+  a socket on the other server receives them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from quietsync.server.postgres_connection import (
 )
 from quietsync.server.postgres_listen import APPLICATION_NAME as LISTEN_NAME
 from quietsync.testing import running_server
+from tests.pg import Cluster, throwaway_cluster
 from tests.server.helpers import Writer, pull_all, push
 from tests.server.job_helpers import (
     USERS,
@@ -302,3 +305,53 @@ async def test_pushes_and_a_job_survive_the_store_connection_terminated_mid_traf
             await push(http, [Writer("late").lww("late", "f", 1)])
             [change] = await receive_changes(ws, 1)
             assert change["key"] == "late"
+
+
+async def _follow(http: aiohttp.ClientSession, since: int, count: int) -> list[dict[str, Any]]:
+    """The next `count` changes after `since` on live sockets of `http`'s server, opened
+    again with the cursor, as a replica does, when the server refuses or closes one (a
+    socket whose store read failed closes with 1011)."""
+    changes: list[dict[str, Any]] = []
+    async with asyncio.timeout(WAIT):
+        while len(changes) < count:
+            try:
+                ws = await http.ws_connect("/v1/live", params={"since": since})
+            except aiohttp.WSServerHandshakeError:
+                await asyncio.sleep(0.05)  # 503: the server's store reconnects on a later call
+                continue
+            async with ws:
+                async for msg in ws:
+                    body = msg.json()
+                    if body["type"] == "changes":
+                        changes += body["changes"]
+                        since = body["cursor"]
+                    if len(changes) >= count:
+                        break
+    return changes
+
+
+async def test_two_servers_go_on_after_their_database_server_restarts() -> None:
+    """A throwaway cluster (never the shared server) restarted under two servers: pushes
+    through one are retried until acknowledged, and reach sockets on the other, whose LISTEN
+    connection reconnects (the last push can only reach it that way)."""
+    if not Cluster.possible():
+        pytest.skip("no throwaway PostgreSQL cluster here (initdb/pg_ctl, or a postgres user)")
+    w, unavailable = Writer("n1"), []
+    with throwaway_cluster() as cluster:
+        async with (
+            running_server(cluster.url, users=USERS, jobs=None) as first,
+            running_server(cluster.url, users=USERS, jobs=None) as second,
+            first.client("alice") as on_first,
+            second.client("alice") as on_second,
+        ):
+            await _push_until_acknowledged(on_second, [w.lww("a", "f", 1)], unavailable)
+            await asyncio.to_thread(cluster.restart)
+            batch = [w.lww("b", "f", 2), w.lww("c", "f", 3)]
+            await _push_until_acknowledged(on_second, batch, unavailable)
+            assert unavailable  # the restart cut the store's connection: the push met it
+            assert [c["key"] for c in await _follow(on_first, 1, 2)] == ["b", "c"]
+            async with on_first.ws_connect("/v1/live", params={"since": 3}) as ws:
+                assert hello(await receive(ws)) == 3
+                await _push_until_acknowledged(on_second, [w.lww("d", "f", 4)], unavailable)
+                assert [c["key"] for c in await receive_changes(ws, 1)] == ["d"]
+            assert [c["id"] for c in await pull_all(on_first)] == [f"n1:{n}" for n in (1, 2, 3, 4)]
