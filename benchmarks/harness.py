@@ -46,15 +46,18 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
 
+from benchmarks._pg import DEFAULT_PG_DSN, new_database
 from benchmarks.harness_check import (
     COLLECTION,
     KEYS,
@@ -64,7 +67,7 @@ from benchmarks.harness_check import (
     Write,
     check,
 )
-from benchmarks.harness_db import DEFAULT_PG_DSN, STORES, ServerDatabase, postgres_database
+from benchmarks.harness_db import STORES, ServerDatabase
 from benchmarks.harness_faults import AckKey, FaultyTransport, ServerProcess, SpaceAdmin
 from quietsync.conflicts import FieldRef
 from quietsync.protocol import DELETED_FIELD, private_space
@@ -376,7 +379,7 @@ async def run(
     with tempfile.TemporaryDirectory(prefix="quietsync-harness-") as tmp:
         if config.store == "sqlite" or database is not None:
             return await Harness(config, Path(tmp), database).run()
-        async with postgres_database(pg_dsn) as url:
+        async with new_database(pg_dsn, f"qs_harness_{uuid.uuid4().hex[:12]}") as url:
             return await Harness(config, Path(tmp), url).run()
 
 
@@ -390,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--store", choices=STORES, default="sqlite", help="the server's store")
     parser.add_argument(
         "--pg-dsn",
-        default=DEFAULT_PG_DSN,
+        default=os.environ.get("QUIETSYNC_TEST_PG_DSN") or DEFAULT_PG_DSN,
         help="--store postgres: a server whose user may create (and drop) databases",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show the clients' logs")

@@ -11,30 +11,20 @@ restore (the server stopped) that starts a new history, and a fresh PostgreSQL d
   The harness runs the documented commands, so a change that breaks them
   fails the harness.
 
-`postgres_database` creates an empty database for one run on a server whose
-user may create databases, and drops it after.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import attrs
 
 from quietsync.server.admin import backup_database, restore_database
 
-__all__ = ["DEFAULT_PG_DSN", "STORES", "ServerDatabase", "postgres_database"]
+__all__ = ["STORES", "ServerDatabase"]
 
 STORES = ("sqlite", "postgres")
-DEFAULT_PG_DSN = os.environ.get(
-    "QUIETSYNC_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 NEW_HISTORY = "UPDATE meta SET value = md5(random()::text) WHERE name = 'history_id'"
 """docs/deploy.md's statement after a PostgreSQL restore."""
 
@@ -74,25 +64,3 @@ class ServerDatabase:
         else:
             await _tool("pg_restore", "--clean", "--if-exists", f"--dbname={self.db}", str(backup))
             await _tool("psql", "--quiet", "--no-psqlrc", self.db, "-c", NEW_HISTORY)
-
-
-async def _admin(dsn: str, statement: str) -> None:
-    import asyncpg  # an optional extra: only a PostgreSQL run needs it
-
-    db = await asyncpg.connect(dsn)
-    try:
-        await db.execute(statement)
-    finally:
-        await db.close()
-
-
-@asynccontextmanager
-async def postgres_database(dsn: str) -> AsyncIterator[str]:
-    """A new empty database on `dsn`'s server (``qs_harness_<random>``), as a URL;
-    dropped on exit."""
-    name = f"qs_harness_{uuid.uuid4().hex[:12]}"
-    await _admin(dsn, f"CREATE DATABASE {name}")
-    try:
-        yield urlsplit(dsn)._replace(path=f"/{name}").geturl()
-    finally:
-        await _admin(dsn, f"DROP DATABASE {name} WITH (FORCE)")

@@ -39,12 +39,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 
 from benchmarks._loopback import serve_on_loopback
+from benchmarks._pg import DEFAULT_PG_DSN, new_database
 from quietsync.conflicts import Clock
 from quietsync.protocol import Mutation
 from quietsync.server.backend import value_text
@@ -57,7 +57,6 @@ BATCHES = (1, 100, 1000)
 TOKEN = "bench-token"
 SPACE = "bench"
 STORES = ("sqlite", "postgres")
-DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 Rows = list[tuple[Any, ...]]
 """One push's rows: (field rows, client mark row, head row)."""
@@ -188,16 +187,6 @@ async def bare_server(store: str, db: Path | str) -> AsyncIterator[str]:
             yield url
 
 
-async def _pg_admin(dsn: str, statement: str) -> None:
-    import asyncpg
-
-    db = await asyncpg.connect(dsn)
-    try:
-        await db.execute(statement)
-    finally:
-        await db.close()
-
-
 @asynccontextmanager
 async def databases(store: str, pg_dsn: str) -> AsyncIterator[tuple[Path | str, Path | str]]:
     """Two fresh databases of `store`, quietsync's and the bare handler's; gone on exit."""
@@ -206,17 +195,8 @@ async def databases(store: str, pg_dsn: str) -> AsyncIterator[tuple[Path | str, 
             yield Path(tmp) / "quietsync.db", Path(tmp) / "bare.db"
         return
     name = f"qs_bench_{uuid.uuid4().hex[:12]}"
-    names = [name, f"{name}_bare"]
-    created = []
-    try:
-        for db in names:
-            await _pg_admin(pg_dsn, f"CREATE DATABASE {db}")
-            created.append(db)
-        qs, bare = (urlsplit(pg_dsn)._replace(path=f"/{db}").geturl() for db in names)
+    async with new_database(pg_dsn, name) as qs, new_database(pg_dsn, f"{name}_bare") as bare:
         yield qs, bare
-    finally:
-        for db in created:
-            await _pg_admin(pg_dsn, f"DROP DATABASE {db} WITH (FORCE)")
 
 
 async def throughput(url: str, payloads: list[bytes], batch: int) -> float:
