@@ -110,10 +110,9 @@ class Backoff:
 
     first: float = RETRY_FIRST
     most: float = RETRY_MAX
-    _next: float = attrs.field(init=False, default=0.0)
-
-    def __attrs_post_init__(self) -> None:
-        self.reset()
+    _next: float = attrs.field(
+        init=False, default=attrs.Factory(lambda self: self.first, takes_self=True)
+    )
 
     def failed(self) -> float:
         """The delay before the next attempt (this failure's); the one after is longer."""
