@@ -11,7 +11,14 @@ database server itself (never the shared one): as root it runs the tools as
 the ``postgres`` user (``runuser``), if there is one.
 
 Each test gets its own database (``qs_<random>``, dropped after), so the
-pytest-xdist workers never share rows.
+pytest-xdist workers never share rows. Its commits do not wait for the WAL
+flush (``synchronous_commit = off``): a test database is thrown away, and a
+commit is seen by every other connection the moment it returns either way, so
+only a crash of the PostgreSQL server itself could lose one, and no test
+crashes that server (the throwaway `Cluster` a test restarts keeps the
+default). The property tests on PostgreSQL ran in 16-18 s instead of 24-26 s
+with it (2026-12-01, loaded 2-core machine); under parallel load it saves
+more, as each commit's flush waits behind the others'.
 """
 
 from __future__ import annotations
@@ -151,6 +158,7 @@ def fresh_database(admin: str) -> Iterator[str]:
     """A new empty database on `admin`'s server, as a URL; dropped on exit."""
     name = f"qs_{uuid.uuid4().hex[:16]}"
     asyncio.run(_admin(admin, f"CREATE DATABASE {name}"))
+    asyncio.run(_admin(admin, f"ALTER DATABASE {name} SET synchronous_commit = off"))
     try:
         yield urlsplit(admin)._replace(path=f"/{name}").geturl()
     finally:
