@@ -1,5 +1,5 @@
-"""The fault harness's server database, on either store: where it is, an online backup, a
-restore (the server stopped) that starts a new history, and a fresh PostgreSQL database.
+"""The fault harness's server database, on either store: where it is, an online backup,
+and a restore (the server stopped) that starts a new history.
 
 * **SQLite**: a file; ``quietsync backup`` and ``quietsync restore``
   (`quietsync.server.admin`) do both, the restore giving the file a new
@@ -10,7 +10,6 @@ restore (the server stopped) that starts a new history, and a fresh PostgreSQL d
   --if-exists`` then ``psql`` setting a new ``history_id`` in ``meta``.
   The harness runs the documented commands, so a change that breaks them
   fails the harness.
-
 """
 
 from __future__ import annotations

@@ -3,20 +3,20 @@
 Where from, first that answers: ``$QUIETSYNC_TEST_PG_DSN`` (a ``postgresql://``
 URL whose user may create databases), a server on 127.0.0.1:5432 with trust
 auth (database ``test``, user ``postgres`` or the current user), or a cluster
-started with ``initdb``/``pg_ctl`` in a temporary directory (not as root:
-``initdb`` refuses). None: the tests needing it skip, saying why.
+started with ``initdb``/``pg_ctl`` in a temporary directory (as root, run as
+the ``postgres`` user: ``initdb`` refuses root). None: the tests needing it
+skip, saying why.
 
-`Cluster` is that throwaway cluster, for tests that must stop or restart the
-database server itself (never the shared one): as root it runs the tools as
-the ``postgres`` user (``runuser``), if there is one.
+`Cluster` is that throwaway cluster, also for tests that must restart the
+database server itself (never the shared one).
 
 Each test gets its own database (``qs_<random>``, dropped after), so the
 pytest-xdist workers never share rows. Its commits do not wait for the WAL
 flush (``synchronous_commit = off``): a test database is thrown away, and a
 commit is seen by every other connection the moment it returns either way, so
 only a crash of the PostgreSQL server itself could lose one, and no test
-crashes that server (the throwaway `Cluster` a test restarts keeps the
-default). The property tests on PostgreSQL ran in 16-18 s instead of 24-26 s
+crashes that server (a test restarting a throwaway `Cluster` stops it cleanly,
+which flushes the WAL). The property tests on PostgreSQL ran in 16-18 s instead of 24-26 s
 with it (2026-12-01, loaded 2-core machine); under parallel load it saves
 more, as each commit's flush waits behind the others'.
 """
