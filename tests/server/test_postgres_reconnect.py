@@ -5,10 +5,12 @@
 * Never inside a transaction: the rest of it fails too and nothing of it lands.
 * A failed reconnect is tried again only when its backoff is due; calls before
   that fail without trying.
-* Over a real server: the store's backend terminated again and again under two
-  pushing clients and a streaming job; each client retries a 503 with the same
-  batch, and every write is applied exactly once, every acknowledged one kept;
-  the job completes with its whole reply, and live changes keep arriving.
+* Over a real server: a push held mid-transaction and cut there answers 503,
+  and sent again it applies once; the store's backend terminated again and
+  again under two pushing clients, then under a streaming job: each client
+  retries a 503 with the same batch, every write is applied exactly once and
+  every acknowledged one kept, the job completes with its whole reply, and
+  the LISTEN connection and live changes go on.
 * A real restart of a throwaway cluster under two servers: pushes go on, and
   a socket on the other server receives them.
 """
@@ -52,9 +54,10 @@ KILLS, BATCH = 4, 5
 TOKENS = 300  # 1.5 s of streaming at least: the job is still writing when it is cut
 
 
-async def _terminate(url: str, name: str = APPLICATION_NAME) -> int:
-    """Terminate the backends of `url`'s database named `name` (waiting until they are
-    gone); how many. Only this test's database: other tests' servers are left alone."""
+async def _terminate(url: str) -> int:
+    """Terminate the store's connections to `url`'s database (found by application_name),
+    waiting until they are gone; how many. Only this test's database: other tests'
+    servers are left alone."""
     db = await asyncpg.connect(url)
     try:
         return int(
@@ -62,7 +65,7 @@ async def _terminate(url: str, name: str = APPLICATION_NAME) -> int:
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000))"
                 " FROM pg_stat_activity WHERE datname = current_database()"
                 " AND application_name = $1",
-                name,
+                APPLICATION_NAME,
             )
         )
     finally:
