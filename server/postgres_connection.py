@@ -13,9 +13,11 @@ that loop, so the connection is never used concurrently.
 **A lost connection** (the database restarted, the backend was terminated, the
 network broke) fails the call that finds it with `StoreUnavailableError` (a
 `StoreError`, HTTP 503), and a later call opens a new one, with the same
-session settings (`SESSION`). Never inside a transaction: a transaction whose
-connection was lost is gone, so every call until it ends fails too, and its
-request answers 503 without an acknowledgement; the client sends the same
+session settings (`SESSION`). A transaction's BEGIN that finds its connection
+lost (it died while idle) is sent once more on a new one: nothing was done on
+the old one, so the request goes on unharmed. Never later in a transaction: a
+transaction whose connection was lost is gone, so every call until it ends
+fails too, and its request answers 503 without an acknowledgement; the client sends the same
 mutation ids again and the store's per-client marks apply each once, whether
 or not the lost COMMIT had landed. Attempts that fail are spaced by `Backoff`
 (`RETRY_FIRST` doubling to `RETRY_MAX` seconds): a call before the next
@@ -136,6 +138,7 @@ class SyncConnection:
         self._backoff = Backoff()
         self._not_before = 0.0  # monotonic time before which no connect is tried
         self._in_transaction = False
+        self._found_lost = False  # the last call failed finding the connection lost
         try:
             self._db: asyncpg.Connection | None = self._connect()
         except BaseException:
@@ -171,6 +174,7 @@ class SyncConnection:
         return self._db
 
     def _run(self, call: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        self._found_lost = False
         db = self._connection()
         try:
             return self._loop.run_until_complete(call(db))
@@ -179,6 +183,7 @@ class SyncConnection:
                 raise
             db.terminate()  # closes the socket (the server rolls back what was open)
             self._db = None
+            self._found_lost = True
             log.warning("lost the connection to PostgreSQL: %s", exc)
             raise StoreUnavailableError(f"lost the connection to PostgreSQL: {exc}") from exc
 
@@ -198,7 +203,12 @@ class SyncConnection:
     def transaction(self, begin: str = "BEGIN") -> Iterator[None]:
         """`begin`; commit on exit, roll back on any error (a lost connection is left be)."""
         with translated_errors("begin a transaction"):
-            self.execute(begin)
+            try:
+                self.execute(begin)
+            except StoreUnavailableError:
+                if not self._found_lost:  # unreachable, or not due yet: nothing to retry
+                    raise
+                self.execute(begin)  # it died idle: nothing was sent on it but this BEGIN
         self._in_transaction = True
         try:
             yield

@@ -2,7 +2,9 @@
 
 * A lost connection fails the call that finds it with `StoreUnavailableError`
   (503); the next call opens a new one with the session settings.
-* Never inside a transaction: the rest of it fails too and nothing of it lands.
+* A transaction whose BEGIN finds the connection lost (it died while idle)
+  begins on a new one, unseen; never later in a transaction: the rest of it
+  fails too and nothing of it lands.
 * A failed reconnect is tried again only when its backoff is due; calls before
   that fail without trying.
 * Over a real server: a push held mid-transaction and cut there answers 503,
@@ -19,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -49,6 +52,8 @@ from tests.server.job_helpers import (
     wait_unwatched,
 )
 from tests.server.test_live import hello, receive, receive_changes
+
+T = TypeVar("T")
 
 KILLS, BATCH = 4, 5
 TOKENS = 300  # 1.5 s of streaming at least: the job is still writing when it is cut
@@ -121,6 +126,21 @@ def test_a_lost_connection_fails_its_call_and_the_next_reconnects_with_the_sessi
             db.fetchval("SELECT 1")
         assert db.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
         assert db.fetchval("SHOW application_name") == APPLICATION_NAME
+    finally:
+        db.close()
+
+
+def test_a_transaction_begun_on_a_connection_that_died_idle_goes_on_on_a_new_one(
+    pg_url: str,
+) -> None:
+    db = SyncConnection(pg_url)
+    try:
+        db.execute("CREATE TABLE t (x int)")
+        assert terminate(pg_url) == 1
+        with db.transaction():  # BEGIN meets the dead connection, and is sent again
+            db.execute("INSERT INTO t VALUES (1)")
+        assert db.fetchval("SELECT count(*) FROM t") == 1
+        assert db.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
     finally:
         db.close()
 
@@ -198,17 +218,9 @@ async def test_a_push_cut_mid_write_answers_503_and_its_retry_applies_once(
     ):
         assert (await push(http, [w.lww("a", "f", 0)]))[0] == 200
         batch = [w.lww("b", "f", 1), w.lww("c", "f", 2)]
-        holder = await asyncpg.connect(pg_url)
-        try:
-            async with holder.transaction():
-                await holder.execute(
-                    "SELECT 1 FROM heads WHERE space = $1 FOR UPDATE", private_space("alice")
-                )
-                cut = asyncio.create_task(push(http, batch))
-                await _waiting_for_a_lock(holder)
-                assert await _terminate(pg_url) == 1
-        finally:
-            await holder.close()
+        cut = await _cut_mid_write(
+            pg_url, private_space("alice"), lambda: asyncio.create_task(push(http, batch))
+        )
         status, body = await asyncio.wait_for(cut, WAIT)
         assert (status, body["error"]["code"]) == (503, "store_unavailable")
         status, body = await push(http, batch)
@@ -217,6 +229,22 @@ async def test_a_push_cut_mid_write_answers_503_and_its_retry_applies_once(
         changes = await pull_all(http)
         assert [c["id"] for c in changes] == ["n1:1", "n1:2", "n1:3"]
         assert [c["seq"] for c in changes] == [1, 2, 3]
+
+
+async def _cut_mid_write(url: str, space: str, begin: Callable[[], T]) -> T:
+    """With `space`'s head row locked, `begin()` a write of the space (or let one come):
+    it waits for the lock inside its transaction, and the store's connection is terminated
+    there. What `begin` returned."""
+    holder = await asyncpg.connect(url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM heads WHERE space = $1 FOR UPDATE", space)
+            begun = begin()
+            await _waiting_for_a_lock(holder)
+            assert await _terminate(url) == 1
+    finally:
+        await holder.close()
+    return begun
 
 
 async def _waiting_for_a_lock(db: asyncpg.Connection) -> None:
@@ -284,11 +312,9 @@ async def test_pushes_and_a_job_survive_the_store_connection_terminated_mid_traf
         # inside a transaction fails that request (see the test above for one for sure).
         assert len(unavailable) <= KILLS
 
-        job = await start(http)  # the pushes are done: the kills now meet the job's writes
-        length = 0
-        for _ in range(2):
-            length = await _grown(http, job["job_id"], length)
-            assert await _terminate(pg_url) == 1
+        job = await start(http)  # the pushes are done: the kill now meets the job's writes
+        await _grown(http, job["job_id"], 0)
+        await _cut_mid_write(pg_url, private_space("alice"), lambda: None)  # a flush comes
         answer = await wait_unwatched(http, job["job_id"])
         assert answer["status"] == "complete"
         assert any(  # the job's writes met the lost connection, and went on
@@ -335,8 +361,8 @@ async def _follow(http: aiohttp.ClientSession, since: int, count: int) -> list[d
 
 async def test_two_servers_go_on_after_their_database_server_restarts() -> None:
     """A throwaway cluster (never the shared server) restarted under two servers: pushes
-    through one are retried until acknowledged, and reach sockets on the other, whose LISTEN
-    connection reconnects (the last push can only reach it that way)."""
+    through one are acknowledged (retried on a 503), and reach sockets on the other, whose
+    LISTEN connection reconnects (the last push can only reach it that way)."""
     if not Cluster.possible():
         pytest.skip("no throwaway PostgreSQL cluster here (initdb/pg_ctl, or a postgres user)")
     w, unavailable = Writer("n1"), []
@@ -350,8 +376,7 @@ async def test_two_servers_go_on_after_their_database_server_restarts() -> None:
             await _push_until_acknowledged(on_second, [w.lww("a", "f", 1)], unavailable)
             await asyncio.to_thread(cluster.restart)
             batch = [w.lww("b", "f", 2), w.lww("c", "f", 3)]
-            await _push_until_acknowledged(on_second, batch, unavailable)
-            assert unavailable  # the restart cut the store's connection: the push met it
+            await _push_until_acknowledged(on_second, batch, unavailable)  # on a new connection
             assert [c["key"] for c in await _follow(on_first, 1, 2)] == ["b", "c"]
             async with on_first.ws_connect("/v1/live", params={"since": 3}) as ws:
                 assert hello(await receive(ws)) == 3
