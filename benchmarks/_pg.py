@@ -1,16 +1,21 @@
-"""Fresh PostgreSQL databases for a benchmark run, on a server whose user may create them."""
+"""PostgreSQL for the benchmarks and the fault harness: which server, and new databases.
+
+asyncpg is an optional extra (``quietsync[postgres]``), imported only when a
+database is made.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_PG_DSN", "default_pg_dsn", "pg_databases"]
+__all__ = ["DEFAULT_PG_DSN", "default_pg_dsn", "new_database", "pg_databases"]
 
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+"""Where ``--store postgres`` creates its databases unless told (``--pg-dsn``)."""
 
 
 def default_pg_dsn() -> str:
@@ -19,7 +24,7 @@ def default_pg_dsn() -> str:
 
 
 async def _admin(dsn: str, statement: str) -> None:
-    import asyncpg  # the optional extra: only PostgreSQL runs need it
+    import asyncpg
 
     db = await asyncpg.connect(dsn)
     try:
@@ -29,16 +34,23 @@ async def _admin(dsn: str, statement: str) -> None:
 
 
 @asynccontextmanager
-async def pg_databases(dsn: str, suffixes: Sequence[str]) -> AsyncIterator[list[str]]:
-    """One new database per suffix (``qs_bench_<random><suffix>``) on `dsn`'s server, as
-    URLs; all dropped on exit."""
-    name = f"qs_bench_{uuid.uuid4().hex[:12]}"
-    created: list[str] = []
+async def new_database(dsn: str, name: str) -> AsyncIterator[str]:
+    """A new empty database `name` on `dsn`'s server (whose user may create databases), as
+    a URL; dropped on exit, whoever is still connected."""
+    await _admin(dsn, f"CREATE DATABASE {name}")
     try:
-        for suffix in suffixes:
-            await _admin(dsn, f"CREATE DATABASE {name}{suffix}")
-            created.append(f"{name}{suffix}")
-        yield [urlsplit(dsn)._replace(path=f"/{db}").geturl() for db in created]
+        yield urlsplit(dsn)._replace(path=f"/{name}").geturl()
     finally:
-        for db in created:
-            await _admin(dsn, f"DROP DATABASE {db} WITH (FORCE)")
+        await _admin(dsn, f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@asynccontextmanager
+async def pg_databases(dsn: str, suffixes: Sequence[str]) -> AsyncIterator[list[str]]:
+    """One new database per suffix (``qs_bench_<random><suffix>``), as URLs; all dropped
+    on exit."""
+    name = f"qs_bench_{uuid.uuid4().hex[:12]}"
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(new_database(dsn, f"{name}{suffix}"))
+            for suffix in suffixes
+        ]

@@ -2,8 +2,12 @@
 
     python -m benchmarks.harness --seed 7 --replicas 3 --steps 100
     python -m benchmarks.harness --seeds 30            # seeds 0..29
+    python -m benchmarks.harness --store postgres --seeds 100
 
-Each run starts ``quietsync serve`` as a subprocess on its own SQLite file,
+Each run starts ``quietsync serve`` as a subprocess on its own SQLite file
+(``--store postgres``: its own new PostgreSQL database, created on the server
+of ``--pg-dsn`` and dropped after; backups and restores are then pg_dump and
+pg_restore, `benchmarks.harness_db`),
 with two users, alice and bob (replica i is alice's when i is even, bob's
 when odd, so ``--replicas`` is at least 2). Alice creates a shared space
 through the API and makes bob a writer; every replica syncs every space its
@@ -42,15 +46,18 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
 
+from benchmarks._pg import DEFAULT_PG_DSN, default_pg_dsn, new_database
 from benchmarks.harness_check import (
     COLLECTION,
     KEYS,
@@ -60,6 +67,7 @@ from benchmarks.harness_check import (
     Write,
     check,
 )
+from benchmarks.harness_db import STORES, ServerDatabase
 from benchmarks.harness_faults import AckKey, FaultyTransport, ServerProcess, SpaceAdmin
 from quietsync.conflicts import FieldRef
 from quietsync.protocol import DELETED_FIELD, private_space
@@ -67,7 +75,6 @@ from quietsync.replica import Notifications, Replica, SyncClient
 from quietsync.replica.errors import TransportError
 from quietsync.replica.replica import sync_port
 from quietsync.replica.spaces import space_key
-from quietsync.server.admin import backup_database, restore_database
 
 __all__ = ["HarnessConfig", "HarnessFailure", "HarnessStats", "replay_command", "run"]
 
@@ -95,6 +102,8 @@ class HarnessConfig:
     """Alice removes bob from the shared space, or adds him back."""
     live: bool = False
     """Run every replica's live loop too (pushes on writes, the socket, backoff)."""
+    store: str = attrs.field(default="sqlite", validator=attrs.validators.in_(STORES))
+    """The server's store: ``"sqlite"`` or ``"postgres"``."""
 
 
 @attrs.define
@@ -123,9 +132,10 @@ class HarnessFailure(AssertionError):
 
 def replay_command(config: HarnessConfig) -> str:
     live = " --live" if config.live else ""
+    store = "" if config.store == "sqlite" else f" --store {config.store}"
     return (
         f"python -m benchmarks.harness --seed {config.seed} "
-        f"--replicas {config.replicas} --steps {config.steps}{live}"
+        f"--replicas {config.replicas} --steps {config.steps}{live}{store}"
     )
 
 
@@ -150,15 +160,19 @@ class _Backup:
 
 
 class Harness:
-    """One seeded run (see the module docstring)."""
+    """One seeded run (see the module docstring), its server's database `db`: a file in
+    `workdir` by default, the URL of an empty PostgreSQL database for ``store="postgres"``."""
 
-    def __init__(self, config: HarnessConfig, workdir: Path) -> None:
+    def __init__(self, config: HarnessConfig, workdir: Path, db: str | None = None) -> None:
+        self.database = ServerDatabase(workdir / "server.db" if db is None else db)
+        if self.database.is_postgres != (config.store == "postgres"):
+            raise ValueError(f"a {config.store} run needs a database of its store, not {db!r}")
         self.config = config
         self.rng = random.Random(config.seed)
         self.fault_rng = random.Random(-config.seed)  # live loops draw from it at any time
         tokens = workdir / "tokens.json"
         tokens.write_text(json.dumps({token: user for user, token in USERS.items()}))
-        self.server = ServerProcess(workdir / "server.db", tokens)
+        self.server = ServerProcess(self.database.db, tokens)
         self.admin = SpaceAdmin(self.server.url, USERS[ADMIN])
         self.nodes: list[_Node] = []
         self.workdir = workdir
@@ -228,12 +242,12 @@ class Harness:
                 writes.append(list(node.writes.values()))
                 await self._close(node)
             await self.server.stop()
-        self._check(writes)
+        await self._check(writes)
         return self.stats
 
-    def _check(self, writes: list[list[Write]]) -> None:
+    async def _check(self, writes: list[list[Write]]) -> None:
         record = RunRecord(
-            server_db=self.server.db,
+            server_db=self.database.db,
             replicas=[(n.path, n.user) for n in self.nodes],
             nodes={n.replica.node_id: n.user for n in self.nodes},
             shared=self.shared,
@@ -244,7 +258,7 @@ class Harness:
             forgotten=self.forgotten,
             restored=self.stats.restores > 0,
         )
-        verdict = check(record)
+        verdict = await asyncio.to_thread(check, record)  # a store's calls block
         self.stats.changes, self.stats.conflicts = verdict.changes, verdict.conflicts
         self.stats.suppressed, self.stats.set_aside = verdict.suppressed, verdict.set_aside
         if verdict.problems:
@@ -267,13 +281,13 @@ class Harness:
             await self.server.start()
         elif roll < backup:
             self.stats.backups += 1
-            path = self.workdir / f"backup{self.stats.backups}.db"
-            backup_database(self.server.db, path)  # online: the server keeps serving
+            path = self.workdir / f"backup{self.stats.backups}"
+            await self.database.backup(path)  # online: the server keeps serving
             self.backup = _Backup(path, self.members)
         elif roll < restore and self.backup is not None:
             self.stats.restores += 1
             await self.server.kill()
-            restore_database(self.backup.path, self.server.db)
+            await self.database.restore(self.backup.path)
             await self.server.start()
             self._members_now(self.backup.members)
             self.forgotten.update(self.removed_at)
@@ -357,10 +371,16 @@ class Harness:
         raise HarnessFailure(f"no convergence after 10 sync rounds\n{replay_command(self.config)}")
 
 
-async def run(config: HarnessConfig) -> HarnessStats:
-    """One seeded run in a temporary directory; raises `HarnessFailure` on any violation."""
+async def run(
+    config: HarnessConfig, *, database: str | None = None, pg_dsn: str = DEFAULT_PG_DSN
+) -> HarnessStats:
+    """One seeded run in a temporary directory; raises `HarnessFailure` on any violation.
+    On PostgreSQL: in `database` (empty), else in a new one on `pg_dsn`'s server."""
     with tempfile.TemporaryDirectory(prefix="quietsync-harness-") as tmp:
-        return await Harness(config, Path(tmp)).run()
+        if config.store == "sqlite" or database is not None:
+            return await Harness(config, Path(tmp), database).run()
+        async with new_database(pg_dsn, f"qs_harness_{uuid.uuid4().hex[:12]}") as url:
+            return await Harness(config, Path(tmp), url).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -370,6 +390,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replicas", type=int, default=3, help="at least 2 (one per user)")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--live", action="store_true", help="run the replicas' live loops too")
+    parser.add_argument("--store", choices=STORES, default="sqlite", help="the server's store")
+    parser.add_argument(
+        "--pg-dsn",
+        default=default_pg_dsn(),
+        help="--store postgres: a server whose user may create (and drop) databases",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show the clients' logs")
     args = parser.parse_args(argv)
     # Resyncs after a restore and purges after a removal log warnings by design.
@@ -377,10 +403,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
     failed = 0
     for seed in seeds:
-        config = HarnessConfig(seed, replicas=args.replicas, steps=args.steps, live=args.live)
+        config = HarnessConfig(
+            seed, replicas=args.replicas, steps=args.steps, live=args.live, store=args.store
+        )
         start = time.perf_counter()
         try:
-            stats = asyncio.run(run(config))
+            stats = asyncio.run(run(config, pg_dsn=args.pg_dsn))
         except HarnessFailure as exc:
             failed += 1
             print(exc, flush=True)

@@ -45,7 +45,7 @@ from quietsync.replica import Replica
 from quietsync.replica.replica import sync_port
 from quietsync.replica.spaces import space_key
 from quietsync.server.sqlite_store import SQLiteStore
-from quietsync.server.store import ClientMark, StoredField
+from quietsync.server.store import ClientMark, Store, StoredField
 
 __all__ = [
     "COLLECTION",
@@ -83,7 +83,8 @@ class Write:
 class RunRecord:
     """What a stopped run leaves for `check`: where its files are and who did what."""
 
-    server_db: Path
+    server_db: Path | str
+    """An SQLite file, or a PostgreSQL database's URL."""
     replicas: list[tuple[Path, str]]
     """Each replica's file and its user, in replica order."""
     nodes: Mapping[str, str]
@@ -132,7 +133,7 @@ def _refs(changes: Iterable[Change]) -> set[FieldRef]:
     return refs | {FieldRef(c.collection, c.key, c.field) for c in changes}
 
 
-def _read_space(store: SQLiteStore, space: str, clients: set[str]) -> _ServerSpace:
+def _read_space(store: Store, space: str, clients: set[str]) -> _ServerSpace:
     log: list[Change] = []
     since = 0
     while True:
@@ -148,13 +149,21 @@ def _read_space(store: SQLiteStore, space: str, clients: set[str]) -> _ServerSpa
     return _ServerSpace(log, conflicts, fields, marks)
 
 
+def _open_store(db: Path | str) -> Store:
+    if isinstance(db, Path):
+        return SQLiteStore(db)
+    from quietsync.server.postgres_store import PostgresStore  # asyncpg: an optional extra
+
+    return PostgresStore(db)
+
+
 def check(run: RunRecord) -> Verdict:
     """Read the stopped server's store and every replica file; list what breaks 1-6."""
     spaces = [*sorted({private_space(u) for u in run.nodes.values()}), run.shared]
     clients: dict[str, set[str]] = {space: set() for space in spaces}
     for user, space, mid in run.acked:
         clients[space].add(_mark_key(user, space, mid.rpartition(":")[0]))
-    store = SQLiteStore(run.server_db)
+    store = _open_store(run.server_db)
     try:
         server = {space: _read_space(store, space, clients[space]) for space in spaces}
     finally:

@@ -4,7 +4,8 @@
     └── ServerError                     base; carries `status` and a machine `code`
         ├── ConfigError                 bad tokens file / environment / limits (startup)
         ├── StoreError                  the storage backend failed (500; sqlite3 errors wrapped)
-        │   └── JobTakenError           another server process ended this process's job
+        │   ├── JobTakenError           another server process ended this process's job
+        │   └── StoreUnavailableError   the database cannot be reached now: retry (503)
         └── RequestError                a request refused as a whole, no state change (4xx)
             ├── UnauthorizedError       missing or unknown bearer token (401)
             ├── MalformedJsonError      body is not JSON (400)
@@ -57,6 +58,7 @@ __all__ = [
     "ServerError",
     "SpaceNotFoundError",
     "StoreError",
+    "StoreUnavailableError",
     "TooManyJobsError",
     "TooManySpacesError",
     "UnauthorizedError",
@@ -89,6 +91,15 @@ class JobTakenError(StoreError):
     gone: its connection to the database was lost); the write was rolled back."""
 
     code = "job_taken"
+
+
+class StoreUnavailableError(StoreError):
+    """The connection to the database was lost, or cannot be opened yet: the request's
+    transaction did not commit, or its outcome is unknown (a lost COMMIT). Retrying the
+    same request is safe: a push's mutation ids make it apply once."""
+
+    status = 503
+    code = "store_unavailable"
 
 
 class RequestError(ServerError):

@@ -55,7 +55,7 @@ import asyncpg
 
 from quietsync.server.live import LiveHub
 from quietsync.server.postgres_changes import read_changes
-from quietsync.server.postgres_connection import translated_errors
+from quietsync.server.postgres_connection import DB_ERRORS, Backoff, translated_errors
 from quietsync.server.postgres_store import LIVE_CHANNEL
 from quietsync.server.spaces.postgres_store import MEMBERS_CHANNEL
 from quietsync.server.store import ChangePage
@@ -67,8 +67,6 @@ log = logging.getLogger(__name__)
 APPLICATION_NAME = "quietsync-listen"
 """How the LISTEN connection shows in ``pg_stat_activity``."""
 PING_EVERY = 15.0
-RETRY_FIRST, RETRY_MAX = 0.1, 5.0
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 class Listener:
@@ -151,20 +149,20 @@ class Listener:
                 try:
                     async with self._busy:
                         await db.execute("SELECT 1", timeout=PING_EVERY)
-                except _DB_ERRORS:
+                except DB_ERRORS:
                     return
 
     async def _reconnect(self) -> asyncpg.Connection:
-        delay = RETRY_FIRST
+        backoff = Backoff()
         while True:
             try:
                 return await self._connect()
-            except _DB_ERRORS as exc:
+            except DB_ERRORS as exc:
+                delay = backoff.failed()
                 log.warning(
                     "cannot listen as %s (%s); again in %.1f s", self.application_name, exc, delay
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
 
 
 class LiveListener(Listener):
@@ -198,7 +196,7 @@ class LiveListener(Listener):
         async with self._busy:
             try:
                 return await read_changes(db, space, since, limit, max_bytes)
-            except _DB_ERRORS as exc:
+            except DB_ERRORS as exc:
                 log.debug("reading changes on the %s connection failed: %s", LIVE_CHANNEL, exc)
                 return None
 

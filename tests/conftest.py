@@ -3,7 +3,7 @@ loopback port a test's server can count on while tests run in parallel (pytest-x
 and a fresh PostgreSQL database for the tests of the PostgreSQL store (`tests.pg`)."""
 
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -30,19 +30,34 @@ def held_port() -> Iterator[int]:
 
 
 @pytest.fixture(scope="session")
-def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+def pg_admin() -> Iterator[str | None]:
     """Where this worker creates its test databases (found or started once per worker)."""
-    with admin_dsn(Path(tmp_path_factory.mktemp("pg"))) as dsn:
+    with admin_dsn() as dsn:
         yield dsn
+
+
+@contextmanager
+def _new_database(pg_admin: str | None) -> Iterator[str]:
+    if pg_admin is None:
+        pytest.skip(
+            f"no PostgreSQL: ${PG_DSN_ENV} unset or not answering, none on 127.0.0.1:5432,"
+            " and no throwaway cluster (initdb/pg_ctl missing, or root without a postgres user)"
+        )
+    with fresh_database(pg_admin) as url:
+        yield url
 
 
 @pytest.fixture
 def pg_url(pg_admin: str | None) -> Iterator[str]:
     """The URL of a new, empty PostgreSQL database, dropped after the test."""
-    if pg_admin is None:
-        pytest.skip(
-            f"no PostgreSQL: ${PG_DSN_ENV} unset or not answering, none on 127.0.0.1:5432,"
-            " and no throwaway cluster (initdb/pg_ctl missing, or running as root)"
-        )
-    with fresh_database(pg_admin) as url:
+    with _new_database(pg_admin) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pg_module_url(pg_admin: str | None) -> Iterator[str]:
+    """The URL of a new PostgreSQL database shared by a module's tests, dropped after them:
+    for property tests, whose examples each take a space of their own in it (a database
+    per example would cost a CREATE DATABASE each)."""
+    with _new_database(pg_admin) as url:
         yield url

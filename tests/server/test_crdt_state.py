@@ -11,13 +11,17 @@
 3. After many edits with deletions the state stays near the author's
    document (where merging the updates as bytes kept every keystroke).
 4. A garbage update refuses the whole push, whatever the field holds.
+
+1 runs on both stores: each example on a new in-memory SQLite store, or on a
+new space of one PostgreSQL database.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 from hypothesis import given
@@ -35,7 +39,7 @@ from quietsync.conflicts import (
 from quietsync.protocol import Mutation
 from quietsync.server.errors import MutationsRefusedError
 from quietsync.server.sqlite_store import SQLiteStore
-from quietsync.server.store import BatchWrite, StoredField
+from quietsync.server.store import BatchWrite, Store, StoredField
 from quietsync.server.sync import SyncService
 from tests.conflicts.test_text_state import authored_updates, typing
 from tests.server.helpers import decoded
@@ -45,10 +49,10 @@ SPACE = "u"
 
 
 class Server:
-    """A `SyncService` over an in-memory store, pushed to as one client pushes."""
+    """A `SyncService` over a store, pushed to as one client pushes, in `space`."""
 
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
+    def __init__(self, store: Store, space: str = SPACE) -> None:
+        self.store, self.space = store, space
         self.sync = SyncService(store, Clock("server"), resolvers=Resolvers(), max_batch=1000)
         self._n = 0
 
@@ -60,15 +64,15 @@ class Server:
             stamp = HLC(wall, counter, "n1")
             ref = (REF.collection, REF.key, REF.field)
             writes.append(Mutation(f"n1:{self._n}", *ref, "crdt", stamp, update=update).to_json())
-        return [outcome for _, outcome in self.sync.push(SPACE, decoded(writes)).results]
+        return [outcome for _, outcome in self.sync.push(self.space, decoded(writes)).results]
 
     def stored(self) -> StoredField:
-        with self.store.transaction(SPACE) as tx:
+        with self.store.transaction(self.space) as tx:
             [field] = tx.fields([REF]).values()
         return field
 
     def head(self) -> int:
-        return self.sync.cursor(SPACE)
+        return self.sync.cursor(self.space)
 
 
 @contextmanager
@@ -80,22 +84,45 @@ def server() -> Iterator[Server]:
         store.close()
 
 
+NewServer = Callable[[], AbstractContextManager[Server]]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def new_server(request: pytest.FixtureRequest) -> Iterator[NewServer]:
+    """A server with an empty space for each example, on the store the parameter names."""
+    if request.param == "sqlite":
+        yield server
+        return
+    from quietsync.server.postgres_store import PostgresStore
+
+    store = PostgresStore(request.getfixturevalue("pg_module_url"))
+
+    @contextmanager
+    def on_postgres() -> Iterator[Server]:
+        yield Server(store, f"u-{uuid.uuid4().hex}")
+
+    try:
+        yield on_postgres
+    finally:
+        store.close()
+
+
 @given(authored_updates(), st.data())
 def test_any_order_duplicates_and_batching_converge_to_the_documents_text(
-    authored: tuple[list[bytes], str], data: st.DataObject
+    new_server: NewServer, authored: tuple[list[bytes], str], data: st.DataObject
 ) -> None:
     updates, expected = authored
     deliveries = data.draw(
         st.permutations(updates + data.draw(st.lists(st.sampled_from(updates), max_size=6)))
     )
-    with server() as srv:
+    with new_server() as srv:
         while deliveries:
             size = data.draw(st.integers(1, len(deliveries)))
             batch, deliveries = deliveries[:size], deliveries[size:]
             srv.push(*batch, wall=data.draw(st.integers(1, 3)))
         doc = CrdtText(srv.stored().state)
         assert (doc.text, doc.has_pending) == (expected, False)
-        [change] = srv.sync.pull(SPACE, 0, 10_000).changes
+        [change] = srv.sync.pull(srv.space, 0, 10_000).changes
         assert CrdtText(change.update).text == expected
         head = srv.head()
         again = data.draw(st.lists(st.sampled_from(updates), min_size=1, max_size=4))

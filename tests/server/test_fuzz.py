@@ -20,6 +20,8 @@ and with the id of a real, finished job (its offsets and its abort). A job a
 request starts is waited for (its event stream read to the end) before the
 next request, so nothing changes behind a refusal's back.
 
+It runs on both stores (SQLite, PostgreSQL), one server each.
+
 Bounded and deterministic for CI: `MAX_EXAMPLES` per operation and mode,
 derandomized (Hypothesis derives the seed from the test), no example database,
 no shrinking (a failure is reported as found, with its request).
@@ -137,14 +139,16 @@ def _wait_for_job(http: requests.Session, url: str, job_id: str) -> None:
     assert last["type"] == "status" and last["status"] != "streaming", last
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
-    """One server for the module (the fuzzing's state accumulates, as a real one's would)."""
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def served(request: pytest.FixtureRequest) -> Iterator[Served]:
+    """One server for the module (the fuzzing's state accumulates, as a real one's would),
+    on each store: a file, or a PostgreSQL database."""
+    db = request.getfixturevalue("pg_module_url") if request.param == "postgres" else None
     started = threading.Event()
     box: dict[str, Any] = {}
 
     async def serve() -> None:
-        async with running_server(users=USERS, jobs=JOBS) as server:
+        async with running_server(db, users=USERS, jobs=JOBS) as server:
             box["server"], box["stop"] = server, asyncio.Event()
             box["loop"] = asyncio.get_running_loop()
             started.set()

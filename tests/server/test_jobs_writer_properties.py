@@ -11,10 +11,16 @@ pushes of job-owned fields, which a good client never does):
 3. the log replayed from scratch through `merge_field` ends with every
    ended job's fields equal to its final write, unless a client wrote the
    message after it.
+
+They run on both stores: each example with a new in-memory SQLite store, or
+as a new user (their own private space and job ids) of one PostgreSQL database.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import attrs
@@ -35,17 +41,16 @@ from quietsync.conflicts import (
 )
 from quietsync.protocol import JOB_FIELDS, MESSAGES, Mutation, private_space
 from quietsync.server.jobs.sqlite_store import SQLiteJobStore
-from quietsync.server.jobs.store import JobRow
+from quietsync.server.jobs.store import JobRow, JobStore
 from quietsync.server.jobs.writer import FlushItem, JobWriter
 from quietsync.server.spaces import SpaceService
 from quietsync.server.spaces.sqlite_store import SQLiteSpaceStore
 from quietsync.server.sqlite_store import SQLiteStore
-from quietsync.server.store import StoredField
+from quietsync.server.store import Store, StoredField
 from quietsync.server.sync import SyncService
 from tests.server.helpers import Writer, decoded
 
 MESSAGE_IDS = ("m1", "m2", "m3")
-ALICE = private_space("alice")
 SKEW_MS = 30_000
 
 # A step: ("flush", [message ids written in one transaction]) or ("push", message id, field)
@@ -81,88 +86,136 @@ def spaces_of(store: SQLiteStore) -> SpaceService:
     return SpaceService(SQLiteSpaceStore(store), store, max_per_user=10)
 
 
-def _fields(store: SQLiteStore, refs: set[FieldRef]) -> dict[FieldRef, StoredField]:
-    with store.transaction(private_space("alice")) as tx:
+@attrs.frozen
+class Backend:
+    """A store, its jobs and spaces beside it, and a user with nothing in it yet."""
+
+    store: Store
+    jobs: JobStore
+    spaces: SpaceService
+    user: str
+
+
+NewBackend = Callable[[], AbstractContextManager[Backend]]
+
+
+@contextmanager
+def _sqlite_backend() -> Iterator[Backend]:
+    store = SQLiteStore(":memory:")
+    try:
+        yield Backend(store, SQLiteJobStore(store), spaces_of(store), "alice")
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def new_backend(request: pytest.FixtureRequest) -> Iterator[NewBackend]:
+    """A backend for each example, on the store the parameter names (module docstring)."""
+    if request.param == "sqlite":
+        yield _sqlite_backend
+        return
+    from quietsync.server.jobs.postgres_store import PostgresJobStore
+    from quietsync.server.postgres_store import PostgresStore
+    from quietsync.server.spaces.postgres_store import PostgresSpaceStore
+
+    store = PostgresStore(request.getfixturevalue("pg_module_url"))
+    jobs, spaces = PostgresJobStore(store), PostgresSpaceStore(store)
+
+    @contextmanager
+    def new_user() -> Iterator[Backend]:
+        yield Backend(
+            store, jobs, SpaceService(spaces, store, max_per_user=10), f"u-{uuid.uuid4().hex}"
+        )
+
+    try:
+        yield new_user
+    finally:
+        store.close()
+
+
+def _fields(store: Store, user: str, refs: set[FieldRef]) -> dict[FieldRef, StoredField]:
+    with store.transaction(private_space(user)) as tx:
         return tx.fields(refs)
 
 
 @given(steps)
-def test_job_writes_never_conflict_and_always_win(plan: list[Any]) -> None:
-    store = SQLiteStore(":memory:")
+def test_job_writes_never_conflict_and_always_win(new_backend: NewBackend, plan: list[Any]) -> None:
+    with new_backend() as backend:
+        _check_job_writes(backend, plan)
+
+
+def _check_job_writes(backend: Backend, plan: list[Any]) -> None:
+    store, user = backend.store, backend.user
     clock = Clock("server")
     sync = SyncService(store, clock, resolvers=Resolvers(), max_batch=100)
-    writer = JobWriter(store, SQLiteJobStore(store), clock, spaces_of(store))
+    writer = JobWriter(store, backend.jobs, clock, backend.spaces)
     client = Clock("phone", wall=lambda: wall_clock_ms() + SKEW_MS)
+    space = private_space(user)
     jobs = {
         m: _State(
-            JobRow("alice", ALICE, f"job-{m}", "t1", m, "streaming", HLC.minimal("server"), 0)
+            JobRow(user, space, f"job-{user}-{m}", "t1", m, "streaming", HLC.minimal("server"), 0)
         )
         for m in MESSAGE_IDS
     }
     last_stamp: dict[str, HLC] = {}
     pushes = 0
-    try:
-        for step in plan:
-            if step[0] == "push":
-                pushes += 1
-                _, message, field = step
-                stamp = client.now()
-                m = Mutation(f"phone:{pushes}", MESSAGES, message, field, "lww", stamp, None, "x")
-                sync.push(private_space("alice"), decoded([m.to_json()]))
-                jobs[message].written_after = True
+    for step in plan:
+        if step[0] == "push":
+            pushes += 1
+            _, message, field = step
+            stamp = client.now()
+            m = Mutation(f"phone:{pushes}", MESSAGES, message, field, "lww", stamp, None, "x")
+            sync.push(space, decoded([m.to_json()]))
+            jobs[message].written_after = True
+            continue
+        items = []
+        for message in step[1]:
+            job = jobs[message]
+            if job.ended:
                 continue
-            items = []
-            for message in step[1]:
-                job = jobs[message]
-                if job.ended:
-                    continue
-                if not job.started:
-                    items.append(FlushItem(job.row, "", start=True))
-                    job.started = True
-                elif len(job.content) >= 6:
-                    job.row = attrs.evolve(job.row, status="complete")
-                    items.append(FlushItem(job.row, job.content, final=True))
-                    job.ended = True
-                else:
-                    job.content += "ab"
-                    items.append(FlushItem(job.row, job.content))
-            refs = {
-                FieldRef(MESSAGES, i.row.message_id, f) for i in items for f in sorted(JOB_FIELDS)
-            }
-            before = _fields(store, refs)
-            result = writer.write(items)
-            after = _fields(store, refs)
-            published = result.published.get(private_space("alice"))
-            changes = {(c.key, c.field): c for c in (published.changes if published else [])}
-            for item, stamp in zip(items, result.stamps, strict=True):
-                message = item.row.message_id
-                assert message not in last_stamp or stamp > last_stamp[message]  # law 2
-                last_stamp[message] = stamp
-                for field in JOB_FIELDS if (item.start or item.final) else {"content"}:
-                    ref = FieldRef(MESSAGES, message, field)
-                    change = changes[message, field]
-                    old = before.get(ref)
-                    incoming = FieldWrite(change.value, change.stamp, change.base)
-                    current = None if old is None else FieldWrite(old.value, old.stamp, old.base)
-                    merge = merge_field(current, incoming, ref=ref)
-                    assert merge.outcome is Outcome.APPLIED and merge.conflict is None  # law 1
-                    assert change.stamp == stamp == after[ref].stamp  # law 2
-                    assert change.value == after[ref].value
-                jobs[message].written_after = False
-        replayed: dict[FieldRef, FieldWrite] = {}
-        for change in sync.pull(private_space("alice"), 0, 10_000).changes:
-            ref = FieldRef(change.collection, change.key, change.field)
-            merged = merge_field(
-                replayed.get(ref), FieldWrite(change.value, change.stamp, change.base), ref=ref
-            )
-            replayed[ref] = merged.state
-        for message, job in jobs.items():
-            if job.ended and not job.written_after:  # law 3
-                assert replayed[FieldRef(MESSAGES, message, "content")].value == job.content
-                assert replayed[FieldRef(MESSAGES, message, "job_status")].value == "complete"
-                assert replayed[FieldRef(MESSAGES, message, "pending")].value is False
-    finally:
-        store.close()
+            if not job.started:
+                items.append(FlushItem(job.row, "", start=True))
+                job.started = True
+            elif len(job.content) >= 6:
+                job.row = attrs.evolve(job.row, status="complete")
+                items.append(FlushItem(job.row, job.content, final=True))
+                job.ended = True
+            else:
+                job.content += "ab"
+                items.append(FlushItem(job.row, job.content))
+        refs = {FieldRef(MESSAGES, i.row.message_id, f) for i in items for f in sorted(JOB_FIELDS)}
+        before = _fields(store, user, refs)
+        result = writer.write(items)
+        after = _fields(store, user, refs)
+        published = result.published.get(space)
+        changes = {(c.key, c.field): c for c in (published.changes if published else [])}
+        for item, stamp in zip(items, result.stamps, strict=True):
+            message = item.row.message_id
+            assert message not in last_stamp or stamp > last_stamp[message]  # law 2
+            last_stamp[message] = stamp
+            for field in JOB_FIELDS if (item.start or item.final) else {"content"}:
+                ref = FieldRef(MESSAGES, message, field)
+                change = changes[message, field]
+                old = before.get(ref)
+                incoming = FieldWrite(change.value, change.stamp, change.base)
+                current = None if old is None else FieldWrite(old.value, old.stamp, old.base)
+                merge = merge_field(current, incoming, ref=ref)
+                assert merge.outcome is Outcome.APPLIED and merge.conflict is None  # law 1
+                assert change.stamp == stamp == after[ref].stamp  # law 2
+                assert change.value == after[ref].value
+            jobs[message].written_after = False
+    replayed: dict[FieldRef, FieldWrite] = {}
+    for change in sync.pull(space, 0, 10_000).changes:
+        ref = FieldRef(change.collection, change.key, change.field)
+        merged = merge_field(
+            replayed.get(ref), FieldWrite(change.value, change.stamp, change.base), ref=ref
+        )
+        replayed[ref] = merged.state
+    for message, job in jobs.items():
+        if job.ended and not job.written_after:  # law 3
+            assert replayed[FieldRef(MESSAGES, message, "content")].value == job.content
+            assert replayed[FieldRef(MESSAGES, message, "job_status")].value == "complete"
+            assert replayed[FieldRef(MESSAGES, message, "pending")].value is False
 
 
 def test_one_write_is_one_transaction_across_users() -> None:

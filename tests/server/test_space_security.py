@@ -24,7 +24,8 @@ cursor, conflicts and members, every user's space list, the live hub's
 subscriptions) and to show nothing (no record value, `SECRET`, in its body).
 Last, a property: random membership operations by random actors get the
 answers of a small model of the rules (`Model`), and a refused one changes
-nothing.
+nothing: on SQLite (a new file per example) and on PostgreSQL (one database,
+a new shared space per example).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import base64
 import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -567,7 +568,7 @@ membership_ops = st.lists(
 )
 
 
-async def run_ops(db: Path, ops: list[tuple[str, str, str, Role]]) -> None:
+async def run_ops(db: Path | str, ops: list[tuple[str, str, str, Role]]) -> None:
     async with (
         running_server(db, users=USERS, jobs=None) as server,
         contextlib.AsyncExitStack() as stack,
@@ -605,17 +606,28 @@ async def check_memberships(
                 assert {m["user"]: m["role"] for m in listed} == model.members
             else:
                 assert resp.status == 404
-        async with session.get("/v1/spaces") as resp:
-            shared = [s for s in (await resp.json())["spaces"] if not s["private"]]
+        async with session.get("/v1/spaces") as resp:  # this example's space only
+            shared = [s for s in (await resp.json())["spaces"] if s["id"] == space]
         assert [s["role"] for s in shared] == (
             [model.members[user]] if user in model.members else []
         )
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def example_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[], Path | str]:
+    """Where each example's server keeps its database: a new file, or one PostgreSQL
+    database for them all (each example creates a space of its own)."""
+    if request.param == "postgres":
+        url = str(request.getfixturevalue("pg_module_url"))
+        return lambda: url
+    return lambda: tmp_path_factory.mktemp("model") / f"{secrets.token_hex(4)}.db"
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=membership_ops)
 def test_membership_operations_follow_the_rules_and_refusals_change_nothing(
-    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, str, str, Role]]
+    example_db: Callable[[], Path | str], ops: list[tuple[str, str, str, Role]]
 ) -> None:
-    db = tmp_path_factory.mktemp("model") / f"{secrets.token_hex(4)}.db"
-    asyncio.run(run_ops(db, ops))
+    asyncio.run(run_ops(example_db(), ops))

@@ -15,17 +15,23 @@
    `merge_text_state`, whose `CrdtText` keeps what waits.)
 4. The answer to a push (encoded from its schema) is the JSON of its parts,
    whatever the mutation ids hold.
+
+1-3 run on both stores: each example on an empty space of its own, a new
+in-memory SQLite store or a new space of one PostgreSQL database (the
+module's: a database per example would cost a CREATE DATABASE each).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,7 +39,7 @@ from quietsync.conflicts import HLC, Clock, Conflict, CrdtText, FieldRef, Outcom
 from quietsync.protocol import Mutation
 from quietsync.server.errors import RequestError
 from quietsync.server.sqlite_store import SQLiteStore
-from quietsync.server.store import BatchWrite
+from quietsync.server.store import BatchWrite, Store
 from quietsync.server.sync import PushResult, SyncService
 from tests.server.helpers import decoded
 
@@ -41,13 +47,44 @@ NODES = ("n1", "n2", "n3")
 FIELDS = [("a", "f"), ("a", "g"), ("b", "f")]
 
 
+EmptySpace = Callable[[], AbstractContextManager[tuple[Store, str]]]
+"""Makes a store with an empty space, and names the space."""
+
+
 @contextmanager
-def service() -> Iterator[SyncService]:
+def _sqlite_space() -> Iterator[tuple[Store, str]]:
     store = SQLiteStore(":memory:")
     try:
-        yield SyncService(store, Clock("server"), resolvers=Resolvers(), max_batch=1000)
+        yield store, "u"
     finally:
         store.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def empty_space(request: pytest.FixtureRequest) -> Iterator[EmptySpace]:
+    """An empty space for each example, on the store the parameter names (module docstring)."""
+    if request.param == "sqlite":
+        yield _sqlite_space
+        return
+    from quietsync.server.postgres_store import PostgresStore
+
+    store = PostgresStore(request.getfixturevalue("pg_module_url"))
+
+    @contextmanager
+    def new_space() -> Iterator[tuple[Store, str]]:
+        yield store, f"u-{uuid.uuid4().hex}"
+
+    try:
+        yield new_space
+    finally:
+        store.close()
+
+
+@contextmanager
+def service(empty_space: EmptySpace) -> Iterator[tuple[SyncService, str]]:
+    """A sync service on an empty space, and the space."""
+    with empty_space() as (store, space):
+        yield SyncService(store, Clock("server"), resolvers=Resolvers(), max_batch=1000), space
 
 
 @st.composite
@@ -77,7 +114,7 @@ def numbered(writes: list[dict[str, Any]], start: int = 1) -> list[dict[str, Any
     return out
 
 
-def replay(sync: SyncService, user: str = "u") -> dict[tuple[str, str], Any]:
+def replay(sync: SyncService, user: str) -> dict[tuple[str, str], Any]:
     """The field states a pull from 0 leads to (one change per field, in seq order)."""
     state = {}
     for change in sync.pull(user, 0, 10_000).changes:
@@ -92,7 +129,7 @@ def splits(items: list[Any], cuts: list[int]) -> list[list[Any]]:
 
 @given(lww_writes(), st.randoms(use_true_random=False), st.lists(st.integers(0, 100)))
 def test_the_log_converges_to_the_highest_stamp_per_field(
-    writes: list[dict[str, Any]], rnd: Any, cuts: list[int]
+    empty_space: EmptySpace, writes: list[dict[str, Any]], rnd: Any, cuts: list[int]
 ) -> None:
     shuffled = writes[:]
     rnd.shuffle(shuffled)
@@ -101,10 +138,10 @@ def test_the_log_converges_to_the_highest_stamp_per_field(
     for m in sorted(writes, key=lambda m: HLC.parse(m["stamp"])):
         expected[(m["key"], m["field"])] = (m["value"], HLC.parse(m["stamp"]))
     for order in (writes, shuffled):
-        with service() as sync:
+        with service(empty_space) as (sync, u):
             for part in splits(order, cuts):
-                sync.push("u", decoded(part))
-            assert replay(sync) == expected
+                sync.push(u, decoded(part))
+            assert replay(sync, u) == expected
 
 
 JSON = st.recursive(
@@ -135,21 +172,21 @@ def mixed_batches(draw: st.DrawFn) -> list[Any]:
 
 @given(lww_writes(), mixed_batches())
 def test_a_push_is_all_or_nothing_and_idempotent(
-    first: list[dict[str, Any]], batch: list[Any]
+    empty_space: EmptySpace, first: list[dict[str, Any]], batch: list[Any]
 ) -> None:
-    with service() as sync:
-        sync.push("u", decoded(first))
-        before = (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000))
+    with service(empty_space) as (sync, u):
+        sync.push(u, decoded(first))
+        before = (replay(sync, u), sync.cursor(u), sync.conflicts(u, 0, 1000))
         try:
-            result = sync.push("u", decoded(batch))
+            result = sync.push(u, decoded(batch))
         except RequestError:
-            assert (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000)) == before
+            assert (replay(sync, u), sync.cursor(u), sync.conflicts(u, 0, 1000)) == before
             return
         assert [mid for mid, _ in result.results] == [m["id"] for m in batch]
-        after = (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000))
-        again = sync.push("u", decoded(batch))
+        after = (replay(sync, u), sync.cursor(u), sync.conflicts(u, 0, 1000))
+        again = sync.push(u, decoded(batch))
         assert again.results == result.results
-        assert (replay(sync), sync.cursor("u"), sync.conflicts("u", 0, 1000)) == after
+        assert (replay(sync, u), sync.cursor(u), sync.conflicts(u, 0, 1000)) == after
 
 
 @st.composite
@@ -176,7 +213,7 @@ def text_edits(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 @given(text_edits(), st.randoms(use_true_random=False), st.lists(st.integers(0, 100)))
 def test_crdt_writes_converge_whatever_the_order_and_batching(
-    writes: list[dict[str, Any]], rnd: Any, cuts: list[int]
+    empty_space: EmptySpace, writes: list[dict[str, Any]], rnd: Any, cuts: list[int]
 ) -> None:
     expected = CrdtText()
     for m in writes:
@@ -184,20 +221,17 @@ def test_crdt_writes_converge_whatever_the_order_and_batching(
     shuffled = writes[:]
     rnd.shuffle(shuffled)
     shuffled = numbered(shuffled)  # each client still pushes its own in order
-    store = SQLiteStore(":memory:")
-    sync = SyncService(store, Clock("server"), resolvers=Resolvers(), max_batch=1000)
-    try:
+    with empty_space() as (store, u):
+        sync = SyncService(store, Clock("server"), resolvers=Resolvers(), max_batch=1000)
         for part in splits(shuffled, cuts):  # any order: what waits is kept
-            sync.push("u", decoded(part))
-        with store.transaction("u") as tx:
+            sync.push(u, decoded(part))
+        with store.transaction(u) as tx:
             [stored] = tx.fields([FieldRef("c", "a", "body")]).values()
         assert CrdtText(stored.state).text == expected.text
-    finally:
-        store.close()
-    with service() as sync:
+    with service(empty_space) as (sync, u):
         for part in splits(writes, cuts):
-            sync.push("u", decoded(part))
-        [change] = sync.pull("u", 0, 10_000).changes  # one field, one change: its merged state
+            sync.push(u, decoded(part))
+        [change] = sync.pull(u, 0, 10_000).changes  # one field, one change: its merged state
         assert CrdtText(change.update).text == expected.text
 
 
