@@ -46,7 +46,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import random
 import sys
 import tempfile
