@@ -16,7 +16,7 @@ JSON shape of both (``seq`` only on changes; exactly one of ``value`` / ``update
 **One declaration of the schema.** The wire form is a msgspec ``Struct``
 (`WireWrite`, `WireChange`): the name lengths, the kinds, the stamp's pattern,
 base64 and the seq are checked in C while the JSON is parsed, and a message
-of many writes (`decode_writes`) is one pass over its bytes. What a
+of many writes (`decode_push`) is one pass over its bytes. What a
 declaration cannot say (which of value and update a kind carries; that a
 value is storable JSON) is checked once, where the wire form becomes the
 domain object (`Mutation`, an attrs class carrying `HLC` stamps). A failure
