@@ -362,7 +362,7 @@ class DecodedPush:
         return self._writes
 
     def __len__(self) -> int:
-        return len(self.wire if self._writes is None else self._writes)  # type: ignore[arg-type]
+        return len(self.writes if self.wire is None else self.wire)
 
 
 def decode_push(body: bytes) -> DecodedPush:

@@ -71,6 +71,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 import attrs
 
@@ -247,17 +248,17 @@ class SyncService:
 
     def _overwritten(self, space: str, push: DecodedPush, fast: Overwritten) -> PushResult:
         """The answer to a push `write_overwrites` wrote: every write applied."""
-        wire = push.wire
+        wire, applied = push.wire, Outcome.APPLIED.value
         assert wire is not None
         return PushResult(
-            [(w.id, Outcome.APPLIED.value) for w in wire],
+            [(w.id, applied) for w in wire],
             [],
             0,
             fast.first_seq + len(wire) - 1,
             self.history,
             space,
             fast.first_seq,
-            lambda: push.writes,  # type: ignore[arg-type,return-value]  # all valid
+            lambda: cast(list[Mutation], push.writes),  # every one valid (it has a wire form)
         )
 
     def _decide(
