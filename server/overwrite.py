@@ -12,9 +12,10 @@ what it can without reading the fields, and leaves the rest to the store
 it. A push it does not take (None) is decided write by write, with its
 fields read, as any other, in the same transaction: the outcome is the same
 either way (``tests/server/test_overwrite.py`` checks that), only the cost
-differs. A push of 1,000 new fields spent about 7 ms here decoding
-`Mutation`s, reading the fields and deciding them, against ~12 ms for the
-whole push (``python -m benchmarks.server_push``).
+differs. Decided write by write, a push of 1,000 new fields spent about
+7 ms building `Mutation`s, reading the fields and deciding them; taken
+here, the whole push costs about 1.3 ms more than the bare handler of
+``python -m benchmarks.server_push`` (``docs/sync.md``, "Benchmark").
 
 Taken: every write valid as decoded from the body (`DecodedPush.wire`), of
 kind lww and not a delete; every stamp within the clock-drift bound (the
