@@ -7,7 +7,10 @@ per push, rows written with ``executemany``) and serialized on the one
 connection; the caller runs every method on one worker thread. One process
 serves a database: a second one is refused (an exclusive lock on
 ``<db>.lock``), since its live sockets would never hear of the first one's
-writes.
+writes. Its transactions are `server.store.OverwriteTransaction`s: a push of
+plain overwrites is one upsert whose ``WHERE`` is `conflicts.lww.overwrites`
+on the stamps' text, under a savepoint it rolls back to when a row is
+refused or a record written is deleted (`server.overwrite`).
 
 Tables (schema and migrations: `server.sqlite_schema`; every row keyed by
 ``space`` first, so one space is a key range; see `quietsync.protocol.spaces`):
