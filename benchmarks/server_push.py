@@ -221,26 +221,40 @@ async def databases(store: str, pg_dsn: str) -> AsyncIterator[tuple[Path | str, 
             await _pg_admin(pg_dsn, f"DROP DATABASE {db} WITH (FORCE)")
 
 
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+async def _timed_push(http: aiohttp.ClientSession, body: bytes) -> float:
+    """Seconds one push of `body` took, answer read."""
+    start = time.perf_counter()
+    async with http.post("/v1/push", data=body) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"push failed: {resp.status} {await resp.text()}")
+        await resp.read()
+    return time.perf_counter() - start
+
+
+async def throughput(url: str, payloads: list[bytes], batch: int) -> float:
+    """Changes per second pushing `payloads` one after the other."""
+    async with aiohttp.ClientSession(url, headers=HEADERS) as http:
+        elapsed = [await _timed_push(http, body) for body in payloads]
+    return len(payloads) * batch / sum(elapsed)
+
+
 async def taking_turns(
     urls: tuple[str, str], payloads: tuple[list[bytes], list[bytes]], batch: int
 ) -> tuple[float, float]:
     """Changes per second of each server, pushed `payloads` one after the other, the two
     taking turns push by push: on a shared machine whose load moves by the second, both
     see the same load (one server measured after the other saw ratios move 2x)."""
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     elapsed = [0.0, 0.0]
     async with (
-        aiohttp.ClientSession(urls[0], headers=headers) as first,
-        aiohttp.ClientSession(urls[1], headers=headers) as second,
+        aiohttp.ClientSession(urls[0], headers=HEADERS) as first,
+        aiohttp.ClientSession(urls[1], headers=HEADERS) as second,
     ):
         for bodies_now in zip(*payloads, strict=True):
             for i, (http, body) in enumerate(zip((first, second), bodies_now, strict=True)):
-                start = time.perf_counter()
-                async with http.post("/v1/push", data=body) as resp:
-                    if resp.status != 200:
-                        raise RuntimeError(f"push failed: {resp.status} {await resp.text()}")
-                    await resp.read()
-                elapsed[i] += time.perf_counter() - start
+                elapsed[i] += await _timed_push(http, body)
     count = len(payloads[0]) * batch
     return count / elapsed[0], count / elapsed[1]
 
@@ -254,13 +268,13 @@ async def run(
         running_server(qs_db, users={SPACE: TOKEN}) as qs,
         bare_server(store, bare_db) as bare,
     ):
-        urls = (qs.url, bare)
         for batch in BATCHES:
             count = max(changes // 10, batch) if batch == 1 else changes
-            warm = bodies(f"warm{batch}", batch, batch)  # both warmed up, on fields of their own
-            await taking_turns(urls, (warm, warm), batch)
+            # warm up both, on fields of their own
+            await throughput(qs.url, bodies(f"warm{batch}", batch, batch), batch)
+            await throughput(bare, bodies(f"warm{batch}", batch, batch), batch)
             payloads = bodies(f"q{batch}", batch, count)
-            ours, base = await taking_turns(urls, (payloads, payloads), batch)
+            ours, base = await taking_turns((qs.url, bare), (payloads, payloads), batch)
             rows.append((batch, ours, base))
     return rows
 
