@@ -4,7 +4,9 @@
 
 Both servers run in this process on 127.0.0.1 and receive the same request
 bodies (``{"mutations": [...]}``, every mutation a new field, so all are
-applied) from one client pushing sequentially. The bare handler only parses
+applied) from one client pushing sequentially, to each server in turn (one
+push to quietsync, then the same one to the bare handler, and so on), each
+push timed alone: both see the same load of a shared machine. The bare handler only parses
 the JSON and writes the rows quietsync ends up storing for those mutations
 (one field row each, with its seq, size and mutation id; the space's head; the
 client's mark), into the same tables (created by the store itself), in one
@@ -214,18 +216,42 @@ async def databases(store: str, pg_dsn: str) -> AsyncIterator[tuple[Path | str, 
         yield qs, bare
 
 
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+async def _timed_push(http: aiohttp.ClientSession, body: bytes) -> float:
+    """Seconds one push of `body` took, answer read."""
+    start = time.perf_counter()
+    async with http.post("/v1/push", data=body) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"push failed: {resp.status} {await resp.text()}")
+        await resp.read()
+    return time.perf_counter() - start
+
+
 async def throughput(url: str, payloads: list[bytes], batch: int) -> float:
     """Changes per second pushing `payloads` one after the other."""
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    async with aiohttp.ClientSession(url, headers=headers) as http:
-        start = time.perf_counter()
-        for body in payloads:
-            async with http.post("/v1/push", data=body) as resp:
-                if resp.status != 200:
-                    raise RuntimeError(f"push failed: {resp.status} {await resp.text()}")
-                await resp.read()
-        elapsed = time.perf_counter() - start
-    return len(payloads) * batch / elapsed
+    async with aiohttp.ClientSession(url, headers=HEADERS) as http:
+        elapsed = [await _timed_push(http, body) for body in payloads]
+    return len(payloads) * batch / sum(elapsed)
+
+
+async def taking_turns(
+    urls: tuple[str, str], payloads: tuple[list[bytes], list[bytes]], batch: int
+) -> tuple[float, float]:
+    """Changes per second of each server, pushed `payloads` one after the other, the two
+    taking turns push by push: on a shared machine whose load moves by the second, both
+    see the same load (one server measured after the other saw ratios move 2x)."""
+    elapsed = [0.0, 0.0]
+    async with (
+        aiohttp.ClientSession(urls[0], headers=HEADERS) as first,
+        aiohttp.ClientSession(urls[1], headers=HEADERS) as second,
+    ):
+        for bodies_now in zip(*payloads, strict=True):
+            for i, (http, body) in enumerate(zip((first, second), bodies_now, strict=True)):
+                elapsed[i] += await _timed_push(http, body)
+    count = len(payloads[0]) * batch
+    return count / elapsed[0], count / elapsed[1]
 
 
 async def run(
@@ -242,8 +268,8 @@ async def run(
             # warm up both, on fields of their own
             await throughput(qs.url, bodies(f"warm{batch}", batch, batch), batch)
             await throughput(bare, bodies(f"warm{batch}", batch, batch), batch)
-            ours = await throughput(qs.url, bodies(f"q{batch}", batch, count), batch)
-            base = await throughput(bare, bodies(f"q{batch}", batch, count), batch)
+            payloads = bodies(f"q{batch}", batch, count)
+            ours, base = await taking_turns((qs.url, bare), (payloads, payloads), batch)
             rows.append((batch, ours, base))
     return rows
 

@@ -7,7 +7,10 @@ per push, rows written with ``executemany``) and serialized on the one
 connection; the caller runs every method on one worker thread. One process
 serves a database: a second one is refused (an exclusive lock on
 ``<db>.lock``), since its live sockets would never hear of the first one's
-writes.
+writes. Its transactions are `server.store.OverwriteTransaction`s: a push of
+plain overwrites is one upsert whose ``WHERE`` is `conflicts.lww.overwrites`
+on the stamps' text, under a savepoint it rolls back to when a row is
+refused or a record written is deleted (`server.overwrite`).
 
 Tables (schema and migrations: `server.sqlite_schema`; every row keyed by
 ``space`` first, so one space is a key range; see `quietsync.protocol.spaces`):
@@ -39,14 +42,14 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence, Sized
 from contextlib import AbstractContextManager, contextmanager
 from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
 from quietsync.conflicts import HLC, Conflict, FieldRef
-from quietsync.protocol import DELETED_FIELD
+from quietsync.protocol import DELETED_FIELD, Mutation, WireWrite
 from quietsync.server.backend import (
     TOMBSTONE,
     change_from_row,
@@ -82,6 +85,10 @@ _UPSERT_FIELD = (
     " ON CONFLICT (space, collection, key, field) DO UPDATE SET seq = excluded.seq,"
     " size = excluded.size, kind = excluded.kind, stamp = excluded.stamp, base = excluded.base,"
     " mid = excluded.mid, value = excluded.value, state = excluded.state, writer = excluded.writer"
+)
+_OVERWRITE_FIELD = (  # `conflicts.lww.overwrites`, on the stamps' text (its order is theirs)
+    f"{_UPSERT_FIELD} WHERE fields.kind = 'lww'"
+    " AND excluded.stamp > fields.stamp AND excluded.base >= fields.stamp"
 )
 _TOMBSTONES = (  # the partial index's own condition, as literals, or SQLite cannot use it
     "SELECT space, collection, key FROM fields INDEXED BY fields_tombstones"
@@ -161,48 +168,26 @@ class _SQLiteTransaction:
         return row[0] if row else 0
 
     def write(self, batch: BatchWrite) -> None:
-        db, space = self._db, self._space
-        crdt = batch.fields
-        if batch.log and batch.first_seq <= self.head():
-            raise StoreError(f"seq {batch.first_seq} of {space!r} is already written")
+        space, crdt, writer = self._space, batch.fields, batch.writer
+        self._check_seq(batch.first_seq, batch.log)
         highest = ""  # the highest stamp written: the heads row keeps it for the clock
-        writer = batch.writer
 
-        def row(seq: int, m: Any) -> tuple[Any, ...]:
-            if m.kind == "crdt":  # the field's merged state, under its highest stamp
-                state = crdt[FieldRef(m.collection, m.key, m.field)]
-                stamp, base, value, blob = state.stamp, state.base, None, state.state
-                size = len(blob or b"")
-            else:
-                stamp, base, value, blob = m.stamp, m.base, value_text(m.value), None
-                size = len(value)
+        def row(seq: int, m: Mutation) -> tuple[Any, ...]:
             nonlocal highest
-            highest = max(highest, str(stamp))
-            return (
-                space,
-                m.collection,
-                m.key,
-                m.field,
-                seq,
-                size,
-                m.kind,
-                str(stamp),
-                str_or_none(base),
-                m.id,
-                value,
-                blob,
-                writer,
-            )
+            if m.kind != "crdt":
+                highest = max(highest, str(m.stamp))
+                return _lww_row(space, writer, seq, m)
+            state = crdt[FieldRef(m.collection, m.key, m.field)]  # merged, under its top stamp
+            stamp, blob = str(state.stamp), state.state
+            highest = max(highest, stamp)
+            return (space, m.collection, m.key, m.field, seq, len(blob or b""), m.kind, stamp,
+                    str_or_none(state.base), m.id, None, blob, writer)  # fmt: skip
 
         # Rows are generated, not listed: each is bound and freed before the next is built,
         # so a push of 1,000 does not hold 1,000 rows alive (and through the cyclic GC).
-        db.executemany(_UPSERT_FIELD, (row(seq, m) for seq, m in batch.final_writes()))
-        db.executemany(
-            "INSERT INTO clients (space, client, hw, last) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (space, client) DO UPDATE SET hw = excluded.hw, last = excluded.last",
-            ((space, client, mark.hw, mark_text(mark)) for client, mark in batch.marks.items()),
-        )
-        db.executemany(  # one report per losing write (law 5), however often it loses
+        self._db.executemany(_UPSERT_FIELD, (row(seq, m) for seq, m in batch.final_writes()))
+        self._write_marks(batch.marks)
+        self._db.executemany(  # one report per losing write (law 5), however often it loses
             "INSERT OR IGNORE INTO conflicts (space, collection, key, field, loser, body)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -211,11 +196,73 @@ class _SQLiteTransaction:
             ),
         )
         if batch.log:
-            db.execute(
-                "INSERT INTO heads (space, seq, stamp) VALUES (?, ?, ?) ON CONFLICT (space)"
-                " DO UPDATE SET seq = excluded.seq, stamp = max(ifnull(stamp, ''), excluded.stamp)",
-                (space, batch.last_seq, highest),
-            )
+            self._write_head(batch.last_seq, highest)
+
+    def overwrite(
+        self,
+        first_seq: int,
+        writes: Sequence[WireWrite],
+        marks: dict[str, ClientMark],
+        writer: str | None,
+    ) -> bool:
+        db, space = self._db, self._space
+        self._check_seq(first_seq, writes)
+        last_seq = first_seq + len(writes) - 1
+        db.execute("SAVEPOINT overwrite")
+        before = db.total_changes
+        db.executemany(
+            _OVERWRITE_FIELD,
+            (_lww_row(space, writer, seq, w) for seq, w in enumerate(writes, first_seq)),
+        )
+        # a row the WHERE refused changes nothing; the records are looked up from the rows
+        # just written (by seq), cheaper than asking for each one
+        done = db.total_changes - before == len(writes) and not _any_deleted(
+            db, space, first_seq, last_seq
+        )
+        if not done:
+            db.execute("ROLLBACK TO overwrite")
+        db.execute("RELEASE overwrite")
+        if done:
+            self._write_marks(marks)
+            self._write_head(last_seq, max(w.stamp for w in writes))
+        return done
+
+    def _check_seq(self, first_seq: int, log: Sized) -> None:
+        if log and first_seq <= self.head():
+            raise StoreError(f"seq {first_seq} of {self._space!r} is already written")
+
+    def _write_marks(self, marks: dict[str, ClientMark]) -> None:
+        self._db.executemany(
+            "INSERT INTO clients (space, client, hw, last) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (space, client) DO UPDATE SET hw = excluded.hw, last = excluded.last",
+            ((self._space, client, mark.hw, mark_text(mark)) for client, mark in marks.items()),
+        )
+
+    def _write_head(self, last_seq: int, highest: str) -> None:
+        """The space's new head, and the highest stamp stored (it keeps the higher one)."""
+        self._db.execute(
+            "INSERT INTO heads (space, seq, stamp) VALUES (?, ?, ?) ON CONFLICT (space)"
+            " DO UPDATE SET seq = excluded.seq, stamp = max(ifnull(stamp, ''), excluded.stamp)",
+            (self._space, last_seq, highest),
+        )
+
+
+def _any_deleted(db: sqlite3.Connection, space: str, first_seq: int, last_seq: int) -> bool:
+    """Whether a record written with a seq from `first_seq` to `last_seq` is deleted."""
+    row = db.execute(
+        "SELECT 1 FROM fields AS w JOIN fields AS t ON t.space = w.space"
+        " AND t.collection = w.collection AND t.key = w.key AND t.field = ?"
+        " WHERE w.space = ? AND w.seq BETWEEN ? AND ? AND t.value = ? LIMIT 1",
+        (DELETED_FIELD, space, first_seq, last_seq, TOMBSTONE),
+    ).fetchone()
+    return row is not None
+
+
+def _lww_row(space: str, writer: str | None, seq: int, m: Mutation | WireWrite) -> tuple[Any, ...]:
+    """The ``fields`` row of lww write `m` (its stamps as `HLC`s or as their text)."""
+    value = value_text(m.value)
+    return (space, m.collection, m.key, m.field, seq, len(value), m.kind, str(m.stamp),
+            None if m.base is None else str(m.base), m.id, value, None, writer)  # fmt: skip
 
 
 class SQLiteWriteTransaction:

@@ -31,14 +31,14 @@ one worker thread (see `server.app`), never concurrently.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import attrs
 
 from quietsync.conflicts import HLC, Conflict, FieldRef
-from quietsync.protocol import Change, Kind, Mutation
+from quietsync.protocol import Change, Kind, Mutation, WireWrite
 
 __all__ = [
     "BatchWrite",
@@ -47,10 +47,12 @@ __all__ = [
     "ConflictPage",
     "FieldId",
     "FieldKey",
+    "OverwriteTransaction",
     "Store",
     "StoredField",
     "Transaction",
     "WriteTransaction",
+    "numbered",
 ]
 
 FieldKey = tuple[str, str, str]
@@ -109,14 +111,18 @@ class ClientMark:
     def after(cls, previous: ClientMark | None, outcomes: Iterable[tuple[int, str]]) -> ClientMark:
         """The mark once a push answered `outcomes` (``(n, outcome)`` in push order)."""
         runs: list[tuple[int, int, str]] = []
+        first = last = 0
+        current = ""
+        for n, outcome in sorted(outcomes):  # n grows: a run is extended by locals, no tuples
+            if outcome != current or n != last + 1:
+                if current:
+                    runs.append((first, last, current))
+                first, current = n, outcome
+            last = n
+        if current:
+            runs.append((first, last, current))
         hw = 0 if previous is None else previous.hw
-        for n, outcome in sorted(outcomes):
-            hw = max(hw, n)
-            if runs and runs[-1][2] == outcome and runs[-1][1] == n - 1:
-                runs[-1] = (runs[-1][0], n, outcome)
-            else:
-                runs.append((n, n, outcome))
-        return cls(hw, tuple(runs))
+        return cls(max(hw, last), tuple(runs))
 
 
 @attrs.frozen
@@ -168,12 +174,15 @@ class BatchWrite:
 
     def changes(self) -> list[Change]:
         """`log` as the numbered `Change`s it becomes (what live sockets are sent)."""
-        return [
-            Change(
-                m.id, m.collection, m.key, m.field, m.kind, m.stamp, m.base, m.value, m.update, seq
-            )
-            for seq, m in enumerate(self.log, self.first_seq)
-        ]
+        return numbered(self.log, self.first_seq)
+
+
+def numbered(log: Iterable[Mutation], first_seq: int) -> list[Change]:
+    """The writes of `log` as the `Change`s they become, numbered from `first_seq`."""
+    return [
+        Change(m.id, m.collection, m.key, m.field, m.kind, m.stamp, m.base, m.value, m.update, seq)
+        for seq, m in enumerate(log, first_seq)
+    ]
 
 
 @attrs.frozen
@@ -219,6 +228,32 @@ class Transaction(Protocol):
 
     def write(self, batch: BatchWrite) -> None:
         """Write `batch` (its changes numbered from ``head() + 1``)."""
+        ...
+
+
+@runtime_checkable
+class OverwriteTransaction(Transaction, Protocol):
+    """A `Transaction` that writes a push of plain overwrites without reading it first.
+
+    What most pushes are: lww writes, none of them a delete, each one onto a
+    field that is new or that it overwrites (`conflicts.lww.overwrites`), of
+    records that are not deleted.
+    Optional: `server.overwrite` uses it when a store has it (SQLite does:
+    one conditional upsert), and decides every push in Python otherwise.
+    """
+
+    def overwrite(
+        self,
+        first_seq: int,
+        writes: Sequence[WireWrite],
+        marks: dict[str, ClientMark],
+        writer: str | None,
+    ) -> bool:
+        """Write each of `writes` as its field's new state (numbered from `first_seq`,
+        written by `writer`), `marks` and the head, if every write overwrites its field
+        (the field is absent, or an lww field stamped below the write and at or below its
+        base) and no record written is deleted (its ``_deleted`` field holds true).
+        Otherwise write nothing at all and return False."""
         ...
 
 

@@ -1,9 +1,13 @@
 """`SyncService`: the server's merge policy over a `server.store.Store`.
 
-A push is handled in one store transaction, in two steps:
+A push is handled in one store transaction. Most pushes are plain
+overwrites (lww writes, each onto a new field or one its writer had seen):
+`server.overwrite` writes those straight from their wire form, when the store
+can (`server.store.OverwriteTransaction`), with the outcome the steps below
+would give. Every other push is decided write by write, in two steps:
 
 1. **Decide, for every mutation, without writing.** Take it decoded
-   (`quietsync.protocol.decode_writes`; its id must be ``<client>:<n>``), answer ids seen
+   (`quietsync.protocol.decode_push`; its id must be ``<client>:<n>``), answer ids seen
    before from the client's mark, refuse stamps beyond the clock-drift bound
    (`Clock.check_drift`), kinds that differ from the field's stored kind or
    from an earlier write of the batch, garbage CRDT updates, and non-boolean
@@ -35,9 +39,9 @@ Rules:
   mark, or seen earlier in the same batch, is answered with its recorded
   outcome (``duplicate`` if it is older than the client's last push) and not
   merged again. The marks are written with the batch. A client's marks are
-  its pusher's (`_mark_key`): in a shared space, one member cannot claim
-  another member's ids (every pull shows them) to have that member's later
-  writes answered ``duplicate`` and never applied.
+  its pusher's (`server.mutation_ids.mark_key`): in a shared space, one
+  member cannot claim another member's ids (every pull shows them) to have
+  that member's later writes answered ``duplicate`` and never applied.
 * **Delete versus edit** (`conflicts.tombstone`): on a record that is
   deleted after the push, every write stamped after the tombstone is an edit
   the delete did not cover; it stays under the tombstone and is reported,
@@ -65,9 +69,9 @@ Runs on the store's worker thread; it does no I/O of its own.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 import attrs
 
@@ -92,6 +96,7 @@ from quietsync.conflicts import (
 from quietsync.protocol import (
     DELETED_FIELD,
     Change,
+    DecodedPush,
     Mutation,
     Unreadable,
     WireError,
@@ -99,7 +104,6 @@ from quietsync.protocol import (
     WireResult,
     conflict_to_wire,
     encode,
-    private_space,
 )
 from quietsync.server.errors import (
     BatchTooLargeError,
@@ -107,6 +111,8 @@ from quietsync.server.errors import (
     Refusal,
     ResyncRequiredError,
 )
+from quietsync.server.mutation_ids import client_and_number, mark_key
+from quietsync.server.overwrite import Overwritten, write_overwrites
 from quietsync.server.store import (
     BatchWrite,
     ChangePage,
@@ -116,28 +122,10 @@ from quietsync.server.store import (
     Store,
     StoredField,
     Transaction,
+    numbered,
 )
 
 __all__ = ["PushResult", "SyncService"]
-
-_MUTATION_ID = re.compile(r"(.{1,100}):([1-9][0-9]{0,17})")
-"""``<client>:<n>``: a client's own name, then its mutation number (from 1)."""
-
-
-def _client_and_number(mid: str) -> tuple[str, int]:
-    match = _MUTATION_ID.fullmatch(mid)
-    if match is None:
-        raise WireError(f"'id' must be '<client>:<n>' with n a positive integer, got {mid!r:.80}")
-    return match[1], int(match[2])
-
-
-def _mark_key(space: str, by: str | None, client: str) -> str:
-    """Whose mark a client's ids are answered from: in a shared space, the pushing
-    member's own (``<len>:<user>:<client>``, one key per user and client); in a private
-    space (one user) and for the server's own writes, the client's, as before spaces."""
-    if by is None or space == private_space(by):
-        return client
-    return f"{len(by)}:{by}:{client}"
 
 
 @attrs.frozen
@@ -149,14 +137,16 @@ class PushResult:
     suppressed: int
     cursor: int
     history: str
-    written: BatchWrite
-    """What the push committed."""
     space: str
     """The space it was committed in."""
+    first_seq: int
+    """The seq of its first change (``cursor + 1`` when it changed nothing)."""
+    log: Callable[[], Sequence[Mutation]]
+    """The writes it committed, in seq order (made when asked: only live sockets need them)."""
 
     def changes(self) -> list[Change]:
         """The changes the push committed, numbered (built on demand, for live sockets)."""
-        return self.written.changes()
+        return numbered(self.log(), self.first_seq)
 
     def to_json_bytes(self) -> bytes:
         """The answer to the push (``docs/protocol.md``), encoded from its schema."""
@@ -235,16 +225,47 @@ class SyncService:
         self._page_max_bytes = page_max_bytes
         self._suppress_identical = suppress_identical
 
-    def push(
-        self, space: str, writes: list[Mutation | Unreadable], *, by: str | None = None
-    ) -> PushResult:
+    def push(self, space: str, push: DecodedPush, *, by: str | None = None) -> PushResult:
         """Apply a decoded push to `space` atomically, or raise a `RequestError`, changing
         nothing. `by` is the user pushing: the fields written keep it as their writer, and
         conflicts name the users on each side."""
-        if len(writes) > self._max_batch:
+        if len(push) > self._max_batch:
             raise BatchTooLargeError(
-                f"{len(writes)} mutations in one push; at most {self._max_batch} allowed"
+                f"{len(push)} mutations in one push; at most {self._max_batch} allowed"
             )
+        with self._store.transaction(space) as tx:
+            fast = None
+            if push.wire is not None:
+                bound = self._clock.drift_bound()
+                fast = write_overwrites(tx, space, push.wire, by=by, drift_bound=bound)
+            if fast is None:
+                result, highest = self._decide(tx, space, push.writes, by)
+            else:
+                result, highest = self._overwritten(space, push, fast), fast.highest
+        if highest is not None:  # observing the highest stamp is observing them all
+            self._clock.observe(highest)
+        return result
+
+    def _overwritten(self, space: str, push: DecodedPush, fast: Overwritten) -> PushResult:
+        """The answer to a push `write_overwrites` wrote: every write applied."""
+        wire, applied = push.wire, Outcome.APPLIED.value
+        assert wire is not None
+        return PushResult(
+            [(w.id, applied) for w in wire],
+            [],
+            0,
+            fast.first_seq + len(wire) - 1,
+            self.history,
+            space,
+            fast.first_seq,
+            lambda: cast(list[Mutation], push.writes),  # every one valid (it has a wire form)
+        )
+
+    def _decide(
+        self, tx: Transaction, space: str, writes: list[Mutation | Unreadable], by: str | None
+    ) -> tuple[PushResult, HLC | None]:
+        """`push`, write by write (see the module docstring), inside its transaction `tx`;
+        with the highest stamp of its valid writes, for the clock to observe."""
         refused = [
             Refusal(w.index, w.id, "invalid_mutation", w.reason)
             for w in writes
@@ -254,50 +275,49 @@ class SyncService:
         for index, m in enumerate(writes):
             if isinstance(m, Mutation):
                 try:
-                    client, n = _client_and_number(m.id)
+                    client, n = client_and_number(m.id)
                 except WireError as exc:
                     refused.append(Refusal(index, m.id, "invalid_mutation", str(exc)))
                 else:
-                    client = _mark_key(space, by, client)
+                    client = mark_key(space, by, client)
                     valid.append((index, m, (m.collection, m.key, m.field), client, n))
-        with self._store.transaction(space) as tx:
-            touched = {key for _, _, key, _, _ in valid}
-            tombstones = {(c, k, DELETED_FIELD) for c, k, _ in touched}
-            stored = tx.fields(touched | tombstones)  # tombstones for `_report_deletes`
-            batch = _Batch(
-                marks=tx.marks({client for *_, client, _ in valid}),
-                fields=dict(stored),
-                write=BatchWrite(first_seq=tx.head() + 1, writer=by),
-                drift_bound=self._clock.drift_bound(),
-                refused=refused,
-            )
-            for index, m, key, client, n in valid:
-                self._decide(batch, index, m, key, client, n)
-            if not batch.refused:
-                _merge_texts(batch)  # may refuse writes that cannot merge
-            if not batch.refused:
-                self._report_deletes(batch, tx)
-            if batch.refused:
-                batch.refused.sort(key=lambda r: r.index)
-                raise MutationsRefusedError(batch.refused, len(writes))
-            _name_writers(batch.write.conflicts, stored.values(), by, [m for _, m, *_ in valid])
-            batch.write.marks.update(
-                (client, ClientMark.after(batch.marks.get(client), outcomes.items()))
-                for client, outcomes in batch.answered.items()
-            )
-            tx.write(batch.write)
-        if valid:  # observing the highest stamp is observing them all (module docstring)
-            self._clock.observe(max(m.stamp for _, m, *_ in valid))
+        touched = {key for _, _, key, _, _ in valid}
+        tombstones = {(c, k, DELETED_FIELD) for c, k, _ in touched}
+        stored = tx.fields(touched | tombstones)  # tombstones for `_report_deletes`
+        batch = _Batch(
+            marks=tx.marks({client for *_, client, _ in valid}),
+            fields=dict(stored),
+            write=BatchWrite(first_seq=tx.head() + 1, writer=by),
+            drift_bound=self._clock.drift_bound(),
+            refused=refused,
+        )
+        for index, m, key, client, n in valid:
+            self._decide_one(batch, index, m, key, client, n)
+        if not batch.refused:
+            _merge_texts(batch)  # may refuse writes that cannot merge
+        if not batch.refused:
+            self._report_deletes(batch, tx)
+        if batch.refused:
+            batch.refused.sort(key=lambda r: r.index)
+            raise MutationsRefusedError(batch.refused, len(writes))
+        _name_writers(batch.write.conflicts, stored.values(), by, [m for _, m, *_ in valid])
+        batch.write.marks.update(
+            (client, ClientMark.after(batch.marks.get(client), outcomes.items()))
+            for client, outcomes in batch.answered.items()
+        )
+        tx.write(batch.write)
         written = batch.write
-        return PushResult(
+        result = PushResult(
             batch.results,
             written.conflicts,
             batch.suppressed,
             written.last_seq,
             self.history,
-            written,
             space,
+            written.first_seq,
+            lambda: written.log,
         )
+        return result, max((m.stamp for _, m, *_ in valid), default=None)
 
     @property
     def history(self) -> str:
@@ -331,7 +351,7 @@ class SyncService:
     def close(self) -> None:
         self._store.close()
 
-    def _decide(
+    def _decide_one(
         self, batch: _Batch, index: int, m: Mutation, key: FieldKey, client: str, n: int
     ) -> None:
         recorded = batch.recorded(client, n)

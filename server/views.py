@@ -21,7 +21,7 @@ from quietsync.protocol import (
     WireError,
     WirePullAnswer,
     conflict_to_wire,
-    decode_writes,
+    decode_push,
     encode,
 )
 from quietsync.server.errors import (
@@ -160,17 +160,17 @@ def _history_param(request: web.Request) -> str | None:
 async def push(request: web.Request) -> web.Response:
     user, sync = request[USER_KEY], request.app[SYNC_KEY]
     try:
-        writes = decode_writes(await read_body(request))
+        writes = decode_push(await read_body(request))
     except NotJsonError as exc:
         raise MalformedJsonError(f"request body is not valid JSON: {exc}") from exc
     except WireError as exc:
         raise BadRequestError(str(exc)) from exc
     result = await in_space(request, "write", lambda space: sync.push(space, writes, by=user))
-    hub, written = request.app[HUB_KEY], result.written
+    hub = request.app[HUB_KEY]
     if hub.listening(result.space):  # else numbering 1,000 changes would be for nobody
         hub.publish(
             result.space,
-            Published(written.first_seq - 1, written.changes(), request.content_length or 0),
+            Published(result.first_seq - 1, result.changes(), request.content_length or 0),
         )
     return _json_response(result.to_json_bytes())
 

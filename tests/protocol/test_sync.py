@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from quietsync.conflicts import HLC, Conflict, Side, canonical_json
-from quietsync.protocol import Change, Mutation, NotJsonError, Unreadable, WireError, decode_writes
+from quietsync.protocol import Change, Mutation, NotJsonError, Unreadable, WireError, decode_push
 from tests.conflicts.strategies import json_values, stamps
 
 STAMP = HLC(1_700_000_000_000, 3, "node-a")
@@ -134,7 +134,7 @@ def test_a_lone_surrogate_escape_makes_one_write_unreadable_not_the_body(member:
     """msgspec refuses the escape anywhere in the body; only the write holding it is refused."""
     good = lww(id="a:1")
     bad = {**lww(id="a:2"), member: "x\ud800"}
-    decoded = decode_writes(_body(good, bad, lww(id="a:3")))
+    decoded = decode_push(_body(good, bad, lww(id="a:3"))).writes
     assert [type(w) for w in decoded] == [Mutation, Unreadable, Mutation]
     unreadable = decoded[1]
     assert isinstance(unreadable, Unreadable)
@@ -150,9 +150,9 @@ def test_a_lone_surrogate_escape_makes_one_write_unreadable_not_the_body(member:
 def test_a_lone_surrogate_where_no_name_is_expected_is_unreadable(
     bad: Any, first: list[Any]
 ) -> None:
-    *others, unreadable = decode_writes(
+    *others, unreadable = decode_push(
         _body(*first, {**lww(), **bad} if isinstance(bad, dict) else bad)
-    )
+    ).writes
     assert [type(w) for w in others] == [Unreadable] * len(first)
     assert isinstance(unreadable, Unreadable) and unreadable.index == len(first)
 
@@ -168,11 +168,11 @@ def test_a_lone_surrogate_where_no_name_is_expected_is_unreadable(
 )
 def test_a_body_that_is_not_json_stays_not_json(body: bytes) -> None:
     with pytest.raises(NotJsonError, match="the body is not JSON"):
-        decode_writes(body)
+        decode_push(body)
 
 
 @pytest.mark.parametrize("body", [b'["\\ud800"]', b'{"mutations": "\\ud800"}'])
 def test_a_body_of_the_wrong_shape_with_a_lone_surrogate_is_a_wire_error(body: bytes) -> None:
     with pytest.raises(WireError, match="must be a JSON object") as raised:
-        decode_writes(body)
+        decode_push(body)
     assert not isinstance(raised.value, NotJsonError)

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from quietsync.conflicts import HLC, Clock, FieldRef, initial_text_update
-from quietsync.protocol import Kind, Mutation, Unreadable, decode_writes
+from quietsync.protocol import DecodedPush, Kind, Mutation, decode_push
 
 __all__ = ["Writer", "conflicts_of", "decoded", "pull_all", "push"]
 
@@ -108,9 +108,9 @@ async def conflicts_of(
         return (await resp.json())["conflicts"]
 
 
-def decoded(mutations: list[Any]) -> list[Mutation | Unreadable]:
+def decoded(mutations: list[Any]) -> DecodedPush:
     """A push of these mutations (JSON-able objects), decoded as the server decodes a body."""
-    return decode_writes(json.dumps({"mutations": mutations}).encode())
+    return decode_push(json.dumps({"mutations": mutations}).encode())
 
 
 async def new_space(http: aiohttp.ClientSession, name: str = "shared") -> str:

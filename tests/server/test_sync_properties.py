@@ -39,7 +39,7 @@ from quietsync.conflicts import HLC, Clock, Conflict, CrdtText, FieldRef, Outcom
 from quietsync.protocol import Mutation
 from quietsync.server.errors import RequestError
 from quietsync.server.sqlite_store import SQLiteStore
-from quietsync.server.store import BatchWrite, Store
+from quietsync.server.store import Store
 from quietsync.server.sync import PushResult, SyncService
 from tests.server.helpers import decoded
 
@@ -248,9 +248,8 @@ def test_the_answer_to_a_push_is_the_json_of_its_parts(
     conflicts = [
         Conflict("c", 'k"é', "f", Side(v, stamp), Side("lost", stamp), "s") for v in values
     ]
-    written = BatchWrite(cursor + 1)
     text = PushResult(
-        results, conflicts, suppressed, cursor, "h" * 32, written, "u:alice"
+        results, conflicts, suppressed, cursor, "h" * 32, "u:alice", cursor + 1, list
     ).to_json_bytes()
     assert json.loads(text) == {
         "results": [{"id": mid, "outcome": outcome} for mid, outcome in results],
