@@ -178,6 +178,10 @@ class _Batch:
     suppressed: int = 0
     texts: dict[FieldKey, _TextWrites] = attrs.Factory(dict)
     """The crdt writes of this push, per field, merged once at the end (`_merge_texts`)."""
+    highest: HLC | None = None
+    """The highest stamp of the writes decided here, for the clock to observe after the
+    commit. A write answered from its client's mark is not decided again, and its stamp
+    was never drift-checked: observing it could fail after the commit."""
 
     def recorded(self, client: str, n: int) -> str | None:
         """The outcome already given to mutation `n` of `client` (this batch, or before)."""
@@ -317,7 +321,7 @@ class SyncService:
             written.first_seq,
             lambda: written.log,
         )
-        return result, max((m.stamp for _, m, *_ in valid), default=None)
+        return result, batch.highest
 
     @property
     def history(self) -> str:
@@ -364,6 +368,8 @@ class SyncService:
             outcome = self._merge(batch, m, key, current)
             if m.kind == "crdt":
                 batch.texts[key].writes.append((m, index, client, n))
+            if batch.highest is None or m.stamp > batch.highest:
+                batch.highest = m.stamp
         except ClockDriftError as exc:
             batch.refused.append(Refusal(index, m.id, "clock_drift", str(exc)))
         except KindMismatchError as exc:

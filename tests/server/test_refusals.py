@@ -463,3 +463,23 @@ async def test_a_lone_surrogate_in_a_mutation_refuses_that_mutation(
     assert (refusal["index"], refusal["id"], refusal["code"]) == (1, named, "invalid_mutation")
     assert repr(member) in refusal["reason"]
     await assert_unchanged(alice, before)
+
+
+async def test_a_retried_id_with_a_drifted_stamp_is_answered_from_its_mark_and_changes_nothing(
+    alice: aiohttp.ClientSession, w1: Writer, before: list[dict[str, Any]]
+) -> None:
+    """The first push of ``w1:1`` (in `before`) is recorded; the same id again, now with a
+    stamp an hour ahead, is not decided again, so it is neither refused nor observed by
+    the server's clock (which used to fail after the commit: a 500)."""
+    (first,) = before
+    retried = {
+        **w1.lww("k", "title", "changed, an hour ahead 🕐"),
+        "id": first["id"],
+        "stamp": str(_future_writer().clock.now()),
+    }
+    status, body = await push(alice, [retried])
+    assert status == 200, body
+    assert body["results"] == [{"id": first["id"], "outcome": "applied"}]
+    await assert_unchanged(alice, before)
+    status, body = await push(alice, [w1.lww("k", "title", "next, on time")])
+    assert (status, body["results"][0]["outcome"]) == (200, "applied"), body
