@@ -14,7 +14,7 @@ and left before it. Live sockets are closed first (`on_shutdown`), with code
 
 Every store call runs on ONE worker thread: sqlite3 blocks (a commit with
 ``synchronous=FULL`` waits for fsync), so running it inline would stall every
-socket and request on the event loop for the length of each push (about 14 ms
+socket and request on the event loop for the length of each push (8-15 ms
 for 1,000 mutations here); a single worker also serializes all writes on the
 one connection, which is what SQLite wants anyway. Measured with
 ``benchmarks/server_push.py``: inline calls are 10-20% faster for one-mutation
