@@ -290,7 +290,10 @@ class LiveSession:
         cursor = await self._read_cursor()
         await self._ws.send_str(encode(WireHello(cursor, self._history)).decode())
         self._sub.sent = cursor if since is None else since
-        await self._catch_up()
+        if since is not None:  # the backlog asked for. Without one there is none to read:
+            # the subscription (made first) queues every commit after the cursor, each as its
+            # own batch; a store read here, racing those commits, would merge their states
+            await self._catch_up()
         while (batches := await self._sub.next_batches()) is not None:
             if self._sub.take_notice():
                 await self._ws.send_str(encode(WireSpacesChanged()).decode())
