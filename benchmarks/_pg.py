@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_PG_DSN", "default_pg_dsn", "new_database", "pg_databases"]
+__all__ = ["DEFAULT_PG_DSN", "default_pg_dsn", "new_database", "pg_databases", "run_admin"]
 
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 """Where ``--store postgres`` creates its databases unless told (``--pg-dsn``)."""
@@ -23,7 +23,8 @@ def default_pg_dsn() -> str:
     return os.environ.get("QUIETSYNC_TEST_PG_DSN") or DEFAULT_PG_DSN
 
 
-async def _admin(dsn: str, statement: str) -> None:
+async def run_admin(dsn: str, statement: str) -> None:
+    """Run `statement` (CREATE or DROP DATABASE, say) on a connection of its own to `dsn`."""
     import asyncpg
 
     db = await asyncpg.connect(dsn)
@@ -37,11 +38,11 @@ async def _admin(dsn: str, statement: str) -> None:
 async def new_database(dsn: str, name: str) -> AsyncIterator[str]:
     """A new empty database `name` on `dsn`'s server (whose user may create databases), as
     a URL; dropped on exit, whoever is still connected."""
-    await _admin(dsn, f"CREATE DATABASE {name}")
+    await run_admin(dsn, f"CREATE DATABASE {name}")
     try:
         yield urlsplit(dsn)._replace(path=f"/{name}").geturl()
     finally:
-        await _admin(dsn, f"DROP DATABASE {name} WITH (FORCE)")
+        await run_admin(dsn, f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @asynccontextmanager

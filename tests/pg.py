@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from benchmarks._loopback import PortHold
+from benchmarks._pg import run_admin
 
 __all__ = ["PG_DSN_ENV", "Cluster", "admin_dsn", "fresh_database", "throwaway_cluster"]
 
@@ -55,14 +56,6 @@ def _answers(dsn: str) -> bool:
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
         return False
     return True
-
-
-async def _admin(dsn: str, statement: str) -> None:
-    db = await asyncpg.connect(dsn)
-    try:
-        await db.execute(statement)
-    finally:
-        await db.close()
 
 
 class Cluster:
@@ -157,9 +150,9 @@ def admin_dsn() -> Iterator[str | None]:
 def fresh_database(admin: str) -> Iterator[str]:
     """A new empty database on `admin`'s server, as a URL; dropped on exit."""
     name = f"qs_{uuid.uuid4().hex[:16]}"
-    asyncio.run(_admin(admin, f"CREATE DATABASE {name}"))
-    asyncio.run(_admin(admin, f"ALTER DATABASE {name} SET synchronous_commit = off"))
+    asyncio.run(run_admin(admin, f"CREATE DATABASE {name}"))
+    asyncio.run(run_admin(admin, f"ALTER DATABASE {name} SET synchronous_commit = off"))
     try:
         yield urlsplit(admin)._replace(path=f"/{name}").geturl()
     finally:
-        asyncio.run(_admin(admin, f"DROP DATABASE {name} WITH (FORCE)"))
+        asyncio.run(run_admin(admin, f"DROP DATABASE {name} WITH (FORCE)"))
