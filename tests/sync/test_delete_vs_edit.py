@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from quietsync.conflicts import Conflict
+from quietsync.conflicts import Conflict, wall_clock_ms
 from quietsync.replica import Replica, SyncClient
+from quietsync.replica.replica import sync_port
 from quietsync.testing import RunningServer
 from tests.sync.conftest import TOKEN
 
@@ -28,6 +29,15 @@ async def sync(*replicas: Replica, url: str) -> None:
             await client.sync_once()
         finally:
             await client.stop()
+
+
+def past_last_stamp_of(replica: Replica) -> None:
+    """Return once the wall clock is past `replica`'s last stamp, so that a write another
+    replica makes next is stamped after it (within one millisecond, the node ids would
+    order the two: "b" after "a"). Waits under a millisecond."""
+    last = sync_port(replica).clock.last.wall_ms
+    while wall_clock_ms() <= last:
+        pass
 
 
 def delete_conflicts(replica: Replica, key: str) -> list[Conflict]:
@@ -71,6 +81,7 @@ async def test_an_edit_before_the_delete_or_after_seeing_it_is_no_conflict(
     a.put("notes", "n1", {"title": "draft"})
     await sync(a, b, url=server.url)
     b.put("notes", "n1", {"title": "older edit"})  # stamped before the delete
+    past_last_stamp_of(b)
     a.delete("notes", "n1")
     await sync(a, b, a, url=server.url)
     assert a.get("notes", "n1") is None and b.get("notes", "n1") is None
