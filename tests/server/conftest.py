@@ -8,13 +8,17 @@ in `db_home`, which follows `store_kind` too.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from quietsync.server.sqlite_store import SQLiteStore
+from quietsync.server.store import Store
 from quietsync.testing import RunningServer, running_server
 from tests.server.helpers import Writer
 
@@ -84,3 +88,38 @@ def w1() -> Writer:
 @pytest.fixture
 def w2() -> Writer:
     return Writer("n2")
+
+
+EmptySpace = Callable[[], AbstractContextManager[tuple[Store, str]]]
+"""Makes a store with an empty space, and names the space."""
+
+
+@contextmanager
+def _sqlite_space() -> Iterator[tuple[Store, str]]:
+    store = SQLiteStore(":memory:")
+    try:
+        yield store, "u"
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def empty_space(request: pytest.FixtureRequest) -> Iterator[EmptySpace]:
+    """A factory of empty spaces, one per Hypothesis example, on the store the parameter
+    names: a new in-memory SQLite store each, or a new space of one PostgreSQL database
+    shared by the module (a database per example would cost a CREATE DATABASE each)."""
+    if request.param == "sqlite":
+        yield _sqlite_space
+        return
+    from quietsync.server.postgres_store import PostgresStore
+
+    store = PostgresStore(request.getfixturevalue("pg_module_url"))
+
+    @contextmanager
+    def new_space() -> Iterator[tuple[Store, str]]:
+        yield store, f"u-{uuid.uuid4().hex}"
+
+    try:
+        yield new_space
+    finally:
+        store.close()

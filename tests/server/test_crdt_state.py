@@ -19,9 +19,8 @@ new space of one PostgreSQL database.
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import given
@@ -42,6 +41,7 @@ from quietsync.server.sqlite_store import SQLiteStore
 from quietsync.server.store import BatchWrite, Store, StoredField
 from quietsync.server.sync import SyncService
 from tests.conflicts.test_text_state import authored_updates, typing
+from tests.server.conftest import EmptySpace
 from tests.server.helpers import decoded
 
 REF = FieldRef("docs", "paper", "body")
@@ -84,38 +84,16 @@ def server() -> Iterator[Server]:
         store.close()
 
 
-NewServer = Callable[[], AbstractContextManager[Server]]
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def new_server(request: pytest.FixtureRequest) -> Iterator[NewServer]:
-    """A server with an empty space for each example, on the store the parameter names."""
-    if request.param == "sqlite":
-        yield server
-        return
-    from quietsync.server.postgres_store import PostgresStore
-
-    store = PostgresStore(request.getfixturevalue("pg_module_url"))
-
-    @contextmanager
-    def on_postgres() -> Iterator[Server]:
-        yield Server(store, f"u-{uuid.uuid4().hex}")
-
-    try:
-        yield on_postgres
-    finally:
-        store.close()
-
-
 @given(authored_updates(), st.data())
 def test_any_order_duplicates_and_batching_converge_to_the_documents_text(
-    new_server: NewServer, authored: tuple[list[bytes], str], data: st.DataObject
+    empty_space: EmptySpace, authored: tuple[list[bytes], str], data: st.DataObject
 ) -> None:
     updates, expected = authored
     deliveries = data.draw(
         st.permutations(updates + data.draw(st.lists(st.sampled_from(updates), max_size=6)))
     )
-    with new_server() as srv:
+    with empty_space() as (store, space):
+        srv = Server(store, space)
         while deliveries:
             size = data.draw(st.integers(1, len(deliveries)))
             batch, deliveries = deliveries[:size], deliveries[size:]

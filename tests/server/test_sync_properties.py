@@ -25,59 +25,23 @@ from __future__ import annotations
 
 import itertools
 import json
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from quietsync.conflicts import HLC, Clock, Conflict, CrdtText, FieldRef, Outcome, Resolvers, Side
 from quietsync.protocol import Mutation
 from quietsync.server.errors import RequestError
-from quietsync.server.sqlite_store import SQLiteStore
-from quietsync.server.store import Store
 from quietsync.server.sync import PushResult, SyncService
+from tests.server.conftest import EmptySpace
 from tests.server.helpers import decoded
 
 NODES = ("n1", "n2", "n3")
 FIELDS = [("a", "f"), ("a", "g"), ("b", "f")]
-
-
-EmptySpace = Callable[[], AbstractContextManager[tuple[Store, str]]]
-"""Makes a store with an empty space, and names the space."""
-
-
-@contextmanager
-def _sqlite_space() -> Iterator[tuple[Store, str]]:
-    store = SQLiteStore(":memory:")
-    try:
-        yield store, "u"
-    finally:
-        store.close()
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def empty_space(request: pytest.FixtureRequest) -> Iterator[EmptySpace]:
-    """An empty space for each example, on the store the parameter names (module docstring)."""
-    if request.param == "sqlite":
-        yield _sqlite_space
-        return
-    from quietsync.server.postgres_store import PostgresStore
-
-    store = PostgresStore(request.getfixturevalue("pg_module_url"))
-
-    @contextmanager
-    def new_space() -> Iterator[tuple[Store, str]]:
-        yield store, f"u-{uuid.uuid4().hex}"
-
-    try:
-        yield new_space
-    finally:
-        store.close()
 
 
 @contextmanager
